@@ -1,0 +1,3 @@
+from loc2_engine.cli import main
+
+raise SystemExit(main())
