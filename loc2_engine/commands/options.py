@@ -1,0 +1,37 @@
+"""Options shared by every command that localizes (DESIGN.md §4), so they are spelled the same everywhere."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("model and weights")
+    g.add_argument("--model", default="default",
+                   help="registry name (default, loc2-vigor, loc2-kitti, ...) or a weight file of the default "
+                        "architecture")
+    g.add_argument("--weights", help="matcher checkpoint, for models that need one (the official loc2-* models)")
+    g.add_argument("--backbone", help="backbone weights (DINOv2 ViT-L/14: Meta .pth or a transformers folder)")
+    g.add_argument("--depth", default=None,
+                   help="depth provider (truth, plane, mono, depth-anything, ...); a folder selects "
+                        "depth-anything weights; default: the model's own choice")
+    g.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                   help="default: cuda when available, else cpu")
+
+
+def add_camera_prior_options(parser: argparse.ArgumentParser, single_photo: bool) -> None:
+    g = parser.add_argument_group("camera and prior")
+    if single_photo:
+        g.add_argument("--prior", nargs=2, type=float, metavar=("X", "Y"),
+                       help="prior position; default: the photo's EXIF GPS")
+        g.add_argument("--prior-crs", default=None,
+                       help="CRS of --prior (default: the aerial raster's CRS)")
+    g.add_argument("--radius", type=float, default=None, help="search radius around the prior, metres")
+    g.add_argument("--camera", choices=("auto", "pano", "pinhole"), default="auto",
+                   help="camera model; auto = panorama when the photo is 2:1, else pinhole")
+    g.add_argument("--hfov", type=float, default=None,
+                   help="horizontal field of view of pinhole photos, degrees (default: from EXIF)")
+    g.add_argument("--heading", type=float, default=None,
+                   help="heading prior, degrees clockwise from true north (default: unknown orientation)")
+    g.add_argument("--heading-tolerance", type=float, default=None,
+                   help="tolerance of --heading, degrees")
