@@ -5,7 +5,7 @@ QGIS_CORE := $(firstword $(wildcard /lib/libqgis_core.so.3.* /usr/lib/libqgis_co
 export PROJ_DATA ?= /usr/share/proj
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup test test-engine test-inqgis demo bench package screenshot run-qgis clean
+.PHONY: setup test demo bench bench-ransac package screenshot clean
 
 setup:
 	@bash scripts/setup.sh
@@ -18,7 +18,16 @@ demo: setup
 	$(PY) -m loc2_engine demo --out out/demo
 
 bench: setup
-	$(PY) -m loc2_engine bench data/bench --json out/bench.json
+	bash scripts/bench.sh
 
 clean:
 	rm -rf out build dist .qgis-settings
+
+package: setup
+	bash scripts/package.sh
+
+screenshot: setup
+	bash scripts/screenshot.sh
+
+bench-ransac: setup
+	$(PY) scripts/bench_ransac.py
