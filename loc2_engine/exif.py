@@ -1,0 +1,248 @@
+"""EXIF reading: orientation, GPS position and direction, focal length, sensor size, camera make/model.
+
+Reading never raises on a strange tag: a value that is missing, of the wrong type, has a zero denominator
+or is out of range is reported as ``None``. Only a file that cannot be opened as an image raises
+`PhotoError` (see `open_photo`), with a sentence that says what is wrong with that file.
+
+`exif_hfov_deg` turns the EXIF optics into a horizontal field of view for the *upright* image, i.e. after
+the EXIF orientation is applied (a portrait photo taken with a landscape sensor has the narrower FOV).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+from PIL import Image, UnidentifiedImageError
+
+from .errors import PhotoError
+
+# Tag numbers (EXIF 2.32); PIL 9.4 names them in ExifTags but numbers keep this file version-proof.
+_IFD_EXIF = 0x8769
+_IFD_GPS = 0x8825
+_ORIENTATION = 0x0112
+_MAKE = 0x010F
+_MODEL = 0x0110
+_FOCAL_LENGTH = 0x920A
+_FOCAL_35MM = 0xA405
+_FOCAL_PLANE_XRES = 0xA20E
+_FOCAL_PLANE_UNIT = 0xA210
+_PIXEL_X_DIMENSION = 0xA002
+_GPS_LAT_REF, _GPS_LAT, _GPS_LON_REF, _GPS_LON = 1, 2, 3, 4
+_GPS_ALT_REF, _GPS_ALT = 5, 6
+_GPS_STATUS = 9
+_GPS_IMG_DIR_REF, _GPS_IMG_DIR = 16, 17
+
+#: FocalPlaneResolutionUnit -> millimetres per unit (2 = inch is the EXIF default; 4, 5 are common extensions)
+_UNIT_MM = {2: 25.4, 3: 10.0, 4: 1.0, 5: 0.001}
+
+#: diagonal of the 36 x 24 mm frame that "35 mm equivalent" focal lengths refer to, in mm
+FULL_FRAME_DIAGONAL_MM = 43.27
+
+
+@dataclass
+class ExifInfo:
+    """What the engine uses from a photo's EXIF; every field is None when absent or unusable.
+
+    orientation: EXIF Orientation 1..8 (1 = upright, 6 = rotate 90° clockwise to view, 8 = 90° counter-clockwise).
+    lonlat: (lon, lat) WGS84 degrees, hemisphere refs applied (S and W negative).
+    altitude: metres above sea level (negative below, GPSAltitudeRef applied).
+    gps_heading_deg: GPSImgDirection in [0, 360), degrees clockwise from the north named by gps_heading_ref.
+    gps_heading_ref: "T" (true north) or "M" (magnetic north; the engine must not treat it as true), or None.
+    focal_mm: real focal length in mm.  focal_35mm: 35 mm-equivalent focal length in mm.
+    sensor_width_mm: sensor extent along the stored image's x axis, from FocalPlaneXResolution, in mm.
+    make, model: camera strings, stripped.
+    width, height: pixel size of the image as stored in the file (before orientation is applied).
+    """
+
+    orientation: Optional[int] = None
+    lonlat: Optional[Tuple[float, float]] = None
+    altitude: Optional[float] = None
+    gps_heading_deg: Optional[float] = None
+    gps_heading_ref: Optional[str] = None
+    focal_mm: Optional[float] = None
+    focal_35mm: Optional[float] = None
+    sensor_width_mm: Optional[float] = None
+    make: Optional[str] = None
+    model: Optional[str] = None
+    width: Optional[int] = None
+    height: Optional[int] = None
+
+    @property
+    def swaps_axes(self) -> bool:
+        """True when applying the orientation turns the image by 90° (orientations 5-8)."""
+        return self.orientation in (5, 6, 7, 8)
+
+
+def open_photo(path) -> Image.Image:
+    """Open ``path`` lazily with PIL (header only), raising `PhotoError` with a specific sentence.
+
+    Distinguishes a missing file, a directory, an empty file and a file that is not an image. Truncation is
+    only found by decoding the pixels (``img.load()``), which `ground.GroundImage.load` does.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise PhotoError(f"The photo {path} does not exist; check the path (relative paths are taken from "
+                         f"the current folder or, in a manifest, from the manifest's folder).")
+    if os.path.isdir(path):
+        raise PhotoError(f"The photo path {path} is a folder, not an image file.")
+    if os.path.getsize(path) == 0:
+        raise PhotoError(f"The photo {path} is an empty file (0 bytes); the copy or download probably "
+                         f"failed, copy it again.")
+    try:
+        return Image.open(path)
+    except UnidentifiedImageError as exc:
+        raise PhotoError(f"The photo {path} is not an image that can be read (JPEG, PNG, TIFF, ...): its "
+                         f"content is not a known image format, whatever its extension.") from exc
+    except OSError as exc:
+        raise PhotoError(f"The photo {path} cannot be opened: {exc}.") from exc
+
+
+def read_exif(path) -> ExifInfo:
+    """Read the EXIF of the photo at ``path``; raises `PhotoError` only if the file is not a readable image."""
+    with open_photo(path) as img:
+        return exif_from_image(img)
+
+
+def exif_from_image(img: Image.Image) -> ExifInfo:
+    """ExifInfo of an already opened PIL image (never raises on bad tags)."""
+    info = ExifInfo(width=int(img.width), height=int(img.height))
+    try:
+        exif = img.getexif()
+    except Exception:  # noqa: BLE001 -- a corrupt EXIF block must not make the photo unusable
+        return info
+    main = _safe_dict(lambda: dict(exif))
+    sub = _safe_dict(lambda: exif.get_ifd(_IFD_EXIF))
+    gps = _safe_dict(lambda: exif.get_ifd(_IFD_GPS))
+
+    orientation = _int(main.get(_ORIENTATION))
+    info.orientation = orientation if orientation is not None and 1 <= orientation <= 8 else None
+    info.make = _text(main.get(_MAKE))
+    info.model = _text(main.get(_MODEL))
+    info.focal_mm = _positive(_float(sub.get(_FOCAL_LENGTH)))
+    info.focal_35mm = _positive(_float(sub.get(_FOCAL_35MM)))
+    info.sensor_width_mm = _sensor_width_mm(sub, info.width)
+    _read_gps(gps, info)
+    return info
+
+
+def exif_hfov_deg(info: ExifInfo, width: int, height: int) -> Tuple[Optional[float], Optional[str]]:
+    """Horizontal FOV (degrees) of the upright image of ``width`` x ``height`` px from EXIF optics.
+
+    Returns (hfov_deg, source) with source "exif-35mm" (35 mm-equivalent focal length spread over the
+    43.27 mm full-frame diagonal at this image's aspect ratio) or "exif-focal" (focal length + sensor
+    width), or (None, None) when EXIF has neither or gives an implausible FOV (outside 1°..179°).
+    Using the upright size makes a portrait (90°-rotated) photo get the FOV across its new, shorter width.
+    """
+    if info.focal_35mm:
+        # the equivalent frame has the image's aspect ratio and the full-frame diagonal
+        frame_w = FULL_FRAME_DIAGONAL_MM * width / math.hypot(width, height)
+        hfov = _fov(frame_w, info.focal_35mm)
+        if hfov is not None:
+            return hfov, "exif-35mm"
+    if info.focal_mm and info.sensor_width_mm and info.width:
+        # square pixels: the pixel pitch is fixed, the upright width spans `width` of them
+        pitch_mm = info.sensor_width_mm / info.width
+        hfov = _fov(pitch_mm * width, info.focal_mm)
+        if hfov is not None:
+            return hfov, "exif-focal"
+    return None, None
+
+
+def _fov(extent_mm: float, focal_mm: float) -> Optional[float]:
+    hfov = math.degrees(2.0 * math.atan(extent_mm / (2.0 * focal_mm)))
+    return hfov if 1.0 <= hfov <= 179.0 else None
+
+
+def _sensor_width_mm(sub: dict, stored_width: int) -> Optional[float]:
+    xres = _positive(_float(sub.get(_FOCAL_PLANE_XRES)))
+    if xres is None:
+        return None
+    unit = _int(sub.get(_FOCAL_PLANE_UNIT))
+    unit_mm = _UNIT_MM.get(2 if unit is None else unit)
+    if unit_mm is None:
+        return None
+    # FocalPlaneXResolution refers to the original capture; PixelXDimension is its width when the file
+    # was later downscaled, so prefer it
+    pixels = _int(sub.get(_PIXEL_X_DIMENSION)) or stored_width
+    width = _positive(pixels / xres * unit_mm)
+    return width if width is not None and width < 100.0 else None  # no sensor is wider than 10 cm
+
+
+def _read_gps(gps: dict, info: ExifInfo) -> None:
+    if (_text(gps.get(_GPS_STATUS)) or "A").upper().startswith("V"):
+        return  # "V" = measurement void: the receiver had no fix, coordinates are leftovers
+    lat = _dms(gps.get(_GPS_LAT))
+    lon = _dms(gps.get(_GPS_LON))
+    lat_ref = (_text(gps.get(_GPS_LAT_REF)) or "N").upper()[:1]
+    lon_ref = (_text(gps.get(_GPS_LON_REF)) or "E").upper()[:1]
+    if lat is not None and lon is not None and lat_ref in "NS" and lon_ref in "EW":
+        lat = -lat if lat_ref == "S" else lat
+        lon = -lon if lon_ref == "W" else lon
+        # exactly (0, 0) is what many cameras write without a fix; treat it as no position
+        if -90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0 and (lat, lon) != (0.0, 0.0):
+            info.lonlat = (lon, lat)
+    alt = _float(gps.get(_GPS_ALT))
+    if alt is not None and math.isfinite(alt):
+        below = _int(gps.get(_GPS_ALT_REF)) == 1
+        info.altitude = -abs(alt) if below else alt
+    direction = _float(gps.get(_GPS_IMG_DIR))
+    if direction is not None and math.isfinite(direction) and 0.0 <= direction <= 360.0:
+        info.gps_heading_deg = direction % 360.0
+        ref = (_text(gps.get(_GPS_IMG_DIR_REF)) or "").upper()[:1]
+        info.gps_heading_ref = ref if ref in ("T", "M") else None
+
+
+def _safe_dict(get) -> dict:
+    try:
+        value = get()
+        return dict(value) if value else {}
+    except Exception:  # noqa: BLE001 -- broken IFD offsets etc.: treat the IFD as absent
+        return {}
+
+
+def _float(value) -> Optional[float]:
+    """A number from an int, float, IFDRational, (num, den) pair or 1-tuple; None if not a finite number."""
+    try:
+        if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) for v in value):
+            num, den = value
+            value = num / den if den else math.nan
+        elif isinstance(value, (tuple, list)) and len(value) == 1:
+            value = value[0]
+        out = float(value)
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+def _int(value) -> Optional[int]:
+    if isinstance(value, bytes) and len(value) == 1:
+        return value[0]
+    number = _float(value)
+    return int(number) if number is not None and number == int(number) else None
+
+
+def _positive(value: Optional[float]) -> Optional[float]:
+    return value if value is not None and value > 0 else None
+
+
+def _text(value) -> Optional[str]:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    if not isinstance(value, str):
+        return None
+    value = value.replace("\x00", "").strip()
+    return value or None
+
+
+def _dms(value) -> Optional[float]:
+    """Degrees from EXIF (deg, min, sec) rationals, or a plain number; None if malformed."""
+    if isinstance(value, (tuple, list)) and len(value) == 3:
+        parts = [_float(v) for v in value]
+        if any(p is None or p < 0 for p in parts):
+            return None
+        return parts[0] + parts[1] / 60.0 + parts[2] / 3600.0
+    number = _float(value)
+    return abs(number) if number is not None else None
