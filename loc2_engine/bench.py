@@ -1,0 +1,158 @@
+"""Benchmark: localize every photo of a dataset (DESIGN §3 manifest) and tabulate errors against the truth.
+
+Groups: camera type (pano / pinhole) x orientation (known = the row has a heading prior, unknown = not),
+then the same groups split by status (ok / low_confidence) so that the confidence can be judged.
+
+Per group: count, mean / median position error (m), recall at 1 m and 5 m, mean / median heading error
+(degrees), recall at 1° and 5°, failures, median runtime per photo (s).
+Failed photos count as misses in every recall (recall is over all photos of the group); means and medians
+are over the photos that were localized, so the `failed` column must be read beside them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Dict, Iterable, List, Sequence
+
+import numpy as np
+
+from .georef import LocalFrame, transform_points
+
+#: columns of a summary row, in table order: (key, header, format)
+COLUMNS = (
+    ("group", "group", "{}"),
+    ("count", "n", "{:d}"),
+    ("pos_mean_m", "mean m", "{:.2f}"),
+    ("pos_median_m", "median m", "{:.2f}"),
+    ("r_1m", "R@1m", "{:.0%}"),
+    ("r_5m", "R@5m", "{:.0%}"),
+    ("head_mean_deg", "mean °", "{:.2f}"),
+    ("head_median_deg", "median °", "{:.2f}"),
+    ("r_1deg", "R@1°", "{:.0%}"),
+    ("r_5deg", "R@5°", "{:.0%}"),
+    ("failures", "failed", "{:d}"),
+    ("runtime_median_s", "s/photo", "{:.2f}"),
+)
+
+
+@dataclass
+class PhotoRecord:
+    """One photo's outcome: errors are NaN when it failed or has no truth."""
+
+    photo: str
+    camera: str
+    orientation: str            # "known" | "unknown"
+    status: str                 # "ok" | "low_confidence" | "failed"
+    pos_err_m: float
+    heading_err_deg: float
+    runtime_s: float
+    confidence: float
+    error: str = ""
+
+
+def heading_error_deg(estimate_deg: float, truth_deg: float) -> float:
+    """Absolute angular difference in [0, 180] degrees."""
+    d = abs((estimate_deg - truth_deg) % 360.0)
+    return min(d, 360.0 - d)
+
+
+def position_error_m(result, true_xy, truth_crs) -> float:
+    """Distance in true metres between the result's (x, y) in ``result.crs`` and ``true_xy`` in ``truth_crs``.
+
+    Measured in a local frame centred on the truth, so it is metres whatever the CRS units.
+    """
+    if not result.ok:
+        return math.nan
+    frame = LocalFrame(truth_crs, true_xy)
+    est = transform_points(np.array([[result.x, result.y]]), result.crs, truth_crs)
+    return float(np.hypot(*frame.to_local(est)[0]))
+
+
+def record_for(result, camera: str, heading_known: bool, true_xy, true_heading_deg, truth_crs) -> PhotoRecord:
+    """Score one `Result` against its manifest truth (true_xy None -> errors NaN)."""
+    pos = heading = math.nan
+    if result.ok and true_xy is not None:
+        pos = position_error_m(result, true_xy, truth_crs)
+    if result.ok and true_heading_deg is not None and math.isfinite(true_heading_deg):
+        heading = heading_error_deg(result.heading_deg, true_heading_deg)
+    return PhotoRecord(photo=result.photo, camera=camera, orientation="known" if heading_known else "unknown",
+                       status=result.status, pos_err_m=pos, heading_err_deg=heading,
+                       runtime_s=float(result.runtime_s), confidence=float(result.confidence), error=result.error)
+
+
+def _nan_stat(fn, values: np.ndarray) -> float:
+    values = values[np.isfinite(values)]
+    return float(fn(values)) if values.size else math.nan
+
+
+def _recall(errors: np.ndarray, threshold: float) -> float:
+    """Fraction of all photos with error <= threshold; NaN (failed, no truth) counts as a miss."""
+    if not errors.size:
+        return math.nan
+    return float(np.sum(np.nan_to_num(errors, nan=np.inf) <= threshold)) / errors.size
+
+
+def summarize(name: str, records: Sequence[PhotoRecord]) -> Dict:
+    """Statistics of one group of records (see module docstring for what counts where)."""
+    pos = np.array([r.pos_err_m for r in records], np.float64)
+    head = np.array([r.heading_err_deg for r in records], np.float64)
+    return {
+        "group": name, "count": len(records),
+        "pos_mean_m": _nan_stat(np.mean, pos), "pos_median_m": _nan_stat(np.median, pos),
+        "r_1m": _recall(pos, 1.0), "r_5m": _recall(pos, 5.0),
+        "head_mean_deg": _nan_stat(np.mean, head), "head_median_deg": _nan_stat(np.median, head),
+        "r_1deg": _recall(head, 1.0), "r_5deg": _recall(head, 5.0),
+        "failures": sum(r.status == "failed" for r in records),
+        "runtime_median_s": _nan_stat(np.median, np.array([r.runtime_s for r in records], np.float64)),
+    }
+
+
+def group_tables(records: Sequence[PhotoRecord]) -> Dict[str, List[Dict]]:
+    """{"by_camera": rows per camera x orientation (+ all), "by_status": the same split by ok/low_confidence}."""
+    def key(r):
+        return f"{r.camera} / {r.orientation}"
+
+    by_camera, by_status = [], []
+    for group in sorted({key(r) for r in records}):
+        members = [r for r in records if key(r) == group]
+        by_camera.append(summarize(group, members))
+        for status in ("ok", "low_confidence"):
+            subset = [r for r in members if r.status == status]
+            if subset:
+                by_status.append(summarize(f"{group} / {status}", subset))
+    if records:
+        by_camera.append(summarize("all", records))
+    return {"by_camera": by_camera, "by_status": by_status}
+
+
+def markdown_table(rows: Iterable[Dict]) -> str:
+    """GitHub markdown table of summary rows; NaN shows as an en dash."""
+    lines = ["| " + " | ".join(h for _, h, _ in COLUMNS) + " |",
+             "|" + "|".join("---" if k == "group" else "---:" for k, _, _ in COLUMNS) + "|"]
+    for row in rows:
+        cells = []
+        for k, _, fmt in COLUMNS:
+            v = row[k]
+            cells.append("–" if isinstance(v, float) and not math.isfinite(v) else fmt.format(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def report(records: Sequence[PhotoRecord], title: str = "") -> str:
+    """Both tables as markdown, with a title line."""
+    tables = group_tables(records)
+    parts = [f"### {title}" if title else "", markdown_table(tables["by_camera"]), "",
+             "By status:", "", markdown_table(tables["by_status"])]
+    return "\n".join(p for p in parts if p is not None).strip() + "\n"
+
+
+def records_to_json(records: Sequence[PhotoRecord], config: Dict) -> Dict:
+    """JSON-serialisable benchmark output: config, per-photo records (NaN -> None) and both tables."""
+    def clean(d):
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+
+    tables = group_tables(records)
+    return {"config": config, "photos": [clean(asdict(r)) for r in records],
+            "by_camera": [clean(r) for r in tables["by_camera"]],
+            "by_status": [clean(r) for r in tables["by_status"]]}

@@ -1,0 +1,107 @@
+"""Depth providers: per-pixel depth of a ground photo, behind a registry of lazy "module:Class" targets.
+
+A provider turns a `GroundImage` into a float32 (H, W) depth map in the image's own pixels (the image it is
+given, after EXIF orientation and any resize), NaN where there is no usable depth (sky, above the horizon,
+unknown). Each provider states:
+
+    name         registry name, recorded in results (`depth` field)
+    kind         "range" (Euclidean distance along the ray) or "z" (along the optical axis)
+    metric       True when the values are metres (up to a modest error), False for relative depth
+    scale_range  (lo, hi) plausible solver scale (aerial metres per depth unit), or None when unknown;
+                 the pipeline hands it to RANSAC to reject absurd hypotheses
+
+Registry entries are strings so that optional providers (depth-anything, which needs large weights) cost
+nothing until used; `register_depth_provider` lets another module add one. A folder path selects
+depth-anything with that folder as its weights.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+
+from ..errors import DepthError
+
+#: name -> "module:Class"; classes take keyword options and are called as provider(ground, truth_path=...)
+DEPTH_PROVIDERS: Dict[str, str] = {
+    "truth": "loc2_engine.depth.truth:TruthDepth",
+    "plane": "loc2_engine.depth.plane:PlaneDepth",
+    "mono": "loc2_engine.depth.mono:MonoDepth",
+    "depth-anything": "loc2_engine.depth.depth_anything:DepthAnythingDepth",
+}
+
+#: provider used for a folder path (its weights)
+FOLDER_PROVIDER = "depth-anything"
+
+
+class DepthProvider:
+    """Base class; subclasses override the class attributes and `__call__`."""
+
+    name: str = "base"
+    kind: str = "range"
+    metric: bool = True
+    scale_range: Optional[Tuple[float, float]] = None
+
+    def __call__(self, ground, *, truth_path=None) -> np.ndarray:
+        """Depth of ``ground.image`` as float32 (H, W), NaN = invalid; ``truth_path`` is only read by `truth`."""
+        raise NotImplementedError
+
+
+def register_depth_provider(name: str, target: str) -> None:
+    """Add or replace a registry entry; ``target`` is "package.module:Class"."""
+    if ":" not in target:
+        raise ValueError(f"depth provider target must be 'module:Class', got {target!r}")
+    DEPTH_PROVIDERS[name] = target
+
+
+def _load_class(name: str):
+    module_name, _, class_name = DEPTH_PROVIDERS[name].partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise  # a dependency missing inside an existing provider is a bug to surface, not "unavailable"
+        raise DepthError(f"The depth provider {name!r} is not available in this installation.") from exc
+    return getattr(module, class_name)
+
+
+def get_depth_provider(name_or_path: str, **options) -> DepthProvider:
+    """Instantiate a provider by registry name, or depth-anything for a folder path.
+
+    options: passed to the provider's constructor (e.g. ``camera_height_m`` for plane, ``device`` for mono).
+    Raises DepthError for an unknown name, naming the known ones.
+    """
+    if name_or_path in DEPTH_PROVIDERS:
+        return _load_class(name_or_path)(**options)
+    if os.path.isdir(name_or_path):
+        return _load_class(FOLDER_PROVIDER)(weights=name_or_path, **options)
+    known = ", ".join(sorted(DEPTH_PROVIDERS))
+    raise DepthError(f"Unknown depth provider {name_or_path!r}: use one of {known}, or a folder of "
+                     f"{FOLDER_PROVIDER} weights.")
+
+
+def as_depth_map(depth, shape: Tuple[int, int]) -> np.ndarray:
+    """Coerce a depth array to float32 ``shape`` (H, W) with every non-positive or non-finite value as NaN.
+
+    A map of another size with the same aspect is resized by nearest neighbour (depth must not be blended
+    across object boundaries); any other size is a DepthError.
+    """
+    arr = np.asarray(depth, dtype=np.float32)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim != 2:
+        raise DepthError(f"A depth map must be a 2-D array, got shape {arr.shape}.")
+    h, w = shape
+    if arr.shape != (h, w):
+        if abs(arr.shape[1] / arr.shape[0] - w / h) > 0.02 * (w / h):
+            raise DepthError(f"The depth map is {arr.shape[1]}x{arr.shape[0]} px but the photo is {w}x{h} px; "
+                             "they must have the same size (or at least the same aspect).")
+        rows = ((np.arange(h) + 0.5) * arr.shape[0] / h).astype(np.int64)
+        cols = ((np.arange(w) + 0.5) * arr.shape[1] / w).astype(np.int64)
+        arr = arr[rows[:, None], cols[None, :]]
+    arr = arr.copy()
+    arr[~np.isfinite(arr) | (arr <= 0)] = np.nan
+    return arr
