@@ -1,0 +1,338 @@
+"""GeoPackage output (DESIGN.md §5): five styled layers written incrementally, one transaction per photo.
+
+`GeoPackageWriter(path, crs)` creates the file (or opens an existing one and appends: rows are never
+dropped), embeds the QGIS styles of ``resources/styles/*.qml`` in the ``layer_styles`` table once, and
+``write(result)`` adds one photo's rows to every layer inside one SQLite transaction, so a crash or Ctrl-C
+leaves a valid file holding every photo finished before it. ``photos()`` lists the photo ids already in
+the file (for ``--resume``).
+
+It uses osgeo.ogr from Debian's GDAL, the library QGIS itself links, so it is safe inside QGIS too.
+Explanation arrays of a `Result` are in the window's local east-north frame (metres); they are placed in
+the output CRS with ``result.frame.from_local`` and, when the output CRS differs from the raster's,
+`georef.transform_points`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import math
+from pathlib import Path
+from typing import Dict, Optional, Set, Tuple
+
+import numpy as np
+import pyproj
+from osgeo import ogr, osr
+
+from .errors import Loc2Error
+from .frustum import frustum_polygon
+from .georef import LocalFrame, transform_points
+from .result import POSE_FIELDS, Result
+
+STYLES_DIR = Path(__file__).resolve().parent.parent / "resources" / "styles"
+
+#: default ground range of the view frustum polygon, metres
+FRUSTUM_RANGE_M = 30.0
+
+_OGR_TYPES = {int: ogr.OFTInteger, float: ogr.OFTReal, str: ogr.OFTString}
+
+
+def _pose_schema() -> Tuple[Tuple[str, int], ...]:
+    """(name, OGR type) of the camera_poses fields, typed from the Result dataclass annotations."""
+    types = {f.name: f.type for f in dataclasses.fields(Result)}
+    py = {"int": int, "float": float, "str": str}
+    return tuple((name, _OGR_TYPES[py[types[name]]]) for name in POSE_FIELDS)
+
+
+#: layer name -> (geometry type, ((field, OGR type), ...)); the order is the order QGIS shows them
+LAYERS: Dict[str, Tuple[int, Tuple[Tuple[str, int], ...]]] = {
+    "camera_poses": (ogr.wkbPoint, _pose_schema()),
+    "view_frustums": (ogr.wkbPolygon, (("photo", ogr.OFTString), ("heading_deg", ogr.OFTReal),
+                                       ("hfov_deg", ogr.OFTReal), ("range_m", ogr.OFTReal),
+                                       ("confidence", ogr.OFTReal), ("status", ogr.OFTString))),
+    "inliers": (ogr.wkbPoint, (("photo", ogr.OFTString), ("u", ogr.OFTReal), ("v", ogr.OFTReal),
+                               ("weight", ogr.OFTReal), ("residual_m", ogr.OFTReal))),
+    "matches": (ogr.wkbLineString, (("photo", ogr.OFTString), ("u", ogr.OFTReal), ("v", ogr.OFTReal),
+                                    ("weight", ogr.OFTReal), ("residual_m", ogr.OFTReal),
+                                    ("inlier", ogr.OFTInteger))),
+    "ground_layout": (ogr.wkbPoint, (("photo", ogr.OFTString), ("u", ogr.OFTReal), ("v", ogr.OFTReal))),
+}
+
+_GEOM_COLUMN = "geom"
+_STYLE_TABLE = "layer_styles"
+#: the columns QGIS's OGR provider reads and writes (QgsOgrProviderUtils, GPKG flavour)
+_STYLE_FIELDS = (
+    ("f_table_catalog", ogr.OFTString), ("f_table_schema", ogr.OFTString), ("f_table_name", ogr.OFTString),
+    ("f_geometry_column", ogr.OFTString), ("styleName", ogr.OFTString), ("styleQML", ogr.OFTString),
+    ("styleSLD", ogr.OFTString), ("useAsDefault", ogr.OFTInteger), ("description", ogr.OFTString),
+    ("owner", ogr.OFTString), ("ui", ogr.OFTString), ("update_time", ogr.OFTDateTime),
+)
+
+
+class OutputError(Loc2Error):
+    """The GeoPackage cannot be created, opened or written."""
+
+    code = "output"
+
+
+def _srs(crs: pyproj.CRS) -> osr.SpatialReference:
+    """OGR spatial reference of ``crs``, by EPSG code when it has one (so QGIS shows e.g. EPSG:32633)."""
+    srs = osr.SpatialReference()
+    epsg = crs.to_epsg()
+    err = srs.ImportFromEPSG(epsg) if epsg else srs.ImportFromWkt(crs.to_wkt())
+    if err != 0:
+        raise OutputError(f"The output CRS {crs.name!r} cannot be written into a GeoPackage.")
+    srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)  # x = easting / longitude
+    return srs
+
+
+def _crs_of_layer(layer) -> Optional[pyproj.CRS]:
+    srs = layer.GetSpatialRef()
+    if srs is None:
+        return None
+    code = srs.GetAuthorityCode(None) if srs.GetAuthorityName(None) == "EPSG" else None
+    return pyproj.CRS.from_epsg(int(code)) if code else pyproj.CRS.from_wkt(srs.ExportToWkt())
+
+
+def _set(feature, name: str, value) -> None:
+    """Set a field; None and non-finite floats become NULL."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        feature.SetFieldNull(name)
+    else:
+        feature.SetField(name, value)
+
+
+def _point(x: float, y: float) -> ogr.Geometry:
+    g = ogr.Geometry(ogr.wkbPoint)
+    g.AddPoint_2D(float(x), float(y))
+    return g
+
+
+class GeoPackageWriter:
+    """Incremental, crash-safe writer of the DESIGN.md §5 layers.
+
+    path: the .gpkg file (created with its parents if missing; appended to if it exists).
+    crs: output CRS, anything pyproj accepts (normally the aerial raster's). When the file already has a
+        ``camera_poses`` layer, the file's CRS wins and results are transformed into it, so appending to a
+        file never mixes CRSs.
+    frustum_range_m: ground range of the view frustum polygons, metres.
+    Use as a context manager, or call `close()`; every `write()` is committed when it returns.
+    """
+
+    def __init__(self, path, crs, frustum_range_m: float = FRUSTUM_RANGE_M):
+        self.path = Path(path)
+        self.frustum_range_m = float(frustum_range_m)
+        driver = ogr.GetDriverByName("GPKG")
+        if self.path.exists():
+            self._ds = ogr.Open(str(self.path), update=1)
+            if self._ds is None or self._ds.GetDriver().GetName() != "GPKG":
+                raise OutputError(f"{self.path} exists but is not a GeoPackage that can be opened for writing.")
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._ds = driver.CreateDataSource(str(self.path))
+            if self._ds is None:
+                raise OutputError(f"Cannot create the GeoPackage {self.path}.")
+        existing = self._ds.GetLayerByName("camera_poses")
+        self.crs = (existing is not None and _crs_of_layer(existing)) or pyproj.CRS.from_user_input(crs)
+        self._layers = {name: self._layer(name, geom, fields) for name, (geom, fields) in LAYERS.items()}
+        self._embed_styles()
+
+    # -- setup -------------------------------------------------------------------------------------------
+    def _layer(self, name: str, geom_type: int, fields):
+        layer = self._ds.GetLayerByName(name)
+        if layer is None:
+            layer = self._ds.CreateLayer(name, _srs(self.crs), geom_type,
+                                         options=[f"GEOMETRY_NAME={_GEOM_COLUMN}", "SPATIAL_INDEX=YES"])
+            if layer is None:
+                raise OutputError(f"Cannot create the layer {name!r} in {self.path}.")
+        have = {layer.GetLayerDefn().GetFieldDefn(i).GetName()
+                for i in range(layer.GetLayerDefn().GetFieldCount())}
+        for field_name, field_type in fields:
+            if field_name not in have and layer.CreateField(ogr.FieldDefn(field_name, field_type)) != 0:
+                raise OutputError(f"Cannot add the field {field_name!r} to the layer {name!r} in {self.path}.")
+        return layer
+
+    def _embed_styles(self) -> None:
+        """Store resources/styles/<layer>.qml as each layer's default QGIS style, once per layer."""
+        table = self._ds.GetLayerByName(_STYLE_TABLE)
+        if table is None:
+            table = self._ds.CreateLayer(_STYLE_TABLE, None, ogr.wkbNone)
+            for name, ftype in _STYLE_FIELDS:
+                defn = ogr.FieldDefn(name, ftype)
+                if name == "useAsDefault":
+                    defn.SetSubType(ogr.OFSTBoolean)
+                table.CreateField(defn)
+        styled = set()
+        table.ResetReading()
+        for feature in table:
+            styled.add(feature.GetField("f_table_name"))
+        now = _dt.datetime.now(_dt.timezone.utc)
+        self._ds.StartTransaction()
+        for name in LAYERS:
+            qml = STYLES_DIR / f"{name}.qml"
+            if name in styled or not qml.is_file():
+                continue
+            f = ogr.Feature(table.GetLayerDefn())
+            for key, value in (("f_table_catalog", ""), ("f_table_schema", ""), ("f_table_name", name),
+                               ("f_geometry_column", _GEOM_COLUMN), ("styleName", name),
+                               ("styleQML", qml.read_text(encoding="utf-8")), ("styleSLD", ""),
+                               ("useAsDefault", 1), ("description", "Loc² default style"),
+                               ("owner", ""), ("ui", "")):
+                f.SetField(key, value)
+            f.SetField("update_time", now.year, now.month, now.day, now.hour, now.minute, now.second, 100)
+            table.CreateFeature(f)
+        self._ds.CommitTransaction()
+
+    # -- reading -----------------------------------------------------------------------------------------
+    def photos(self) -> Set[str]:
+        """Photo ids that already have a ``camera_poses`` row (finished, ok or failed)."""
+        sql = self._ds.ExecuteSQL("SELECT DISTINCT photo FROM camera_poses")
+        try:
+            return {f.GetField(0) for f in sql}
+        finally:
+            self._ds.ReleaseResultSet(sql)
+
+    # -- writing -----------------------------------------------------------------------------------------
+    def write(self, result: Result) -> None:
+        """Append one photo's rows to all five layers in one transaction (all or nothing)."""
+        if self._ds.StartTransaction() != 0:
+            raise OutputError(f"Cannot start a transaction in {self.path}.")
+        try:
+            self._write_pose(result)
+            if result.ok and result.frame is not None:
+                self._write_explanation(result)
+        except BaseException:
+            self._ds.RollbackTransaction()
+            raise
+        if self._ds.CommitTransaction() != 0:
+            raise OutputError(f"Cannot commit the rows of {result.photo!r} to {self.path} (disk full?).")
+
+    def _to_output(self, xy, crs) -> np.ndarray:
+        """(N, 2) positions in ``crs`` -> (N, 2) in the output CRS."""
+        xy = np.asarray(xy, np.float64).reshape(-1, 2)
+        if crs is None or pyproj.CRS.from_user_input(crs) == self.crs:
+            return xy
+        return transform_points(xy, crs, self.crs)
+
+    def _write_pose(self, result: Result) -> None:
+        row = result.pose_row()
+        layer = self._layers["camera_poses"]
+        f = ogr.Feature(layer.GetLayerDefn())
+        if result.ok and row["x"] is not None and row["y"] is not None:
+            src_crs = result.crs or (result.frame.crs if result.frame is not None else None)
+            x, y = self._to_output([[row["x"], row["y"]]], src_crs)[0]
+            if src_crs is not None and pyproj.CRS.from_user_input(src_crs) != self.crs:
+                row["x"], row["y"] = float(x), float(y)
+                if row["heading_deg"] is not None:
+                    frame = LocalFrame(self.crs, (x, y))
+                    row["heading_grid_deg"] = float(frame.true_to_grid_heading(row["heading_deg"]))
+            f.SetGeometry(_point(x, y))
+        for name in POSE_FIELDS:
+            _set(f, name, row[name])
+        self._create(layer, f)
+
+    def _write_explanation(self, result: Result) -> None:
+        frame = result.frame
+
+        def place(xy_local) -> np.ndarray:
+            xy_local = np.asarray(xy_local, np.float64).reshape(-1, 2)
+            if len(xy_local) == 0:
+                return xy_local
+            return self._to_output(frame.from_local(xy_local), frame.crs)
+
+        photo = result.photo
+        ring = _frustum_local(result, self.frustum_range_m)
+        if ring is not None:
+            layer = self._layers["view_frustums"]
+            f = ogr.Feature(layer.GetLayerDefn())
+            lr = ogr.Geometry(ogr.wkbLinearRing)
+            for x, y in place(ring):
+                lr.AddPoint_2D(float(x), float(y))
+            lr.CloseRings()
+            poly = ogr.Geometry(ogr.wkbPolygon)
+            poly.AddGeometry(lr)
+            f.SetGeometry(poly)
+            for key, value in (("photo", photo), ("heading_deg", float(result.heading_deg)),
+                               ("hfov_deg", float(result.hfov_deg)), ("range_m", self.frustum_range_m),
+                               ("confidence", float(result.confidence)), ("status", result.status)):
+                _set(f, key, value)
+            self._create(layer, f)
+
+        n = len(result.weights)
+        if n:
+            aerial = place(result.xy_aerial)
+            ground = place(_placed_ground(result))
+            uv = np.asarray(result.uv_ground, np.float64).reshape(-1, 2)
+            inl = np.asarray(result.inlier_mask, bool).reshape(-1)
+            res = np.asarray(result.residuals_m, np.float64).reshape(-1)
+            w = np.asarray(result.weights, np.float64).reshape(-1)
+            lines, points = self._layers["matches"], self._layers["inliers"]
+            for i in range(n):
+                common = (("photo", photo), ("u", float(uv[i, 0])), ("v", float(uv[i, 1])),
+                          ("weight", float(w[i])), ("residual_m", float(res[i]) if i < len(res) else None))
+                f = ogr.Feature(lines.GetLayerDefn())
+                line = ogr.Geometry(ogr.wkbLineString)
+                line.AddPoint_2D(float(ground[i, 0]), float(ground[i, 1]))
+                line.AddPoint_2D(float(aerial[i, 0]), float(aerial[i, 1]))
+                f.SetGeometry(line)
+                for key, value in common + (("inlier", int(inl[i]) if i < len(inl) else 0),):
+                    _set(f, key, value)
+                self._create(lines, f)
+                if i < len(inl) and inl[i]:
+                    f = ogr.Feature(points.GetLayerDefn())
+                    f.SetGeometry(_point(*aerial[i]))
+                    for key, value in common:
+                        _set(f, key, value)
+                    self._create(points, f)
+
+        layout = place(result.layout_xy)
+        if len(layout):
+            luv = np.asarray(result.layout_uv, np.float64).reshape(-1, 2)
+            layer = self._layers["ground_layout"]
+            for (x, y), (u, v) in zip(layout, luv):
+                f = ogr.Feature(layer.GetLayerDefn())
+                f.SetGeometry(_point(x, y))
+                f.SetField("photo", photo)
+                f.SetField("u", float(u))
+                f.SetField("v", float(v))
+                self._create(layer, f)
+
+    def _create(self, layer, feature) -> None:
+        if layer.CreateFeature(feature) != 0:
+            raise OutputError(f"Cannot write a feature into the layer {layer.GetName()!r} of {self.path}.")
+
+    # -- lifetime ----------------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Flush and close the file (idempotent)."""
+        if self._ds is not None:
+            self._ds.FlushCache()
+            self._ds = None
+            self._layers = {}
+
+    def __enter__(self) -> "GeoPackageWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _placed_ground(result: Result) -> np.ndarray:
+    """(N, 2) matched ground points placed by the pose in the local frame: ``s * R @ xy_bev + t``, metres."""
+    from .solver import rotation_from_heading  # torch import deferred: only results with matches need it
+
+    frame = result.frame
+    xy = np.array([[result.x, result.y]], np.float64)
+    if result.crs and pyproj.CRS.from_user_input(result.crs) != frame.crs:
+        xy = transform_points(xy, result.crs, frame.crs)
+    t = frame.to_local(xy)[0]
+    R = np.asarray(rotation_from_heading(float(result.heading_deg)), np.float64)
+    xy_bev = np.asarray(result.xy_bev, np.float64).reshape(-1, 2)
+    return float(result.scale) * xy_bev @ R.T + t
+
+
+def _frustum_local(result: Result, range_m: float) -> Optional[np.ndarray]:
+    """(K, 2) ring of the view frustum in the local frame (metres), or None when it cannot be drawn."""
+    try:
+        return frustum_polygon(result, range_m)
+    except ValueError:  # a pinhole result without a usable hfov_deg: the pose is still worth writing
+        return None
