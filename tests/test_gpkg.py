@@ -1,0 +1,165 @@
+"""GeoPackageWriter: the five DESIGN §5 layers, append-only reopening, one transaction per photo, and
+styles stored in ``layer_styles`` that QGIS applies when it opens the file."""
+
+import math
+
+import numpy as np
+import pytest
+from osgeo import ogr
+
+from loc2_engine.errors import PhotoError
+from loc2_engine.georef import LocalFrame
+from loc2_engine.gpkg import LAYERS, GeoPackageWriter
+from loc2_engine.result import POSE_FIELDS, Result
+from loc2_engine.solver import rotation_from_heading
+
+CRS = "EPSG:32633"
+ORIGIN = (500_000.0, 5_000_000.0)
+
+
+def ok_result(photo="a.jpg", heading=30.0, offset=(5.0, -3.0), n=12, m=20, seed=0):
+    """A localized result in the local frame of ORIGIN: n matches (2/3 inliers), m layout points."""
+    rng = np.random.default_rng(seed)
+    frame = LocalFrame(CRS, ORIGIN)
+    t = np.array(offset)
+    xy_bev = np.c_[rng.uniform(-8, 8, n), rng.uniform(2, 20, n)]
+    R = rotation_from_heading(heading)
+    x, y = frame.from_local(t[None])[0]
+    return Result(
+        photo=photo, status="ok", crs=CRS, x=x, y=y, lon=15.0, lat=45.0, heading_deg=heading,
+        heading_grid_deg=frame.true_to_grid_heading(heading, (x, y)), scale=1.0, matches=n,
+        inliers=2 * n // 3, inlier_ratio=2 / 3, confidence=0.8, residual_m=0.5, sigma_m=1.0,
+        camera="pinhole", model="fake", depth="truth", runtime_s=0.1, hfov_deg=60.0,
+        uv_ground=rng.uniform(0, 100, (n, 2)), xy_bev=xy_bev, xy_aerial=xy_bev @ R.T + t,
+        weights=rng.uniform(0.1, 1, n), inlier_mask=np.arange(n) < 2 * n // 3,
+        residuals_m=np.zeros(n), layout_uv=rng.uniform(0, 100, (m, 2)),
+        layout_xy=rng.uniform(-10, 10, (m, 2)) + t, frame=frame)
+
+
+def rows(path, layer, sql_where=""):
+    ds = ogr.Open(str(path))
+    lyr = ds.GetLayerByName(layer)
+    if sql_where:
+        lyr.SetAttributeFilter(sql_where)
+    out = [(f.items(), f.GetGeometryRef().Clone() if f.GetGeometryRef() else None) for f in lyr]
+    return out
+
+
+def test_layers_fields_and_geometry(tmp_path):
+    path = tmp_path / "out.gpkg"
+    res = ok_result()
+    with GeoPackageWriter(path, CRS) as w:
+        w.write(res)
+        w.write(Result.failure("broken.jpg", PhotoError("broken.jpg is empty (0 bytes).")))
+        assert w.photos() == {"a.jpg", "broken.jpg"}
+    ds = ogr.Open(str(path))
+    for name, (geom_type, fields) in LAYERS.items():
+        lyr = ds.GetLayerByName(name)
+        assert lyr.GetGeomType() == geom_type
+        defn = lyr.GetLayerDefn()
+        assert [defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())] == [f for f, _ in fields]
+        assert lyr.GetSpatialRef().GetAuthorityCode(None) == "32633"
+    assert [d.GetFieldDefn(i).GetName() for d in [ds.GetLayerByName("camera_poses").GetLayerDefn()]
+            for i in range(d.GetFieldCount())] == list(POSE_FIELDS)
+    del ds
+
+    poses = {items["photo"]: (items, geom) for items, geom in rows(path, "camera_poses")}
+    items, geom = poses["a.jpg"]
+    assert items["status"] == "ok" and items["matches"] == 12 and items["error"] == ""
+    assert (geom.GetX(), geom.GetY()) == pytest.approx((res.x, res.y), abs=1e-6)
+    items, geom = poses["broken.jpg"]
+    assert geom is None and items["status"] == "failed" and "0 bytes" in items["error"]
+    assert items["x"] is None and items["heading_deg"] is None
+
+    assert len(rows(path, "view_frustums")) == 1
+    assert len(rows(path, "matches")) == 12
+    assert len(rows(path, "ground_layout")) == 20
+    inliers = rows(path, "inliers")
+    assert len(inliers) == 8
+    # the aerial side of each inlier, and the match line from the placed ground point to it: these fake
+    # matches are exact, so both ends coincide
+    aerial = res.frame.from_local(res.xy_aerial[res.inlier_mask])
+    got = np.array([[g.GetX(), g.GetY()] for _, g in inliers])
+    np.testing.assert_allclose(got, aerial, atol=1e-6)
+    for _, line in rows(path, "matches"):
+        assert line.Length() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_reopen_appends_and_keeps_the_file_crs(tmp_path):
+    path = tmp_path / "out.gpkg"
+    with GeoPackageWriter(path, CRS) as w:
+        w.write(ok_result("a.jpg"))
+    with GeoPackageWriter(path, "EPSG:4326") as w:  # an existing file keeps its CRS
+        assert w.crs.to_epsg() == 32633
+        assert w.photos() == {"a.jpg"}
+        w.write(ok_result("b.jpg", heading=200.0, seed=1))
+    assert sorted(i["photo"] for i, _ in rows(path, "camera_poses")) == ["a.jpg", "b.jpg"]
+    assert len(rows(path, "ground_layout")) == 40
+    assert len(rows(path, "layer_styles")) == len(LAYERS)  # styles embedded once
+
+
+def test_output_crs_differs_from_raster_crs(tmp_path):
+    path = tmp_path / "out.gpkg"
+    res = ok_result()
+    with GeoPackageWriter(path, "EPSG:4326") as w:
+        w.write(res)
+    (items, geom), = rows(path, "camera_poses")
+    lon, lat = res.frame.local_to_lonlat(np.array([[5.0, -3.0]]))[0]
+    assert (geom.GetX(), geom.GetY()) == pytest.approx((lon, lat), abs=1e-9)
+    assert (items["x"], items["y"]) == pytest.approx((lon, lat), abs=1e-9)
+    assert items["heading_grid_deg"] == pytest.approx(30.0, abs=1e-6)  # geographic: grid north = true north
+
+
+def test_a_failing_write_leaves_no_partial_photo(tmp_path, monkeypatch):
+    path = tmp_path / "out.gpkg"
+    with GeoPackageWriter(path, CRS) as w:
+        w.write(ok_result("a.jpg"))
+
+        def boom(self, result):
+            raise RuntimeError("disk pulled out")
+
+        monkeypatch.setattr(GeoPackageWriter, "_write_explanation", boom)
+        with pytest.raises(RuntimeError):
+            w.write(ok_result("b.jpg"))
+        assert w.photos() == {"a.jpg"}
+    for layer in ("camera_poses", "view_frustums", "inliers", "matches", "ground_layout"):
+        assert {i["photo"] for i, _ in rows(path, layer)} == {"a.jpg"}
+
+
+def test_pinhole_without_hfov_still_writes_the_pose(tmp_path):
+    res = ok_result()
+    res.hfov_deg = math.nan
+    with GeoPackageWriter(tmp_path / "out.gpkg", CRS) as w:
+        w.write(res)
+    assert len(rows(tmp_path / "out.gpkg", "camera_poses")) == 1
+    assert len(rows(tmp_path / "out.gpkg", "view_frustums")) == 0
+
+
+@pytest.mark.inqgis
+def test_qgis_opens_the_file_styled(tmp_path, qgis_app):
+    from qgis.core import QgsProperty, QgsSymbolLayer, QgsVectorLayer
+
+    path = tmp_path / "out.gpkg"
+    with GeoPackageWriter(path, CRS) as w:
+        w.write(ok_result())
+    layer = QgsVectorLayer(f"{path}|layername=camera_poses", "camera_poses", "ogr")
+    try:
+        assert layer.isValid() and layer.featureCount() == 1
+        assert layer.crs().authid() == "EPSG:32633"
+        renderer = layer.renderer()  # a fresh layer would get a random single symbol
+        assert renderer.type() == "categorizedSymbol" and renderer.classAttribute() == "status"
+        assert {c.value() for c in renderer.categories()} == {"ok", "low_confidence", "failed"}
+        category = renderer.categories()[0]
+        arrow = category.symbol().symbolLayer(1)
+        angle = arrow.dataDefinedProperties().property(QgsSymbolLayer.PropertyAngle)
+        assert angle.propertyType() == QgsProperty.ExpressionBasedProperty
+        assert "heading_grid_deg" in angle.expressionString()
+        assert layer.labelsEnabled() and "confidence" in layer.labeling().settings().fieldName
+        inliers = QgsVectorLayer(f"{path}|layername=inliers", "inliers", "ogr")
+        fill = inliers.renderer().symbol().symbolLayer(0).dataDefinedProperties().property(
+            QgsSymbolLayer.PropertyFillColor)
+        assert "weight" in fill.expressionString()
+        matches = QgsVectorLayer(f"{path}|layername=matches", "matches", "ogr")
+        assert matches.renderer().type() == "categorizedSymbol"
+    finally:
+        del layer
