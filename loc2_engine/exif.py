@@ -4,8 +4,7 @@ Reading never raises on a strange tag: a value that is missing, of the wrong typ
 or is out of range is reported as ``None``. Only a file that cannot be opened as an image raises
 `PhotoError` (see `open_photo`), with a sentence that says what is wrong with that file.
 
-`exif_hfov_deg` turns the EXIF optics into a horizontal field of view for the *upright* image, i.e. after
-the EXIF orientation is applied (a portrait photo taken with a landscape sensor has the narrower FOV).
+Turning the optics into a field of view is `ground.hfov_from_exif`'s job (it needs the upright image size).
 """
 
 from __future__ import annotations
@@ -37,9 +36,6 @@ _GPS_IMG_DIR_REF, _GPS_IMG_DIR = 16, 17
 
 #: FocalPlaneResolutionUnit -> millimetres per unit (2 = inch is the EXIF default; 4, 5 are common extensions)
 _UNIT_MM = {2: 25.4, 3: 10.0, 4: 1.0, 5: 0.001}
-
-#: diagonal of the 36 x 24 mm frame that "35 mm equivalent" focal lengths refer to, in mm
-FULL_FRAME_DIAGONAL_MM = 43.27
 
 
 @dataclass
@@ -93,11 +89,21 @@ def open_photo(path) -> Image.Image:
                          f"failed, copy it again.")
     try:
         return Image.open(path)
+    except Image.DecompressionBombError as exc:
+        raise PhotoError(f"The photo {path} is too large to decode safely ({exc}); downscale it first.") from exc
     except UnidentifiedImageError as exc:
         raise PhotoError(f"The photo {path} is not an image that can be read (JPEG, PNG, TIFF, ...): its "
                          f"content is not a known image format, whatever its extension.") from exc
     except OSError as exc:
-        raise PhotoError(f"The photo {path} cannot be opened: {exc}.") from exc
+        raise decode_error(path, exc) from exc
+
+
+def decode_error(path: str, exc: Exception) -> PhotoError:
+    """The PhotoError for a file PIL recognised but could not decode (``exc`` from open or ``img.load()``)."""
+    if "truncated" in str(exc).lower():
+        return PhotoError(f"The photo {path} is truncated: the file ends before the image data does ({exc}); "
+                          f"the copy or download was probably interrupted, copy it again.")
+    return PhotoError(f"The photo {path} is corrupt and cannot be decoded ({exc}).")
 
 
 def read_exif(path) -> ExifInfo:
@@ -126,34 +132,6 @@ def exif_from_image(img: Image.Image) -> ExifInfo:
     info.sensor_width_mm = _sensor_width_mm(sub, info.width)
     _read_gps(gps, info)
     return info
-
-
-def exif_hfov_deg(info: ExifInfo, width: int, height: int) -> Tuple[Optional[float], Optional[str]]:
-    """Horizontal FOV (degrees) of the upright image of ``width`` x ``height`` px from EXIF optics.
-
-    Returns (hfov_deg, source) with source "exif-35mm" (35 mm-equivalent focal length spread over the
-    43.27 mm full-frame diagonal at this image's aspect ratio) or "exif-focal" (focal length + sensor
-    width), or (None, None) when EXIF has neither or gives an implausible FOV (outside 1°..179°).
-    Using the upright size makes a portrait (90°-rotated) photo get the FOV across its new, shorter width.
-    """
-    if info.focal_35mm:
-        # the equivalent frame has the image's aspect ratio and the full-frame diagonal
-        frame_w = FULL_FRAME_DIAGONAL_MM * width / math.hypot(width, height)
-        hfov = _fov(frame_w, info.focal_35mm)
-        if hfov is not None:
-            return hfov, "exif-35mm"
-    if info.focal_mm and info.sensor_width_mm and info.width:
-        # square pixels: the pixel pitch is fixed, the upright width spans `width` of them
-        pitch_mm = info.sensor_width_mm / info.width
-        hfov = _fov(pitch_mm * width, info.focal_mm)
-        if hfov is not None:
-            return hfov, "exif-focal"
-    return None, None
-
-
-def _fov(extent_mm: float, focal_mm: float) -> Optional[float]:
-    hfov = math.degrees(2.0 * math.atan(extent_mm / (2.0 * focal_mm)))
-    return hfov if 1.0 <= hfov <= 179.0 else None
 
 
 def _sensor_width_mm(sub: dict, stored_width: int) -> Optional[float]:

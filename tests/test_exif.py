@@ -1,14 +1,12 @@
 """EXIF reading: round trips through piexif-written JPEGs, garbage tags, broken files, HFOV from optics."""
 
-import math
-
 import numpy as np
 import piexif
 import pytest
 from PIL import Image
 
 from loc2_engine.errors import PhotoError
-from loc2_engine.exif import ExifInfo, exif_hfov_deg, read_exif
+from loc2_engine.exif import ExifInfo, read_exif
 
 
 def _dms(deg):
@@ -88,25 +86,3 @@ def test_broken_files_raise_photo_error(tmp_path, content, match):
     with pytest.raises(PhotoError, match=match) as err:
         read_exif(path)
     assert str(path) in str(err.value)
-
-
-def test_hfov_from_35mm_uses_diagonal_and_upright_aspect():
-    info = ExifInfo(focal_35mm=24.0)
-    hfov, source = exif_hfov_deg(info, 3000, 2000)
-    assert source == "exif-35mm"
-    # 3:2 frame = 36 mm wide at the 43.27 mm diagonal
-    assert hfov == pytest.approx(math.degrees(2 * math.atan(36.0 / 48.0)), abs=0.05)
-    portrait, _ = exif_hfov_deg(info, 2000, 3000)
-    assert portrait == pytest.approx(math.degrees(2 * math.atan(24.0 / 48.0)), abs=0.05)
-
-
-def test_hfov_from_focal_and_sensor_follows_rotation():
-    info = ExifInfo(focal_mm=5.0, sensor_width_mm=6.0, width=4000, height=3000)
-    hfov, source = exif_hfov_deg(info, 4000, 3000)
-    assert source == "exif-focal" and hfov == pytest.approx(math.degrees(2 * math.atan(0.6)))
-    rotated, _ = exif_hfov_deg(info, 3000, 4000)
-    assert rotated == pytest.approx(math.degrees(2 * math.atan(4.5 / 10.0)))
-
-
-def test_hfov_absent_without_optics():
-    assert exif_hfov_deg(ExifInfo(focal_mm=5.0), 100, 100) == (None, None)
