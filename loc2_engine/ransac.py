@@ -1,0 +1,260 @@
+"""RANSAC for a 2-D similarity over weighted correspondences (method.md §4.2), vectorised over hypotheses.
+
+Model ``dst ≈ s R src + t`` (src: ground BEV points, depth units; dst: aerial points, local metres).
+
+1. Hypotheses: all minimal samples are drawn at once. Indices are drawn i.i.d. with probability ∝ weight
+   (``torch.multinomial`` with replacement) and grouped into ``sample_size``-tuples; tuples that repeat an
+   index are dropped (so each tuple is a draw without replacement, as in the reference, up to the
+   order-dependence of sequential draws). Each tuple gets an unweighted Procrustes fit in one batched call;
+   degenerate tuples (coincident or collinear points) are discarded, as are fits outside ``scale_range``
+   or farther than ``heading_tolerance_deg`` from ``heading_prior_deg``.
+2. Scoring: soft inlier count over all N correspondences, Σ_n sigmoid(β (th_soft - d_n)), β = 5 / th_soft,
+   d_n = sqrt(|s R src_n + t - dst_n|² + 1e-6). All (hypotheses × N) squared distances come from one matrix
+   product per chunk of hypotheses: |M p + t - q|² expands into 11 features of each correspondence times 11
+   coefficients of each hypothesis (coordinates are centred first to keep float32 cancellation small).
+3. Refinement from the best hypothesis: up to ``refine_steps`` times, hard inliers d <= th_inlier; while
+   their count is >= 3 and grows, refit the Procrustes on them with binary weights.
+
+Everything runs in float32. ``generator`` makes it reproducible; without one a fixed seed is used, so the
+same input always gives the same pose.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import torch
+
+from .solver import SimilarityFit, heading_from_rotation, procrustes_2d
+
+#: heading tolerance used when a heading prior comes without one, degrees
+DEFAULT_HEADING_TOLERANCE_DEG = 20.0
+
+#: hypotheses scored per matrix product: keeps the (chunk, N) block cache-sized
+_SCORE_ELEMENTS_PER_CHUNK = 1 << 20
+
+#: added under the square root of squared distances, as in the reference
+_DIST_EPS = 1e-6
+
+
+@dataclass
+class RansacResult:
+    """Outcome of ``ransac_similarity``.
+
+    fit: SimilarityFit, unbatched (R (2, 2), t (2,), s (), ok ()); NaN when not ok.
+    inliers (N,) bool: residual <= th_inlier under the final fit (False for unusable correspondences).
+    residuals (N,) float32, dst units (m): |s R src + t - dst| under the final fit; NaN where unusable.
+    soft_score: Σ sigmoid(β (th_inlier - residual)), β = 5 / th_inlier, of the final fit (the reference's
+        confidence, a soft inlier count); 0 when not ok.
+    n_hypotheses_valid: hypotheses that survived degeneracy and prior checks and were scored.
+    ok, reason: reason is "" when ok, else a sentence.
+    """
+
+    fit: SimilarityFit
+    inliers: torch.Tensor
+    residuals: torch.Tensor
+    soft_score: float
+    n_hypotheses_valid: int
+    ok: bool
+    reason: str = ""
+
+    @property
+    def heading_deg(self) -> float:
+        """Heading of the fit, degrees clockwise from north in [0, 360) (NaN when not ok)."""
+        return float(heading_from_rotation(self.fit.R))
+
+
+def ransac_similarity(src: torch.Tensor, dst: torch.Tensor, weights: Optional[torch.Tensor] = None, *,
+                      hypotheses: int = 2000, sample_size: int = 3, th_inlier: float = 2.5,
+                      th_soft: float = 5.0, refine_steps: int = 4, with_scale: bool = True,
+                      scale_range: Optional[Tuple[float, float]] = None,
+                      heading_prior_deg: Optional[float] = None,
+                      heading_tolerance_deg: Optional[float] = None,
+                      generator: Optional[torch.Generator] = None) -> RansacResult:
+    """Robust similarity from src (N, 2) to dst (N, 2) with sampling weights (N,) >= 0 (None: uniform).
+
+    Correspondences with a non-finite coordinate or a weight that is not > 0 are ignored. ``th_inlier`` and
+    ``th_soft`` are in dst units (m). ``scale_range`` = (min, max) admissible s; ``heading_prior_deg`` (true
+    north, clockwise) with ``heading_tolerance_deg`` (default 20) restricts the heading. Never raises on
+    bad data: returns ok=False with a reason.
+    """
+    src, dst, weights = _check_inputs(src, dst, weights)
+    if hypotheses < 1 or sample_size < 2 or refine_steps < 0 or th_inlier <= 0 or th_soft <= 0:
+        raise ValueError(
+            f"need hypotheses >= 1, sample_size >= 2, refine_steps >= 0 and positive thresholds; got "
+            f"hypotheses={hypotheses}, sample_size={sample_size}, refine_steps={refine_steps}, "
+            f"th_inlier={th_inlier}, th_soft={th_soft}")
+    if heading_prior_deg is not None and heading_tolerance_deg is None:
+        heading_tolerance_deg = DEFAULT_HEADING_TOLERANCE_DEG
+    accept = _Acceptance(scale_range, heading_prior_deg, heading_tolerance_deg)
+    if generator is None:
+        generator = torch.Generator().manual_seed(0)
+
+    n_all = src.shape[0]
+    usable = torch.isfinite(src).all(-1) & torch.isfinite(dst).all(-1) & torch.isfinite(weights) & (weights > 0)
+    idx_usable = torch.nonzero(usable).flatten()
+    n = idx_usable.numel()
+    if n < max(sample_size, 3):
+        return _failed(n_all, 0, f"only {n} usable correspondences (finite, weight > 0) of {n_all}; "
+                                 f"RANSAC needs at least {max(sample_size, 3)}")
+    p, q, w = src[idx_usable], dst[idx_usable], weights[idx_usable]
+
+    # centre both point sets: the pose is solved and scored in centred coordinates, then shifted back
+    p_mean, q_mean = (w[:, None] * p).sum(0) / w.sum(), (w[:, None] * q).sum(0) / w.sum()
+    p, q = p - p_mean, q - q_mean
+
+    samples = _draw_samples(w, hypotheses, sample_size, generator)
+    if samples.shape[0] == 0:
+        return _failed(n_all, 0, "every minimal sample repeated a correspondence: the weights are "
+                                 "concentrated on fewer than three matches")
+    hyp = procrustes_2d(p[samples], q[samples], with_scale=with_scale)
+    valid = hyp.ok & accept(hyp)
+    n_valid = int(valid.sum())
+    if n_valid == 0:
+        why = "no minimal sample gave a non-degenerate similarity"
+        if bool(hyp.ok.any()):
+            why = f"no hypothesis satisfies {accept.describe()}"
+        return _failed(n_all, 0, why)
+
+    scores = _soft_scores(hyp, valid, p, q, th_soft)
+    best = int(torch.argmax(scores))
+    fit = hyp[best]
+    fit = SimilarityFit(fit.R[None], fit.t[None], fit.s[None], fit.ok[None], fit.reason)
+
+    count_prev = 3
+    for _ in range(refine_steps):
+        inl = _residuals(fit, p, q) <= th_inlier
+        count = int(inl.sum())
+        if count < 3 or count <= count_prev:
+            break
+        refit = procrustes_2d(p[None], q[None], inl[None].to(p.dtype), with_scale=with_scale)
+        if not bool(refit.ok[0] & accept(refit)[0]):
+            break
+        fit, count_prev = refit, count
+
+    # back to the original coordinates: q + q_mean = s R (p + p_mean) + t'  =>  t' = t + q_mean - s R p_mean
+    t_full = fit.t + q_mean - fit.s[:, None] * (fit.R @ p_mean[:, None])[..., 0]
+    fit = SimilarityFit(fit.R[0], t_full[0], fit.s[0], fit.ok[0], ("",))
+    residuals = torch.full((n_all,), float("nan"), dtype=src.dtype)
+    residuals[idx_usable] = _residuals(fit, src[idx_usable], dst[idx_usable])
+    inliers = torch.zeros(n_all, dtype=torch.bool)
+    inliers[idx_usable] = residuals[idx_usable] <= th_inlier
+    beta = 5.0 / th_inlier
+    soft = float(torch.sigmoid(beta * (th_inlier - residuals[idx_usable])).sum())
+    return RansacResult(fit=fit, inliers=inliers, residuals=residuals, soft_score=soft,
+                        n_hypotheses_valid=n_valid, ok=True, reason="")
+
+
+def _check_inputs(src, dst, weights):
+    src = torch.as_tensor(src)
+    dst = torch.as_tensor(dst)
+    if src.ndim != 2 or src.shape[-1] != 2 or dst.shape != src.shape:
+        raise ValueError(f"src and dst must both be (N, 2); got {tuple(src.shape)} and {tuple(dst.shape)}")
+    if weights is None:
+        weights = torch.ones(src.shape[0])
+    weights = torch.as_tensor(weights)
+    if weights.shape != src.shape[:1]:
+        raise ValueError(f"weights must be (N,) = ({src.shape[0]},), got {tuple(weights.shape)}")
+    f32 = torch.float32
+    return src.detach().to(f32), dst.detach().to(f32), weights.detach().to(f32)
+
+
+def _failed(n_all: int, n_valid: int, reason: str) -> RansacResult:
+    nan = torch.tensor(float("nan"))
+    fit = SimilarityFit(R=torch.full((2, 2), float("nan")), t=torch.full((2,), float("nan")), s=nan,
+                        ok=torch.tensor(False), reason=(reason,))
+    return RansacResult(fit=fit, inliers=torch.zeros(n_all, dtype=torch.bool),
+                        residuals=torch.full((n_all,), float("nan")), soft_score=0.0,
+                        n_hypotheses_valid=n_valid, ok=False, reason=reason)
+
+
+def _draw_samples(w: torch.Tensor, hypotheses: int, k: int, generator: torch.Generator) -> torch.Tensor:
+    """(<= hypotheses, k) index tuples drawn ∝ w, without a repeated index inside a tuple.
+
+    Draws twice what is needed, then up to three more rounds if the weights are so concentrated that most
+    tuples repeat an index; returns what it has after that.
+    """
+    kept = []
+    have = 0
+    for _ in range(4):
+        draw = max(2 * (hypotheses - have), 16)
+        idx = torch.multinomial(w, draw * k, replacement=True, generator=generator).view(draw, k)
+        srt = idx.sort(dim=1).values
+        distinct = (srt[:, 1:] != srt[:, :-1]).all(1)
+        idx = idx[distinct][: hypotheses - have]
+        kept.append(idx)
+        have += idx.shape[0]
+        if have >= hypotheses:
+            break
+    return torch.cat(kept)
+
+
+class _Acceptance:
+    """Scale range and heading prior as a per-hypothesis boolean test."""
+
+    def __init__(self, scale_range, heading_prior_deg, heading_tolerance_deg):
+        if scale_range is not None and not (0 < scale_range[0] <= scale_range[1]):
+            raise ValueError(f"scale_range must be (min, max) with 0 < min <= max, got {scale_range}")
+        self.scale_range = scale_range
+        self.heading_prior_deg = heading_prior_deg
+        self.heading_tolerance_deg = heading_tolerance_deg
+
+    def __call__(self, fit: SimilarityFit) -> torch.Tensor:
+        ok = torch.ones_like(fit.s, dtype=torch.bool)
+        if self.scale_range is not None:
+            ok = ok & (fit.s >= self.scale_range[0]) & (fit.s <= self.scale_range[1])
+        if self.heading_prior_deg is not None:
+            diff = torch.remainder(heading_from_rotation(fit.R) - self.heading_prior_deg + 180.0, 360.0) - 180.0
+            ok = ok & (diff.abs() <= self.heading_tolerance_deg)
+        return ok
+
+    def describe(self) -> str:
+        parts = []
+        if self.scale_range is not None:
+            parts.append(f"the scale range {self.scale_range[0]:g}–{self.scale_range[1]:g}")
+        if self.heading_prior_deg is not None:
+            parts.append(f"the heading prior {self.heading_prior_deg:g}° ± {self.heading_tolerance_deg:g}°")
+        return " and ".join(parts) or "the constraints"
+
+
+def _soft_scores(hyp: SimilarityFit, valid: torch.Tensor, p: torch.Tensor, q: torch.Tensor,
+                 th_soft: float) -> torch.Tensor:
+    """(H,) soft inlier counts of the hypotheses (-inf where not valid) over p, q (N, 2).
+
+    With M = s R, |M p + t - q|² = s²|p|² + |q|² + |t|² - 2 t·q - 2 qᵀ M p + 2 (Mᵀ t)·p: one GEMM of
+    (H, 11) coefficients by (11, N) features gives every squared distance.
+    """
+    M = hyp.s[:, None, None] * hyp.R                       # (H, 2, 2)
+    t = hyp.t
+    Mt_t = (M.transpose(1, 2) @ t[..., None])[..., 0]       # (H, 2) = Mᵀ t
+    ones = torch.ones_like(hyp.s)
+    coef = torch.cat([
+        (hyp.s ** 2)[:, None], ones[:, None], (t * t).sum(1, keepdim=True), -2.0 * t,
+        -2.0 * M.reshape(-1, 4), 2.0 * Mt_t,
+    ], dim=1)                                              # (H, 11)
+    qp = (q[:, :, None] * p[:, None, :]).reshape(-1, 4)     # q_i p_j, (N, 4), matches M.reshape order
+    feats = torch.cat([
+        (p * p).sum(1, keepdim=True), (q * q).sum(1, keepdim=True), torch.ones_like(p[:, :1]), q, qp, p,
+    ], dim=1).T.contiguous()                               # (11, N)
+    coef = torch.where(valid[:, None], coef, torch.zeros_like(coef))  # NaN-free rows for invalid fits
+
+    beta = 5.0 / th_soft
+    H, N = coef.shape[0], feats.shape[1]
+    scores = torch.empty(H, dtype=p.dtype)
+    chunk = max(1, _SCORE_ELEMENTS_PER_CHUNK // N)
+    buf = torch.empty(min(chunk, H), N, dtype=p.dtype)
+    for start in range(0, H, chunk):
+        stop = min(start + chunk, H)
+        d = torch.mm(coef[start:stop], feats, out=buf[: stop - start])
+        # sigmoid(β (th - sqrt(d² + eps))), in place
+        d.clamp_(min=0.0).add_(_DIST_EPS).sqrt_().mul_(-beta).add_(beta * th_soft).sigmoid_()
+        scores[start:stop] = d.sum(1)
+    return torch.where(valid, scores, torch.full_like(scores, -math.inf))
+
+
+def _residuals(fit: SimilarityFit, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """(N,) distances |s R p + t - q| for a fit that is batched with B = 1 or unbatched."""
+    pred = fit.apply(p[None] if fit.R.ndim == 3 else p)
+    return (pred.reshape(-1, 2) - q).norm(dim=-1)
