@@ -1,0 +1,73 @@
+"""Pose quality: confidence monotone and bounded, residual RMS, sigma_m calibrated on independent noise."""
+
+import math
+
+import pytest
+import torch
+
+from loc2_engine.confidence import MAX_INDEPENDENT_INLIERS, confidence_from, pose_quality, status_from
+from loc2_engine.solver import procrustes_2d, rotation_from_heading
+
+
+def test_confidence_bounded_and_monotone():
+    counts = [0, 1, 3, 5, 10, 30, 100, 1000, 8000]
+    ratios = [0.0, 0.01, 0.03, 0.05, 0.1, 0.2, 0.5, 1.0]
+    grid = [[confidence_from(k, r) for r in ratios] for k in counts]
+    for i, row in enumerate(grid):
+        assert all(0.0 <= c <= 1.0 for c in row)
+        assert row == sorted(row)  # non-decreasing in the ratio
+        if i:
+            assert all(a >= b for a, b in zip(row, grid[i - 1]))  # and in the count
+    assert confidence_from(0, 0.5) == 0.0 and confidence_from(100, 0.0) == 0.0
+    assert confidence_from(20, 0.01) < 0.05 < 0.9 < confidence_from(200, 0.3)
+
+
+def test_pose_quality_numbers():
+    residuals = torch.tensor([0.3, 0.4, 1.2, 5.0, 9.0, float("nan")])
+    inliers = torch.tensor([True, True, True, False, False, False])
+    weights = torch.tensor([1.0, 1.0, 2.0, 1.0, 5.0, 0.0])
+    q = pose_quality(residuals, inliers, weights, soft_score=2.8, n=6)
+    assert (q["matches"], q["inliers"]) == (6, 3)
+    assert q["inlier_ratio"] == pytest.approx(0.5)
+    assert q["residual_m"] == pytest.approx(math.sqrt((0.09 + 0.16 + 1.44) / 3))
+    assert q["sigma_m"] == pytest.approx(math.sqrt((0.09 + 0.16 + 1.44) / 1 / 3))
+    assert q["inlier_weight_share"] == pytest.approx(0.4)
+    assert q["confidence"] == pytest.approx(confidence_from(3, 2.8 / 6))
+
+
+def test_pose_quality_without_inliers():
+    q = pose_quality(torch.tensor([9.0, 8.0]), torch.tensor([False, False]), torch.ones(2), 0.1, 2)
+    assert q["inliers"] == 0 and q["confidence"] == 0.0
+    assert math.isnan(q["residual_m"]) and math.isnan(q["sigma_m"])
+
+
+def test_sigma_m_matches_monte_carlo_position_error():
+    """Independent noise, k < MAX_INDEPENDENT_INLIERS: sigma_m ≈ the RMS error of the fitted camera position."""
+    trials, k, noise = 400, 20, 0.5
+    assert k < MAX_INDEPENDENT_INLIERS
+    gen = torch.Generator().manual_seed(0)
+    # a pinhole-like layout: points 10-40 m ahead, so the camera is extrapolated from their centroid
+    src = torch.stack([torch.rand(k, generator=gen, dtype=torch.float64) * 30 - 15,
+                       torch.rand(k, generator=gen, dtype=torch.float64) * 30 + 10], -1)
+    R = rotation_from_heading(torch.tensor(60.0, dtype=torch.float64))
+    t = torch.tensor([5.0, -3.0], dtype=torch.float64)
+    dst_true = src @ R.T + t
+    dst = dst_true + noise * torch.randn(trials, k, 2, generator=gen, dtype=torch.float64)
+    fit = procrustes_2d(src.expand(trials, k, 2), dst)
+    rms_error = float((fit.t - t).pow(2).sum(-1).mean().sqrt())
+    sigmas = []
+    for i in range(0, trials, 20):
+        residuals = (fit[i].apply(src) - dst[i]).norm(dim=-1)
+        q = pose_quality(residuals, torch.ones(k, dtype=torch.bool), torch.ones(k), float(k), k,
+                         dst=dst[i], position=fit.t[i])
+        sigmas.append(q["sigma_m"])
+    assert sum(sigmas) / len(sigmas) == pytest.approx(rms_error, rel=0.25)
+    # without the lever arm it is only a lower bound
+    q = pose_quality(residuals, torch.ones(k, dtype=torch.bool), torch.ones(k), float(k), k)
+    assert q["sigma_m"] < 0.5 * rms_error
+
+
+def test_status():
+    assert status_from(0.9, 50) == "ok"
+    assert status_from(0.2, 50) == "low_confidence"
+    assert status_from(0.9, 4) == "low_confidence"
