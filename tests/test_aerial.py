@@ -205,3 +205,27 @@ def test_utm_far_from_central_meridian_is_rotated_to_true_north(tmp_path):
     assert abs(_expected_local(prior, (650070.0, 6650130.0), "EPSG:32633")[0]) > 3.0  # the effect is real
     win = AerialWindow.from_raster(path, prior, "EPSG:32633", 128.0, 0.5)
     _check(win, prior, centre, "EPSG:32633")
+
+
+def test_palette_raster_is_expanded_to_rgb(tmp_path):
+    idx = np.zeros((1, 100, 100), np.uint8)
+    idx[0, 40:60, 40:60] = 1
+    path = tmp_path / "pal.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=100, height=100, count=1, dtype="uint8",
+                       crs="EPSG:32633", transform=from_origin(500000, 5000100, 1.0, 1.0)) as dst:
+        dst.write(idx)
+        dst.write_colormap(1, {0: (0, 0, 255, 255), 1: (255, 255, 0, 255)})
+    win = AerialWindow.from_raster(path, (500050.0, 5000050.0), "EPSG:32633", 40.0, 1.0)
+    assert tuple(win.image[20, 20]) == (255, 255, 0) and tuple(win.image[2, 2]) == (0, 0, 255)
+
+
+def test_rotated_geotransform(tmp_path):
+    # a non-north-up geotransform (rows run east, columns north): the square must still land right
+    bands = np.full((3, 200, 200), 50, np.uint8)
+    bands[:, 60:66, 100:106] = 255
+    transform = rasterio.Affine(0.0, 0.5, 500000.0, 0.5, 0.0, 5000000.0)  # x = 500000 + 0.5 row
+    path = _write(tmp_path / "rot.tif", bands, "EPSG:32633", transform)
+    centre = transform * (103.0, 63.0)
+    prior = (500050.0, 5000050.0)
+    win = AerialWindow.from_raster(path, prior, "EPSG:32633", 64.0, 0.5)
+    _check(win, prior, centre, "EPSG:32633")
