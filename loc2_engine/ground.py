@@ -67,14 +67,15 @@ class GroundImage:
         return self.camera.hfov_deg
 
     @classmethod
-    def load(cls, path, camera: str = "auto", hfov_deg: Optional[float] = None) -> "GroundImage":
+    def load(cls, path, camera: Optional[str] = "auto", hfov_deg: Optional[float] = None) -> "GroundImage":
         """Decode ``path`` fully, apply its EXIF orientation and set up the camera.
 
-        camera: "auto" | "pano" | "pinhole". hfov_deg: pinhole horizontal FOV in degrees (overrides EXIF;
+        camera: "auto" | "pano" | "pinhole" (None or "" = "auto", as an empty manifest cell). hfov_deg: pinhole horizontal FOV in degrees (overrides EXIF;
         ignored for panoramas). Raises `PhotoError` (missing, empty, truncated, not an image) or
         `CameraError` (a "pano" that is not 2:1, an unusable HFOV, an unknown camera name).
         """
         path = os.fspath(path)
+        camera = camera or "auto"
         if camera not in CAMERA_CHOICES:
             raise CameraError(f"The camera type {camera!r} is unknown; use one of {', '.join(CAMERA_CHOICES)}.")
         with open_photo(path) as img:

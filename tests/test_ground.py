@@ -86,6 +86,7 @@ def test_hfov_from_focal_follows_rotation():
 def test_panorama_auto_and_forced(tmp_path):
     pano = GroundImage.load(_photo(tmp_path / "pano.jpg", size=(128, 64)))
     assert isinstance(pano.camera, PanoramaCamera) and pano.hfov_source == "pano"
+    assert GroundImage.load(tmp_path / "pano.jpg", camera=None).camera.kind == "pano"
     assert GroundImage.load(tmp_path / "pano.jpg", camera="pinhole", hfov_deg=90).camera.kind == "pinhole"
     with pytest.raises(CameraError, match="twice as wide") as err:
         GroundImage.load(_photo(tmp_path / "n.jpg"), camera="pano")
