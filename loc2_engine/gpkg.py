@@ -18,7 +18,7 @@ import dataclasses
 import datetime as _dt
 import math
 from pathlib import Path
-from typing import Dict, Optional, Set, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 import numpy as np
 import pyproj
@@ -27,9 +27,8 @@ from osgeo import ogr, osr
 from .errors import Loc2Error
 from .frustum import frustum_polygon
 from .georef import LocalFrame, transform_points
+from .resources import resource_path
 from .result import POSE_FIELDS, Result
-
-STYLES_DIR = Path(__file__).resolve().parent.parent / "resources" / "styles"
 
 #: default ground range of the view frustum polygon, metres
 FRUSTUM_RANGE_M = 30.0
@@ -169,7 +168,7 @@ class GeoPackageWriter:
         now = _dt.datetime.now(_dt.timezone.utc)
         self._ds.StartTransaction()
         for name in LAYERS:
-            qml = STYLES_DIR / f"{name}.qml"
+            qml = resource_path("styles", f"{name}.qml")
             if name in styled or not qml.is_file():
                 continue
             f = ogr.Feature(table.GetLayerDefn())
@@ -195,107 +194,25 @@ class GeoPackageWriter:
     # -- writing -----------------------------------------------------------------------------------------
     def write(self, result: Result) -> None:
         """Append one photo's rows to all five layers in one transaction (all or nothing)."""
+        rows = layer_rows(result, self.crs, self.frustum_range_m)  # compute first: no transaction left open
         if self._ds.StartTransaction() != 0:
             raise OutputError(f"Cannot start a transaction in {self.path}.")
         try:
-            self._write_pose(result)
-            if result.ok and result.frame is not None:
-                self._write_explanation(result)
+            for name, features in rows.items():
+                layer = self._layers[name]
+                defn = layer.GetLayerDefn()
+                for geometry, attrs in features:
+                    f = ogr.Feature(defn)
+                    if geometry is not None:
+                        f.SetGeometry(geometry)
+                    for key, value in attrs.items():
+                        _set(f, key, value)
+                    self._create(layer, f)
         except BaseException:
             self._ds.RollbackTransaction()
             raise
         if self._ds.CommitTransaction() != 0:
             raise OutputError(f"Cannot commit the rows of {result.photo!r} to {self.path} (disk full?).")
-
-    def _to_output(self, xy, crs) -> np.ndarray:
-        """(N, 2) positions in ``crs`` -> (N, 2) in the output CRS."""
-        xy = np.asarray(xy, np.float64).reshape(-1, 2)
-        if crs is None or pyproj.CRS.from_user_input(crs) == self.crs:
-            return xy
-        return transform_points(xy, crs, self.crs)
-
-    def _write_pose(self, result: Result) -> None:
-        row = result.pose_row()
-        layer = self._layers["camera_poses"]
-        f = ogr.Feature(layer.GetLayerDefn())
-        if result.ok and row["x"] is not None and row["y"] is not None:
-            src_crs = result.crs or (result.frame.crs if result.frame is not None else None)
-            x, y = self._to_output([[row["x"], row["y"]]], src_crs)[0]
-            if src_crs is not None and pyproj.CRS.from_user_input(src_crs) != self.crs:
-                row["x"], row["y"] = float(x), float(y)
-                if row["heading_deg"] is not None:
-                    frame = LocalFrame(self.crs, (x, y))
-                    row["heading_grid_deg"] = float(frame.true_to_grid_heading(row["heading_deg"]))
-            f.SetGeometry(_point(x, y))
-        for name in POSE_FIELDS:
-            _set(f, name, row[name])
-        self._create(layer, f)
-
-    def _write_explanation(self, result: Result) -> None:
-        frame = result.frame
-
-        def place(xy_local) -> np.ndarray:
-            xy_local = np.asarray(xy_local, np.float64).reshape(-1, 2)
-            if len(xy_local) == 0:
-                return xy_local
-            return self._to_output(frame.from_local(xy_local), frame.crs)
-
-        photo = result.photo
-        ring = _frustum_local(result, self.frustum_range_m)
-        if ring is not None:
-            layer = self._layers["view_frustums"]
-            f = ogr.Feature(layer.GetLayerDefn())
-            lr = ogr.Geometry(ogr.wkbLinearRing)
-            for x, y in place(ring):
-                lr.AddPoint_2D(float(x), float(y))
-            lr.CloseRings()
-            poly = ogr.Geometry(ogr.wkbPolygon)
-            poly.AddGeometry(lr)
-            f.SetGeometry(poly)
-            for key, value in (("photo", photo), ("heading_deg", float(result.heading_deg)),
-                               ("hfov_deg", float(result.hfov_deg)), ("range_m", self.frustum_range_m),
-                               ("confidence", float(result.confidence)), ("status", result.status)):
-                _set(f, key, value)
-            self._create(layer, f)
-
-        n = len(result.weights)
-        if n:
-            aerial = place(result.xy_aerial)
-            ground = place(_placed_ground(result))
-            uv = np.asarray(result.uv_ground, np.float64).reshape(-1, 2)
-            inl = np.asarray(result.inlier_mask, bool).reshape(-1)
-            res = np.asarray(result.residuals_m, np.float64).reshape(-1)
-            w = np.asarray(result.weights, np.float64).reshape(-1)
-            lines, points = self._layers["matches"], self._layers["inliers"]
-            for i in range(n):
-                common = (("photo", photo), ("u", float(uv[i, 0])), ("v", float(uv[i, 1])),
-                          ("weight", float(w[i])), ("residual_m", float(res[i]) if i < len(res) else None))
-                f = ogr.Feature(lines.GetLayerDefn())
-                line = ogr.Geometry(ogr.wkbLineString)
-                line.AddPoint_2D(float(ground[i, 0]), float(ground[i, 1]))
-                line.AddPoint_2D(float(aerial[i, 0]), float(aerial[i, 1]))
-                f.SetGeometry(line)
-                for key, value in common + (("inlier", int(inl[i]) if i < len(inl) else 0),):
-                    _set(f, key, value)
-                self._create(lines, f)
-                if i < len(inl) and inl[i]:
-                    f = ogr.Feature(points.GetLayerDefn())
-                    f.SetGeometry(_point(*aerial[i]))
-                    for key, value in common:
-                        _set(f, key, value)
-                    self._create(points, f)
-
-        layout = place(result.layout_xy)
-        if len(layout):
-            luv = np.asarray(result.layout_uv, np.float64).reshape(-1, 2)
-            layer = self._layers["ground_layout"]
-            for (x, y), (u, v) in zip(layout, luv):
-                f = ogr.Feature(layer.GetLayerDefn())
-                f.SetGeometry(_point(x, y))
-                f.SetField("photo", photo)
-                f.SetField("u", float(u))
-                f.SetField("v", float(v))
-                self._create(layer, f)
 
     def _create(self, layer, feature) -> None:
         if layer.CreateFeature(feature) != 0:
@@ -314,6 +231,87 @@ class GeoPackageWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+Row = Tuple[Optional[ogr.Geometry], Dict[str, object]]
+
+
+def layer_rows(result: Result, crs, frustum_range_m: float = FRUSTUM_RANGE_M) -> Dict[str, List[Row]]:
+    """One photo's features for every layer of `LAYERS`: {layer: [(OGR geometry or None, {field: value})]}.
+
+    Geometries are in ``crs`` (pyproj-compatible; normally the raster's). A failed result gives one
+    ``camera_poses`` row without geometry and nothing else. Values are Python scalars, NaN -> None.
+    The GeoPackage writer and the Processing algorithm's feature sinks both write exactly these rows.
+    """
+    crs = pyproj.CRS.from_user_input(crs)
+    out: Dict[str, List[Row]] = {name: [] for name in LAYERS}
+    row = result.pose_row()
+    geometry = None
+    if result.ok and row["x"] is not None and row["y"] is not None:
+        src = result.crs or (result.frame.crs if result.frame is not None else crs)
+        if pyproj.CRS.from_user_input(src) != crs:
+            row["x"], row["y"] = (float(v) for v in transform_points([[row["x"], row["y"]]], src, crs)[0])
+            if row["heading_deg"] is not None:  # grid north of the output CRS, not of the raster's
+                row["heading_grid_deg"] = float(
+                    LocalFrame(crs, (row["x"], row["y"])).true_to_grid_heading(row["heading_deg"]))
+        geometry = _point(row["x"], row["y"])
+    out["camera_poses"].append((geometry, row))
+    if not result.ok or result.frame is None:
+        return out
+
+    frame = result.frame
+    same_crs = frame.crs == crs
+
+    def place(xy_local) -> np.ndarray:
+        """(N, 2) local metres -> (N, 2) in ``crs``."""
+        xy_local = np.asarray(xy_local, np.float64).reshape(-1, 2)
+        if len(xy_local) == 0:
+            return xy_local
+        xy = frame.from_local(xy_local)
+        return xy if same_crs else transform_points(xy, frame.crs, crs)
+
+    photo = result.photo
+    ring = _frustum_local(result, frustum_range_m)
+    if ring is not None:
+        lr = ogr.Geometry(ogr.wkbLinearRing)
+        for x, y in place(ring):
+            lr.AddPoint_2D(float(x), float(y))
+        lr.CloseRings()
+        poly = ogr.Geometry(ogr.wkbPolygon)
+        poly.AddGeometry(lr)
+        out["view_frustums"].append((poly, {
+            "photo": photo, "heading_deg": _num(result.heading_deg), "hfov_deg": _num(result.hfov_deg),
+            "range_m": float(frustum_range_m), "confidence": _num(result.confidence), "status": result.status}))
+
+    n = len(result.weights)
+    if n:
+        aerial = place(result.xy_aerial)
+        ground = place(_placed_ground(result))
+        uv = np.asarray(result.uv_ground, np.float64).reshape(-1, 2)
+        inl = np.asarray(result.inlier_mask, bool).reshape(-1)
+        res = np.asarray(result.residuals_m, np.float64).reshape(-1)
+        w = np.asarray(result.weights, np.float64).reshape(-1)
+        for i in range(n):
+            common = {"photo": photo, "u": float(uv[i, 0]), "v": float(uv[i, 1]), "weight": _num(w[i]),
+                      "residual_m": _num(res[i]) if i < len(res) else None}
+            inlier = bool(inl[i]) if i < len(inl) else False
+            line = ogr.Geometry(ogr.wkbLineString)
+            line.AddPoint_2D(float(ground[i, 0]), float(ground[i, 1]))
+            line.AddPoint_2D(float(aerial[i, 0]), float(aerial[i, 1]))
+            out["matches"].append((line, dict(common, inlier=int(inlier))))
+            if inlier:
+                out["inliers"].append((_point(*aerial[i]), common))
+
+    layout = place(result.layout_xy)
+    luv = np.asarray(result.layout_uv, np.float64).reshape(-1, 2)
+    for (x, y), (u, v) in zip(layout, luv):
+        out["ground_layout"].append((_point(x, y), {"photo": photo, "u": float(u), "v": float(v)}))
+    return out
+
+
+def _num(value) -> Optional[float]:
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 
 def _placed_ground(result: Result) -> np.ndarray:

@@ -115,10 +115,14 @@ def test_a_failing_write_leaves_no_partial_photo(tmp_path, monkeypatch):
     with GeoPackageWriter(path, CRS) as w:
         w.write(ok_result("a.jpg"))
 
-        def boom(self, result):
-            raise RuntimeError("disk pulled out")
+        create = GeoPackageWriter._create
 
-        monkeypatch.setattr(GeoPackageWriter, "_write_explanation", boom)
+        def boom(self, layer, feature):  # fails after the pose row went in, inside the transaction
+            if layer.GetName() == "matches":
+                raise RuntimeError("disk pulled out")
+            create(self, layer, feature)
+
+        monkeypatch.setattr(GeoPackageWriter, "_create", boom)
         with pytest.raises(RuntimeError):
             w.write(ok_result("b.jpg"))
         assert w.photos() == {"a.jpg"}
