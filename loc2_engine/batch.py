@@ -1,0 +1,206 @@
+"""The batch loop shared by `loc2 batch` and the Processing algorithm ``loc2:georeferencephotos``.
+
+A batch is a list of `PhotoJob` (from a folder, a manifest, or a point layer) run through one
+`pipeline.Localizer` into one writer: a `gpkg.GeoPackageWriter` (the CLI) or any object with
+``write(result)`` (the Processing algorithm's feature sinks). One photo = one `Localizer.localize` call =
+one ``write``; a photo that fails for any reason becomes a ``failed`` row with its reason and the batch goes
+on. Memory stays flat with the number of photos: Results are written and dropped, only counts and run
+times are kept; aerial features are cached (bounded) by the Localizer.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Iterable, List, Optional, Sequence
+
+from .errors import AerialError, Loc2Error, PhotoError
+from .result import Result
+
+#: photo file extensions a folder batch picks up (compared lower-case)
+PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+
+
+@dataclass
+class PhotoJob:
+    """One photo to localize.
+
+    photo: path of the image; its string is the photo id written to the ``photo`` field (resume key).
+    prior: `pipeline.Prior`; a Prior without a position means "EXIF GPS" (radius and heading still apply).
+    aerial: this photo's aerial raster (manifest rows); None: the batch's aerial.
+    camera, hfov_deg: this photo's camera type and pinhole HFOV (manifest rows); None: the Localizer's.
+    depth_map: ground-truth depth (.npy) for the ``truth`` depth provider.
+    exif_heading: take the heading prior from EXIF GPSImgDirection (true north only) when ``prior`` has none.
+    """
+
+    photo: str
+    prior: object = None
+    aerial: Optional[str] = None
+    camera: Optional[str] = None
+    hfov_deg: Optional[float] = None
+    depth_map: Optional[str] = None
+    exif_heading: bool = False
+
+
+@dataclass
+class BatchSummary:
+    """What a batch did. Counts are per status of the rows written in this run; ``skipped`` were already
+    in the output (resume); ``runtimes_s`` are Localizer run times of this run, seconds."""
+
+    total: int = 0
+    ok: int = 0
+    low_confidence: int = 0
+    failed: int = 0
+    skipped: int = 0
+    cancelled: bool = False
+    wall_s: float = 0.0
+    runtimes_s: List[float] = field(default_factory=list)
+
+    @property
+    def done(self) -> int:
+        return self.ok + self.low_confidence + self.failed
+
+    @property
+    def median_runtime_s(self) -> float:
+        return statistics.median(self.runtimes_s) if self.runtimes_s else math.nan
+
+    def count(self, status: str) -> None:
+        setattr(self, status, getattr(self, status) + 1)
+
+
+# -- discovering photos ---------------------------------------------------------------------------------
+
+def find_photos(folder, recursive: bool = False) -> List[str]:
+    """Image files in ``folder`` (jpg/jpeg/png/tif/tiff, any case), sorted, as absolute path strings.
+
+    Raises `PhotoError` when ``folder`` is not a directory.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise PhotoError(f"The photo folder {folder} does not exist or is not a folder.")
+    pattern = root.rglob("*") if recursive else root.glob("*")
+    found = [p for p in pattern if p.suffix.lower() in PHOTO_EXTENSIONS and p.is_file()]
+    return sorted(str(p.resolve()) for p in found)
+
+
+def folder_jobs(folder, recursive: bool = False, prior=None, exif_heading: bool = False) -> List[PhotoJob]:
+    """One job per image in ``folder``; ``prior`` (a position-less `Prior`: radius, heading) for all."""
+    return [PhotoJob(photo=p, prior=prior, exif_heading=exif_heading) for p in find_photos(folder, recursive)]
+
+
+def manifest_jobs(rows: Iterable, radius_m: Optional[float] = None) -> List[PhotoJob]:
+    """Jobs from `manifest.ManifestRow` rows (DESIGN.md §3; paths already absolute).
+
+    Each row's prior (prior_x/prior_y in ``crs``, radius_m, heading_prior_deg/heading_tolerance_deg) is
+    used; a row without a prior position uses the photo's EXIF GPS. ``radius_m`` overrides the rows' radius.
+    """
+    from .pipeline import DEFAULT_RADIUS_M, Prior
+
+    jobs = []
+    for row in rows:
+        radius = radius_m if radius_m is not None else row.radius_m
+        prior = Prior(x=row.prior_x, y=row.prior_y, crs=row.crs,
+                      radius_m=radius if radius is not None else DEFAULT_RADIUS_M,
+                      heading_deg=row.heading_prior_deg, heading_tolerance_deg=row.heading_tolerance_deg)
+        camera = None if row.camera in (None, "auto") else row.camera
+        jobs.append(PhotoJob(photo=row.photo, prior=prior, aerial=row.aerial, camera=camera,
+                             hfov_deg=row.hfov_deg, depth_map=row.depth))
+    return jobs
+
+
+# -- the loop -------------------------------------------------------------------------------------------
+
+def output_crs(jobs: Sequence[PhotoJob], aerial=None):
+    """CRS of the output: the batch aerial raster's, else the first job's raster's (`AerialError` if none
+    can be read: the batch cannot run)."""
+    from .aerial import raster_info
+
+    source = aerial or next((j.aerial for j in jobs if j.aerial), None)
+    if source is None:
+        raise AerialError("No aerial raster was given (--aerial, or an `aerial` column in the manifest).")
+    return raster_info(source)[0]
+
+
+def run_batch(jobs: Sequence[PhotoJob], aerial, out, localizer, *, resume: bool = False,
+              progress: Optional[Callable[[int, int, Result], None]] = None,
+              cancelled: Optional[Callable[[], bool]] = None) -> BatchSummary:
+    """Localize every job and write one row set per photo.
+
+    jobs: `PhotoJob` list; aerial: raster path (or any source `Localizer.localize` accepts) for jobs
+    without their own; out: a writer with ``write(result)`` (and ``photos()`` when ``resume``), e.g.
+    `gpkg.GeoPackageWriter`; localizer: object with ``localize(photo, aerial, prior, depth_map=None) ->
+    Result`` (normally `pipeline.Localizer`). resume: skip jobs whose photo id ``out.photos()`` already has.
+    progress(done_or_skipped, total, result): after each written photo. cancelled(): checked before each
+    photo; True stops the batch cleanly (finished photos are already written).
+    """
+    start = time.perf_counter()
+    summary = BatchSummary(total=len(jobs))
+    done_ids = set(out.photos()) if resume else set()
+    position = 0
+    for job in jobs:
+        if job.photo in done_ids:
+            summary.skipped += 1
+            continue
+        if cancelled is not None and cancelled():
+            summary.cancelled = True
+            break
+        result = localize_job(job, aerial, localizer)
+        out.write(result)
+        summary.count(result.status)
+        summary.runtimes_s.append(float(result.runtime_s))
+        position += 1
+        if progress is not None:
+            progress(summary.skipped + position, summary.total, result)
+        del result  # the Result holds the aerial window and arrays; nothing of it outlives its row
+    summary.wall_s = time.perf_counter() - start
+    return summary
+
+
+def localize_job(job: PhotoJob, aerial, localizer) -> Result:
+    """Run one job; any exception becomes a failed Result carrying its reason (the batch must go on)."""
+    start = time.perf_counter()
+    try:
+        source = job.aerial or aerial
+        if source is None:
+            raise AerialError(f"No aerial raster for {os.path.basename(job.photo)}: give --aerial or an "
+                              "`aerial` column in the manifest.")
+        photo = _photo_input(job)
+        prior = _with_exif_heading(job) if job.exif_heading else job.prior
+        result = localizer.localize(photo, source, prior, depth_map=job.depth_map)
+    except Exception as exc:  # noqa: BLE001 -- one photo's failure, whatever it is, must not end the batch
+        if not isinstance(exc, Loc2Error):
+            exc = RuntimeError(f"Internal error while localizing {os.path.basename(job.photo)}: "
+                               f"{type(exc).__name__}: {exc}")
+        return Result.failure(job.photo, exc, runtime_s=time.perf_counter() - start)
+    result.photo = job.photo  # the resume key is the job's path, however the localizer spelled it
+    return result
+
+
+def _photo_input(job: PhotoJob):
+    """The path, or a `GroundImage` loaded with this job's camera / HFOV when the job overrides them."""
+    if job.camera is None and job.hfov_deg is None:
+        return job.photo
+    from .ground import GroundImage
+
+    return GroundImage.load(job.photo, camera=job.camera or "auto", hfov_deg=job.hfov_deg)
+
+
+def _with_exif_heading(job: PhotoJob):
+    """``job.prior`` with its heading from EXIF GPSImgDirection when it has none and EXIF says true north."""
+    from .exif import read_exif
+    from .pipeline import Prior
+
+    prior = job.prior or Prior()
+    if prior.heading_deg is not None:
+        return prior
+    try:
+        info = read_exif(job.photo)
+    except Loc2Error:
+        return prior  # an unreadable photo: localize reports it with its specific reason
+    if info.gps_heading_deg is None or info.gps_heading_ref == "M":  # magnetic north is not true north
+        return prior
+    return replace(prior, heading_deg=float(info.gps_heading_deg))

@@ -1,0 +1,115 @@
+"""`loc2 batch (PHOTO_DIR | --manifest CSV) [--aerial RASTER] --out FILE.gpkg [--resume]` (DESIGN.md §4).
+
+Exit status: 0 when the batch ran (failed photos are recorded as `failed` rows), 2 when it could not run at
+all (no photos, unreadable aerial raster or manifest, model that cannot be loaded, unusable output file),
+130 on Ctrl-C (every finished photo is in the file; rerun with --resume).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from .options import add_camera_prior_options, add_model_options
+
+HELP = "localize a folder of photos (or a manifest) into a styled GeoPackage, resumable"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("photo_dir", nargs="?", metavar="PHOTO_DIR",
+                        help="folder of photos (jpg, jpeg, png, tif, tiff); priors from their EXIF GPS")
+    parser.add_argument("--manifest", metavar="CSV", help="dataset manifest (DESIGN §3) instead of a folder")
+    parser.add_argument("--aerial", metavar="RASTER",
+                        help="georeferenced aerial raster (default: each manifest row's `aerial`)")
+    parser.add_argument("--out", required=True, metavar="FILE.gpkg",
+                        help="GeoPackage to write (appended to if it exists; CRS = the aerial raster's)")
+    parser.add_argument("--resume", action="store_true",
+                        help="skip photos already in --out (ok or failed), e.g. after an interrupted run")
+    parser.add_argument("--recursive", action="store_true", help="also take photos from sub-folders")
+    parser.add_argument("--exif-heading", action="store_true",
+                        help="use each photo's EXIF GPSImgDirection (true north) as heading prior")
+    add_model_options(parser)
+    add_camera_prior_options(parser, single_photo=False)
+
+
+def _fail(message: str) -> int:
+    print(f"loc2 batch: {message}", file=sys.stderr)
+    return 2
+
+
+def run(args) -> int:
+    from tqdm import tqdm
+
+    from ..batch import folder_jobs, manifest_jobs, output_crs, run_batch
+    from ..errors import Loc2Error
+    from ..gpkg import GeoPackageWriter
+    from ..pipeline import DEFAULT_RADIUS_M, Localizer, Prior
+
+    if (args.photo_dir is None) == (args.manifest is None):
+        return _fail("give either PHOTO_DIR or --manifest CSV (one of them).")
+    try:
+        if args.manifest:
+            from ..manifest import read_manifest
+
+            jobs = manifest_jobs(read_manifest(args.manifest), radius_m=args.radius)
+        else:
+            prior = Prior(radius_m=args.radius or DEFAULT_RADIUS_M, heading_deg=args.heading,
+                          heading_tolerance_deg=args.heading_tolerance)
+            jobs = folder_jobs(args.photo_dir, recursive=args.recursive, prior=prior,
+                               exif_heading=args.exif_heading)
+        if not jobs:
+            return _fail(f"no photos (jpg, jpeg, png, tif, tiff) in {args.manifest or args.photo_dir}"
+                         + ("" if args.recursive or args.manifest else "; add --recursive for sub-folders"))
+        crs = output_crs(jobs, args.aerial)
+        conf = {"camera": args.camera, "hfov_deg": args.hfov}
+        if args.radius is not None:
+            conf["radius_m"] = args.radius
+        localizer = Localizer(model=args.model, depth=args.depth, device=args.device, weights=args.weights,
+                              backbone=args.backbone, **conf)
+        writer = GeoPackageWriter(args.out, crs)
+    except Loc2Error as exc:
+        return _fail(str(exc))
+
+    with writer:
+        present = writer.photos()
+        already = sum(job.photo in present for job in jobs)
+        if already and not args.resume:
+            return _fail(f"{args.out} already holds {already} of these {len(jobs)} photos; pass --resume to "
+                         "skip them, or write to another --out.")
+        bar = tqdm(total=len(jobs), initial=already, unit="photo", dynamic_ncols=True, file=sys.stderr)
+
+        def progress(done, total, result):
+            bar.update(1)
+            if result.status == "failed":
+                bar.write(f"failed: {result.photo}: {result.error}", file=sys.stderr)
+
+        try:
+            summary = run_batch(jobs, args.aerial, writer, localizer, resume=args.resume, progress=progress)
+        except KeyboardInterrupt:
+            bar.close()
+            print(f"interrupted: finished photos are in {args.out}; rerun with --resume to continue",
+                  file=sys.stderr)
+            return 130
+        bar.close()
+    print(summary_table(summary, args.out))
+    return 0
+
+
+def summary_table(summary, out) -> str:
+    """The end-of-run table: photos per status, skipped, median time per photo, wall time."""
+    rows = [("ok", summary.ok), ("low_confidence", summary.low_confidence), ("failed", summary.failed),
+            ("skipped (already in file)", summary.skipped), ("total", summary.total)]
+    width = max(len(name) for name, _ in rows)
+    lines = [f"{'status':<{width}}  photos", f"{'-' * width}  ------"]
+    lines += [f"{name:<{width}}  {count:>6d}" for name, count in rows]
+    lines.append(f"{'median time per photo':<{width}}  {summary.median_runtime_s:>6.2f} s")
+    lines.append(f"{'wall time':<{width}}  {summary.wall_s:>6.1f} s")
+    lines.append(f"written to {out}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # usable before every other sub-command of the `loc2` dispatcher exists
+    import argparse
+
+    _parser = argparse.ArgumentParser(prog="loc2 batch", description=HELP)
+    add_arguments(_parser)
+    raise SystemExit(run(_parser.parse_args()))
