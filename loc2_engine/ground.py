@@ -95,7 +95,7 @@ class GroundImage:
         if (width, height) == (self.width, self.height):
             return self
         pixels = Image.fromarray(self.image).resize((int(width), int(height)), Image.BILINEAR)
-        return replace(self, image=np.asarray(pixels), camera=self.camera.resized(int(width), int(height)))
+        return replace(self, image=np.array(pixels), camera=self.camera.resized(int(width), int(height)))
 
 
 def hfov_from_exif(exif: ExifInfo, width: int, height: int) -> Tuple[Optional[float], Optional[str]]:
@@ -134,7 +134,7 @@ def _to_rgb8(img: Image.Image) -> np.ndarray:
             grey = grey / 257.0
         grey = np.clip(np.rint(grey), 0, 255).astype(np.uint8)
         return np.repeat(grey[:, :, None], 3, axis=2)
-    return np.asarray(img.convert("RGB"))
+    return np.array(img.convert("RGB"))  # np.array, not asarray: PIL's buffer would be read-only
 
 
 def _camera(path: str, camera: str, hfov_deg, exif: ExifInfo, width: int, height: int) -> Tuple[Camera, str]:

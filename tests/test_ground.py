@@ -38,7 +38,7 @@ def _marker_corner(image):
 
 def test_plain_pinhole_with_default_hfov(tmp_path):
     g = GroundImage.load(_photo(tmp_path / "p.jpg"))
-    assert g.image.shape == (48, 64, 3) and g.image.dtype == np.uint8
+    assert g.image.shape == (48, 64, 3) and g.image.dtype == np.uint8 and g.image.flags.writeable
     assert isinstance(g.camera, PinholeCamera) and g.camera.kind == "pinhole"
     assert g.hfov_source == "default" and g.hfov_deg == pytest.approx(DEFAULT_HFOV_DEG)
     assert _marker_corner(g.image) == "top-left"
@@ -98,7 +98,7 @@ def test_panorama_auto_and_forced(tmp_path):
 def test_resized_scales_image_and_camera(tmp_path):
     g = GroundImage.load(_photo(tmp_path / "p.jpg"), hfov_deg=70.0)
     small = g.resized(32, 24)
-    assert small.image.shape == (24, 32, 3) and small.camera.width == 32
+    assert small.image.shape == (24, 32, 3) and small.camera.width == 32 and small.image.flags.writeable
     assert small.hfov_deg == pytest.approx(70.0) and small.hfov_source == "user" and g.image.shape == (48, 64, 3)
     pano = GroundImage.load(_photo(tmp_path / "pano.jpg", size=(128, 64))).resized(64, 32)
     assert pano.camera == PanoramaCamera(64, 32)
