@@ -1,8 +1,10 @@
 """Depth providers: per-pixel depth of a ground photo, behind a registry of lazy "module:Class" targets.
 
-A provider turns a `GroundImage` into a float32 (H, W) depth map in the image's own pixels (the image it is
-given, after EXIF orientation and any resize), NaN where there is no usable depth (sky, above the horizon,
-unknown). Each provider states:
+A provider turns a `GroundImage` into a float32 depth map of the image it is given (after EXIF orientation
+and any resize), NaN where there is no usable depth (sky, above the horizon, unknown). The map normally has
+the image's size; it may have another resolution with the same aspect (the `truth` map stays at the
+dataset's resolution), and the pipeline samples it at each token's position in that grid. Each provider
+states:
 
     name         registry name, recorded in results (`depth` field)
     kind         "range" (Euclidean distance along the ray) or "z" (along the optical axis)
@@ -45,8 +47,15 @@ class DepthProvider:
     metric: bool = True
     scale_range: Optional[Tuple[float, float]] = None
 
+    def __init__(self, device=None):
+        """device: torch device for providers that run a network (ignored by the others)."""
+        self.device = device
+
     def __call__(self, ground, *, truth_path=None) -> np.ndarray:
-        """Depth of ``ground.image`` as float32 (H, W), NaN = invalid; ``truth_path`` is only read by `truth`."""
+        """Depth of ``ground.image``: float32 (h, w) with the image's aspect, NaN = invalid.
+
+        ``truth_path`` (a .npy path or an array) is only read by `truth`.
+        """
         raise NotImplementedError
 
 
@@ -84,10 +93,12 @@ def get_depth_provider(name_or_path: str, **options) -> DepthProvider:
 
 
 def as_depth_map(depth, shape: Tuple[int, int]) -> np.ndarray:
-    """Coerce a depth array to float32 ``shape`` (H, W) with every non-positive or non-finite value as NaN.
+    """Coerce a depth array to float32 (h, w) with every non-positive or non-finite value as NaN.
 
-    A map of another size with the same aspect is resized by nearest neighbour (depth must not be blended
-    across object boundaries); any other size is a DepthError.
+    shape: (H, W) of the image it belongs to. The map may have another resolution with the same aspect
+    (e.g. a full-size truth map for a resized photo): it is kept at its own resolution, because resampling
+    depth shifts it by fractions of a pixel, which near the horizon is a large range error; the pipeline
+    samples it at the tokens' exact positions instead. Any other aspect is a DepthError.
     """
     arr = np.asarray(depth, dtype=np.float32)
     if arr.ndim == 3 and arr.shape[-1] == 1:
@@ -95,13 +106,9 @@ def as_depth_map(depth, shape: Tuple[int, int]) -> np.ndarray:
     if arr.ndim != 2:
         raise DepthError(f"A depth map must be a 2-D array, got shape {arr.shape}.")
     h, w = shape
-    if arr.shape != (h, w):
-        if abs(arr.shape[1] / arr.shape[0] - w / h) > 0.02 * (w / h):
-            raise DepthError(f"The depth map is {arr.shape[1]}x{arr.shape[0]} px but the photo is {w}x{h} px; "
-                             "they must have the same size (or at least the same aspect).")
-        rows = ((np.arange(h) + 0.5) * arr.shape[0] / h).astype(np.int64)
-        cols = ((np.arange(w) + 0.5) * arr.shape[1] / w).astype(np.int64)
-        arr = arr[rows[:, None], cols[None, :]]
+    if abs(arr.shape[1] / arr.shape[0] - w / h) > 0.02 * (w / h):
+        raise DepthError(f"The depth map is {arr.shape[1]}x{arr.shape[0]} px but the photo is {w}x{h} px; "
+                         "they must have the same size (or at least the same aspect).")
     arr = arr.copy()
     arr[~np.isfinite(arr) | (arr <= 0)] = np.nan
     return arr

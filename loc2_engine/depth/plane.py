@@ -23,10 +23,10 @@ DEFAULT_CAMERA_HEIGHT_M = 1.6
 
 
 def pixel_centres(height: int, width: int) -> torch.Tensor:
-    """(H, W, 2) float64 (u, v) coordinates of every pixel centre, u = column, v = row (cameras' convention)."""
+    """(H, W, 2) float64 (u, v) of every pixel centre: integers, u = column, v = row (cameras' convention)."""
     v, u = torch.meshgrid(torch.arange(height, dtype=torch.float64), torch.arange(width, dtype=torch.float64),
                           indexing="ij")
-    return torch.stack([u, v], dim=-1) + 0.5
+    return torch.stack([u, v], dim=-1)
 
 
 class PlaneDepth(DepthProvider):
@@ -38,7 +38,8 @@ class PlaneDepth(DepthProvider):
     # camera height may be off by a factor ~2 either way; the solver's scale takes it up
     scale_range = (0.3, 3.0)
 
-    def __init__(self, camera_height_m: float = DEFAULT_CAMERA_HEIGHT_M, **_unused):
+    def __init__(self, camera_height_m: float = DEFAULT_CAMERA_HEIGHT_M, device=None):
+        super().__init__(device)
         if not camera_height_m > 0:
             raise DepthError(f"The plane depth camera height must be positive, got {camera_height_m} m.")
         self.camera_height_m = float(camera_height_m)

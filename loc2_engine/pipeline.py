@@ -1,0 +1,330 @@
+"""The one entry point: `Localizer(...).localize(photo, aerial, prior)` -> `Result` (DESIGN.md §1).
+
+The CLI, `batch`, the Processing algorithm and the QGIS plugin all call `Localizer.localize`; nothing else
+runs the method. Steps for one photo:
+
+  1. `GroundImage` (EXIF orientation applied, camera model) -> resized to the model's ground input;
+  2. prior: the argument, else the photo's EXIF GPS (`PriorError` when neither);
+  3. `AerialWindow` of the model's size and gsd centred on the prior; its features are cached (LRU, by
+     ``window.key``) so photos sharing a window encode it once;
+  4. depth provider -> depth map (model input pixels) -> depth at each ground token; tokens without depth
+     (sky, above the horizon, beyond the range the window can hold) are masked out of the matching;
+  5. matcher: probabilities P (aerial cells x ground tokens) -> correspondences sampled ∝ P;
+  6. ground tokens lifted to the camera BEV frame (``xy_bev = depth * lift_coef``);
+  7. weighted scale-aware RANSAC (`ransac.ransac_similarity`) -> ``xy_local = s R xy_bev + t``;
+  8. confidence, status, and the explanation arrays; x, y in the raster CRS, lon/lat, headings.
+
+Expected failures (`Loc2Error`) become ``Result.failure`` with the error's sentence; anything else is a bug
+and propagates.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+
+from .aerial import AerialWindow
+from .confidence import pose_quality, status_from
+from .depth import DepthProvider, as_depth_map, get_depth_provider
+from .errors import AerialError, LocalizationError, Loc2Error, PriorError
+from .georef import transform_points
+from .lifting import sample_depth_at
+from .matching import sample_correspondences
+from .models import load_model
+from .models.base import Matcher, to_input
+from .ransac import ransac_similarity
+from .result import Result
+from .solver import heading_from_rotation
+
+#: search radius when the prior does not say, metres (a consumer GPS fix in a street canyon)
+DEFAULT_RADIUS_M = 25.0
+#: the window must show at least this much ground beyond the search radius, metres
+MIN_VISIBLE_RANGE_M = 10.0
+#: ground tokens with depth needed before matching is attempted (3 fix a similarity; more to vote)
+MIN_VALID_TOKENS = 8
+#: fewest sampled correspondences with non-negligible probability for RANSAC to be meaningful
+MIN_USABLE_MATCHES = 8
+#: a sampled pair below this probability is noise, not a match (P of a uniform 3136 x 512 problem ~ 1e-6)
+MIN_MATCH_PROB = 1e-4
+
+#: defaults of the tunable settings (``Localizer(**conf)`` overrides them)
+DEFAULT_CONF = {
+    "n_matches": 1024,          # correspondences sampled from P (method.md §4: 1024 for a single fit)
+    "hypotheses": 1000,         # RANSAC hypotheses
+    "th_inlier_m": 2.5,         # hard inlier distance, metres (method.md §4.2)
+    "th_soft_m": 5.0,           # soft-score distance, metres
+    "with_scale": True,         # False: rigid fit (the "no scale" ablation)
+    "seed": 0,                  # sampling and RANSAC are deterministic for a seed
+    "cache_size": 8,            # aerial windows whose features are kept
+    "max_range_m": None,        # metric depth beyond this is masked; None: half the window
+    "camera": "auto",           # camera model for photos given as paths
+    "hfov_deg": None,           # pinhole HFOV for photos given as paths (None: EXIF)
+    "radius_m": DEFAULT_RADIUS_M,  # search radius for priors read from EXIF
+}
+
+
+@dataclass
+class Prior:
+    """Where to search: a position, a radius, and optionally a heading.
+
+    x, y: position in ``crs`` units (None, None: take the photo's EXIF GPS, keeping radius and heading);
+    crs: anything pyproj accepts (None: the aerial raster's CRS); radius_m: search radius, metres;
+    heading_deg: heading prior clockwise from true north (None: unknown orientation, full 360°);
+    heading_tolerance_deg: half-width of the allowed heading interval (None: `ransac`'s default).
+    """
+
+    x: Optional[float] = None
+    y: Optional[float] = None
+    crs: object = None
+    radius_m: float = DEFAULT_RADIUS_M
+    heading_deg: Optional[float] = None
+    heading_tolerance_deg: Optional[float] = None
+
+    @property
+    def has_position(self) -> bool:
+        return self.x is not None and self.y is not None
+
+
+class Localizer:
+    """Loads a matcher and a depth provider once; `localize` runs the method on one photo.
+
+    model: registry name, weight file path, or a `Matcher` instance (used as is, e.g. by tests);
+    depth: depth provider name or folder, or a `DepthProvider` instance; None = the model's default
+        (``matcher.default_depth`` if it has one, else "mono");
+    device: "cpu" / "cuda"; None = cuda when available; weights/backbone: files for the official models;
+    conf: overrides of `DEFAULT_CONF`.
+    Raises ModelError / DepthError here (not in `localize`) when the model or depth cannot be set up.
+    """
+
+    def __init__(self, model="default", depth=None, device=None, weights=None, backbone=None, **conf):
+        unknown = set(conf) - set(DEFAULT_CONF)
+        if unknown:
+            raise TypeError(f"unknown Localizer settings {sorted(unknown)}; known: {sorted(DEFAULT_CONF)}")
+        self.conf = {**DEFAULT_CONF, **conf}
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if isinstance(model, Matcher):
+            self.matcher, self.model_name = model, getattr(model, "name", type(model).__name__)
+        else:
+            self.matcher = load_model(model, device=self.device, weights=weights, backbone=backbone)
+            self.model_name = os.path.basename(os.fspath(model))
+        self.matcher.to(self.device).eval()
+        if isinstance(depth, DepthProvider):
+            self.depth = depth
+        else:
+            self.depth = get_depth_provider(depth or getattr(self.matcher, "default_depth", "mono"),
+                                            device=self.device)
+        self._features: "OrderedDict[str, object]" = OrderedDict()
+
+    # -- aerial -------------------------------------------------------------------------------------------
+    @property
+    def window_size_m(self) -> float:
+        return float(self.matcher.aerial_size_m)
+
+    def aerial_window(self, aerial, prior: Prior) -> AerialWindow:
+        """The model's window around ``prior`` (position in ``prior.crs``).
+
+        aerial: an `AerialWindow` (used as is; it must have the model's size and gsd), a raster path, a
+        callable ``aerial(center_xy, center_crs, size_m, gsd) -> AerialWindow``, or an object with a method
+        ``window(center_xy, center_crs, size_m, gsd)`` (e.g. the plugin's renderer of a QGIS layer).
+        """
+        size_m, gsd = self.window_size_m, float(self.matcher.aerial_gsd)
+        center = (float(prior.x), float(prior.y))
+        if isinstance(aerial, AerialWindow):
+            window = aerial
+        elif isinstance(aerial, (str, os.PathLike)):
+            window = AerialWindow.from_raster(aerial, center, prior.crs, size_m, gsd)
+        elif hasattr(aerial, "window"):
+            window = aerial.window(center, prior.crs, size_m, gsd)
+        elif callable(aerial):
+            window = aerial(center, prior.crs, size_m, gsd)
+        else:
+            raise AerialError(f"The aerial source {aerial!r} is neither a raster path nor an aerial window.")
+        n = int(self.matcher.aerial_size_px)
+        if window.image.shape[:2] != (n, n) or not math.isclose(window.gsd, gsd, rel_tol=1e-6):
+            raise AerialError(
+                f"The aerial window is {window.image.shape[1]} px at {window.gsd:g} m/px but the model "
+                f"{self.model_name} needs {n} px at {gsd:g} m/px; build it with the model's aerial_size_m and "
+                "aerial_gsd.")
+        return window
+
+    def _aerial_features(self, window: AerialWindow):
+        """Features of ``window`` (cached by ``window.key``) and the (Na,) validity of its cells."""
+        key = window.key
+        if key in self._features:
+            self._features.move_to_end(key)
+            return self._features[key]
+        with torch.no_grad():
+            feats = self.matcher.encode_aerial(to_input(window.image).to(self.device))
+        # a cell is usable when the raster has data at its centre
+        rc = window.local_to_pixel(feats.xy_local.detach().cpu().numpy().astype(np.float64))
+        h, w = window.valid.shape
+        rows = np.clip(np.round(rc[:, 0]).astype(int), 0, h - 1)
+        cols = np.clip(np.round(rc[:, 1]).astype(int), 0, w - 1)
+        cell_valid = torch.from_numpy(window.valid[rows, cols]).to(self.device)[None]
+        self._features[key] = (feats, cell_valid)
+        while len(self._features) > max(1, int(self.conf["cache_size"])):
+            self._features.popitem(last=False)
+        return feats, cell_valid
+
+    # -- one photo ---------------------------------------------------------------------------------------
+    def localize(self, photo, aerial, prior: Optional[Prior] = None, depth_map=None) -> Result:
+        """Localize one photo; never raises `Loc2Error` (a failed `Result` carries the sentence).
+
+        photo: a `GroundImage` or a path; aerial: see `aerial_window`; prior: `Prior` (None: EXIF GPS);
+        depth_map: ground-truth range for this photo (.npy path or (H, W) array), read only by the
+        ``truth`` provider.
+        """
+        start = time.perf_counter()
+        photo_id = os.fspath(photo) if isinstance(photo, (str, os.PathLike)) else os.fspath(photo.path)
+        info = {"model": self.model_name, "depth": self.depth.name}
+        try:
+            return self._localize(photo, aerial, prior, depth_map, photo_id, info, start)
+        except Loc2Error as exc:
+            return Result.failure(photo_id, exc, runtime_s=time.perf_counter() - start, **info)
+
+    def _localize(self, photo, aerial, prior, depth_map, photo_id, info, start) -> Result:
+        from .ground import GroundImage  # io module; imported here so tests can stub a photo object
+
+        ground = photo if not isinstance(photo, (str, os.PathLike)) else GroundImage.load(
+            photo, camera=self.conf["camera"], hfov_deg=self.conf["hfov_deg"])
+        kind = ground.camera.kind
+        info.update(camera=kind, hfov_deg=float(ground.camera.hfov_deg))
+        prior = self._resolve_prior(ground, prior, aerial)
+        if self.window_size_m / 2.0 - prior.radius_m < MIN_VISIBLE_RANGE_M:
+            raise PriorError(
+                f"The search radius {prior.radius_m:g} m is too large for the model {self.model_name}, whose "
+                f"aerial window is {self.window_size_m:g} m wide; use a radius of at most "
+                f"{self.window_size_m / 2.0 - MIN_VISIBLE_RANGE_M:g} m.")
+        window = self.aerial_window(aerial, prior)
+        frame = window.frame
+        info.update(crs=frame.crs.to_string(), window=window, frame=frame)
+
+        H, W = self.matcher.ground_input_size_for(kind)
+        ground_in = ground.resized(W, H)
+        xy_bev_tok, valid = self._lifted_tokens(ground_in, depth_map)
+        idx_a, idx_g, w, cells = self._correspondences(window, ground_in, valid)
+        xy_bev, xy_aerial = xy_bev_tok[idx_g], cells[idx_a]
+
+        ransac = ransac_similarity(
+            xy_bev, xy_aerial, w, hypotheses=int(self.conf["hypotheses"]), th_inlier=self.conf["th_inlier_m"],
+            th_soft=self.conf["th_soft_m"], with_scale=bool(self.conf["with_scale"]),
+            scale_range=self.depth.scale_range if self.depth.metric else None,
+            heading_prior_deg=None if prior.heading_deg is None else float(prior.heading_deg) % 360.0,
+            heading_tolerance_deg=prior.heading_tolerance_deg,  # None: ransac's default
+            generator=torch.Generator().manual_seed(int(self.conf["seed"])))
+        if not ransac.ok:
+            raise LocalizationError(f"No consistent pose from {len(w)} matches: {ransac.reason}")
+        fit = ransac.fit
+        t_local = fit.t.detach().double().numpy().reshape(2)
+        prior_local = frame.to_local(transform_points([[prior.x, prior.y]], prior.crs, frame.crs))[0]
+        offset = float(np.hypot(*(t_local - prior_local)))
+        if offset > prior.radius_m:
+            raise LocalizationError(
+                f"The best pose is {offset:.1f} m from the prior, outside the search radius of "
+                f"{prior.radius_m:g} m; the prior may be wrong or the photo may not match the aerial image.")
+
+        quality = pose_quality(ransac.residuals, ransac.inliers, w, ransac.soft_score, len(w))
+        heading = float(heading_from_rotation(fit.R.detach().double()))
+        xy_crs = frame.from_local(t_local[None])[0]
+        lon, lat = frame.local_to_lonlat(t_local[None])[0]
+        s = float(fit.s)
+        layout_xy = (s * xy_bev_tok[valid] @ fit.R.detach().float().T + fit.t.detach().float()).numpy()
+        uv_photo = self.matcher.ground_tokens(ground.camera, self.depth.kind)[0].float().numpy()  # (Ng, 2)
+        return Result(
+            photo=photo_id, status=status_from(quality["confidence"], quality["inliers"]), error="",
+            x=float(xy_crs[0]), y=float(xy_crs[1]), lon=float(lon), lat=float(lat), heading_deg=heading,
+            heading_grid_deg=float(frame.true_to_grid_heading(heading, xy_crs)), scale=s,
+            matches=int(quality["matches"]), inliers=int(quality["inliers"]),
+            inlier_ratio=float(quality["inlier_ratio"]), confidence=float(quality["confidence"]),
+            residual_m=float(quality["residual_m"]), sigma_m=float(quality["sigma_m"]),
+            runtime_s=time.perf_counter() - start,
+            uv_ground=uv_photo[idx_g.numpy()], xy_bev=xy_bev.numpy(), xy_aerial=xy_aerial.numpy(),
+            weights=w.numpy(), inlier_mask=ransac.inliers.cpu().numpy().astype(bool),
+            residuals_m=ransac.residuals.detach().cpu().float().numpy(),
+            layout_uv=uv_photo[valid.numpy()], layout_xy=layout_xy, **info)
+
+    def _lifted_tokens(self, ground_in, depth_map) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Each ground token lifted to the BEV: xy_bev (Ng, 2) float32 depth units, valid (Ng,) bool.
+
+        Invalid: no depth (sky, above the horizon) or, for metric depth, farther than the window can show.
+        Raises LocalizationError when too few tokens remain (an all-sky photo).
+        """
+        depth = self._depth(ground_in, depth_map)
+        # tokens where the depth map's own grid has them (no resampling of depth, see depth.as_depth_map)
+        depth_camera = ground_in.camera.resized(depth.shape[1], depth.shape[0])
+        uv_depth, coef = self.matcher.ground_tokens(depth_camera, self.depth.kind)  # (Ng, 2) px, (Ng, 2)
+        # bilinear: token centres fall between pixels; an exact pixel (official grids) reads that pixel
+        depth_tok = sample_depth_at(torch.from_numpy(depth)[None].double(), uv_depth[None].double(),
+                                    mode="bilinear")[0]  # (Ng,)
+        valid = torch.isfinite(depth_tok) & (depth_tok > 0)
+        if self.depth.metric:
+            valid &= depth_tok <= (self.conf["max_range_m"] or self.window_size_m / 2.0)
+        if int(valid.sum()) < MIN_VALID_TOKENS:
+            raise LocalizationError(
+                f"The photo shows no usable ground: only {int(valid.sum())} of {len(valid)} image regions have "
+                f"depth from '{self.depth.name}' (the rest is sky, above the horizon, or too far); there is "
+                "nothing to match against the aerial image.")
+        return (depth_tok[:, None] * coef.double()).float(), valid
+
+    def _correspondences(self, window, ground_in, valid):
+        """Sample matches from P: idx_a (N,), idx_g (N,) long, weights (N,) float32, cells (Na, 2) local m.
+
+        Only pairs with probability >= MIN_MATCH_PROB are kept; raises LocalizationError when fewer than
+        MIN_USABLE_MATCHES remain (the photo and the window have nothing in common).
+        """
+        feats_a, cell_valid = self._aerial_features(window)
+        with torch.no_grad():
+            feats_g = self.matcher.encode_ground(to_input(ground_in.image).to(self.device), ground_in.camera.kind)
+            P = self.matcher.match(feats_a, feats_g, valid[None].to(self.device), cell_valid)  # (1, Na, Ng)
+        generator = torch.Generator(device=P.device).manual_seed(int(self.conf["seed"]))
+        idx_a, idx_g, w = (t[0].cpu() for t in sample_correspondences(P, self.conf["n_matches"], generator))
+        usable = w >= MIN_MATCH_PROB
+        if int(usable.sum()) < MIN_USABLE_MATCHES:
+            raise LocalizationError(
+                f"No usable matches between the photo and the aerial image: {int(usable.sum())} "
+                f"correspondences with probability ≥ {MIN_MATCH_PROB:g} (at least {MIN_USABLE_MATCHES} are "
+                "needed); the photo may not show this place, or the aerial image may be too different.")
+        cells = feats_a.xy_local.detach().cpu().float()
+        return idx_a[usable], idx_g[usable], w[usable].float(), cells
+
+    # -- helpers ---------------------------------------------------------------------------------------------
+    def _resolve_prior(self, ground, prior: Optional[Prior], aerial) -> Prior:
+        """A Prior with a position: the given one, else EXIF GPS (WGS84), else PriorError."""
+        prior = prior or Prior(radius_m=self.conf["radius_m"])
+        if prior.has_position:
+            if prior.crs is None:
+                prior = Prior(**{**prior.__dict__, "crs": self._aerial_crs(aerial)})
+            return prior
+        lonlat = getattr(ground.exif, "lonlat", None) if ground.exif is not None else None
+        if lonlat is None:
+            raise PriorError(
+                f"The photo {os.path.basename(os.fspath(ground.path))} has no GPS position in its EXIF and no "
+                "prior position was given; give one (--prior X Y, a map click, or the manifest's prior_x/prior_y).")
+        return Prior(**{**prior.__dict__, "x": float(lonlat[0]), "y": float(lonlat[1]), "crs": "EPSG:4326"})
+
+    @staticmethod
+    def _aerial_crs(aerial):
+        if isinstance(aerial, AerialWindow):
+            return aerial.frame.crs
+        if isinstance(aerial, (str, os.PathLike)):
+            from .aerial import raster_info
+
+            return raster_info(aerial)[0]
+        crs = getattr(aerial, "crs", None)
+        if crs is None:
+            raise PriorError("A prior position without a CRS needs an aerial source with a CRS; give the "
+                             "prior's CRS.")
+        return crs
+
+    def _depth(self, ground_in, depth_map) -> np.ndarray:
+        """Depth (h, w) float32 of the model-input-sized photo (same aspect, any resolution), NaN invalid."""
+        h, w = ground_in.image.shape[:2]
+        return as_depth_map(self.depth(ground_in, truth_path=depth_map), (h, w))
+
