@@ -98,6 +98,7 @@ class AerialWindow:
     def from_raster(cls, path, center_xy, center_crs, size_m: float, gsd: float) -> "AerialWindow":
         """Cut a ``size_m`` x ``size_m`` metre window at ``gsd`` m/px centred on ``center_xy`` (in ``center_crs``).
 
+        ``center_crs`` None means the raster's CRS.
         Raises `AerialError` when the raster cannot be read, has no CRS, does not contain the prior, or has
         only nodata in the window. A window that only partly overlaps the raster is allowed (see ``valid``).
         """
@@ -192,6 +193,8 @@ def _raster_crs(src, path: str) -> pyproj.CRS:
 
 
 def _center_in(center_xy, center_crs, crs: pyproj.CRS, what: str) -> np.ndarray:
+    if center_crs is None:  # a prior without a CRS is taken in the raster's own CRS
+        return np.asarray(center_xy, np.float64).reshape(2)
     center = transform_points(np.asarray(center_xy, np.float64), center_crs, crs)[0]
     if not np.all(np.isfinite(center)):
         raise AerialError(f"The prior {_fmt_xy(center_xy)} ({_crs_name(center_crs)}) cannot be expressed in "
@@ -388,6 +391,8 @@ def _fmt_xy(xy) -> str:
 
 
 def _crs_name(crs) -> str:
+    if crs is None:
+        return "in the raster's CRS"
     try:
         c = pyproj.CRS.from_user_input(crs)
     except Exception:  # noqa: BLE001 -- only for the message

@@ -68,6 +68,7 @@ def test_utm_square_lands_at_its_local_pixel(tmp_path):
     assert win.image.shape == (128, 128, 3) and win.image.dtype == np.uint8 and win.valid.all()
     assert win.frame.crs.to_epsg() == 32633
     _check(win, prior, centre, "EPSG:32633")
+    assert AerialWindow.from_raster(path, prior, None, 64.0, 0.5).key == win.key  # None = the raster's CRS
 
 
 def test_prior_given_in_another_crs(tmp_path):
