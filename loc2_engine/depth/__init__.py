@@ -74,7 +74,11 @@ def _load_class(name: str):
         if exc.name != module_name:
             raise  # a dependency missing inside an existing provider is a bug to surface, not "unavailable"
         raise DepthError(f"The depth provider {name!r} is not available in this installation.") from exc
-    return getattr(module, class_name)
+    try:
+        return getattr(module, class_name)
+    except AttributeError as exc:
+        raise DepthError(f"The depth provider {name!r} is not available in this installation "
+                         f"({module_name} has no {class_name}).") from exc
 
 
 def get_depth_provider(name_or_path: str, **options) -> DepthProvider:
