@@ -35,6 +35,7 @@ import pyproj
 import rasterio
 from affine import Affine
 from rasterio.enums import ColorInterp, Resampling
+from pyproj.exceptions import CRSError
 from rasterio.errors import RasterioIOError
 from rasterio.warp import reproject
 from rasterio.windows import Window
@@ -140,7 +141,11 @@ class AerialWindow:
             raise AerialError(f"The aerial array must be (H, W) or (H, W, C) with C in 1..4, got {arr.shape}.")
         transform = transform if isinstance(transform, Affine) else Affine(*tuple(transform)[:6])
         n = _window_pixels(size_m, gsd)
-        crs = pyproj.CRS.from_user_input(crs)
+        try:
+            crs = pyproj.CRS.from_user_input(crs)
+        except CRSError as exc:
+            raise AerialError(f"The CRS {crs!r} of the in-memory aerial array is not understood by PROJ ({exc}).") \
+                from exc
         center = _center_in(center_xy, center_crs, crs, "the in-memory aerial array")
         frame = LocalFrame(crs, center)
         bands = np.moveaxis(arr, 2, 0)
@@ -154,11 +159,19 @@ class AerialWindow:
             digest.update(repr((tuple(transform)[:6], crs.to_wkt())).encode())
             digest.update(np.packbits(ok).tobytes())
             source = f"array:{digest.hexdigest()[:16]}"
-        aligned = _aligned_slice(transform, crs, frame, n, gsd, arr.shape[:2])
+        aligned = _aligned_slice(transform, crs, frame, n, gsd)
         if aligned is not None:
-            image, valid_out = _paste(data.astype(np.float32), ok, aligned, n)
+            image, valid_out = _paste(data, ok, aligned, n)
         else:
-            image, valid_out = _warp(data.astype(np.float32), ok, transform, crs, frame, n, gsd)
+            window = _source_window(transform, arr.shape[1], arr.shape[0], frame, n, gsd)
+            if window is None:
+                raise AerialError(
+                    f"The in-memory aerial array does not overlap the {n * gsd:g} m window around the prior "
+                    f"{_fmt_xy(center_xy)} ({_crs_name(center_crs)}); its extent does not cover the prior.")
+            rows, cols = window.toslices()
+            image, valid_out = _warp(data[:, rows, cols].astype(np.float32), ok[rows, cols],
+                                     transform * Affine.translation(window.col_off, window.row_off),
+                                     crs, frame, n, gsd)
         if not valid_out.any():
             raise AerialError(
                 f"The in-memory aerial array has no data in the {n * gsd:g} m window around the prior "
@@ -219,21 +232,9 @@ def _read_block(src, frame: LocalFrame, n: int, gsd: float, path: str):
     Returns (data (B, h, w) float32, valid (h, w) bool, transform of the block, source dtype) with B = 1 or 3
     colour bands (a palette is expanded to RGB, dtype uint8).
     """
-    half = n * gsd / 2.0
-    # outline + centre cross of the target square, mapped into raster pixel coordinates
-    s = np.linspace(-half, half, _OUTLINE_POINTS)
-    edge = np.full_like(s, half)
-    local = np.concatenate([np.stack(p, 1) for p in
-                            ((s, -edge), (s, edge), (-edge, s), (edge, s), (s, 0 * s), (0 * s, s))])
-    cols, rows = ~src.transform * tuple(frame.from_local(local).T)
-    cols, rows = np.asarray(cols), np.asarray(rows)
-    finite = np.isfinite(cols) & np.isfinite(rows)
-    c0, c1 = math.floor(cols[finite].min()) - 1, math.ceil(cols[finite].max()) + 1
-    r0, r1 = math.floor(rows[finite].min()) - 1, math.ceil(rows[finite].max()) + 1
-    c0, r0, c1, r1 = max(c0, 0), max(r0, 0), min(c1, src.width), min(r1, src.height)
-    if c1 <= c0 or r1 <= r0:  # cannot happen once the prior is inside, kept as a clear message
+    window = _source_window(src.transform, src.width, src.height, frame, n, gsd)
+    if window is None:  # cannot happen once the prior is inside, kept as a clear message
         raise AerialError(f"The window around the prior does not overlap the aerial raster {path}.")
-    window = Window(c0, r0, c1 - c0, r1 - r0)
 
     # source pixels per target pixel along each raster axis, from the Jacobian at the centre
     jac = ~src.transform * tuple(frame.from_local(np.array([[0.0, 0.0], [gsd, 0.0], [0.0, gsd]])).T)
@@ -254,6 +255,31 @@ def _read_block(src, frame: LocalFrame, n: int, gsd: float, path: str):
         data, dtype = palette[:, data[0]], np.dtype(np.uint8)
     block_transform = src.window_transform(window) * Affine.scale(window.width / out_w, window.height / out_h)
     return data.astype(np.float32), valid, block_transform, dtype
+
+
+def _source_window(transform: Affine, width: int, height: int, frame: LocalFrame, n: int,
+                   gsd: float) -> Optional[Window]:
+    """Pixel window of a width x height raster with ``transform`` that covers the n x n target grid (+1 px).
+
+    The target's outline and centre cross (densified, so curved mappings such as 4326 or a far-off UTM zone
+    are covered) are mapped into raster pixels; None when the window misses the raster.
+    """
+    half = n * gsd / 2.0
+    s = np.linspace(-half, half, _OUTLINE_POINTS)
+    edge = np.full_like(s, half)
+    local = np.concatenate([np.stack(p, 1) for p in
+                            ((s, -edge), (s, edge), (-edge, s), (edge, s), (s, 0 * s), (0 * s, s))])
+    cols, rows = ~transform * tuple(frame.from_local(local).T)
+    cols, rows = np.asarray(cols), np.asarray(rows)
+    finite = np.isfinite(cols) & np.isfinite(rows)
+    if not finite.any():
+        return None
+    c0, c1 = math.floor(cols[finite].min()) - 1, math.ceil(cols[finite].max()) + 1
+    r0, r1 = math.floor(rows[finite].min()) - 1, math.ceil(rows[finite].max()) + 1
+    c0, r0, c1, r1 = max(c0, 0), max(r0, 0), min(c1, width), min(r1, height)
+    if c1 <= c0 or r1 <= r0:
+        return None
+    return Window(c0, r0, c1 - c0, r1 - r0)
 
 
 def _colour_bands(src, path: str):
@@ -303,7 +329,7 @@ def _window_transform(n: int, gsd: float) -> Affine:
     return Affine(gsd, 0.0, -half, 0.0, -gsd, half)
 
 
-def _aligned_slice(transform: Affine, crs: pyproj.CRS, frame: LocalFrame, n: int, gsd: float, shape):
+def _aligned_slice(transform: Affine, crs: pyproj.CRS, frame: LocalFrame, n: int, gsd: float):
     """(row0, col0) of the window's top-left pixel in the array when no resampling is needed, else None."""
     if not _same_local_crs(crs, frame.local_crs):
         return None
@@ -333,7 +359,7 @@ def _same_local_crs(a: pyproj.CRS, b: pyproj.CRS) -> bool:
 
 
 def _paste(data: np.ndarray, valid: np.ndarray, origin, n: int):
-    """Copy the n x n window starting at array pixel ``origin`` (row, col), padding outside with invalid."""
+    """Copy the n x n window of (B, H, W) ``data`` starting at pixel ``origin`` (row, col); outside = invalid."""
     r0, c0 = origin
     h, w = valid.shape
     image = np.full((n, n, data.shape[0]), np.nan, np.float32)
@@ -341,7 +367,7 @@ def _paste(data: np.ndarray, valid: np.ndarray, origin, n: int):
     rs, re_ = max(r0, 0), min(r0 + n, h)
     cs, ce = max(c0, 0), min(c0 + n, w)
     if rs < re_ and cs < ce:
-        image[rs - r0:re_ - r0, cs - c0:ce - c0] = np.moveaxis(data[:, rs:re_, cs:ce], 0, 2)
+        image[rs - r0:re_ - r0, cs - c0:ce - c0] = np.moveaxis(data[:, rs:re_, cs:ce], 0, 2).astype(np.float32)
         ok[rs - r0:re_ - r0, cs - c0:ce - c0] = valid[rs:re_, cs:ce]
     return image, ok
 

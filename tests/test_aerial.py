@@ -230,3 +230,14 @@ def test_rotated_geotransform(tmp_path):
     prior = (500050.0, 5000050.0)
     win = AerialWindow.from_raster(path, prior, "EPSG:32633", 64.0, 0.5)
     _check(win, prior, centre, "EPSG:32633")
+
+
+def test_from_array_errors_name_the_problem():
+    array = np.full((10, 10, 3), 9, np.uint8)
+    transform = (1.0, 0, 500000.0, 0, -1.0, 5000010.0)
+    with pytest.raises(AerialError, match="does not overlap"):
+        AerialWindow.from_array(array, transform, "EPSG:32633", (600000.0, 0.0), "EPSG:32633", 20.0, 1.0)
+    with pytest.raises(AerialError, match="not understood"):
+        AerialWindow.from_array(array, transform, "EPSG:nonsense", (500005.0, 5000005.0), None, 20.0, 1.0)
+    with pytest.raises(AerialError, match="px wide"):
+        AerialWindow.from_array(array, transform, "EPSG:32633", (500005.0, 5000005.0), None, 1e6, 0.01)
