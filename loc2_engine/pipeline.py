@@ -230,7 +230,8 @@ class Localizer:
                 f"The best pose is {offset:.1f} m from the prior, outside the search radius of "
                 f"{prior.radius_m:g} m; the prior may be wrong or the photo may not match the aerial image.")
 
-        quality = pose_quality(ransac.residuals, ransac.inliers, w, ransac.soft_score, len(w))
+        quality = pose_quality(ransac.residuals, ransac.inliers, w, ransac.soft_score, len(w), dst=xy_aerial,
+                               position=fit.t.detach().float())
         heading = float(heading_from_rotation(fit.R.detach().double()))
         xy_crs = frame.from_local(t_local[None])[0]
         lon, lat = frame.local_to_lonlat(t_local[None])[0]

@@ -1,0 +1,246 @@
+"""End to end through `Localizer.localize`: frames, heading conventions and the specific failures.
+
+The plumbing tests use `truth` depth and an oracle matcher whose P links each ground token to the aerial cell
+under its true ground position. That position is computed here from the documented conventions only
+(panorama column -> azimuth clockwise from the heading, pinhole column -> atan((u - cx) / f), heading
+clockwise from true north, aerial row 0 north), independently of `lifting` and `solver`, so a sign or
+frame error anywhere in the pipeline shows up as a wrong pose.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from rasterio.transform import from_origin
+
+from loc2_engine.cameras import PanoramaCamera, PinholeCamera
+from loc2_engine.errors import AerialError, LocalizationError
+from loc2_engine.exif import ExifInfo
+from loc2_engine.georef import LocalFrame
+from loc2_engine.ground import GroundImage
+from loc2_engine.models.base import AerialFeatures, GroundFeatures, Matcher, cell_centres_local, grid_centres_uv
+from loc2_engine.pipeline import Localizer, Prior
+
+CRS = "EPSG:32633"
+ORIGIN = (500000.0, 5000000.0)      # north-west corner of the test raster, UTM metres
+RASTER_GSD = 0.25
+RASTER_PX = 800                     # 200 m square
+CAMERA_HEIGHT = 1.6
+MAX_RANGE = 25.0
+
+
+class OracleMatcher(Matcher):
+    """Matcher stand-in: 64 m window at 0.5 m/px (cells every 1 m), P from the true ground positions.
+
+    ``truth_local`` (2,) camera position and ``heading`` set per test; ``token_truth`` maps the (Ng,) tokens
+    of a ground input to their true local positions (NaN = no ground), computed by the test.
+    """
+
+    name = "oracle"
+    default_depth = "truth"
+
+    def __init__(self):
+        super().__init__()
+        self.ground_input_sizes = {"pano": (64, 128), "pinhole": (96, 128)}
+        self.token_stride = 4
+        self.aerial_gsd = 0.5
+        self.aerial_size_px = 128
+        self.tau = 0.1
+        self.dustbin = torch.nn.Parameter(torch.tensor(1.0))
+        self.cells = cell_centres_local(64, 64, 2, 0.5)  # (4096, 2)
+        self.token_xy = None       # (Ng, 2) true local positions of the tokens, set by the test
+        self.empty = False         # True: no token matches anything (all mass in the dustbin)
+
+    def encode_aerial(self, aerial):
+        return AerialFeatures(desc=torch.zeros(1, 1, 64, 64), xy_local=self.cells)
+
+    def encode_ground(self, ground, kind=None):
+        kind = self._kind_of(ground, kind)
+        hg, wg = self.token_grid(kind)
+        return GroundFeatures(desc=torch.zeros(1, 1, hg, wg), uv=grid_centres_uv(hg, wg, 4),
+                              input_size=tuple(ground.shape[-2:]))
+
+    def match(self, a, g, ground_valid=None, aerial_valid=None):
+        Ng = g.desc.shape[-1] * g.desc.shape[-2]
+        P = torch.zeros(1, len(self.cells), Ng)
+        if self.empty:
+            return P
+        d = torch.cdist(self.token_xy.float(), self.cells)  # (Ng, Na)
+        ok = torch.isfinite(self.token_xy).all(1) & (d.min(1).values < 1.0)
+        if ground_valid is not None:
+            ok &= ground_valid[0]
+        P[0, d.argmin(1)[ok], torch.nonzero(ok)[:, 0]] = 0.9
+        return P
+
+
+def _write_raster(path):
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (3, RASTER_PX, RASTER_PX), dtype=np.uint8)
+    with rasterio.open(path, "w", driver="GTiff", width=RASTER_PX, height=RASTER_PX, count=3, dtype="uint8",
+                       crs=CRS, transform=from_origin(ORIGIN[0], ORIGIN[1], RASTER_GSD, RASTER_GSD)) as dst:
+        dst.write(img)
+    return str(path)
+
+
+def _pano_rays(h, w, uv):
+    """Azimuth (rad, clockwise from the centre column) and elevation (rad) at pixel-index uv (..., 2)."""
+    az = ((uv[..., 0] + 0.5) / w * 360.0 - 180.0) * math.pi / 180.0
+    el = (90.0 - (uv[..., 1] + 0.5) / h * 180.0) * math.pi / 180.0
+    return az, el
+
+
+def _pinhole_rays(cam, uv):
+    """Azimuth (rad, clockwise from the optical axis) and elevation (rad) at uv for a level pinhole."""
+    x = (uv[..., 0] - cam.cx) / cam.fx
+    z = -(uv[..., 1] - cam.cy) / cam.fy
+    return np.arctan2(x, 1.0), np.arctan2(z, np.hypot(x, 1.0))
+
+
+def _ground_range(el):
+    """Range to a flat ground CAMERA_HEIGHT below; NaN above the horizon or beyond MAX_RANGE horizontally."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rng = np.where(el < -1e-3, CAMERA_HEIGHT / np.sin(-el), np.nan)
+    return np.where(rng * np.cos(el) <= MAX_RANGE, rng, np.nan)
+
+
+def _scene(tmp_path, kind):
+    """Raster, ground image, truth depth, truth pose; returns a dict."""
+    true_xy = np.array([ORIGIN[0] + 103.0, ORIGIN[1] - 96.0])
+    prior_xy = true_xy + np.array([4.0, -3.0])
+    heading = 70.0
+    if kind == "pano":
+        h, w = 128, 256
+        cam = PanoramaCamera(w, h)
+        v, u = np.mgrid[0:h, 0:w].astype(np.float64)
+        az, el = _pano_rays(h, w, np.stack([u, v], -1))
+    else:
+        h, w = 192, 256  # twice the model input: exercises the resize
+        cam = PinholeCamera.from_hfov(w, h, 90.0)
+        v, u = np.mgrid[0:h, 0:w].astype(np.float64)
+        az, el = _pinhole_rays(cam, np.stack([u, v], -1))
+    depth = _ground_range(el).astype(np.float32)
+    image = np.full((h, w, 3), 128, np.uint8)
+    ground = GroundImage(str(tmp_path / f"{kind}.png"), image, cam, ExifInfo(), kind)
+    return dict(raster=_write_raster(tmp_path / "aerial.tif"), ground=ground, depth=depth, true_xy=true_xy,
+                prior=Prior(prior_xy[0], prior_xy[1], CRS, radius_m=15.0), heading=heading, kind=kind)
+
+
+def _oracle_for(scene, matcher):
+    """Set the oracle's true token positions in the window frame (window centred on the prior)."""
+    frame = LocalFrame(CRS, (scene["prior"].x, scene["prior"].y))
+    cam_local = frame.to_local(scene["true_xy"][None])[0]
+    kind = scene["kind"]
+    H, W = matcher.ground_input_size_for(kind)
+    uv_in = grid_centres_uv(*matcher.token_grid(kind), matcher.token_stride).double().numpy()
+    if kind == "pano":
+        az, el = _pano_rays(H, W, uv_in)
+    else:
+        az, el = _pinhole_rays(scene["ground"].camera.resized(W, H), uv_in)
+    dist = _ground_range(el) * np.cos(el)  # horizontal distance
+    bearing = np.radians(scene["heading"]) + az  # clockwise from true north
+    xy = cam_local + np.stack([dist * np.sin(bearing), dist * np.cos(bearing)], -1)
+    matcher.token_xy = torch.from_numpy(xy)
+
+
+@pytest.mark.parametrize("kind", ["pano", "pinhole"])
+def test_oracle_matches_recover_pose_and_heading(tmp_path, kind):
+    scene = _scene(tmp_path, kind)
+    matcher = OracleMatcher()
+    _oracle_for(scene, matcher)
+    loc = Localizer(model=matcher, depth="truth", device="cpu")
+    res = loc.localize(scene["ground"], scene["raster"], scene["prior"], depth_map=scene["depth"])
+    assert res.ok, res.error
+    err = math.hypot(res.x - scene["true_xy"][0], res.y - scene["true_xy"][1])
+    dh = abs((res.heading_deg - scene["heading"] + 180) % 360 - 180)
+    assert err < 0.3, (err, res)
+    assert dh < 0.5, (res.heading_deg, scene["heading"])
+    assert 0.95 < res.scale < 1.05
+    # UTM zone 33 east of its central meridian (15° E) at ~45° N: grid north is east of true north
+    frame = LocalFrame(CRS, (res.x, res.y))
+    assert res.heading_grid_deg == pytest.approx(res.heading_deg - frame.convergence_deg(), abs=1e-6)
+    assert abs(res.lon - 15.0) < 0.01 and 45.0 < res.lat < 45.2
+    assert res.inliers >= 0.9 * res.matches and res.status == "ok"
+    n = res.matches
+    assert res.uv_ground.shape == (n, 2) and res.xy_bev.shape == (n, 2) and res.xy_aerial.shape == (n, 2)
+    assert res.weights.shape == res.inlier_mask.shape == res.residuals_m.shape == (n,)
+    assert len(res.layout_xy) == len(res.layout_uv) >= n
+    # matched photo pixels are in the photo's own grid and below the horizon
+    h, w = scene["ground"].image.shape[:2]
+    assert (res.uv_ground[:, 0] >= 0).all() and (res.uv_ground[:, 0] < w).all()
+    assert (res.uv_ground[:, 1] > h / 2 - 1).all()
+    # the layout placed by the pose lies where the oracle put the ground
+    placed = res.layout_xy
+    assert np.isfinite(placed).all()
+    assert res.runtime_s > 0 and res.model == "oracle" and res.depth == "truth" and res.camera == kind
+
+
+def test_heading_prior_is_honoured(tmp_path):
+    scene = _scene(tmp_path, "pano")
+    matcher = OracleMatcher()
+    _oracle_for(scene, matcher)
+    loc = Localizer(model=matcher, depth="truth", device="cpu")
+    prior = scene["prior"]
+    prior.heading_deg, prior.heading_tolerance_deg = 250.0, 10.0  # the truth (70°) is excluded
+    res = loc.localize(scene["ground"], scene["raster"], prior, depth_map=scene["depth"])
+    assert not res.ok and res.error_code == "localization"
+
+
+def test_aerial_features_are_cached_per_window(tmp_path):
+    scene = _scene(tmp_path, "pano")
+    matcher = OracleMatcher()
+    _oracle_for(scene, matcher)
+    calls = []
+    encode = matcher.encode_aerial
+    matcher.encode_aerial = lambda x: calls.append(1) or encode(x)
+    loc = Localizer(model=matcher, depth="truth", device="cpu")
+    for _ in range(2):
+        assert loc.localize(scene["ground"], scene["raster"], scene["prior"], depth_map=scene["depth"]).ok
+    assert len(calls) == 1
+
+
+def test_prior_outside_raster_fails_specifically(tmp_path):
+    scene = _scene(tmp_path, "pano")
+    loc = Localizer(model=OracleMatcher(), depth="truth", device="cpu")
+    far = Prior(ORIGIN[0] - 5000.0, ORIGIN[1], CRS, radius_m=15.0)
+    res = loc.localize(scene["ground"], scene["raster"], far, depth_map=scene["depth"])
+    assert res.status == "failed" and res.error_code == AerialError.code
+    assert "outside the aerial raster" in res.error and math.isnan(res.x)
+
+
+def test_no_usable_matches_fails_specifically(tmp_path):
+    scene = _scene(tmp_path, "pano")
+    matcher = OracleMatcher()
+    matcher.empty = True
+    res = Localizer(model=matcher, depth="truth", device="cpu").localize(
+        scene["ground"], scene["raster"], scene["prior"], depth_map=scene["depth"])
+    assert res.status == "failed" and res.error_code == LocalizationError.code
+    assert "No usable matches" in res.error
+
+
+def test_all_sky_fails_specifically(tmp_path):
+    scene = _scene(tmp_path, "pano")
+    sky = np.full_like(scene["depth"], np.nan)
+    res = Localizer(model=OracleMatcher(), depth="truth", device="cpu").localize(
+        scene["ground"], scene["raster"], scene["prior"], depth_map=sky)
+    assert res.status == "failed" and res.error_code == LocalizationError.code
+    assert "no usable ground" in res.error
+
+
+def test_no_prior_and_no_gps_fails_specifically(tmp_path):
+    scene = _scene(tmp_path, "pano")
+    res = Localizer(model=OracleMatcher(), depth="truth", device="cpu").localize(
+        scene["ground"], scene["raster"], None, depth_map=scene["depth"])
+    assert res.status == "failed" and res.error_code == "prior" and "GPS" in res.error
+
+
+def test_radius_too_large_for_the_window_fails_specifically(tmp_path):
+    scene = _scene(tmp_path, "pano")
+    prior = scene["prior"]
+    prior.radius_m = 30.0  # the oracle's window is 64 m: 2 m of view left beyond the radius
+    res = Localizer(model=OracleMatcher(), depth="truth", device="cpu").localize(
+        scene["ground"], scene["raster"], prior, depth_map=scene["depth"])
+    assert res.status == "failed" and res.error_code == "prior" and "radius" in res.error
