@@ -10,6 +10,7 @@ times are kept; aerial features are cached (bounded) by the Localizer.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import statistics
@@ -20,6 +21,8 @@ from typing import Callable, Iterable, List, Optional, Sequence
 
 from .errors import AerialError, Loc2Error, PhotoError
 from .result import Result
+
+_log = logging.getLogger(__name__)
 
 #: photo file extensions a folder batch picks up (compared lower-case)
 PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
@@ -173,6 +176,7 @@ def localize_job(job: PhotoJob, aerial, localizer) -> Result:
         result = localizer.localize(photo, source, prior, depth_map=job.depth_map)
     except Exception as exc:  # noqa: BLE001 -- one photo's failure, whatever it is, must not end the batch
         if not isinstance(exc, Loc2Error):
+            _log.exception("unexpected error on %s", job.photo)  # a bug: keep its traceback for the report
             exc = RuntimeError(f"Internal error while localizing {os.path.basename(job.photo)}: "
                                f"{type(exc).__name__}: {exc}")
         return Result.failure(job.photo, exc, runtime_s=time.perf_counter() - start)
