@@ -35,6 +35,12 @@ class AerialError(Loc2Error):
     code = "aerial"
 
 
+class ManifestError(Loc2Error):
+    """The manifest file cannot be used: missing, no header, or a row with a bad value (named by line)."""
+
+    code = "manifest"
+
+
 class ModelError(Loc2Error):
     """Model weights missing, mismatched, or unsafe to load."""
 

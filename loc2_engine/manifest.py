@@ -18,7 +18,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
 import pyproj
 from pyproj.exceptions import CRSError
 
-from .errors import Loc2Error
+from .errors import ManifestError
 
 #: DESIGN.md §3 columns, in the order they are written
 MANIFEST_COLUMNS = ("photo", "aerial", "camera", "hfov_deg", "crs", "prior_x", "prior_y", "radius_m",
@@ -27,12 +27,6 @@ _PATH_COLUMNS = ("photo", "aerial", "depth")
 _FLOAT_COLUMNS = ("hfov_deg", "prior_x", "prior_y", "radius_m", "heading_prior_deg", "heading_tolerance_deg",
                   "true_x", "true_y", "true_heading_deg")
 CAMERAS = ("pano", "pinhole", "auto")
-
-
-class ManifestError(Loc2Error):
-    """The manifest file cannot be used: missing, no header, or a row with a bad value (named by line)."""
-
-    code = "manifest"
 
 
 @dataclass
