@@ -1,0 +1,73 @@
+"""Dataset presets: which towns (style, real lon/lat origin -> UTM zone), how many views, what resolution.
+
+Train and bench never share a town origin, a seed stream (``seed_offset``) or style parameters
+(``variant``: bench towns draw from shifted ranges, see town.default_style).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Tuple
+
+
+@dataclass(frozen=True)
+class TownSpec:
+    name: str
+    style: str
+    lon: float
+    lat: float
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    towns: Tuple[TownSpec, ...]
+    n_pano: int                          # panoramas per town
+    n_pinhole: int                       # pinhole photos per town
+    pano_hw: Tuple[int, int]             # (H, W), W = 2 H
+    pinhole_hw: Tuple[int, int]          # upright (H, W)
+    hfov_deg: Tuple[float, float]
+    size_m: float = 256.0                # town square side
+    gsd: float = 0.2                     # orthophoto m/px
+    variant: str = "train"               # style-parameter family
+    seed_offset: int = 0                 # separates the seed streams of presets
+    known_heading_fraction: float = 0.5  # rows with a heading prior
+    heading_tolerance_deg: float = 15.0
+    prior_noise_m: Tuple[float, float] = (5.0, 20.0)
+    radius_m: float = 25.0
+    rotated_pinholes: bool = True        # store some pinholes rotated with EXIF Orientation 6/8
+    compass_fraction: float = 0.3        # photos with a noisy GPSImgDirection
+    camera_margin_m: float = 60.0        # cameras stay this far inside the town edge
+    supersample: int = 1                 # k x k colour samples per pixel (anti-aliasing; depth at centres)
+
+
+# origins slightly off the real centres; zones 31-34 north, latitudes 46-70 degrees
+TRAIN_TOWNS = (
+    TownSpec("zurich", "downtown", 8.531, 47.381), TownSpec("bern", "suburb", 7.452, 46.941),
+    TownSpec("basel", "industrial", 7.611, 47.570), TownSpec("freiburg", "suburb", 7.838, 47.990),
+    TownSpec("munich", "downtown", 11.571, 48.150), TownSpec("leipzig", "industrial", 12.391, 51.330),
+    TownSpec("dresden", "downtown", 13.721, 51.061), TownSpec("oslo", "suburb", 10.771, 59.921),
+    TownSpec("trondheim", "industrial", 10.401, 63.421), TownSpec("hamburg", "downtown", 9.981, 53.561),
+    TownSpec("graz", "suburb", 15.431, 47.081), TownSpec("bergen", "industrial", 5.331, 60.381),
+)
+BENCH_TOWNS = (
+    TownSpec("lausanne", "downtown", 6.641, 46.521), TownSpec("stavanger", "suburb", 5.741, 58.961),
+    TownSpec("nuremberg", "industrial", 11.071, 49.461), TownSpec("tromso", "suburb", 18.951, 69.651),
+)
+DEMO_TOWNS = (TownSpec("lucerne", "downtown", 8.301, 47.061),)
+
+PRESETS = {
+    "demo": Preset("demo", DEMO_TOWNS, 3, 3, (512, 1024), (480, 640), (60.0, 90.0), size_m=256.0,
+                   variant="bench", seed_offset=2_000_000),
+    "train": Preset("train", TRAIN_TOWNS, 90, 80, (256, 512), (192, 256), (50.0, 100.0), size_m=256.0,
+                    variant="train", seed_offset=0, rotated_pinholes=False, supersample=2),
+    "bench": Preset("bench", BENCH_TOWNS, 12, 13, (512, 1024), (480, 640), (55.0, 95.0), size_m=256.0,
+                    variant="bench", seed_offset=1_000_000),
+}
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown synth preset {name!r}; choose one of {', '.join(PRESETS)}") from None

@@ -1,0 +1,530 @@
+"""Procedural town: one scene description (roads, buildings, trees, street objects) in local grid metres.
+
+Frame: x = grid east, y = grid north (metres, UTM grid of ``Town.crs``), z up, origin at ``Town.origin_xy``
+(the UTM position of the town centre), so float32 ray casting stays precise. The town covers
+``[-size_m/2, size_m/2]`` in x and y. Both the orthophoto (ortho.py) and the ground views (render.py) are
+rendered from the triangle mesh built from this description (mesh.py), so they agree exactly.
+
+Three styles (``STYLES``): "downtown" (rotated street grid, tall flat-roofed blocks flush with the sidewalk),
+"suburb" (curved streets, detached houses with gable/hip roofs, gardens, hedges) and "industrial" (wide
+streets, large halls, parking lots with bays and cars). ``StyleParams`` holds the ranges a style draws from,
+so the bench preset can use parameters that the train preset never sees.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import List, Optional, Tuple
+
+import numpy as np
+from shapely.geometry import LineString, Point, Polygon, box
+from shapely.ops import unary_union
+from shapely import affinity
+
+STYLES = ("downtown", "suburb", "industrial")
+
+# materials of the mesh faces (mesh.py) and of the per-hit shading (shading.py)
+GROUND, WALL, ROOF, CANOPY, TRUNK, CAR, POLE, HEDGE, GLASS_BOX, CABIN = range(10)
+
+
+@dataclass(frozen=True)
+class StyleParams:
+    """Ranges (lo, hi) a style draws from; metres unless stated."""
+    style: str
+    block: Tuple[float, float]            # street spacing (downtown / industrial) or lot spacing (suburb)
+    road_width: Tuple[float, float]       # kerb to kerb
+    sidewalk: Tuple[float, float]
+    height: Tuple[float, float]           # building eave height
+    grid_angle: Tuple[float, float]       # rotation of the street grid, degrees
+    tree_spacing: Tuple[float, float]     # street trees along sidewalks
+    palette_shift: float = 0.0            # hue-ish shift of wall/roof colours (bench uses unseen shifts)
+
+
+def default_style(style: str, variant: str = "train") -> StyleParams:
+    """Style ranges; ``variant="bench"`` shifts every range so bench towns are never seen in training."""
+    if style not in STYLES:
+        raise ValueError(f"unknown town style {style!r}; choose one of {', '.join(STYLES)}")
+    p = {
+        "downtown": StyleParams("downtown", (48, 70), (10, 14), (2.5, 4.0), (10, 32), (0, 35), (9, 14)),
+        "suburb": StyleParams("suburb", (13, 19), (6, 8), (1.5, 2.5), (3, 6.5), (0, 90), (14, 24)),
+        "industrial": StyleParams("industrial", (80, 110), (11, 16), (1.5, 2.5), (6, 13), (0, 45), (20, 35)),
+    }[style]
+    if variant == "bench":
+        def sh(r, k):
+            return (r[0] * k, r[1] * k)
+        p = dataclasses.replace(p, block=sh(p.block, 1.12), road_width=sh(p.road_width, 0.93),
+                                height=sh(p.height, 1.1), grid_angle=(p.grid_angle[0] + 5, p.grid_angle[1] + 10),
+                                palette_shift=0.5)
+    return p
+
+
+@dataclass
+class Road:
+    line: LineString
+    width: float            # kerb to kerb, metres
+    sidewalk: float         # each side, metres
+    centre_dashed: bool = True
+
+
+@dataclass
+class Building:
+    """Footprint = union of ``rects`` (each cx, cy, length, depth, angle_deg); roof on the first rect only
+    when it is gable/hip (those buildings have a single rect)."""
+    rects: List[Tuple[float, float, float, float, float]]
+    height: float           # eave height
+    roof: str               # flat | gable | hip
+    roof_rise: float        # ridge above eave (0 for flat)
+    wall_rgb: Tuple[float, float, float]
+    roof_rgb: Tuple[float, float, float]
+    floor_h: float          # storey height (window rows)
+    bay_w: float            # window spacing along the facade
+
+    def footprint(self) -> Polygon:
+        return unary_union([_rect(*r) for r in self.rects])
+
+
+@dataclass
+class Tree:
+    x: float
+    y: float
+    trunk_h: float          # height of the canopy bottom
+    radius: float           # canopy horizontal radius
+    crown_h: float          # canopy vertical extent
+    rgb: Tuple[float, float, float]
+
+
+@dataclass
+class Block:
+    """An oriented box: cars, hedges, poles, lamp heads, signs, roof furniture."""
+    cx: float
+    cy: float
+    z0: float
+    length: float           # along ``angle``
+    width: float
+    height: float
+    angle: float            # degrees, counter-clockwise from +x
+    material: int
+    rgb: Tuple[float, float, float]
+
+
+@dataclass
+class Town:
+    name: str
+    style: str
+    seed: int
+    crs: str                         # e.g. "EPSG:32632"
+    origin_xy: Tuple[float, float]   # UTM position of local (0, 0)
+    size_m: float
+    sun_az_deg: float                # grid azimuth of the sun, clockwise from grid north
+    sun_el_deg: float
+    params: StyleParams
+    roads: List[Road] = field(default_factory=list)
+    buildings: List[Building] = field(default_factory=list)
+    trees: List[Tree] = field(default_factory=list)
+    blocks: List[Block] = field(default_factory=list)
+    # painted ground: polygons -> colour, drawn in order (later on top), see albedo.py
+    paint: List[Tuple[object, Tuple[float, float, float], float]] = field(default_factory=list)
+    base_rgb: Tuple[float, float, float] = (0.35, 0.45, 0.25)
+    walkable: Optional[object] = None  # shapely geometry where cameras may stand
+
+    @property
+    def sun_dir(self) -> np.ndarray:
+        """(3,) unit vector towards the sun in the local grid frame."""
+        a, e = math.radians(self.sun_az_deg), math.radians(self.sun_el_deg)
+        return np.array([math.sin(a) * math.cos(e), math.cos(a) * math.cos(e), math.sin(e)])
+
+    def obstacles(self) -> object:
+        """Footprints cameras must keep out of (buildings, trunks, cars, poles, hedges)."""
+        geoms = [b.footprint() for b in self.buildings]
+        geoms += [Point(t.x, t.y).buffer(0.5) for t in self.trees]
+        geoms += [_rect(k.cx, k.cy, k.length, k.width, k.angle) for k in self.blocks if k.z0 < 2.6]
+        return unary_union(geoms)
+
+
+def _rect(cx, cy, length, depth, angle_deg) -> Polygon:
+    r = box(-length / 2, -depth / 2, length / 2, depth / 2)
+    return affinity.translate(affinity.rotate(r, angle_deg, origin=(0, 0)), cx, cy)
+
+
+def _u(rng, r) -> float:
+    return float(rng.uniform(r[0], r[1]))
+
+
+def _jitter_rgb(rng, rgb, amount=0.06, shift=0.0):
+    c = np.asarray(rgb) + rng.uniform(-amount, amount, 3)
+    if shift:
+        c = c + shift * np.array([0.06, -0.03, -0.05])  # warmer palette for unseen (bench) styles
+    return tuple(float(v) for v in np.clip(c, 0.02, 0.98))
+
+
+WALL_COLOURS = [(0.78, 0.74, 0.66), (0.70, 0.55, 0.45), (0.85, 0.83, 0.78), (0.60, 0.60, 0.62),
+                (0.75, 0.65, 0.50), (0.55, 0.40, 0.33), (0.90, 0.88, 0.80), (0.66, 0.70, 0.72)]
+FLAT_ROOFS = [(0.45, 0.45, 0.46), (0.55, 0.54, 0.52), (0.35, 0.36, 0.38), (0.62, 0.62, 0.60)]
+PITCHED_ROOFS = [(0.55, 0.25, 0.18), (0.40, 0.22, 0.18), (0.30, 0.30, 0.33), (0.62, 0.38, 0.25)]
+CAR_COLOURS = [(0.8, 0.8, 0.82), (0.1, 0.1, 0.12), (0.6, 0.1, 0.1), (0.15, 0.25, 0.5), (0.5, 0.52, 0.55),
+               (0.9, 0.9, 0.9), (0.3, 0.35, 0.3)]
+ASPHALT, PAVING, KERB, WHITE, GRASS, CONCRETE, DIRT = (
+    (0.22, 0.22, 0.23), (0.58, 0.56, 0.53), (0.72, 0.71, 0.68), (0.88, 0.88, 0.86), (0.30, 0.42, 0.20),
+    (0.55, 0.54, 0.50), (0.45, 0.40, 0.32))
+
+
+def make_town(name: str, style: str, seed: int, crs: str, origin_xy, size_m: float = 256.0,
+              params: Optional[StyleParams] = None) -> Town:
+    """Build a town deterministically from ``seed``; see the module docstring for the frame."""
+    rng = np.random.default_rng(seed)
+    params = params or default_style(style)
+    town = Town(name=name, style=style, seed=seed, crs=crs, origin_xy=(float(origin_xy[0]), float(origin_xy[1])),
+                size_m=float(size_m), sun_az_deg=float(rng.uniform(100, 260)), sun_el_deg=float(rng.uniform(28, 62)),
+                params=params)
+    if style == "suburb":
+        _suburb(town, rng)
+    else:
+        _grid_town(town, rng)
+    _paint_roads(town, rng)
+    _street_furniture(town, rng)
+    walk = unary_union([r.line.buffer(r.width / 2 + r.sidewalk - 0.3) for r in town.roads])
+    town.walkable = walk.difference(town.obstacles().buffer(0.8))
+    return town
+
+
+# ----------------------------------------------------------------------------------------------- layouts
+def _grid_lines(rng, half, spacing_range, angle_deg):
+    """Street centre lines of a rotated grid covering the square [-half, half]^2 (plus a margin)."""
+    ext = half * 1.6
+    lines = []
+    for axis in (0, 1):
+        pos = -ext + _u(rng, spacing_range) * rng.uniform(0.2, 1.0)
+        while pos < ext:
+            seg = [(pos, -ext), (pos, ext)] if axis == 0 else [(-ext, pos), (ext, pos)]
+            lines.append(affinity.rotate(LineString(seg), angle_deg, origin=(0, 0)))
+            pos += _u(rng, spacing_range)
+    return lines
+
+
+def _grid_town(town: Town, rng) -> None:
+    p, half = town.params, town.size_m / 2
+    angle = _u(rng, p.grid_angle)
+    industrial = town.style == "industrial"
+    town.base_rgb = CONCRETE if industrial else PAVING
+    for line in _grid_lines(rng, half, p.block, angle):
+        town.roads.append(Road(line, round(_u(rng, p.road_width), 1), round(_u(rng, p.sidewalk), 1)))
+    streets = unary_union([r.line.buffer(r.width / 2 + r.sidewalk) for r in town.roads])
+    area = box(-half - 40, -half - 40, half + 40, half + 40).difference(streets)
+    blocks = list(getattr(area, "geoms", [area]))
+    for blk in blocks:
+        if blk.area < 100:
+            continue
+        if industrial:
+            _industrial_block(town, rng, blk, angle)
+        else:
+            _downtown_block(town, rng, blk, angle)
+
+
+def _downtown_block(town: Town, rng, blk: Polygon, angle: float) -> None:
+    """Perimeter buildings flush with the sidewalk, a courtyard with trees in the middle."""
+    p = town.params
+    town.paint.append((blk, PAVING, 0.05))
+    local = affinity.rotate(blk, -angle, origin=(0, 0))
+    x0, y0, x1, y1 = local.bounds
+    depth = min(_u(rng, (12, 18)), (y1 - y0) / 2 - 1, (x1 - x0) / 2 - 1)
+    if depth < 6:
+        return
+    edges = [("s", x0, x1), ("n", x0, x1), ("w", y0 + depth, y1 - depth), ("e", y0 + depth, y1 - depth)]
+    for side, a, b in edges:
+        pos = a
+        while pos < b - 5:
+            w = min(_u(rng, (9, 22)), b - pos)
+            if b - pos - w < 6:
+                w = b - pos
+            c = pos + w / 2
+            if side == "s":
+                cx, cy, L, D = c, y0 + depth / 2, w, depth
+            elif side == "n":
+                cx, cy, L, D = c, y1 - depth / 2, w, depth
+            elif side == "w":
+                cx, cy, L, D = x0 + depth / 2, c, depth, w
+            else:
+                cx, cy, L, D = x1 - depth / 2, c, depth, w
+            gx, gy = _rot(cx, cy, angle)
+            rect = (gx, gy, L - 0.05, D - 0.05, angle)
+            if blk.contains(_rect(*rect).buffer(-0.1)):
+                h = _u(rng, p.height)
+                town.buildings.append(Building(
+                    [rect], round(h, 1), "flat", 0.0, _jitter_rgb(rng, WALL_COLOURS[rng.integers(8)], shift=p.palette_shift),
+                    _jitter_rgb(rng, FLAT_ROOFS[rng.integers(4)], 0.03), _u(rng, (3.0, 3.6)), _u(rng, (2.2, 3.4))))
+                _roof_furniture(town, rng, rect, h)
+            pos += w
+    inner = local.buffer(-depth - 2)
+    if not inner.is_empty and inner.area > 30:
+        town.paint.append((affinity.rotate(inner, angle, origin=(0, 0)), GRASS, 0.1))
+        for _ in range(int(inner.area / 120)):
+            x, y = rng.uniform(*inner.bounds[0::2]), rng.uniform(*inner.bounds[1::2])
+            if inner.contains(Point(x, y).buffer(2.5)):
+                _add_tree(town, rng, *_rot(x, y, angle))
+
+
+def _industrial_block(town: Town, rng, blk: Polygon, angle: float) -> None:
+    """One or two large halls, the rest a parking lot with bays and cars."""
+    p = town.params
+    town.paint.append((blk, CONCRETE, 0.08))
+    local = affinity.rotate(blk, -angle, origin=(0, 0))
+    x0, y0, x1, y1 = local.bounds
+    W, H = x1 - x0, y1 - y0
+    if W < 20 or H < 20:
+        return
+    hall_w = W * rng.uniform(0.45, 0.65)
+    left = rng.random() < 0.5
+    hx0 = x0 + 4 if left else x1 - 4 - hall_w
+    halls = [(hx0 + hall_w / 2, y0 + 4 + (H - 8) / 2, hall_w, H - 8)]
+    if H > 60 and rng.random() < 0.6:
+        d1 = (H - 12) * rng.uniform(0.4, 0.6)
+        halls = [(hx0 + hall_w / 2, y0 + 4 + d1 / 2, hall_w, d1),
+                 (hx0 + hall_w / 2, y1 - 4 - (H - 12 - d1) / 2, hall_w, H - 12 - d1)]
+    for cx, cy, L, D in halls:
+        gx, gy = _rot(cx, cy, angle)
+        rect = [(gx, gy, L, D, angle)]
+        if rng.random() < 0.35:  # an office annex: L-shaped footprint
+            ax = cx + (L / 2 - 6) * (1 if rng.random() < 0.5 else -1)
+            rect.append((*_rot(ax, cy - D / 2 - 4, angle), 12, 8.2, angle))
+        h = _u(rng, p.height)
+        b = Building(rect, round(h, 1), "flat", 0.0, _jitter_rgb(rng, WALL_COLOURS[rng.integers(8)], shift=p.palette_shift),
+                     _jitter_rgb(rng, FLAT_ROOFS[rng.integers(4)], 0.03), _u(rng, (4.0, 6.0)), _u(rng, (4.0, 8.0)))
+        if all(blk.contains(_rect(*r).buffer(-0.1)) for r in rect):
+            town.buildings.append(b)
+            _roof_furniture(town, rng, rect[0], h)
+    # parking lot on the other side: asphalt, bays of 2.5 x 5 m in rows, cars in some bays
+    lx0, lx1 = (hx0 + hall_w + 4, x1 - 3) if left else (x0 + 3, hx0 - 4)
+    if lx1 - lx0 < 12:
+        return
+    lot = box(lx0, y0 + 3, lx1, y1 - 3)
+    town.paint.append((affinity.rotate(lot, angle, origin=(0, 0)), ASPHALT, 0.1))
+    y = y0 + 4
+    while y + 5 < y1 - 3:
+        x = lx0 + 1
+        while x + 2.5 < lx1 - 1:
+            bay = LineString([(x, y), (x, y + 5)]).buffer(0.06, cap_style=2)
+            town.paint.append((affinity.rotate(bay, angle, origin=(0, 0)), WHITE, 0.03))
+            if rng.random() < 0.55:
+                _add_car(town, rng, *_rot(x + 1.25, y + 2.5, angle), angle + 90 + rng.uniform(-3, 3))
+            x += 2.5
+        y += 5 + (6.5 if ((y - y0 - 4) // 5) % 2 == 1 else 0.0)  # aisle after every second row
+
+
+def _suburb(town: Town, rng) -> None:
+    """Curved streets (sinusoids) in two directions, houses on both sides facing the street."""
+    p, half = town.params, town.size_m / 2
+    town.base_rgb = GRASS
+    angle = _u(rng, p.grid_angle)
+    ext = half * 1.6
+    xs = np.linspace(-ext, ext, 160)
+    roads = []
+    pos = -ext + rng.uniform(20, 60)
+    while pos < ext:  # east-west-ish curved streets
+        amp, wl, ph = rng.uniform(6, 18), rng.uniform(120, 260), rng.uniform(0, 2 * np.pi)
+        ys = pos + amp * np.sin(2 * np.pi * xs / wl + ph)
+        roads.append(LineString(np.c_[xs, ys]))
+        pos += rng.uniform(60, 85)
+    pos = -ext + rng.uniform(30, 90)
+    while pos < ext:  # connectors
+        amp, wl, ph = rng.uniform(3, 12), rng.uniform(150, 300), rng.uniform(0, 2 * np.pi)
+        roads.append(LineString(np.c_[pos + amp * np.sin(2 * np.pi * xs / wl + ph), xs]))
+        pos += rng.uniform(110, 170)
+    for line in roads:
+        town.roads.append(Road(affinity.rotate(line, angle, origin=(0, 0)), round(_u(rng, p.road_width), 1),
+                               round(_u(rng, p.sidewalk), 1)))
+    streets = unary_union([r.line.buffer(r.width / 2 + r.sidewalk + 0.5) for r in town.roads])
+    taken = [streets]
+    for road in town.roads:
+        line = road.line
+        s = rng.uniform(0, 10)
+        while s < line.length:
+            s += _u(rng, p.block)
+            for side in (-1, 1):
+                _try_house(town, rng, road, s, side, taken)
+
+
+def _try_house(town: Town, rng, road: Road, s: float, side: int, taken: list) -> None:
+    line, p = road.line, town.params
+    a, b = line.interpolate(max(s - 1, 0)), line.interpolate(min(s + 1, line.length))
+    tx, ty = b.x - a.x, b.y - a.y
+    n = math.hypot(tx, ty)
+    if n < 1e-6:
+        return
+    tx, ty = tx / n, ty / n
+    nx, ny = -ty * side, tx * side
+    L, D = _u(rng, (8, 13)), _u(rng, (8, 11))
+    setback = road.width / 2 + road.sidewalk + _u(rng, (4, 9))
+    c = line.interpolate(s)
+    cx, cy = c.x + nx * (setback + D / 2), c.y + ny * (setback + D / 2)
+    ang = math.degrees(math.atan2(ty, tx))
+    fp = _rect(cx, cy, L, D, ang)
+    if any(g.intersects(fp.buffer(2.0)) for g in taken):
+        return
+    taken.append(fp.buffer(1.5))
+    roof = "gable" if rng.random() < 0.6 else "hip"
+    town.buildings.append(Building(
+        [(cx, cy, L, D, ang)], round(_u(rng, p.height), 1), roof, _u(rng, (2.0, 4.0)),
+        _jitter_rgb(rng, WALL_COLOURS[rng.integers(8)], shift=p.palette_shift),
+        _jitter_rgb(rng, PITCHED_ROOFS[rng.integers(4)], 0.04), _u(rng, (2.7, 3.0)), _u(rng, (2.4, 3.2))))
+    # driveway from the sidewalk to the house, a hedge along the front of the lot, garden trees
+    dx0 = road.width / 2 + road.sidewalk
+    off = rng.uniform(-L / 2 + 2, L / 2 - 2)
+    p0 = (c.x + nx * dx0 + tx * off, c.y + ny * dx0 + ty * off)
+    p1 = (c.x + nx * setback + tx * off, c.y + ny * setback + ty * off)
+    town.paint.append((LineString([p0, p1]).buffer(1.4, cap_style=2), CONCRETE, 0.06))
+    if rng.random() < 0.6:
+        hd = dx0 + 0.8
+        for sgn in (-1, 1):  # two hedge pieces, leaving the driveway open
+            e0 = off + sgn * 2.0
+            e1 = sgn * (L / 2 + 2)
+            if abs(e1 - e0) > 1.0:
+                m = (e0 + e1) / 2
+                town.blocks.append(Block(c.x + nx * hd + tx * m, c.y + ny * hd + ty * m, 0.0, abs(e1 - e0), 0.7,
+                                         _u(rng, (0.8, 1.5)), ang, HEDGE, _jitter_rgb(rng, (0.16, 0.30, 0.12), 0.04)))
+    for _ in range(rng.integers(0, 3)):
+        gx = cx + nx * (D / 2 + rng.uniform(3, 7)) + tx * rng.uniform(-L / 2, L / 2)
+        gy = cy + ny * (D / 2 + rng.uniform(3, 7)) + ty * rng.uniform(-L / 2, L / 2)
+        if not any(g.contains(Point(gx, gy)) for g in taken[:1]):
+            _add_tree(town, rng, gx, gy)
+    if rng.random() < 0.4:
+        _add_car(town, rng, (p0[0] + p1[0]) / 2, (p0[1] + p1[1]) / 2, ang + 90)
+
+
+def _roof_furniture(town: Town, rng, rect, h) -> None:
+    cx, cy, L, D, ang = rect
+    for _ in range(rng.integers(0, 4)):
+        u, v = rng.uniform(-L / 2 + 2, L / 2 - 2), rng.uniform(-D / 2 + 2, D / 2 - 2)
+        if L < 5 or D < 5:
+            return
+        x, y = cx + u * math.cos(math.radians(ang)) - v * math.sin(math.radians(ang)), \
+            cy + u * math.sin(math.radians(ang)) + v * math.cos(math.radians(ang))
+        town.blocks.append(Block(x, y, h, _u(rng, (1, 3.5)), _u(rng, (1, 2.5)), _u(rng, (0.6, 2.0)), ang,
+                                 GLASS_BOX if rng.random() < 0.15 else POLE, _jitter_rgb(rng, (0.6, 0.6, 0.6), 0.1)))
+
+
+def _rot(x, y, angle_deg):
+    a = math.radians(angle_deg)
+    return x * math.cos(a) - y * math.sin(a), x * math.sin(a) + y * math.cos(a)
+
+
+def _add_tree(town: Town, rng, x, y) -> None:
+    r = _u(rng, (1.8, 4.0))
+    town.trees.append(Tree(float(x), float(y), _u(rng, (2.8, 4.0)), r, r * _u(rng, (1.2, 2.0)),
+                           _jitter_rgb(rng, (0.20, 0.33, 0.12), 0.05)))
+
+
+def _add_car(town: Town, rng, x, y, ang) -> None:
+    """Body box plus a shorter cabin box (glass sides), set slightly back from the body's centre."""
+    L, W = _u(rng, (4.0, 4.8)), _u(rng, (1.7, 1.9))
+    rgb = _jitter_rgb(rng, CAR_COLOURS[rng.integers(7)], 0.04)
+    a = math.radians(ang)
+    back = -0.1 * L
+    town.blocks.append(Block(float(x), float(y), 0.15, L, W, 0.75, float(ang), CAR, rgb))
+    town.blocks.append(Block(float(x + back * math.cos(a)), float(y + back * math.sin(a)), 0.9, L * 0.55, W * 0.92,
+                             _u(rng, (0.45, 0.65)), float(ang), CABIN, rgb))
+
+
+# ----------------------------------------------------------------------------------------- ground paint
+def _paint_roads(town: Town, rng) -> None:
+    """Sidewalks, kerbs, asphalt, lane markings and crosswalks as painted polygons."""
+    roads = town.roads
+    sidewalks = unary_union([r.line.buffer(r.width / 2 + r.sidewalk, cap_style=2) for r in roads])
+    asphalt = unary_union([r.line.buffer(r.width / 2, cap_style=2) for r in roads])
+    kerbs = unary_union([r.line.buffer(r.width / 2 + 0.25, cap_style=2) for r in roads]).difference(asphalt)
+    town.paint += [(sidewalks, PAVING, 0.07), (kerbs, KERB, 0.04), (asphalt, ASPHALT, 0.12)]
+    crossings = []
+    for i, r in enumerate(roads):
+        for j, o in enumerate(roads):
+            if j <= i:
+                continue
+            x = r.line.intersection(o.line)
+            for pt in getattr(x, "geoms", [x]):
+                if isinstance(pt, Point):
+                    crossings.append((pt, r, o))
+    # intersection areas carry no lane markings
+    junctions = unary_union([pt.buffer(max(r.width, o.width) / 2 + 1.0) for pt, r, o in crossings]) \
+        if crossings else Polygon()
+    for r in roads:
+        off = r.width / 2 - 0.35
+        for side in (-1, 1):  # solid edge lines
+            edge = r.line.parallel_offset(off, "left" if side > 0 else "right")
+            town.paint.append((edge.buffer(0.06).difference(junctions), WHITE, 0.05))
+        if r.width >= 7.5 and r.centre_dashed:
+            dashes = [r.line.interpolate(s) for s in np.arange(0, r.line.length, 0.5)]
+            segs = []
+            for k in range(0, len(dashes) - 6, 12):  # 3 m dash, 3 m gap
+                segs.append(LineString([dashes[k], dashes[k + 6]]).buffer(0.07, cap_style=2))
+            town.paint.append((unary_union(segs).difference(junctions), WHITE, 0.05))
+    for pt, r, o in crossings:
+        for road, other in ((r, o), (o, r)):
+            s0 = road.line.project(pt)
+            for sgn in (-1, 1):
+                s = s0 + sgn * (other.width / 2 + other.sidewalk + 2.0)
+                if not (0 < s < road.line.length) or rng.random() < 0.25:
+                    continue
+                c, c2 = road.line.interpolate(s), road.line.interpolate(min(s + 0.5, road.line.length))
+                t = np.array([c2.x - c.x, c2.y - c.y])
+                if np.linalg.norm(t) < 1e-6:
+                    continue
+                t /= np.linalg.norm(t)
+                nrm = np.array([-t[1], t[0]])
+                stripes = []
+                for q in np.arange(-road.width / 2 + 0.6, road.width / 2 - 0.4, 1.0):
+                    a = np.array([c.x, c.y]) + nrm * q
+                    stripes.append(LineString([a - t * 1.5, a + t * 1.5]).buffer(0.25, cap_style=2))
+                town.paint.append((unary_union(stripes), WHITE, 0.05))
+
+
+def _street_furniture(town: Town, rng) -> None:
+    """Lamp posts and signs at the kerb, street trees, cars parked along the kerb."""
+    p = town.params
+    half = town.size_m / 2
+    for r in town.roads:
+        line = r.line
+        for side in (-1, 1):
+            off = r.width / 2 + 0.6
+            try:
+                edge = line.parallel_offset(off, "left" if side > 0 else "right")
+            except ValueError:
+                continue
+            if edge.is_empty or edge.geom_type != "LineString":
+                continue
+            s = rng.uniform(0, 10)
+            while s < edge.length:
+                pt = edge.interpolate(s)
+                if abs(pt.x) < half + 20 and abs(pt.y) < half + 20:
+                    kind = rng.random()
+                    if kind < 0.45:  # lamp: pole + head
+                        h = _u(rng, (5, 8))
+                        town.blocks.append(Block(pt.x, pt.y, 0, 0.18, 0.18, h, 0, POLE, (0.3, 0.3, 0.32)))
+                        town.blocks.append(Block(pt.x, pt.y, h - 0.3, 0.9, 0.35, 0.3, rng.uniform(0, 180), POLE,
+                                                 (0.2, 0.2, 0.22)))
+                    elif kind < 0.6:  # sign: post + plate
+                        town.blocks.append(Block(pt.x, pt.y, 0, 0.08, 0.08, 2.6, 0, POLE, (0.55, 0.55, 0.57)))
+                        town.blocks.append(Block(pt.x, pt.y, 2.0, 0.7, 0.06, 0.6, rng.uniform(0, 180), POLE,
+                                                 [(0.8, 0.1, 0.1), (0.1, 0.3, 0.7), (0.9, 0.9, 0.9)][rng.integers(3)]))
+                    elif (town.style != "industrial" or kind < 0.7) and r.sidewalk > 2.0:
+                        _add_tree(town, rng, pt.x, pt.y)  # street tree at the kerb side of the sidewalk
+                s += _u(rng, p.tree_spacing)
+            # parked cars along the kerb, inside the road
+            if r.width >= 9 or town.style == "suburb":
+                lane = line.parallel_offset(r.width / 2 - 1.2, "left" if side > 0 else "right")
+                if lane.is_empty or lane.geom_type != "LineString":
+                    continue
+                s = rng.uniform(0, 15)
+                while s < lane.length - 5:
+                    if rng.random() < 0.35:
+                        a, b = lane.interpolate(s), lane.interpolate(s + 1)
+                        if abs(a.x) < half + 10 and abs(a.y) < half + 10:
+                            _add_car(town, rng, a.x, a.y, math.degrees(math.atan2(b.y - a.y, b.x - a.x)))
+                    s += _u(rng, (5.5, 7.0))
+    # objects on junctions would block traffic: drop those inside other roads' asphalt
+    asphalt_cross = []
+    for i, r in enumerate(town.roads):
+        others = [o.line.buffer(o.width / 2 + 2) for j, o in enumerate(town.roads) if j != i]
+        asphalt_cross.append(unary_union(others).intersection(r.line.buffer(r.width / 2 + 2)) if others else Polygon())
+    bad = unary_union(asphalt_cross + [b.footprint().buffer(0.5) for b in town.buildings])
+    town.blocks = [k for k in town.blocks if k.z0 > 0.5 or not bad.contains(Point(k.cx, k.cy))]
+    town.trees = [t for t in town.trees if not bad.contains(Point(t.x, t.y))]
