@@ -1,0 +1,96 @@
+"""Localization of one photo as a QgsTask: the engine works in ``run()`` (worker thread), the dock adds layers in
+``finished()`` (main thread).
+
+The engine call is injectable (``engine(request, task) -> Result``) so the dock/task/layer path can be driven
+with any callable; the default is `localize_with_engine`, which reuses one `loc2_engine.pipeline.Localizer`
+per (model, depth, device) for the whole QGIS session (models load once).
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional
+
+from qgis.core import QgsTask
+
+#: Localizers already built, by (model, depth, device); only the single running task touches it
+_LOCALIZERS: Dict[tuple, object] = {}
+
+
+@dataclass
+class Request:
+    """Everything one localization needs, captured on the main thread.
+
+    aerial: a `render.LayerRenderer` (or anything `Localizer.aerial_window` accepts); prior: keyword
+    arguments of `loc2_engine.pipeline.Prior` (x, y, crs, radius_m, heading_deg, heading_tolerance_deg),
+    or None to use the photo's EXIF GPS.
+    """
+
+    photo: str
+    aerial: object
+    prior: Optional[dict] = None
+    camera: str = "auto"
+    hfov_deg: Optional[float] = None
+    model: str = "default"
+    depth: str = "mono"
+    device: str = "cpu"
+
+
+def localizer_for(model: str, depth: str, device: str):
+    """The session's `Localizer` for these settings, built on first use (raises ModelError / DepthError)."""
+    key = (model, depth, device)
+    if key not in _LOCALIZERS:
+        from loc2_engine.pipeline import Localizer
+
+        _LOCALIZERS[key] = Localizer(model=model, depth=depth, device=device)
+    return _LOCALIZERS[key]
+
+
+def localize_with_engine(request: Request, task: "LocalizeTask"):
+    """The real engine: load the photo with the chosen camera, then `Localizer.localize`."""
+    from loc2_engine.ground import GroundImage
+    from loc2_engine.pipeline import Prior
+
+    localizer = localizer_for(request.model, request.depth, request.device)
+    task.setProgress(30)
+    if task.isCanceled():
+        return None
+    ground = GroundImage.load(request.photo, camera=request.camera, hfov_deg=request.hfov_deg)
+    task.setProgress(40)
+    prior = Prior(**request.prior) if request.prior else None
+    return localizer.localize(ground, request.aerial, prior)
+
+
+class LocalizeTask(QgsTask):
+    """One photo. After it ends, ``result`` holds the `Result` (a failed one for expected errors),
+    ``error`` the traceback of an unexpected exception, and ``on_done(task, ok)`` has been called on the
+    main thread. Cancel is honoured between stages (a running matcher pass finishes first)."""
+
+    def __init__(self, request: Request, on_done: Callable, engine: Callable = localize_with_engine):
+        super().__init__(f"Loc²: localizing {request.photo}", QgsTask.Flag.CanCancel)
+        self.request = request
+        self.engine = engine
+        self.on_done = on_done
+        self.result = None
+        self.error = ""
+
+    def run(self) -> bool:  # worker thread: no project, no widgets
+        from loc2_engine.errors import Loc2Error
+        from loc2_engine.result import Result
+
+        self.setProgress(5)
+        try:
+            self.result = self.engine(self.request, self)
+        except Loc2Error as exc:  # e.g. ModelError while building the Localizer, PhotoError loading the photo
+            self.result = Result.failure(self.request.photo, exc)
+        except Exception:  # noqa: BLE001 -- a bug: report it in QGIS instead of losing it in the thread
+            self.error = traceback.format_exc()
+            return False
+        if self.isCanceled():
+            return False
+        self.setProgress(100)
+        return self.result is not None
+
+    def finished(self, ok: bool) -> None:  # main thread
+        self.on_done(self, ok)

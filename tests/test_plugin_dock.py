@@ -1,0 +1,300 @@
+"""The dock driven through its widgets in real QGIS (offscreen): photo + EXIF prior, background task, result layers
+with the DESIGN §5 fields and the aerial layer's CRS, refusal of a second run, cancel, zoom, GeoPackage export
+that appends, and the match viewer.
+
+The localization itself is an injected engine callable that renders the aerial window through QGIS (the
+real `render.LayerRenderer`) and returns the known pose of the synthetic scene with synthetic matches, so
+the dock/task/layers path is exercised for real while the learned pipeline is tested elsewhere; the test
+with the trained model runs when `resources/models/default.safetensors` exists.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pyproj
+from osgeo import ogr
+from PIL import Image
+from qgis.core import Qgis, QgsCoordinateReferenceSystem, QgsProject, QgsRasterLayer
+from qgis.PyQt.QtCore import QCoreApplication
+
+import loc2_qgis
+from loc2_engine.result import POSE_FIELDS, Result
+
+REPO = Path(__file__).resolve().parents[1]
+CRS = "EPSG:32633"
+TRUE_LONLAT = (15.0007, 46.95306)
+TRUE_HEADING = 63.0
+GSD = 0.25
+SIZE_PX = 320  # an 80 m raster
+
+
+def _true_xy():
+    return pyproj.Transformer.from_crs("EPSG:4326", CRS, always_xy=True).transform(*TRUE_LONLAT)
+
+
+def _dms(value: float):
+    d = int(value)
+    m = int((value - d) * 60)
+    return (float(d), float(m), round(((value - d) * 60 - m) * 60, 4))
+
+
+@pytest.fixture
+def scene(tmp_path):
+    """An 80 m RGB GeoTIFF in UTM 33N around the truth, and a photo whose EXIF GPS is 6 m off it."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    x, y = _true_xy()
+    half = SIZE_PX * GSD / 2
+    yy, xx = np.mgrid[0:SIZE_PX, 0:SIZE_PX]
+    image = np.stack([(xx * 3) % 256, (yy * 3) % 256, ((xx // 20 + yy // 20) % 2) * 200]).astype(np.uint8)
+    tif = tmp_path / "aerial.tif"
+    with rasterio.open(tif, "w", driver="GTiff", width=SIZE_PX, height=SIZE_PX, count=3, dtype="uint8",
+                       crs=CRS, transform=from_origin(x - half, y + half, GSD, GSD)) as dst:
+        dst.write(image)
+    lon, lat = pyproj.Transformer.from_crs(CRS, "EPSG:4326", always_xy=True).transform(x + 4.0, y - 4.5)
+    exif = Image.Exif()
+    exif[0x8825] = {1: "N", 2: _dms(lat), 3: "E", 4: _dms(lon)}
+    exif[0x8769] = {0xA405: 28}  # 35 mm equivalent focal length -> HFOV
+    photo = tmp_path / "street.jpg"
+    rng = np.random.default_rng(1)
+    Image.fromarray((rng.random((90, 160, 3)) * 255).astype(np.uint8)).save(photo, exif=exif)
+    return {"tif": tif, "photo": photo, "xy": (x, y)}
+
+
+@pytest.fixture
+def aerial_raster(scene, qgis_new_project):
+    layer = QgsRasterLayer(str(scene["tif"]), "aerial")
+    assert layer.isValid()
+    QgsProject.instance().addMapLayer(layer)
+    return layer
+
+
+class FakeEngine:
+    """Engine stand-in: renders the window through QGIS like the pipeline does, returns the scene's truth.
+
+    ``gate``: when given, the engine waits for it (or for cancel), to test refusal and cancel.
+    """
+
+    def __init__(self, truth_xy, gate: threading.Event = None):
+        self.truth_xy = truth_xy
+        self.gate = gate
+        self.windows = []
+
+    def __call__(self, request, task):
+        from loc2_engine.georef import LocalFrame
+        from loc2_engine.solver import rotation_from_heading
+
+        if self.gate is not None:
+            while not self.gate.wait(0.02):
+                if task.isCanceled():
+                    return None
+        prior = request.prior
+        window = request.aerial.window((prior["x"], prior["y"]), prior["crs"], 40.0, 0.5)
+        self.windows.append(window)
+        frame = window.frame
+        t = frame.to_local(np.array([self.truth_xy]))[0]
+        rng = np.random.default_rng(0)
+        xy_bev = rng.uniform([-8, 2], [8, 20], size=(30, 2))
+        R = np.asarray(rotation_from_heading(TRUE_HEADING), np.float64)
+        placed = xy_bev @ R.T + t
+        xy_aerial = placed + rng.normal(0, 0.3, placed.shape)
+        xy_aerial[:5] += 12.0  # outliers
+        inliers = np.ones(30, bool)
+        inliers[:5] = False
+        lon, lat = frame.local_to_lonlat(t[None])[0]
+        return Result(
+            photo=request.photo, status="ok", crs=CRS, x=self.truth_xy[0], y=self.truth_xy[1], lon=lon, lat=lat,
+            heading_deg=TRUE_HEADING, heading_grid_deg=frame.true_to_grid_heading(TRUE_HEADING), scale=1.0,
+            matches=30, inliers=25, inlier_ratio=25 / 30, confidence=0.8, residual_m=0.4, sigma_m=0.2,
+            camera="pinhole", model="fake", depth="truth", runtime_s=0.01, hfov_deg=request.hfov_deg or 60.0,
+            uv_ground=rng.uniform(0, 90, (30, 2)), xy_bev=xy_bev, xy_aerial=xy_aerial,
+            weights=rng.uniform(0.1, 1, 30), inlier_mask=inliers,
+            residuals_m=np.linalg.norm(xy_aerial - placed, axis=1), layout_uv=rng.uniform(0, 90, (50, 2)),
+            layout_xy=rng.uniform(-10, 10, (50, 2)) + t, window=window, frame=LocalFrame(CRS, self.truth_xy))
+
+
+def wait_until(condition, timeout=60.0):
+    end = time.time() + timeout
+    while not condition():
+        QCoreApplication.processEvents()
+        if time.time() > end:
+            raise AssertionError("timed out waiting for the Loc² task")
+        time.sleep(0.01)
+    QCoreApplication.processEvents()
+
+
+@pytest.fixture
+def plugin(qgis_iface):
+    qgis_iface.messageBar().clear_messages()
+    qgis_iface.mapCanvas().setDestinationCrs(QgsCoordinateReferenceSystem(CRS))
+    plugin = loc2_qgis.classFactory(qgis_iface)
+    plugin.initGui()
+    plugin.action.trigger()  # the toolbar button opens the dock
+    yield plugin
+    plugin.unload()
+
+
+def drive(dock, scene, layer, engine):
+    dock.engine = engine
+    dock.raster_combo.setLayer(layer)
+    dock.photo.setFilePath(str(scene["photo"]))
+    dock.run_button.click()
+
+
+def group_layers(name):
+    group = QgsProject.instance().layerTreeRoot().findGroup(name)
+    assert group is not None, name
+    return {node.layer().name(): node.layer() for node in group.findLayers()}
+
+
+@pytest.mark.inqgis
+def test_dock_run_adds_styled_layers_in_the_aerial_crs(plugin, scene, aerial_raster, qgis_iface):
+    dock = plugin.dock
+    assert dock is not None and dock.objectName() == "loc2_dock"
+    drive(dock, scene, aerial_raster, FakeEngine(scene["xy"]))
+    # the EXIF GPS became the prior and the HFOV was pre-filled from the 35 mm focal length
+    assert dock.prior_point is not None and dock.prior_crs.authid() == "EPSG:4326"
+    assert 60 < dock.hfov.value() < 70
+    assert not dock.thumbnail.pixmap().isNull()
+    wait_until(lambda: dock.task is None)
+
+    layers = group_layers("Loc² street.jpg")
+    assert set(layers) == {"camera_poses", "view_frustums", "inliers", "matches", "ground_layout"}
+    for layer in layers.values():
+        assert layer.crs().authid() == CRS
+    from loc2_engine.gpkg import LAYERS
+
+    for name, (_geom, fields) in LAYERS.items():
+        assert [f.name() for f in layers[name].fields()] == [f for f, _ in fields]
+    assert [f.name() for f in layers["camera_poses"].fields()] == list(POSE_FIELDS)
+    pose = next(layers["camera_poses"].getFeatures())
+    point = pose.geometry().asPoint()
+    assert abs(point.x() - scene["xy"][0]) < 1e-6 and abs(point.y() - scene["xy"][1]) < 1e-6
+    assert pose["status"] == "ok" and pose["heading_deg"] == pytest.approx(TRUE_HEADING)
+    assert layers["inliers"].featureCount() == 25 and layers["matches"].featureCount() == 30
+    assert layers["ground_layout"].featureCount() == 50 and layers["view_frustums"].featureCount() == 1
+    # styled from resources/styles: the pose symbol is categorised by status, not the default single symbol
+    assert layers["camera_poses"].renderer().type() == "categorizedSymbol"
+
+    # the window was rendered by QGIS at the requested size around the prior
+    window = dock.engine.windows[0]
+    assert window.image.shape == (80, 80, 3) and window.valid.all() and window.frame.crs.to_epsg() == 32633
+
+    assert dock.table.rowCount() == 1
+    assert dock.table.item(0, 1).text() == "ok" and dock.table.item(0, 2).text() == "0.80"
+    assert any("confidence 0.80" in m for m in qgis_iface.messageBar().get_messages(Qgis.MessageLevel.Success))
+    extent = qgis_iface.mapCanvas().extent()
+    assert extent.contains(point) and min(extent.width(), extent.height()) < 100  # zoomed to the pose
+
+
+@pytest.mark.inqgis
+def test_second_run_is_refused_and_cancel_stops_the_task(plugin, scene, aerial_raster, qgis_iface):
+    dock = plugin.dock
+    gate = threading.Event()
+    drive(dock, scene, aerial_raster, FakeEngine(scene["xy"], gate))
+    assert dock.task is not None and dock.cancel_button.isEnabled()
+    dock.run_button.click()
+    assert "still localizing street.jpg" in dock.status.text()
+    dock.cancel_button.click()
+    wait_until(lambda: dock.task is None)
+    assert "cancelled" in dock.status.text()
+    assert dock.table.rowCount() == 0
+    assert QgsProject.instance().layerTreeRoot().findGroup("Loc² street.jpg") is None
+    # and the dock runs again afterwards
+    gate.set()
+    dock.run_button.click()
+    wait_until(lambda: dock.task is None)
+    assert dock.table.rowCount() == 1
+
+
+@pytest.mark.inqgis
+def test_engine_failures_reach_the_user_with_their_reason(plugin, scene, aerial_raster, qgis_iface):
+    from loc2_engine.errors import AerialError
+
+    def outside(request, task):
+        raise AerialError("The prior is outside the aerial raster.")
+
+    dock = plugin.dock
+    drive(dock, scene, aerial_raster, outside)
+    wait_until(lambda: dock.task is None)
+    assert dock.table.item(0, 1).text() == "failed"
+    assert "outside the aerial raster" in dock.status.text()
+    warnings = qgis_iface.messageBar().get_messages(Qgis.MessageLevel.Warning)
+    assert any("outside the aerial raster" in m for m in warnings)
+
+
+def count_rows(path, layer="camera_poses"):
+    ds = ogr.Open(str(path))
+    try:
+        return ds.GetLayerByName(layer).GetFeatureCount()
+    finally:
+        ds = None
+
+
+@pytest.mark.inqgis
+def test_export_appends_and_never_drops_rows(plugin, scene, aerial_raster, tmp_path):
+    from loc2_engine.gpkg import GeoPackageWriter
+    from loc2_qgis.task import Request
+
+    dock = plugin.dock
+    out = tmp_path / "poses.gpkg"
+    engine = FakeEngine(scene["xy"])
+    # a file that already holds another photo's rows
+    request = Request(photo="earlier.jpg", aerial=dock_renderer(aerial_raster), hfov_deg=50.0,
+                      prior={"x": scene["xy"][0], "y": scene["xy"][1], "crs": CRS})
+    earlier = engine(request, _NeverCancelled())
+    with GeoPackageWriter(out, CRS) as writer:
+        writer.write(earlier)
+    assert count_rows(out) == 1
+
+    drive(dock, scene, aerial_raster, engine)
+    wait_until(lambda: dock.task is None)
+    dock.export_file.setFilePath(str(out))
+    dock.export_button.click()
+    assert count_rows(out) == 2 and count_rows(out, "matches") == 60
+    dock.export_button.click()  # nothing new: nothing written twice
+    assert count_rows(out) == 2
+    dock.run_button.click()
+    wait_until(lambda: dock.task is None)
+    dock.export_button.click()
+    assert count_rows(out) == 3
+    ds = ogr.Open(str(out))
+    photos = [f.GetField("photo") for f in ds.GetLayerByName("camera_poses")]
+    ds = None
+    assert photos[0] == "earlier.jpg" and photos[1:] == [str(scene["photo"])] * 2
+
+
+class _NeverCancelled:
+    def isCanceled(self):
+        return False
+
+
+def dock_renderer(layer):
+    from loc2_qgis.render import LayerRenderer
+
+    return LayerRenderer(layer, QgsProject.instance().transformContext())
+
+
+@pytest.mark.inqgis
+def test_map_click_sets_the_prior_and_draws_the_radius(plugin, aerial_raster, qgis_iface, scene):
+    from qgis.core import QgsPointXY
+
+    dock = plugin.dock
+    dock.prior_source.setCurrentIndex(1)
+    dock.pick_button.click()
+    canvas = qgis_iface.mapCanvas()
+    assert canvas.mapTool() is dock.tool
+    crs = QgsCoordinateReferenceSystem(CRS)
+    dock.tool.prior_clicked.emit(QgsPointXY(*scene["xy"]), crs)
+    assert canvas.mapTool() is not dock.tool
+    assert dock.prior_point == QgsPointXY(*scene["xy"])
+    dock.radius.setValue(30.0)
+    box = dock.marker.circle.asGeometry().boundingBox()
+    assert box.width() == pytest.approx(60.0, rel=0.01) and box.height() == pytest.approx(60.0, rel=0.01)
+    assert box.center().distance(QgsPointXY(*scene["xy"])) < 0.01
