@@ -12,8 +12,9 @@ are over the photos that were localized, so the `failed` column must be read bes
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass
-from typing import Dict, Iterable, List, Sequence
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
@@ -156,3 +157,35 @@ def records_to_json(records: Sequence[PhotoRecord], config: Dict) -> Dict:
     return {"config": config, "photos": [clean(asdict(r)) for r in records],
             "by_camera": [clean(r) for r in tables["by_camera"]],
             "by_status": [clean(r) for r in tables["by_status"]]}
+
+
+def spread_subset(n_rows: int, limit: Optional[int]) -> List[int]:
+    """Indices of at most ``limit`` rows spread evenly over ``n_rows`` (manifests are ordered by town and
+    camera, so the first N rows would be one town's panoramas)."""
+    if limit is None or limit >= n_rows:
+        return list(range(n_rows))
+    return sorted({int(i) for i in np.linspace(0, n_rows - 1, max(1, limit)).round()})
+
+
+def run_bench(dataset_dir, localizer, limit: Optional[int] = None,
+              progress: Optional[Callable[[int, int, PhotoRecord], None]] = None) -> List[PhotoRecord]:
+    """Localize the dataset's photos (DESIGN §3 ``manifest.csv``) and score them against the truth.
+
+    Uses the batch loop's per-photo path (`batch.localize_job`), so the benchmark runs exactly what users
+    run. progress(done, total, record) after each photo.
+    """
+    from .batch import localize_job, manifest_jobs
+    from .manifest import read_manifest
+
+    rows = read_manifest(os.path.join(os.fspath(dataset_dir), "manifest.csv"))
+    rows = [rows[i] for i in spread_subset(len(rows), limit)]
+    records = []
+    for i, (row, job) in enumerate(zip(rows, manifest_jobs(rows))):
+        result = localize_job(job, None, localizer)
+        camera = row.camera if row.camera in ("pano", "pinhole") else (result.camera or "unknown")
+        record = record_for(result, camera, row.heading_prior_deg is not None, row.true_xy,
+                            row.true_heading_deg, row.crs)
+        records.append(record)
+        if progress is not None:
+            progress(i + 1, len(rows), record)
+    return records

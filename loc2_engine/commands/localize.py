@@ -1,0 +1,83 @@
+"""`loc2 localize PHOTO --aerial RASTER ...` (DESIGN.md §4): one photo, one pose.
+
+Prints a short summary (or, with --json, one JSON object with the `camera_poses` fields), optionally writes
+the GeoPackage layers and a figure. Exit status 0 when a pose was found (ok or low_confidence), 1 when the
+photo failed (the reason on stderr), 2 when the command could not run (model, depth, output file).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from .options import add_camera_prior_options, add_model_options
+
+HELP = "localize one photo against an aerial raster (pose, confidence, optional GeoPackage and figure)"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("photo", metavar="PHOTO", help="ground photo (JPEG/PNG/TIFF; pinhole or 360° panorama)")
+    parser.add_argument("--aerial", required=True, metavar="RASTER", help="georeferenced aerial raster")
+    add_camera_prior_options(parser, single_photo=True)
+    add_model_options(parser)
+    parser.add_argument("--out", metavar="FILE.gpkg", help="also write the GeoPackage layers (DESIGN §5)")
+    parser.add_argument("--figure", metavar="FILE.png", help="also draw the explanatory figure")
+    parser.add_argument("--json", action="store_true", help="print the camera_poses fields as one JSON object")
+
+
+def prior_from_args(args):
+    """`Prior` from --prior/--prior-crs/--radius/--heading/--heading-tolerance (no --prior: EXIF GPS)."""
+    from ..pipeline import DEFAULT_RADIUS_M, Prior
+
+    x, y = args.prior if args.prior else (None, None)
+    return Prior(x=x, y=y, crs=args.prior_crs, radius_m=args.radius or DEFAULT_RADIUS_M,
+                 heading_deg=args.heading, heading_tolerance_deg=args.heading_tolerance)
+
+
+def summary(result) -> str:
+    """Human-readable lines for one result."""
+    if not result.ok:
+        return f"{result.photo}: failed: {result.error}"
+    return "\n".join([
+        f"{result.photo}: {result.status}",
+        f"  position   x={result.x:.3f} y={result.y:.3f} ({result.crs})  lon={result.lon:.7f} lat={result.lat:.7f}",
+        f"  heading    {result.heading_deg:.2f}° true, {result.heading_grid_deg:.2f}° grid   scale {result.scale:.3f}",
+        f"  confidence {result.confidence:.2f}  inliers {result.inliers}/{result.matches}  "
+        f"residual {result.residual_m:.2f} m  sigma {result.sigma_m:.2f} m",
+        f"  model {result.model}, depth {result.depth}, camera {result.camera}, {result.runtime_s:.2f} s",
+    ])
+
+
+def run(args) -> int:
+    from ..errors import Loc2Error
+    from ..pipeline import Localizer
+
+    if args.heading_tolerance is not None and args.heading is None:
+        print("loc2 localize: --heading-tolerance needs --heading.", file=sys.stderr)
+        return 2
+    try:
+        localizer = Localizer(model=args.model, depth=args.depth, device=args.device, weights=args.weights,
+                              backbone=args.backbone, camera=args.camera, hfov_deg=args.hfov)
+    except Loc2Error as exc:
+        print(f"loc2 localize: {exc}", file=sys.stderr)
+        return 2
+    result = localizer.localize(args.photo, args.aerial, prior_from_args(args))
+    print(json.dumps(result.pose_row(), ensure_ascii=False) if args.json else summary(result))
+    try:
+        if args.out:
+            from ..aerial import raster_info
+            from ..gpkg import GeoPackageWriter
+
+            with GeoPackageWriter(args.out, raster_info(args.aerial)[0]) as writer:
+                writer.write(result)
+        if args.figure:
+            from ..figures import save_figure
+
+            save_figure(result, args.figure)
+    except Loc2Error as exc:
+        print(f"loc2 localize: {exc}", file=sys.stderr)
+        return 2
+    if not result.ok:
+        print(f"loc2 localize: {result.error}", file=sys.stderr)
+        return 1
+    return 0
