@@ -1,0 +1,352 @@
+"""Official Loc² models: checkpoint format, DINOv2 loading, frames, and the depth-anything provider.
+
+Real weights cannot be downloaded here, so every test builds random weights of the right format in tmp_path:
+a tiny DINOv2 (hidden 1024 so that the full-size official heads fit, 1 layer) and the 163 official tensors.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from loc2_engine.cameras import PanoramaCamera, PinholeCamera
+from loc2_engine.errors import CameraError, ModelError
+from loc2_engine.lifting import lift_coefficients, sample_depth_at
+from loc2_engine.models import load_model
+from loc2_engine.models.dinov2 import hf_to_meta, load_dinov2, meta_to_hf, old_interpolate_pos_encoding
+from loc2_engine.models.official import (KITTI, OfficialHeads, build_kitti, build_vigor, official_cells_local,
+                                         vigor_variant)
+from loc2_engine.solver import procrustes_2d
+
+transformers = pytest.importorskip("transformers")
+
+
+def tiny_dinov2(layers: int = 1, hidden: int = 1024, seed: int = 0):
+    """A random transformers Dinov2Model with DINOv2's 37×37 position grid and 64-d heads."""
+    torch.manual_seed(seed)
+    cfg = transformers.Dinov2Config(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=hidden // 64,
+                                    intermediate_size=64, patch_size=14, image_size=518, layerscale_value=1.0)
+    model = transformers.Dinov2Model(cfg).eval()
+    with torch.no_grad():  # non-trivial LayerScale / mask token so that a wrong mapping cannot go unnoticed
+        for p in model.parameters():
+            p.normal_(0, 0.05)
+    return model
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """Meta-format backbone .pth, transformers backbone folder, and official-format VIGOR checkpoint."""
+    d = tmp_path_factory.mktemp("official")
+    vit = tiny_dinov2()
+    torch.save(hf_to_meta(vit.state_dict()), d / "dinov2_vitl14_pretrain.pth")
+    vit.save_pretrained(d / "dinov2-large")
+    torch.manual_seed(1)
+    state = {}
+    for k, v in OfficialHeads().state_dict().items():
+        if k.endswith("num_batches_tracked"):
+            state[k] = torch.tensor(7)
+        elif k.endswith("running_var"):
+            state[k] = torch.rand_like(v) + 0.5
+        else:
+            state[k] = torch.randn_like(v) * 0.05
+    torch.save(state, d / "model.pt")
+    return {"dir": d, "meta": str(d / "dinov2_vitl14_pretrain.pth"), "folder": str(d / "dinov2-large"),
+            "weights": str(d / "model.pt"), "state": state, "vit": vit}
+
+
+@pytest.fixture(scope="module")
+def vigor(files):
+    return build_vigor(weights=files["weights"], backbone=files["meta"])
+
+
+# --- checkpoint format -------------------------------------------------------------------------------------
+
+def official_key_shapes():
+    """The 163 official tensors, written out from method.md §6 (independently of heads.py)."""
+    shapes = {"dustbin_score": ()}
+    blocks = [("resblocks.0", 1024, 512), ("resblocks.1", 512, 256), ("resblocks.2", 256, 128),
+              ("final_block", 128, 128)]
+    for head in ("grd_projector", "sat_projector"):
+        for name, cin, cout in blocks:
+            p = f"{head}.{name}."
+            shapes[p + "conv1.weight"] = (cout, cin, 3, 3)
+            shapes[p + "conv2.weight"] = (cout, cout, 3, 3)
+            if cin != cout:
+                shapes[p + "shortcut.weight"] = (cout, cin, 1, 1)
+            for bn in ("bn1", "bn2"):
+                for t in ("weight", "bias", "running_mean", "running_var"):
+                    shapes[f"{p}{bn}.{t}"] = (cout,)
+                shapes[f"{p}{bn}.num_batches_tracked"] = ()
+        for i in range(3):
+            p = f"{head}.att_layer.layers.{i}."
+            for lin in ("q_proj", "k_proj", "v_proj", "merge"):
+                shapes[p + lin + ".weight"] = (128, 128)
+            shapes[p + "mlp.0.weight"] = (256, 256)
+            shapes[p + "mlp.2.weight"] = (128, 256)
+            for n in ("norm1", "norm2"):
+                shapes[f"{p}{n}.weight"] = shapes[f"{p}{n}.bias"] = (128,)
+    return shapes
+
+
+def test_heads_have_exactly_the_official_state_dict():
+    heads = OfficialHeads()
+    got = {k: tuple(v.shape) for k, v in heads.state_dict().items()}
+    assert got == official_key_shapes()
+    assert len(got) == 163
+    assert sum(p.numel() for p in heads.parameters()) == 21_539_841
+
+
+def test_checkpoint_loads_strictly_and_runs_end_to_end(files, vigor):
+    loaded = vigor.heads.state_dict()
+    for k, v in files["state"].items():
+        assert torch.equal(loaded[k], v), k
+    assert vigor.aerial_size_px == 630 and vigor.ground_input_size == (714, 1428)
+    assert vigor.aerial_gsd == pytest.approx(0.113248 * 640 / 630)
+    g = torch.rand(1, 3, 714, 1428, generator=torch.Generator().manual_seed(0))
+    a = torch.rand(1, 3, 630, 630, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        af = vigor.encode_aerial(a)
+        assert vigor.encode_aerial(a.clone()) is af  # cached per window content
+        gf = vigor.encode_ground(g)
+        valid = torch.ones(1, 51 * 102, dtype=torch.bool)
+        valid[:, :1000] = False
+        P = vigor.match(af, gf, valid)
+    assert af.desc.shape == (1, 128, 41, 41) and af.xy_local.shape == (1681, 2)
+    assert gf.desc.shape == (1, 128, 51, 102) and gf.uv.shape == (5202, 2)
+    assert torch.allclose(gf.desc.norm(dim=1), torch.ones(1, 51, 102), atol=1e-5)
+    assert P.shape == (1, 1681, 5202) and torch.isfinite(P).all()
+    assert (P[:, :, :1000] == 0).all() and (P[:, :, 1000:] > 0).all()
+
+
+def test_transformers_folders_give_the_same_features_as_the_meta_file(files, tmp_path):
+    """Both the current folder format and the hub's facebook/dinov2-large key names (transformers 4.x)."""
+    from safetensors.torch import load_file, save_file
+
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / "config.json").write_text((files["dir"] / "dinov2-large" / "config.json").read_text())
+    old_names = {"attention.q_proj": "attention.attention.query", "attention.k_proj": "attention.attention.key",
+                 "attention.v_proj": "attention.attention.value", "attention.o_proj": "attention.output.dense"}
+    state = {}
+    for k, v in load_file(str(files["dir"] / "dinov2-large" / "model.safetensors")).items():
+        for new, old in old_names.items():
+            k = k.replace(new, old)
+        state[k] = v
+    save_file(state, str(legacy / "model.safetensors"), metadata={"format": "pt"})
+    x = torch.rand(1, 3, 70, 98)
+    a = load_dinov2(files["meta"])(x)
+    assert a.shape == (1, 1024, 5, 7)
+    for folder in (files["folder"], str(legacy)):
+        assert torch.allclose(a, load_dinov2(folder)(x), atol=1e-5)
+
+
+def test_backbone_features_are_the_normed_patch_tokens_of_raw_input(files):
+    """Against a hand-run of the transformers model with the old position grid (no mean/std on the input)."""
+    vit = files["vit"]
+    x = torch.rand(1, 3, 42, 56)
+    with torch.no_grad():
+        emb = vit.embeddings.patch_embeddings(x)
+        emb = torch.cat([vit.embeddings.cls_token, emb], 1)
+        emb = emb + old_interpolate_pos_encoding(vit.embeddings, emb, 42, 56)
+        h = emb
+        for layer in vit.encoder.layer:
+            h = layer(h)
+        want = vit.layernorm(h)[:, 1:].transpose(1, 2).reshape(1, 1024, 3, 4)
+    assert torch.allclose(load_dinov2(files["meta"])(x), want, atol=1e-5)
+
+
+def cubic_1d(values: np.ndarray, n_out: int, scale: float) -> np.ndarray:
+    """Reference of torch's bicubic along one axis (a = -0.75, border clamped) when given scale_factor."""
+    def w(t):
+        t, a = abs(t), -0.75
+        return ((a + 2) * t - (a + 3)) * t * t + 1 if t <= 1 else (((t - 5) * t + 8) * t - 4) * a if t < 2 else 0.0
+    out = []
+    for i in range(n_out):
+        src = (i + 0.5) / scale - 0.5
+        f = math.floor(src)
+        out.append(sum(w(src - k) * values[min(max(k, 0), len(values) - 1)] for k in range(f - 1, f + 3)))
+    return np.array(out)
+
+
+def test_position_grid_uses_the_old_scale_factor_formula(files):
+    """51 × 102 tokens sample the 37 × 37 grid at (i + 0.5)·37/51.1 - 0.5, not transformers' (i + 0.5)·37/51 - 0.5."""
+    emb = files["vit"].embeddings
+    side = 37
+    grid = torch.zeros(1, 1 + side * side, 1024)
+    ramp = np.sin(np.arange(side) * 0.7)  # varies along rows only
+    grid[0, 1:, 0] = torch.tensor(np.repeat(ramp, side), dtype=torch.float32)
+    saved = emb.position_embeddings.data.clone()
+    try:
+        emb.position_embeddings.data = grid
+        tokens = torch.zeros(1, 1 + 51 * 102, 1024)
+        out = old_interpolate_pos_encoding(emb, tokens, 714, 1428)[0, 1:, 0].reshape(51, 102)
+        new = type(emb).interpolate_pos_encoding(emb, tokens, 714, 1428)[0, 1:, 0].reshape(51, 102)
+    finally:
+        emb.position_embeddings.data = saved
+    want = cubic_1d(ramp, 51, (51 + 0.1) / side)
+    assert np.allclose(out[:, 0].detach().numpy(), want, atol=1e-5)
+    assert not torch.allclose(out, new, atol=1e-3)  # transformers' own formula is not the official one
+
+
+def test_meta_transformers_key_remap_round_trips(files):
+    hf = files["vit"].state_dict()
+    meta = hf_to_meta(hf)
+    assert meta["blocks.0.attn.qkv.weight"].shape == (3072, 1024) and "pos_embed" in meta
+    back = meta_to_hf(meta)
+    assert back.keys() == hf.keys()
+    assert all(torch.equal(back[k], hf[k]) for k in hf)
+    assert all(torch.equal(hf_to_meta(back)[k], meta[k]) for k in meta)
+
+
+def test_wrong_checkpoint_is_a_model_error_naming_the_file(files, tmp_path):
+    state = dict(files["state"])
+    del state["dustbin_score"]
+    state["grd_projector.extra"] = torch.zeros(1)
+    bad = tmp_path / "bad.pt"
+    torch.save(state, bad)
+    with pytest.raises(ModelError, match="not an official"):
+        build_vigor(weights=str(bad), backbone=files["meta"])
+
+
+class Payload:
+    """A class pickled into a checkpoint: loading it would have to import and run code."""
+
+
+def test_pickled_code_is_refused(files, tmp_path):
+    evil = tmp_path / "evil.pt"
+    torch.save({"dustbin_score": torch.tensor(1.0), "payload": Payload()}, evil)
+    with pytest.raises(ModelError, match="refused"):
+        build_vigor(weights=str(evil), backbone=files["meta"])
+    with pytest.raises(ModelError, match="refused"):
+        load_dinov2(str(evil))
+
+
+def test_missing_files_are_all_named_with_their_source(monkeypatch, tmp_path):
+    monkeypatch.setenv("LOC2_MODELS", str(tmp_path))
+    with pytest.raises(ModelError) as err:
+        load_model("loc2-kitti")
+    msg = str(err.value)
+    assert "checkpoint" in msg and "vita-epfl/Loc2" in msg and "loc2-kitti.pt" in msg
+    assert "dinov2_vitl14_pretrain.pth" in msg and "--backbone" in msg and "--weights" in msg
+
+
+def test_loc2_models_folder_is_searched_by_default_names(files, monkeypatch):
+    monkeypatch.setenv("LOC2_MODELS", str(files["dir"]))
+    (files["dir"] / "loc2-kitti.pt").write_bytes((files["dir"] / "model.pt").read_bytes())
+    model = load_model("loc2-kitti")
+    assert model.ground_input_sizes == {"pinhole": (364, 1232)} and model.aerial_size_px == 504
+    assert model.aerial_gsd == pytest.approx(0.198937, abs=1e-6)
+    assert model.token_grid("pinhole") == (26, 88)
+
+
+# --- token depth sampling and frames -----------------------------------------------------------------------
+
+def test_token_depth_is_read_where_the_official_loader_reads_it(vigor):
+    """Official: depth (H, W) -> nearest to 714 × 1428 -> nearest to 51 × 102 (pixel (14r, 14c))."""
+    H, W = 1000, 2000
+    depth = torch.arange(H * W, dtype=torch.float64).reshape(1, 1, H, W) + 1
+    official = F.interpolate(F.interpolate(depth, size=(714, 1428), mode="nearest"), size=(51, 102),
+                             mode="nearest").flatten()
+    uv, _ = vigor.ground_tokens(PanoramaCamera(W, H), "range")
+    ours = sample_depth_at(depth[:, 0], uv[None], mode="nearest")[0]
+    assert torch.equal(ours, official)
+
+
+def heading_error(got: float, want: float) -> float:
+    return abs((got - want + 180.0) % 360.0 - 180.0)
+
+
+def interp_cells(cells: torch.Tensor, i_f: torch.Tensor, j_f: torch.Tensor) -> torch.Tensor:
+    """Bilinear interpolation of the (41, 41, 2) cell table at fractional official indices (exact: affine)."""
+    i0, j0 = i_f.floor().long().clamp(0, 39), j_f.floor().long().clamp(0, 39)
+    fi, fj = (i_f - i0)[:, None], (j_f - j0)[:, None]
+    return ((1 - fi) * (1 - fj) * cells[i0, j0] + (1 - fi) * fj * cells[i0, j0 + 1]
+            + fi * (1 - fj) * cells[i0 + 1, j0] + fi * fj * cells[i0 + 1, j0 + 1])
+
+
+def solve_from_official_pose(model, camera, depth_kind, ground_off, psi, s, t_off):
+    """ground_off (N, 2) official (down, right) points of the model's tokens; returns the project-frame fit.
+
+    The aerial points a = s R(psi) g + t are looked up through the model's own aerial cell table (at the
+    fractional official indices), the ground side through the model's lift coefficients."""
+    R = torch.tensor([[math.cos(psi), -math.sin(psi)], [math.sin(psi), math.cos(psi)]], dtype=torch.float64)
+    a_off = s * ground_off @ R.T + torch.tensor(t_off, dtype=torch.float64)
+    L = model.aerial_size_m
+    inside = (a_off.abs() < L / 2 - 1e-6).all(1)
+    cells = official_cells_local(41, L).to(torch.float64).reshape(41, 41, 2)
+    xy_local = interp_cells(cells, (a_off[inside, 0] + L / 2) / (L / 40), (a_off[inside, 1] + L / 2) / (L / 40))
+    return inside, xy_local
+
+
+@pytest.mark.parametrize("psi_deg", [0.0, 37.0, -120.0])
+def test_vigor_pose_in_official_frames_is_recovered_in_project_frames(vigor, psi_deg):
+    cam = PanoramaCamera(2048, 1024)
+    uv, coef = vigor.ground_tokens(cam, "range")
+    r = torch.arange(51).repeat_interleave(102).double()
+    c = torch.arange(102).repeat(51).double()
+    d = torch.rand(5202, generator=torch.Generator().manual_seed(3), dtype=torch.float64) * 14 + 1
+    theta, phi = r * math.pi / 50, c * 2 * math.pi / 101  # method.md §1.1, written out independently
+    g_off = torch.stack([d * torch.sin(theta) * torch.cos(phi), -d * torch.sin(theta) * torch.sin(phi)], -1)
+    psi, s, t_off = math.radians(psi_deg), 1.3, (3.0, -5.0)  # t_off = (down, right) metres
+    inside, xy_local = solve_from_official_pose(vigor, cam, "range", g_off, psi, s, t_off)
+    bev = d[inside, None] * coef[inside].double()
+    fit = procrustes_2d(bev[None], xy_local[None])
+    assert bool(fit.ok[0])
+    assert heading_error(float(fit.heading_deg[0]), -psi_deg) < 1e-4
+    assert fit.t[0].tolist() == pytest.approx([-5.0, -3.0], abs=1e-5)  # (x east = right, y north = -down)
+    assert float(fit.s[0]) == pytest.approx(s, abs=1e-6)
+
+
+def test_vigor_token_directions_agree_with_the_panorama_camera(vigor):
+    """The official θ/φ grid is the project's equirectangular model up to its ≤ 2° grid offsets."""
+    cam = PanoramaCamera(1428, 714)
+    uv, coef = vigor.ground_tokens(cam, "range")
+    ref = lift_coefficients(cam, uv, "range")
+    horizontal = ref.norm(dim=1) > 0.3
+    ang = torch.atan2(coef[:, 0], coef[:, 1]) - torch.atan2(ref[:, 0], ref[:, 1])
+    ang = torch.remainder(ang + math.pi, 2 * math.pi) - math.pi
+    assert ang[horizontal].abs().max() < math.radians(5.0)
+    centre = (uv[:, 0] == 714) & (uv[:, 1] == 350)  # centre column = forward (north at heading 0)
+    assert coef[centre, 1] > 0.99
+
+
+KITTI_CAM = PinholeCamera(1242, 375, 721.5377, 721.5377, 609.5593, 172.854)  # KITTI P_rect_02
+
+
+@pytest.mark.parametrize("psi_deg", [0.0, 95.0])
+def test_kitti_pose_in_official_frames_is_recovered_in_project_frames(vigor, files, psi_deg):
+    from loc2_engine.models.official import OfficialMatcher
+
+    kitti = OfficialMatcher(KITTI, vigor.backbone, vigor.heads)
+    uv, coef = kitti.ground_tokens(KITTI_CAM, "z")
+    r = torch.arange(26).repeat_interleave(88).double()
+    c = torch.arange(88).repeat(26).double()
+    fx = 721.5377 * 1232 / 1242 / 14
+    cx = 609.5593 * 1232 / 1242 / 14
+    u = c * 88 / 87  # linspace(0, 88, 88)
+    d = torch.rand(2288, generator=torch.Generator().manual_seed(4), dtype=torch.float64) * 20 + 2
+    g_off = torch.stack([-d, (u - cx) * d / fx], -1)  # method.md §1.2: forward = -down
+    psi, s, t_off = math.radians(psi_deg), 0.8, (-4.0, 2.5)
+    inside, xy_local = solve_from_official_pose(kitti, KITTI_CAM, "z", g_off, psi, s, t_off)
+    bev = d[inside, None] * coef[inside].double()
+    fit = procrustes_2d(bev[None], xy_local[None])
+    assert heading_error(float(fit.heading_deg[0]), -psi_deg) < 1e-4
+    assert fit.t[0].tolist() == pytest.approx([2.5, 4.0], abs=1e-4)
+    assert float(fit.s[0]) == pytest.approx(s, abs=1e-5)
+    # z-depth coefficients are the project's pinhole ones up to the official 1-token grid stretch
+    assert torch.allclose(coef, lift_coefficients(KITTI_CAM, uv, "z"), atol=0.03)
+    with pytest.raises(CameraError):
+        kitti.ground_tokens(PanoramaCamera(2048, 1024), "range")
+
+
+def test_aerial_cells_are_the_official_edge_to_edge_grid_in_east_north():
+    L = 72.48
+    xy = official_cells_local(41, L)
+    assert xy[0].tolist() == pytest.approx([-L / 2, L / 2])        # cell (0, 0): top-left = north-west corner
+    assert xy[40].tolist() == pytest.approx([L / 2, L / 2])        # cell (0, 40): north-east
+    assert xy[41 * 40].tolist() == pytest.approx([-L / 2, -L / 2])  # cell (40, 0): south-west
+    assert vigor_variant("Seattle").aerial_gsd == pytest.approx(0.102417, abs=1e-6)
