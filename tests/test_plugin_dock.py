@@ -298,3 +298,32 @@ def test_map_click_sets_the_prior_and_draws_the_radius(plugin, aerial_raster, qg
     box = dock.marker.circle.asGeometry().boundingBox()
     assert box.width() == pytest.approx(60.0, rel=0.01) and box.height() == pytest.approx(60.0, rel=0.01)
     assert box.center().distance(QgsPointXY(*scene["xy"])) < 0.01
+
+
+@pytest.mark.inqgis
+def test_match_viewer_draws_the_result(plugin, scene, aerial_raster):
+    from loc2_qgis import match_viewer
+
+    dock = plugin.dock
+    drive(dock, scene, aerial_raster, FakeEngine(scene["xy"]))
+    wait_until(lambda: dock.task is None)
+    dock.viewer_button.click()
+    viewer = dock.viewer
+    assert viewer is not None and viewer.isVisible()
+    by_weight = viewer.image.copy()
+    # photo 160x90 and the 80x80 window, both scaled to the panel height
+    assert by_weight.height() == match_viewer.PANEL_HEIGHT
+    assert by_weight.width() == round(160 * match_viewer.PANEL_HEIGHT / 90) + match_viewer.GAP + match_viewer.PANEL_HEIGHT
+    # the camera is drawn in red where the pose puts it on the aerial window
+    result = dock.results[0]
+    rc = result.window.local_to_pixel(result.window.frame.to_local(np.array([[result.x, result.y]])))[0]
+    scale = match_viewer.PANEL_HEIGHT / 80
+    x0 = round(160 * match_viewer.PANEL_HEIGHT / 90) + match_viewer.GAP
+    pixel = by_weight.pixelColor(int(x0 + (rc[1] + 0.5) * scale), int((rc[0] + 0.5) * scale))
+    assert (pixel.red(), pixel.green(), pixel.blue()) == (220, 30, 30)
+    viewer.colour_by.setCurrentText("residual")
+    assert viewer.image != by_weight
+    by_residual = viewer.image.copy()
+    viewer.outliers.setChecked(True)
+    assert viewer.image != by_residual
+    viewer.close()
