@@ -1,0 +1,53 @@
+"""`loc2 train DATASET_DIR --out MODEL_FILE`: train the default matcher and the mono depth network."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+HELP = "train the default matcher (and the mono depth network) on a `loc2 synth --preset train` dataset"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset", metavar="DATASET_DIR", help="folder with manifest.csv (truth and depth)")
+    parser.add_argument("--out", required=True, metavar="MODEL_FILE",
+                        help="matcher weights to write (.safetensors)")
+    parser.add_argument("--mono-out", metavar="FILE",
+                        help="mono depth weights to write (default: mono.safetensors beside MODEL_FILE)")
+    parser.add_argument("--minutes", type=float, help="wall-clock budget of the training loop (not the caching)")
+    parser.add_argument("--steps", type=int, help="number of optimisation steps")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--ckpt-dir", metavar="DIR",
+                        help="checkpoints and the data cache (default: MODEL_FILE's folder/ckpt)")
+    parser.add_argument("--resume", action="store_true", help="continue from CKPT_DIR/last.pt")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+
+
+def run(args) -> int:
+    import torch
+
+    from ..errors import Loc2Error
+    from ..train.trainer import Trainer, TrainConf
+
+    if args.minutes is None and args.steps is None:
+        print("loc2 train: give --minutes and/or --steps", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    ckpt_dir = args.ckpt_dir or str(Path(args.out).resolve().parent / "ckpt")
+    conf = TrainConf(batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    trainer = Trainer(args.dataset, args.out, ckpt_dir, conf, mono_out=args.mono_out)
+    try:
+        trainer.load_data()
+    except Loc2Error as exc:
+        print(f"loc2 train: {exc}", file=sys.stderr)
+        return 1
+    if args.resume:
+        trainer.resume()
+    info = trainer.run(minutes=args.minutes, steps=args.steps)
+    print(json.dumps(info, indent=1))
+    return 0

@@ -1,0 +1,220 @@
+"""Matcher base class, the feature containers it hands around, and safe weight loading.
+
+A matcher turns an aerial window and a ground photo into L2-normalised descriptors on two grids:
+
+* aerial **cells** (h × w, row-major), each with its centre in the window's local frame (``xy_local``,
+  metres, x east, y north, origin at the window centre);
+* ground **tokens** (hg × wg, row-major), each with the pixel it stands for (``uv``, pixel-index units of the
+  model's ground input: pixel centres at integers, as in `cameras`).
+
+`encode_aerial` and `encode_ground` are separate so that a window's features are computed once and reused
+for every photo that shares the window. `match` gives the matching probabilities P (B, Na, Ng).
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import matching
+from ..errors import ModelError
+
+
+@dataclass
+class AerialFeatures:
+    """desc (B, C, h, w) L2-normalised; xy_local (h*w, 2) metres, cell centres in the window's local frame."""
+
+    desc: torch.Tensor
+    xy_local: torch.Tensor
+
+    @property
+    def flat(self) -> torch.Tensor:
+        """(B, C, h*w) descriptors, row-major cells."""
+        return self.desc.flatten(2)
+
+
+@dataclass
+class GroundFeatures:
+    """desc (B, C, hg, wg) L2-normalised; uv (hg*wg, 2) token centres in ground-input pixels (centres at
+    integers); input_size (H, W) of the ground input the tokens refer to."""
+
+    desc: torch.Tensor
+    uv: torch.Tensor
+    input_size: Tuple[int, int]
+
+    @property
+    def flat(self) -> torch.Tensor:
+        """(B, C, hg*wg) descriptors, row-major tokens."""
+        return self.desc.flatten(2)
+
+
+def grid_centres_uv(h: int, w: int, stride: int) -> torch.Tensor:
+    """(h*w, 2) centres (u, v) of stride × stride blocks, pixel-index units (pixel centres at integers).
+
+    Block (r, c) covers pixels [stride·c, stride·c + stride) so its centre is stride·c + (stride - 1)/2.
+    """
+    off = (stride - 1) / 2.0
+    v, u = torch.meshgrid(torch.arange(h, dtype=torch.float32) * stride + off,
+                          torch.arange(w, dtype=torch.float32) * stride + off, indexing="ij")
+    return torch.stack([u.flatten(), v.flatten()], -1)
+
+
+def cell_centres_local(h: int, w: int, stride: int, gsd: float) -> torch.Tensor:
+    """(h*w, 2) xy_local (metres) of the cells of a window of (h·stride) × (w·stride) px at gsd m/px.
+
+    The aerial pixel convention of docs/ENGINEERING.md (pixel (row, col) centre at
+    x = (col + 0.5 - W/2)·gsd, y = (H/2 - row - 0.5)·gsd, as `AerialWindow.pixel_to_local`) applied at the
+    fractional pixel of each cell centre.
+    """
+    uv = grid_centres_uv(h, w, stride)
+    H, W = h * stride, w * stride
+    x = (uv[:, 0] + 0.5 - W / 2.0) * gsd
+    y = (H / 2.0 - uv[:, 1] - 0.5) * gsd
+    return torch.stack([x, y], -1)
+
+
+class Matcher(nn.Module):
+    """Base class of the matcher architectures behind `loc2_engine.models.MODEL_REGISTRY`.
+
+    Subclasses set the attributes below in ``__init__`` and implement `encode_aerial` / `encode_ground`;
+    official models may override `ground_tokens` with their own token grids.
+
+    ground_input_sizes: {"pano": (H, W), "pinhole": (H, W)} pixels the ground photo is resized to;
+    token_stride: ground pixels per token along each axis;
+    aerial_gsd: m/px of the aerial window; aerial_size_px: its side in pixels;
+    tau: similarity temperature; dustbin: learnable 0-d scalar.
+    """
+
+    ground_input_sizes: Dict[str, Tuple[int, int]]
+    token_stride: int
+    aerial_gsd: float
+    aerial_size_px: int
+    tau: float
+
+    @property
+    def aerial_size_m(self) -> float:
+        """Side of the aerial window in metres."""
+        return self.aerial_size_px * self.aerial_gsd
+
+    @property
+    def ground_input_size(self) -> Tuple[int, int]:
+        """(H, W) of a panorama input (see `ground_input_size_for` for either camera)."""
+        return self.ground_input_sizes["pano"]
+
+    def ground_input_size_for(self, camera_kind: str) -> Tuple[int, int]:
+        """(H, W) the ground photo of a ``"pano"`` or ``"pinhole"`` camera is resized to."""
+        if camera_kind not in self.ground_input_sizes:
+            raise ValueError(f"camera kind must be one of {sorted(self.ground_input_sizes)}, got {camera_kind!r}")
+        return self.ground_input_sizes[camera_kind]
+
+    def encode_aerial(self, aerial: torch.Tensor) -> AerialFeatures:
+        """aerial (B, 3, aerial_size_px, aerial_size_px) RGB in [0, 1] -> AerialFeatures."""
+        raise NotImplementedError
+
+    def encode_ground(self, ground: torch.Tensor, kind: Optional[str] = None) -> GroundFeatures:
+        """ground (B, 3, H, W) RGB in [0, 1] at ``ground_input_size_for(kind)`` -> GroundFeatures.
+
+        kind: "pano" or "pinhole"; None infers it from the input size.
+        """
+        raise NotImplementedError
+
+    def _kind_of(self, ground: torch.Tensor, kind: Optional[str]) -> str:
+        size = tuple(ground.shape[-2:])
+        if kind is None:
+            matches = [k for k, s in self.ground_input_sizes.items() if tuple(s) == size]
+            if not matches:
+                raise ValueError(f"ground input {size} matches none of the model's sizes {self.ground_input_sizes}")
+            kind = matches[0]
+        if tuple(self.ground_input_size_for(kind)) != size:
+            raise ValueError(f"a {kind} ground input must be {self.ground_input_sizes[kind]} px, got {size}")
+        return kind
+
+    def scores(self, a: AerialFeatures, g: GroundFeatures) -> torch.Tensor:
+        """Raw similarity / τ, S (B, Na, Ng) (used by the InfoNCE loss)."""
+        return matching.similarity(a.flat, g.flat, self.tau)
+
+    def match(self, a: AerialFeatures, g: GroundFeatures, ground_valid: Optional[torch.Tensor] = None,
+              aerial_valid: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Matching probabilities P (B, Na, Ng); ground_valid (B, Ng) bool masks tokens without depth,
+        aerial_valid (B, Na) bool cells without imagery (None: all valid)."""
+        return matching.dual_softmax(self.scores(a, g), self.dustbin, ground_valid, aerial_valid)
+
+    def token_grid(self, kind: str) -> Tuple[int, int]:
+        """(hg, wg) ground tokens of a ``kind`` input."""
+        H, W = self.ground_input_size_for(kind)
+        return H // self.token_stride, W // self.token_stride
+
+    def ground_tokens(self, camera, depth_kind: str = "range") -> Tuple[torch.Tensor, torch.Tensor]:
+        """Where each ground token samples depth, and how it lifts to the BEV.
+
+        camera: the photo's `cameras` model at any size (typically the photo's own). Returns uv_px (Ng, 2),
+        the token centres in *that camera's* pixels (centres at integers), and lift_coef (Ng, 2) with
+        xy_bev = depth(uv_px)[..., None] * lift_coef (see `lifting.lift_coefficients`).
+        """
+        from ..lifting import lift_coefficients
+
+        H, W = self.ground_input_size_for(camera.kind)
+        hg, wg = self.token_grid(camera.kind)
+        uv_in = grid_centres_uv(hg, wg, self.token_stride)
+        # input pixel centre u_in maps to camera pixel (u_in + 0.5) * W_cam / W - 0.5 (edges scale together)
+        scale = torch.tensor([camera.width / W, camera.height / H])
+        uv_px = (uv_in + 0.5) * scale - 0.5
+        return uv_px, lift_coefficients(camera, uv_px, depth_kind)
+
+
+def load_state_file(path) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
+    """Read weights without executing code: a ``.safetensors`` file, or a PyTorch file through
+    ``torch.load(weights_only=True)``. Returns (state dict, metadata strings; empty for PyTorch files).
+
+    Raises ModelError when the file is missing, unreadable, or carries pickled code.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"The model weight file {path} does not exist.")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as f:
+                return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise ModelError(f"The weight file {path} is not a readable safetensors file: {exc}") from exc
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ModelError(
+            f"The weight file {path} contains pickled Python objects that are not plain tensors; it is refused "
+            "because loading it could execute code. Convert it to safetensors or a plain state dict.") from exc
+    except (RuntimeError, OSError, EOFError) as exc:
+        raise ModelError(f"The weight file {path} is not a readable PyTorch weight file: {exc}") from exc
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ModelError(f"The weight file {path} does not hold a state dict of tensors.")
+    return obj, {}
+
+
+def to_input(image: np.ndarray) -> torch.Tensor:
+    """uint8 image (H, W, 3) -> float tensor (1, 3, H, W) in [0, 1]."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0
+
+
+def resize_image(image: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+    """Resize a uint8 (H, W, 3) image to size (h, w) with PIL's bilinear filter (antialiased when shrinking).
+
+    The one resize used for model inputs, in training and at inference, so that both see the same pixels.
+    """
+    from PIL import Image
+
+    h, w = size
+    if image.shape[:2] == (h, w):
+        return image
+    return np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR))

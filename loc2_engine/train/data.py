@@ -1,0 +1,236 @@
+"""Training data: an in-memory cache of a `loc2 synth` dataset and random batches drawn from it.
+
+Building the cache reads each manifest row once (DESIGN §3: photo, aerial raster, camera, truth, depth):
+
+* the photo, EXIF-oriented and resized to the model's ground input (`GroundImage.load(...).resized`, the
+  same resize as at inference), as uint8 (3, H, W);
+* its truth range (`depth` .npy) resampled (nearest) to the same size, float16 (H, W), NaN = sky/invalid;
+* an aerial crop **centred on the true position**, north-up in that point's local frame, larger than the
+  model's window by ``2 * max_offset_px`` so that random windows are plain crops (uint8 (3, Hc, Wc), and a
+  validity mask);
+* the true heading, the pinhole intrinsics at the input size, and the town (for the validation split).
+
+A batch (`draw_batch`) picks one camera kind, B photos, a window offset ≤ ``max_offset_m`` from the truth
+(uniform over the disk, whole aerial pixels) and, for panoramas, a random roll of the columns (unknown
+orientation). The ground-truth pose of each sample follows exactly from the crop and the roll:
+
+    t_gt = camera position in the window's local frame = ((m - c0)·gsd, (r0 - m)·gsd)
+           for a window whose top-left pixel is (r0, c0) in a crop with margin m;
+    heading_gt = heading - 360·k / W after np.roll by k columns (the centre column then shows what
+           column W/2 - k showed).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..cameras import PinholeCamera
+from ..errors import Loc2Error
+from ..lifting import lift_coefficients
+from ..models.base import grid_centres_uv
+from ..solver import rotation_from_heading
+
+
+@dataclass
+class KindCache:
+    """All photos of one camera kind. N photos; (H, W) ground input; Hc = Wc aerial crop side."""
+
+    kind: str
+    ground: torch.Tensor        # (N, 3, H, W) uint8
+    depth: torch.Tensor         # (N, H, W) float16, truth range in metres, NaN invalid
+    heading: torch.Tensor       # (N,) float64, true heading, degrees clockwise from true north
+    intrinsics: torch.Tensor    # (N, 4) float32 fx, fy, cx, cy at the input size (zeros for panoramas)
+    aerial: torch.Tensor        # (N, 3, Hc, Wc) uint8, centred on the truth, north-up
+    aerial_valid: torch.Tensor  # (N, Hc, Wc) bool
+    town: List[str] = field(default_factory=list)
+    photo: List[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return self.ground.shape[0]
+
+    def subset(self, idx) -> "KindCache":
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        return KindCache(self.kind, self.ground[idx], self.depth[idx], self.heading[idx], self.intrinsics[idx],
+                         self.aerial[idx], self.aerial_valid[idx], [self.town[i] for i in idx.tolist()],
+                         [self.photo[i] for i in idx.tolist()])
+
+    def state(self) -> Dict:
+        """A dict of tensors and lists (for torch.save / torch.load(weights_only=True))."""
+        return {k: getattr(self, k) for k in ("kind", "ground", "depth", "heading", "intrinsics", "aerial",
+                                               "aerial_valid", "town", "photo")}
+
+
+@dataclass
+class Batch:
+    """One training batch (all photos of one camera kind). B samples, Ng tokens, window Hw × Ww."""
+
+    kind: str
+    ground: torch.Tensor        # (B, 3, H, W) float [0, 1]
+    depth: torch.Tensor         # (B, H, W) float32 truth range (m), NaN invalid
+    token_depth: torch.Tensor   # (B, Ng) float32 truth range at the token centres, NaN invalid
+    lift_coef: torch.Tensor     # (B, Ng, 2): xy_bev = token_depth * lift_coef
+    aerial: torch.Tensor        # (B, 3, Hw, Ww) float [0, 1]
+    aerial_valid: torch.Tensor  # (B, Hw, Ww) bool
+    R_gt: torch.Tensor          # (B, 2, 2) xy_local = R_gt xy_bev + t_gt
+    t_gt: torch.Tensor          # (B, 2) metres, camera position in the window's local frame
+    heading_gt: torch.Tensor    # (B,) degrees
+
+
+def _rows(dataset_dir: str) -> List[Dict[str, str]]:
+    path = os.path.join(dataset_dir, "manifest.csv")
+    if not os.path.isfile(path):
+        raise Loc2Error(f"No manifest.csv in {dataset_dir}; generate a dataset with `loc2 synth DIR --preset train`.")
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def resample_depth(depth: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+    """Nearest resample of a range map (Hf, Wf) to size (H, W): input pixel i takes full-res pixel
+    floor((i + 0.5)·Hf/H). Non-finite and <= 0 become NaN. Returns float32."""
+    H, W = size
+    Hf, Wf = depth.shape
+    rows = np.minimum(((np.arange(H) + 0.5) * Hf / H).astype(np.int64), Hf - 1)
+    cols = np.minimum(((np.arange(W) + 0.5) * Wf / W).astype(np.int64), Wf - 1)
+    out = depth[rows][:, cols].astype(np.float32)
+    out[~(np.isfinite(out) & (out > 0))] = np.nan
+    return out
+
+
+def build_cache(dataset_dir: str, ground_sizes: Dict[str, Tuple[int, int]], window_px: int, gsd: float,
+                max_offset_m: float, progress: bool = True) -> Dict[str, KindCache]:
+    """Read every row of ``dataset_dir/manifest.csv`` that has truth and depth into per-kind caches.
+
+    ground_sizes: {"pano": (H, W), "pinhole": (H, W)}; window_px, gsd: the model's aerial window;
+    max_offset_m: largest distance of the truth from the window centre (crop margin). Rows that fail to
+    load (Loc2Error) are skipped with a message.
+    """
+    from ..aerial import AerialWindow
+    from ..ground import GroundImage
+
+    margin = int(math.ceil(max_offset_m / gsd))
+    crop_px = window_px + 2 * margin
+    per_kind: Dict[str, Dict[str, list]] = {}
+    rows = _rows(dataset_dir)
+    for row in tqdm(rows, desc="caching", disable=not progress, unit="photo"):
+        if not (row.get("true_x") and row.get("true_heading_deg") and row.get("depth")):
+            continue
+        try:
+            hfov = float(row["hfov_deg"]) if row.get("hfov_deg") else None
+            ground = GroundImage.load(os.path.join(dataset_dir, row["photo"]), camera=row["camera"], hfov_deg=hfov)
+            kind = ground.camera.kind
+            H, W = ground_sizes[kind]
+            depth = resample_depth(np.load(os.path.join(dataset_dir, row["depth"])), (H, W))
+            small = ground.resized(W, H)
+            window = AerialWindow.from_raster(os.path.join(dataset_dir, row["aerial"]),
+                                              (float(row["true_x"]), float(row["true_y"])), row["crs"],
+                                              crop_px * gsd, gsd)
+        except Loc2Error as exc:
+            tqdm.write(f"skipping {row['photo']}: {exc}")
+            continue
+        cam = small.camera
+        intr = [cam.fx, cam.fy, cam.cx, cam.cy] if kind == "pinhole" else [0.0] * 4
+        d = per_kind.setdefault(kind, {k: [] for k in ("ground", "depth", "heading", "intrinsics", "aerial",
+                                                        "aerial_valid", "town", "photo")})
+        d["ground"].append(torch.from_numpy(np.ascontiguousarray(small.image)).permute(2, 0, 1))
+        d["depth"].append(torch.from_numpy(depth).to(torch.float16))
+        d["heading"].append(float(row["true_heading_deg"]))
+        d["intrinsics"].append(intr)
+        d["aerial"].append(torch.from_numpy(np.ascontiguousarray(window.image)).permute(2, 0, 1))
+        d["aerial_valid"].append(torch.from_numpy(np.ascontiguousarray(window.valid)))
+        d["town"].append(row.get("town") or row["aerial"])
+        d["photo"].append(row["photo"])
+    caches = {}
+    for kind, d in per_kind.items():
+        caches[kind] = KindCache(kind, torch.stack(d["ground"]), torch.stack(d["depth"]),
+                                 torch.tensor(d["heading"], dtype=torch.float64),
+                                 torch.tensor(d["intrinsics"], dtype=torch.float32), torch.stack(d["aerial"]),
+                                 torch.stack(d["aerial_valid"]), d["town"], d["photo"])
+    if not caches:
+        raise Loc2Error(f"No usable rows (with truth position, heading and depth) in {dataset_dir}/manifest.csv.")
+    return caches
+
+
+def split_by_town(caches: Dict[str, KindCache], val_fraction: float, seed: int
+                  ) -> Tuple[Dict[str, KindCache], Dict[str, KindCache]]:
+    """Hold out whole towns (about ``val_fraction`` of them, at least one when there are several) so that
+    validation measures generalisation to unseen places; with a single town, hold out photos instead."""
+    towns = sorted({t for c in caches.values() for t in c.town})
+    g = torch.Generator().manual_seed(seed)
+    train, val = {}, {}
+    if len(towns) > 1:
+        n_val = max(1, int(round(val_fraction * len(towns))))
+        held = {towns[i] for i in torch.randperm(len(towns), generator=g)[:n_val].tolist()}
+        for kind, c in caches.items():
+            is_val = [t in held for t in c.town]
+            train[kind] = c.subset([i for i, v in enumerate(is_val) if not v])
+            val[kind] = c.subset([i for i, v in enumerate(is_val) if v])
+    else:
+        for kind, c in caches.items():
+            perm = torch.randperm(len(c), generator=g).tolist()
+            n_val = max(1, int(round(val_fraction * len(c)))) if len(c) > 1 else 0
+            val[kind], train[kind] = c.subset(perm[:n_val]), c.subset(perm[n_val:])
+    return ({k: c for k, c in train.items() if len(c)}, {k: c for k, c in val.items() if len(c)})
+
+
+def draw_batch(cache: KindCache, idx: torch.Tensor, window_px: int, gsd: float, token_stride: int,
+               max_offset_m: float, roll: bool, generator: torch.Generator) -> Batch:
+    """Assemble a Batch from photos ``idx`` (B,) of ``cache``: random window offsets (uniform over the disk
+    of radius max_offset_m, whole pixels) and, when ``roll`` and the kind is pano, random column rolls."""
+    B = idx.numel()
+    Hc = cache.aerial.shape[-1]
+    margin = (Hc - window_px) // 2
+    r_max = min(max_offset_m / gsd, margin)
+    radius = r_max * torch.sqrt(torch.rand(B, generator=generator, dtype=torch.float64))
+    angle = 2 * math.pi * torch.rand(B, generator=generator, dtype=torch.float64)
+    dcol = torch.round(radius * torch.cos(angle)).long().clamp(-margin, margin)
+    drow = torch.round(radius * torch.sin(angle)).long().clamp(-margin, margin)
+    r0, c0 = margin + drow, margin + dcol
+
+    ground = cache.ground[idx].float() / 255.0
+    depth = cache.depth[idx].float()
+    H, W = ground.shape[-2:]
+    heading = cache.heading[idx].clone()
+    if roll and cache.kind == "pano":
+        shifts = torch.randint(0, W, (B,), generator=generator)
+        ground = torch.stack([torch.roll(ground[b], int(shifts[b]), -1) for b in range(B)])
+        depth = torch.stack([torch.roll(depth[b], int(shifts[b]), -1) for b in range(B)])
+        heading = heading - 360.0 * shifts.double() / W
+    heading = torch.remainder(heading, 360.0)
+
+    aerial = torch.stack([cache.aerial[i, :, r:r + window_px, c:c + window_px]
+                          for i, r, c in zip(idx.tolist(), r0.tolist(), c0.tolist())]).float() / 255.0
+    aerial_valid = torch.stack([cache.aerial_valid[i, r:r + window_px, c:c + window_px]
+                                for i, r, c in zip(idx.tolist(), r0.tolist(), c0.tolist())])
+    t_gt = torch.stack([(margin - c0).double() * gsd, (r0 - margin).double() * gsd], -1).float()
+
+    hg, wg = H // token_stride, W // token_stride
+    uv = grid_centres_uv(hg, wg, token_stride)
+    # nearest input pixel of each token centre (centres at integers: floor(x + 0.5))
+    cols = torch.floor(uv[:, 0] + 0.5).long()
+    rows = torch.floor(uv[:, 1] + 0.5).long()
+    token_depth = depth[:, rows, cols]
+    lift_coef = token_lift_coefficients(cache.kind, cache.intrinsics[idx], (H, W), uv)
+    return Batch(cache.kind, ground, depth, token_depth, lift_coef, aerial, aerial_valid,
+                 rotation_from_heading(heading).float(), t_gt, heading.float())
+
+
+def token_lift_coefficients(kind: str, intrinsics: torch.Tensor, size: Tuple[int, int], uv: torch.Tensor
+                            ) -> torch.Tensor:
+    """(B, Ng, 2) range-lifting coefficients of tokens uv (Ng, 2) for B cameras of ``kind`` at size (H, W);
+    intrinsics (B, 4) fx, fy, cx, cy (ignored for panoramas)."""
+    from ..cameras import PanoramaCamera
+
+    H, W = size
+    if kind == "pano":
+        coef = lift_coefficients(PanoramaCamera(W, H), uv, "range")
+        return coef[None].expand(intrinsics.shape[0], -1, -1)
+    return torch.stack([lift_coefficients(PinholeCamera(W, H, *map(float, k)), uv, "range")
+                        for k in intrinsics])

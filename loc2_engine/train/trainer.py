@@ -1,0 +1,302 @@
+"""Training loop for the default matcher and the mono depth network (`loc2 train`).
+
+Both networks learn in the same process from the same batches (one data pipeline on 2 cores): the
+matcher from the pose only (VCE + InfoNCE, `losses`), the mono depth net from the truth range.
+
+* AdamW, linear warm-up then cosine decay over ``total_steps``. With a wall-clock budget only, the total
+  is fixed once from the speed of the first steps and stored in the checkpoint, so a resumed run keeps the
+  same schedule. Everything random draws from seeded generators: the same seed and total give the same
+  run (up to the non-determinism of multi-threaded CPU kernels).
+* Batches alternate camera kinds in proportion to their numbers of photos; panoramas are rolled by a
+  random number of columns (unknown orientation) and every window is offset from the truth by up to
+  ``max_offset_m``.
+* Validation on held-out towns: RANSAC on matches sampled from P, ground lifted with the truth range and
+  with the mono depth net; the median position error selects the best checkpoint.
+* Checkpoints (``ckpt_dir/last.pt`` every few minutes, ``best.pt`` on improvement) hold only tensors and
+  plain containers (``torch.load(weights_only=True)``); ``resume`` continues from ``last.pt``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+from tqdm import tqdm
+
+from .. import matching
+from ..models.mono_depth import MonoDepthNet, save_mono
+from ..models.small import SmallMatcher
+from ..ransac import ransac_similarity
+from .data import Batch, KindCache, build_cache, draw_batch, split_by_town
+from .losses import LossConf, matcher_losses, mono_depth_loss
+
+
+@dataclass
+class TrainConf:
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    min_lr_fraction: float = 0.05
+    grad_clip: float = 5.0
+    max_offset_m: float = 25.0
+    val_fraction: float = 0.1
+    val_photos: int = 48            # per camera kind
+    val_every_s: float = 300.0
+    ckpt_every_s: float = 300.0
+    timing_steps: int = 20          # steps timed before fixing total_steps under a wall-clock budget
+    seed: int = 0
+    loss: LossConf = field(default_factory=LossConf)
+    model: Dict = field(default_factory=dict)
+
+
+def _lr_factor(step: int, total: int, conf: TrainConf) -> float:
+    if step < conf.warmup_steps:
+        return (step + 1) / conf.warmup_steps
+    p = min(1.0, (step - conf.warmup_steps) / max(1, total - conf.warmup_steps))
+    return conf.min_lr_fraction + (1 - conf.min_lr_fraction) * 0.5 * (1 + math.cos(math.pi * p))
+
+
+def load_or_build_cache(dataset_dir: str, cache_path: Path, model: SmallMatcher, max_offset_m: float
+                        ) -> Dict[str, KindCache]:
+    """The dataset cache, read from ``cache_path`` when it was built for the same dataset and sizes."""
+    key = {"dataset": os.path.abspath(dataset_dir), "sizes": {k: list(v) for k, v in model.ground_input_sizes.items()},
+           "window_px": model.aerial_size_px, "gsd": model.aerial_gsd, "max_offset_m": max_offset_m,
+           "manifest_mtime": os.path.getmtime(os.path.join(dataset_dir, "manifest.csv"))}
+    if cache_path.is_file():
+        saved = torch.load(cache_path, weights_only=True)
+        if saved.get("key") == json.dumps(key, sort_keys=True):
+            return {k: KindCache(**v) for k, v in saved["caches"].items()}
+    caches = build_cache(dataset_dir, model.ground_input_sizes, model.aerial_size_px, model.aerial_gsd, max_offset_m)
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"key": json.dumps(key, sort_keys=True), "caches": {k: c.state() for k, c in caches.items()}},
+               cache_path)
+    return caches
+
+
+@torch.no_grad()
+def validate(model: SmallMatcher, mono: MonoDepthNet, batches, n_matches: int = 2048) -> Dict[str, float]:
+    """Median position (m) / heading (°) errors of RANSAC poses on fixed validation batches, with the truth
+    range and with the mono depth net lifting the ground tokens; mono depth AbsRel after median scaling."""
+    model.eval(), mono.eval()
+    errs = {"truth": [], "mono": []}
+    herrs = {"truth": [], "mono": []}
+    absrel = []
+    g = torch.Generator().manual_seed(1234)
+    for batch in batches:
+        A = model.encode_aerial(batch.aerial)
+        G = model.encode_ground(batch.ground, batch.kind)
+        stride = batch.aerial.shape[-1] // A.desc.shape[-1]
+        c = stride // 2
+        aerial_valid = batch.aerial_valid[:, c::stride, c::stride].reshape(batch.aerial.shape[0], -1)
+        log_pred, sky_logit = mono(batch.ground, circular=batch.kind == "pano")
+        pred = torch.where(torch.sigmoid(sky_logit) > 0.5, torch.full_like(log_pred, float("nan")), log_pred.exp())
+        valid_px = torch.isfinite(batch.depth) & (batch.depth > 0) & torch.isfinite(pred)
+        for b in range(pred.shape[0]):
+            p, t = pred[b][valid_px[b]], batch.depth[b][valid_px[b]]
+            if p.numel():
+                p = p * (t.median() / p.median())
+                absrel.append(float(((p - t).abs() / t).mean()))
+        stride_g = model.token_stride
+        token_pred = pred[:, stride_g // 2::stride_g, stride_g // 2::stride_g].flatten(1)
+        for name, token_depth in (("truth", batch.token_depth), ("mono", token_pred)):
+            valid = torch.isfinite(token_depth) & (token_depth > 0)
+            xy_bev = torch.nan_to_num(token_depth)[..., None] * batch.lift_coef
+            P = model.match(A, G, valid, aerial_valid)
+            idx_a, idx_g, w = matching.sample_correspondences(P, n_matches, g)
+            for b in range(P.shape[0]):
+                res = ransac_similarity(xy_bev[b, idx_g[b]], A.xy_local[idx_a[b]], w[b], hypotheses=500,
+                                        generator=g)
+                if not res.ok:
+                    errs[name].append(float("inf")), herrs[name].append(180.0)
+                    continue
+                errs[name].append(float((res.fit.t - batch.t_gt[b]).norm()))
+                d = (res.heading_deg - float(batch.heading_gt[b])) % 360.0
+                herrs[name].append(min(d, 360.0 - d))
+    model.train(), mono.train()
+    out = {}
+    for name in ("truth", "mono"):
+        e = np.array(errs[name])
+        out[f"val_med_m_{name}"] = float(np.median(e)) if e.size else float("nan")
+        out[f"val_r5_{name}"] = float(np.mean(e <= 5.0)) if e.size else float("nan")
+        out[f"val_med_deg_{name}"] = float(np.median(herrs[name])) if e.size else float("nan")
+    out["val_depth_absrel"] = float(np.mean(absrel)) if absrel else float("nan")
+    return out
+
+
+def export_matcher(model: SmallMatcher, path, info: Dict) -> None:
+    """Write the matcher's weights + configuration (+ training info) to a safetensors file."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path), metadata={"conf": json.dumps(model.conf), "arch": "small",
+                                          "training": json.dumps(info)})
+
+
+class Trainer:
+    """Holds the models, optimiser, data and counters of one training run (see module docstring)."""
+
+    def __init__(self, dataset_dir: str, out_path: str, ckpt_dir: str, conf: TrainConf,
+                 mono_out: Optional[str] = None):
+        self.conf = conf
+        self.dataset_dir, self.out_path, self.ckpt_dir = dataset_dir, Path(out_path), Path(ckpt_dir)
+        self.mono_out = Path(mono_out) if mono_out else self.out_path.parent / "mono.safetensors"
+        torch.manual_seed(conf.seed)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        self.model = SmallMatcher(conf.model)
+        self.mono = MonoDepthNet({"pano_size": list(self.model.ground_input_sizes["pano"]),
+                                  "pinhole_size": list(self.model.ground_input_sizes["pinhole"])})
+        params = list(self.model.parameters()) + list(self.mono.parameters())
+        self.opt = torch.optim.AdamW(params, lr=conf.lr, weight_decay=conf.weight_decay)
+        self.data_gen = torch.Generator().manual_seed(conf.seed + 1)
+        self.match_gen = torch.Generator().manual_seed(conf.seed + 2)
+        self.step, self.total_steps, self.elapsed_s = 0, None, 0.0
+        self.best = {"val_med_m_mono": float("inf")}
+        self.history = []
+
+    # -- data ---------------------------------------------------------------------------------------------
+    def load_data(self) -> None:
+        caches = load_or_build_cache(self.dataset_dir, self.ckpt_dir / "cache.pt", self.model, self.conf.max_offset_m)
+        self.train_data, val = split_by_town(caches, self.conf.val_fraction, self.conf.seed)
+        if not self.train_data:
+            raise RuntimeError("the training split is empty")
+        # fixed validation batches: the same offsets and rolls at every validation
+        g = torch.Generator().manual_seed(self.conf.seed + 3)
+        self.val_batches = []
+        for kind, c in sorted(val.items()):
+            idx = torch.randperm(len(c), generator=g)[: self.conf.val_photos]
+            for chunk in idx.split(self.conf.batch_size):
+                self.val_batches.append(self._draw(c, chunk, g))
+        counts = {k: len(c) for k, c in sorted(self.train_data.items())}
+        self.kinds = list(counts)
+        self.kind_p = torch.tensor([counts[k] for k in self.kinds], dtype=torch.float64)
+        tqdm.write(f"train photos {counts}, validation photos { {k: len(c) for k, c in val.items()} }")
+
+    def _draw(self, cache: KindCache, idx: torch.Tensor, g: torch.Generator) -> Batch:
+        return draw_batch(cache, idx, self.model.aerial_size_px, self.model.aerial_gsd, self.model.token_stride,
+                          self.conf.max_offset_m, True, g)
+
+    def next_batch(self) -> Batch:
+        kind = self.kinds[int(torch.multinomial(self.kind_p, 1, generator=self.data_gen))]
+        cache = self.train_data[kind]
+        idx = torch.randint(0, len(cache), (self.conf.batch_size,), generator=self.data_gen)
+        return self._draw(cache, idx, self.data_gen)
+
+    # -- checkpoints --------------------------------------------------------------------------------------
+    def state(self) -> Dict:
+        return {"model": self.model.state_dict(), "mono": self.mono.state_dict(), "opt": self.opt.state_dict(),
+                "step": self.step, "total_steps": self.total_steps, "elapsed_s": self.elapsed_s,
+                "best": dict(self.best), "history": json.dumps(self.history),
+                "data_gen": self.data_gen.get_state(), "match_gen": self.match_gen.get_state(),
+                "torch_rng": torch.get_rng_state(), "conf": json.dumps(asdict(self.conf))}
+
+    def save(self, name: str) -> None:
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.ckpt_dir / f"{name}.tmp"
+        torch.save(self.state(), tmp)
+        os.replace(tmp, self.ckpt_dir / f"{name}.pt")  # atomic: an interrupted save leaves the old file
+
+    def resume(self) -> None:
+        path = self.ckpt_dir / "last.pt"
+        if not path.is_file():
+            raise FileNotFoundError(f"no checkpoint to resume from at {path}")
+        s = torch.load(path, weights_only=True)
+        self.model.load_state_dict(s["model"]), self.mono.load_state_dict(s["mono"])
+        self.opt.load_state_dict(s["opt"])
+        self.step, self.total_steps, self.elapsed_s = s["step"], s["total_steps"], s["elapsed_s"]
+        self.best, self.history = s["best"], json.loads(s["history"])
+        self.data_gen.set_state(s["data_gen"]), self.match_gen.set_state(s["match_gen"])
+        torch.set_rng_state(s["torch_rng"])
+
+    # -- loop ---------------------------------------------------------------------------------------------
+    def train_step(self) -> Dict[str, float]:
+        batch = self.next_batch()
+        for group in self.opt.param_groups:
+            group["lr"] = self.conf.lr * _lr_factor(self.step, self.total_steps or 10 ** 9, self.conf)
+        m = matcher_losses(self.model, batch, self.conf.loss, self.match_gen)
+        d = mono_depth_loss(self.mono, batch, self.conf.loss)
+        self.opt.zero_grad(set_to_none=True)
+        (m["total"] + d["total"]).backward()
+        params = [p for grp in self.opt.param_groups for p in grp["params"] if p.grad is not None]
+        norm = torch.nn.utils.clip_grad_norm_(params, self.conf.grad_clip)
+        if torch.isfinite(norm):  # a degenerate fit can poison a step; skip it rather than the run
+            self.opt.step()
+        self.step += 1
+        err = m["err_m"][torch.isfinite(m["err_m"])]
+        return {"loss": float(m["total"]), "vce": float(m["vce"]), "nce": 0.5 * float(m["nce_g2a"] + m["nce_a2g"]),
+                "depth": float(d["silog"]), "fit_med_m": float(err.median()) if err.numel() else float("nan"),
+                "kind": batch.kind}
+
+    def run(self, minutes: Optional[float] = None, steps: Optional[int] = None) -> Dict:
+        """Train until ``steps`` (total) or ``minutes`` of wall clock (this session) run out; export."""
+        if minutes is None and steps is None:
+            raise ValueError("give a step count, a time budget in minutes, or both")
+        if steps is not None and self.total_steps is None:
+            self.total_steps = steps
+        start = time.perf_counter()
+        deadline = start + minutes * 60 if minutes is not None else float("inf")
+        last_ckpt = last_val = start
+        val = dict(self.history[-1]) if self.history else {}
+        bar = tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True)
+        ema = None
+        while (self.total_steps is None or self.step < self.total_steps) and time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            logs = self.train_step()
+            now = time.perf_counter()
+            self.elapsed_s += now - t0
+            if self.total_steps is None and self.step == self.conf.timing_steps:
+                per_step = (now - start) / self.step
+                self.total_steps = self.step + int((deadline - now) / per_step)
+                bar.reset(total=self.total_steps), bar.update(self.step)
+            ema = logs["loss"] if ema is None else 0.95 * ema + 0.05 * logs["loss"]
+            bar.update(1)
+            bar.set_postfix(loss=f"{ema:.3f}", vce=f"{logs['vce']:.2f}", nce=f"{logs['nce']:.2f}",
+                            depth=f"{logs['depth']:.3f}", val_m=f"{val.get('val_med_m_mono', float('nan')):.2f}",
+                            refresh=False)
+            if now - last_val >= self.conf.val_every_s:
+                val = self._validate_and_keep_best()
+                last_val = time.perf_counter()
+            if now - last_ckpt >= self.conf.ckpt_every_s:
+                self.save("last")
+                last_ckpt = time.perf_counter()
+        bar.close()
+        val = self._validate_and_keep_best()
+        self.save("last")
+        return self.export(val)
+
+    def _validate_and_keep_best(self) -> Dict[str, float]:
+        if not self.val_batches:
+            return {}
+        val = validate(self.model, self.mono, self.val_batches)
+        val["step"] = self.step
+        self.history.append(val)
+        tqdm.write("step {step}: ".format(step=self.step) + ", ".join(
+            f"{k} {v:.3f}" for k, v in val.items() if k != "step"))
+        if val["val_med_m_mono"] <= self.best.get("val_med_m_mono", float("inf")):
+            self.best = dict(val)
+            self.save("best")
+        return val
+
+    def export(self, last_val: Dict) -> Dict:
+        """Export the best checkpoint by validation (the last one when there was no validation)."""
+        best_path = self.ckpt_dir / "best.pt"
+        if best_path.is_file():
+            s = torch.load(best_path, weights_only=True)
+            self.model.load_state_dict(s["model"]), self.mono.load_state_dict(s["mono"])
+            chosen, step = self.best, s["step"]
+        else:
+            chosen, step = last_val, self.step
+        info = {"step": step, "steps_run": self.step, "total_steps": self.total_steps,
+                "train_seconds": round(self.elapsed_s, 1), "seed": self.conf.seed, "val": chosen,
+                "dataset": os.path.abspath(self.dataset_dir)}
+        self.model.eval(), self.mono.eval()
+        export_matcher(self.model, self.out_path, info)
+        save_mono(self.mono, self.mono_out)
+        return info
