@@ -49,10 +49,9 @@ DEFAULT_RADIUS_M = 25.0
 MIN_VISIBLE_RANGE_M = 10.0
 #: ground tokens with depth needed before matching is attempted (3 fix a similarity; more to vote)
 MIN_VALID_TOKENS = 8
-#: fewest sampled correspondences with non-negligible probability for RANSAC to be meaningful
-MIN_USABLE_MATCHES = 8
-#: a sampled pair below this probability is noise, not a match (P of a uniform 3136 x 512 problem ~ 1e-6)
-MIN_MATCH_PROB = 1e-4
+#: fewest expected matches (sum of P: the soft count of ground tokens matched outside the dustbin) for
+#: RANSAC to be meaningful; an untrained or lost matcher puts nearly all mass in the dustbin (sum P ~ 1)
+MIN_EXPECTED_MATCHES = 8.0
 
 #: defaults of the tunable settings (``Localizer(**conf)`` overrides them)
 DEFAULT_CONF = {
@@ -277,23 +276,24 @@ class Localizer:
     def _correspondences(self, window, ground_in, valid):
         """Sample matches from P: idx_a (N,), idx_g (N,) long, weights (N,) float32, cells (Na, 2) local m.
 
-        Only pairs with probability >= MIN_MATCH_PROB are kept; raises LocalizationError when fewer than
-        MIN_USABLE_MATCHES remain (the photo and the window have nothing in common).
+        Raises LocalizationError when P's total mass (expected matches) is below MIN_EXPECTED_MATCHES: the
+        photo and the window have nothing in common, and any pose would be a guess.
         """
         feats_a, cell_valid = self._aerial_features(window)
         with torch.no_grad():
             feats_g = self.matcher.encode_ground(to_input(ground_in.image).to(self.device), ground_in.camera.kind)
             P = self.matcher.match(feats_a, feats_g, valid[None].to(self.device), cell_valid)  # (1, Na, Ng)
+        expected = float(P.sum())
+        if expected < MIN_EXPECTED_MATCHES:
+            raise LocalizationError(
+                f"No usable matches between the photo and the aerial image: the matcher expects {expected:.1f} "
+                f"matched image regions (at least {MIN_EXPECTED_MATCHES:g} are needed) and puts the rest in its "
+                "dustbin; the photo may not show this place, or the aerial image may be too different.")
         generator = torch.Generator(device=P.device).manual_seed(int(self.conf["seed"]))
         idx_a, idx_g, w = (t[0].cpu() for t in sample_correspondences(P, self.conf["n_matches"], generator))
-        usable = w >= MIN_MATCH_PROB
-        if int(usable.sum()) < MIN_USABLE_MATCHES:
-            raise LocalizationError(
-                f"No usable matches between the photo and the aerial image: {int(usable.sum())} "
-                f"correspondences with probability ≥ {MIN_MATCH_PROB:g} (at least {MIN_USABLE_MATCHES} are "
-                "needed); the photo may not show this place, or the aerial image may be too different.")
+        drawn = w > 0  # zero-probability pairs are only drawn when fewer than n_matches are positive
         cells = feats_a.xy_local.detach().cpu().float()
-        return idx_a[usable], idx_g[usable], w[usable].float(), cells
+        return idx_a[drawn], idx_g[drawn], w[drawn].float(), cells
 
     # -- helpers ---------------------------------------------------------------------------------------------
     def _resolve_prior(self, ground, prior: Optional[Prior], aerial) -> Prior:

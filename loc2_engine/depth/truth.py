@@ -13,8 +13,8 @@ from . import DepthProvider, as_depth_map
 class TruthDepth(DepthProvider):
     """Reads a float32 ``.npy`` of Euclidean range in metres, same size (or aspect) as the photo.
 
-    NaN, inf and non-positive values mean sky / no depth. The map is in the photo's stored pixel grid; photos
-    written by `loc2 synth` carry no EXIF rotation, so stored and loaded grids coincide.
+    NaN, inf and non-positive values mean sky / no depth. The map is in the grid of the *upright* photo
+    (EXIF orientation applied), as `loc2 synth` writes it, i.e. the grid of ``GroundImage.image``.
     """
 
     name = "truth"
