@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# `make bench`: the benchmark of the default model on the synthetic bench preset (DESIGN §7, issue 4).
+#   1. data/bench is generated with `loc2 synth data/bench --preset bench` when it has no manifest;
+#   2. `loc2 bench` with mono depth (the default pipeline), truth depth, plane depth, and the ablation
+#      without scale estimation (mono depth, rigid fit);
+#   3. each run writes out/bench-<name>.json (per-photo records + tables) and out/bench-<name>.md, and
+#      prints its markdown tables.
+# Environment: BENCH_DATA (default data/bench), BENCH_OUT (default out), BENCH_LIMIT (photos per run,
+# spread over the manifest; default all), BENCH_MODEL (default "default"), PY (default .venv/bin/python).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PY:-.venv/bin/python}
+DATA=${BENCH_DATA:-data/bench}
+OUT=${BENCH_OUT:-out}
+MODEL=${BENCH_MODEL:-default}
+export PROJ_DATA=${PROJ_DATA:-/usr/share/proj}
+LIMIT=()
+if [[ -n "${BENCH_LIMIT:-}" ]]; then LIMIT=(--limit "$BENCH_LIMIT"); fi
+
+mkdir -p "$OUT"
+if [[ ! -f "$DATA/manifest.csv" ]]; then
+    "$PY" -m loc2_engine synth "$DATA" --preset bench --workers 2
+fi
+
+run() {
+    local name=$1
+    shift
+    echo "== $name =="
+    "$PY" -m loc2_engine bench "$DATA" --model "$MODEL" --json "$OUT/bench-$name.json" "${LIMIT[@]}" "$@" \
+        | tee "$OUT/bench-$name.md"
+}
+
+run mono --depth mono
+run truth --depth truth
+run plane --depth plane
+run mono-noscale --depth mono --no-scale
