@@ -87,8 +87,9 @@ def test_init_processing_without_iface_as_qgis_process_does():
 
 def qgis_process(home: Path, *args: str) -> subprocess.CompletedProcess:
     """qgis_process.bin with a throw-away profile (HOME) and the repository as plugin path."""
-    env = dict(os.environ, HOME=str(home), QT_QPA_PLATFORM="offscreen", QGIS_PLUGINPATH=str(REPO))
-    env.pop("LD_PRELOAD", None)
+    env = {k: v for k, v in os.environ.items()  # pytest-qgis's QGIS_CUSTOM_CONFIG_PATH would win over HOME
+           if not k.startswith("QGIS_") and k != "LD_PRELOAD"}
+    env.update(HOME=str(home), QT_QPA_PLATFORM="offscreen", QGIS_PLUGINPATH=str(REPO))
     return subprocess.run([QGIS_PROCESS, *args], env=env, capture_output=True, text=True, timeout=120)
 
 
