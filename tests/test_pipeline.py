@@ -244,3 +244,37 @@ def test_radius_too_large_for_the_window_fails_specifically(tmp_path):
     res = Localizer(model=OracleMatcher(), depth="truth", device="cpu").localize(
         scene["ground"], scene["raster"], prior, depth_map=scene["depth"])
     assert res.status == "failed" and res.error_code == "prior" and "radius" in res.error
+
+
+def test_figure_and_frustum_from_a_result(tmp_path):
+    from PIL import Image
+
+    from loc2_engine.figures import save_figure
+    from loc2_engine.frustum import frustum_polygon
+
+    scene = _scene(tmp_path, "pinhole")
+    matcher = OracleMatcher()
+    _oracle_for(scene, matcher)
+    res = Localizer(model=matcher, depth="truth", device="cpu").localize(
+        scene["ground"], scene["raster"], scene["prior"], depth_map=scene["depth"])
+    truth = (*scene["true_xy"], scene["heading"], CRS)
+    path = save_figure(res, tmp_path / "fig.png", image=scene["ground"].image, truth=truth)
+    with Image.open(path) as im:
+        assert im.size[0] > 1000 and im.size[1] > 400
+    # wedge: apex at the camera, arc 20 m away, centred on the heading, 90° wide
+    ring = frustum_polygon(res, 20.0)
+    apex = res.frame.to_local(np.array([[res.x, res.y]]))[0]
+    np.testing.assert_allclose(ring[0], apex)
+    np.testing.assert_allclose(ring[-1], ring[0])
+    d = ring[1:-1] - apex
+    np.testing.assert_allclose(np.hypot(d[:, 0], d[:, 1]), 20.0, rtol=1e-9)
+    bearings = np.degrees(np.arctan2(d[:, 0], d[:, 1])) % 360
+    assert bearings[0] == pytest.approx((res.heading_deg - 45.0) % 360, abs=1e-6)
+    assert bearings[-1] == pytest.approx((res.heading_deg + 45.0) % 360, abs=1e-6)
+    in_crs = frustum_polygon(res, 20.0, in_crs=True)
+    np.testing.assert_allclose(in_crs[0], [res.x, res.y], atol=1e-6)
+    # a failed result has neither a frustum nor a crash in its figure
+    failed = Localizer(model=OracleMatcher(), depth="truth", device="cpu").localize(
+        scene["ground"], scene["raster"], scene["prior"], depth_map=np.full_like(scene["depth"], np.nan))
+    assert frustum_polygon(failed, 20.0) is None
+    save_figure(failed, tmp_path / "failed.png", image=scene["ground"].image)

@@ -1,0 +1,63 @@
+"""Benchmark tables: statistics per group, recall over all photos, markdown, spreading a limit."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from loc2_engine.bench import (PhotoRecord, group_tables, heading_error_deg, markdown_table, position_error_m,
+                               record_for, records_to_json, spread_subset, summarize)
+from loc2_engine.result import Result
+
+
+def _rec(camera, orientation, status, pos, head, t=0.5):
+    return PhotoRecord("p", camera, orientation, status, pos, head, t, 0.9)
+
+
+def test_heading_error_wraps():
+    assert heading_error_deg(359.0, 1.0) == pytest.approx(2.0)
+    assert heading_error_deg(10.0, 190.0) == pytest.approx(180.0)
+
+
+def test_summary_counts_failures_as_misses_in_recall_only():
+    recs = [_rec("pano", "unknown", "ok", 0.5, 0.5), _rec("pano", "unknown", "ok", 3.0, 4.0),
+            _rec("pano", "unknown", "failed", math.nan, math.nan, 0.1)]
+    s = summarize("g", recs)
+    assert s["count"] == 3 and s["failures"] == 1
+    assert s["pos_mean_m"] == pytest.approx(1.75) and s["pos_median_m"] == pytest.approx(1.75)
+    assert s["r_1m"] == pytest.approx(1 / 3) and s["r_5m"] == pytest.approx(2 / 3)
+    assert s["r_1deg"] == pytest.approx(1 / 3) and s["r_5deg"] == pytest.approx(2 / 3)
+    assert s["runtime_median_s"] == pytest.approx(0.5)
+
+
+def test_groups_by_camera_orientation_and_status():
+    recs = [_rec("pano", "known", "ok", 1, 1), _rec("pano", "known", "low_confidence", 9, 9),
+            _rec("pinhole", "unknown", "ok", 2, 2)]
+    tables = group_tables(recs)
+    assert [r["group"] for r in tables["by_camera"]] == ["pano / known", "pinhole / unknown", "all"]
+    assert [r["group"] for r in tables["by_status"]] == [
+        "pano / known / ok", "pano / known / low_confidence", "pinhole / unknown / ok"]
+    md = markdown_table(tables["by_camera"])
+    assert md.splitlines()[0].startswith("| group | n | mean m") and len(md.splitlines()) == 5
+    out = records_to_json(recs + [_rec("pano", "known", "failed", math.nan, math.nan)], {"model": "x"})
+    assert out["photos"][-1]["pos_err_m"] is None and out["config"] == {"model": "x"}
+
+
+def test_position_error_is_metric_across_crs():
+    # truth in UTM 32N, estimate in WGS84: 3 m east of the truth
+    from loc2_engine.georef import LocalFrame
+
+    truth = (446966.0, 5212247.0)
+    lonlat = LocalFrame("EPSG:32632", truth).local_to_lonlat(np.array([[3.0, 0.0]]))[0]
+    res = Result(photo="p", status="ok", crs="EPSG:4326", x=lonlat[0], y=lonlat[1], heading_deg=10.0)
+    assert position_error_m(res, truth, "EPSG:32632") == pytest.approx(3.0, abs=1e-3)
+    rec = record_for(res, "pano", False, truth, 350.0, "EPSG:32632")
+    assert rec.heading_err_deg == pytest.approx(20.0) and rec.orientation == "unknown"
+
+
+def test_spread_subset():
+    assert spread_subset(10, None) == list(range(10))
+    assert spread_subset(10, 3)[0] == 0 and spread_subset(10, 3)[-1] == 9
+    assert len(spread_subset(100, 7)) == 7
