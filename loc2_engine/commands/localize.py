@@ -1,7 +1,7 @@
 """`loc2 localize PHOTO --aerial RASTER ...` (DESIGN.md §4): one photo, one pose.
 
-Prints a short summary (or, with --json, one JSON object with the `camera_poses` fields), optionally writes
-the GeoPackage layers and a figure. Exit status 0 when a pose was found (ok or low_confidence), 1 when the
+Prints a short summary (or, with --json, one JSON object with the `camera_poses` fields, failed or not),
+optionally writes the GeoPackage layers and a figure; a failure's sentence goes to stderr. Exit status 0 when a pose was found (ok or low_confidence), 1 when the
 photo failed (the reason on stderr), 2 when the command could not run (model, depth, output file).
 """
 
@@ -35,9 +35,7 @@ def prior_from_args(args):
 
 
 def summary(result) -> str:
-    """Human-readable lines for one result."""
-    if not result.ok:
-        return f"{result.photo}: failed: {result.error}"
+    """Human-readable lines for one localized result."""
     return "\n".join([
         f"{result.photo}: {result.status}",
         f"  position   x={result.x:.3f} y={result.y:.3f} ({result.crs})  lon={result.lon:.7f} lat={result.lat:.7f}",
@@ -62,7 +60,10 @@ def run(args) -> int:
         print(f"loc2 localize: {exc}", file=sys.stderr)
         return 2
     result = localizer.localize(args.photo, args.aerial, prior_from_args(args))
-    print(json.dumps(result.pose_row(), ensure_ascii=False) if args.json else summary(result))
+    if args.json:
+        print(json.dumps(result.pose_row(), ensure_ascii=False))
+    elif result.ok:
+        print(summary(result))
     try:
         if args.out:
             from ..aerial import raster_info
@@ -78,6 +79,6 @@ def run(args) -> int:
         print(f"loc2 localize: {exc}", file=sys.stderr)
         return 2
     if not result.ok:
-        print(f"loc2 localize: {result.error}", file=sys.stderr)
+        print(f"loc2 localize: {result.photo}: {result.error}", file=sys.stderr)
         return 1
     return 0
