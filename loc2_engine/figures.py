@@ -12,6 +12,7 @@ Aerial panels are drawn in the window's local east-north metres, so arrows and l
 from __future__ import annotations
 
 import math
+import textwrap
 from typing import Optional, Sequence
 
 import numpy as np
@@ -62,7 +63,7 @@ def draw_result(result, image: Optional[np.ndarray] = None, truth=None, frustum_
                   f"  heading {result.heading_deg:.1f}°  scale {result.scale:.2f}")
     else:
         title += f" — {result.error}"
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(textwrap.fill(title, 170), fontsize=10)
 
     inl = result.inlier_mask.astype(bool) if result.inlier_mask.size else np.zeros(len(result.weights), bool)
     ax_photo.imshow(image)
