@@ -55,10 +55,16 @@ class PriorTool(QgsMapToolEmitPoint):
 
 
 class PriorMarker:
-    """The prior (a cross) and its search radius (a circle) drawn on the canvas as rubber bands."""
+    """The prior (a cross) and its search radius (a circle) drawn on the canvas as rubber bands.
+
+    Rubber bands hold map coordinates, so the marker is redrawn when the canvas CRS changes (QGIS switches
+    it to the first layer's CRS, possibly after the prior was set).
+    """
 
     def __init__(self, canvas):
         self.canvas = canvas
+        self.shown = None  # (point, crs, radius_m) currently drawn
+        canvas.destinationCrsChanged.connect(self._redraw)
         self.circle = QgsRubberBand(canvas, QgsWkbTypes.GeometryType.PolygonGeometry)
         self.circle.setStrokeColor(QColor(214, 64, 43, 220))
         self.circle.setFillColor(QColor(214, 64, 43, 30))
@@ -70,17 +76,24 @@ class PriorMarker:
         self.center.setWidth(3)
 
     def show(self, point: QgsPointXY, crs: QgsCoordinateReferenceSystem, radius_m: float) -> None:
+        self.shown = (QgsPointXY(point), crs, radius_m)
         canvas_crs = self.canvas.mapSettings().destinationCrs()
         self.circle.setToGeometry(circle_geometry(point, crs, radius_m, canvas_crs), None)
         center = QgsGeometry.fromPointXY(point)
         center.transform(QgsCoordinateTransform(crs, canvas_crs, QgsProject.instance()))
         self.center.setToGeometry(center, None)
 
+    def _redraw(self) -> None:
+        if self.shown is not None:
+            self.show(*self.shown)
+
     def clear(self) -> None:
+        self.shown = None
         self.circle.reset(QgsWkbTypes.GeometryType.PolygonGeometry)
         self.center.reset(QgsWkbTypes.GeometryType.PointGeometry)
 
     def remove(self) -> None:
         """Take the rubber bands off the canvas for good (plugin unload)."""
+        self.canvas.destinationCrsChanged.disconnect(self._redraw)
         for band in (self.circle, self.center):
             self.canvas.scene().removeItem(band)

@@ -327,3 +327,18 @@ def test_match_viewer_draws_the_result(plugin, scene, aerial_raster):
     viewer.outliers.setChecked(True)
     assert viewer.image != by_residual
     viewer.close()
+
+
+@pytest.mark.inqgis
+def test_prior_marker_follows_a_canvas_crs_change(plugin, qgis_iface, scene):
+    from qgis.core import QgsPointXY
+
+    dock = plugin.dock
+    canvas = qgis_iface.mapCanvas()
+    canvas.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:4326"))
+    dock.set_prior(QgsPointXY(*scene["xy"]), QgsCoordinateReferenceSystem(CRS))
+    assert dock.marker.circle.asGeometry().boundingBox().width() < 0.01  # degrees
+    canvas.setDestinationCrs(QgsCoordinateReferenceSystem(CRS))  # as QGIS does for the first layer
+    box = dock.marker.circle.asGeometry().boundingBox()
+    assert box.width() == pytest.approx(2 * dock.radius.value(), rel=0.01)
+    assert box.center().distance(QgsPointXY(*scene["xy"])) < 0.01
