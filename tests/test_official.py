@@ -350,3 +350,117 @@ def test_aerial_cells_are_the_official_edge_to_edge_grid_in_east_north():
     assert xy[40].tolist() == pytest.approx([L / 2, L / 2])        # cell (0, 40): north-east
     assert xy[41 * 40].tolist() == pytest.approx([-L / 2, -L / 2])  # cell (40, 0): south-west
     assert vigor_variant("Seattle").aerial_gsd == pytest.approx(0.102417, abs=1e-6)
+
+
+# --- depth-anything provider --------------------------------------------------------------------------------
+
+class Photo:
+    """What a depth provider reads from a GroundImage: the pixels and the camera."""
+
+    def __init__(self, image, camera):
+        self.image, self.camera = image, camera
+
+
+@pytest.fixture(scope="module")
+def da_folder(tmp_path_factory):
+    """A tiny random Depth Anything (relative) saved as a transformers folder; its head biased positive so
+    that the random prediction is not all sky."""
+    backbone = transformers.Dinov2Config(hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+                                         intermediate_size=64, patch_size=14, image_size=518,
+                                         out_indices=[1, 2, 3, 4], reshape_hidden_states=False)
+    cfg = transformers.DepthAnythingConfig(backbone_config=backbone, fusion_hidden_size=16,
+                                           neck_hidden_sizes=[8, 16, 32, 32], reassemble_hidden_size=32,
+                                           head_hidden_size=8)
+    torch.manual_seed(0)
+    net = transformers.DepthAnythingForDepthEstimation(cfg)
+    with torch.no_grad():
+        net.head.conv3.bias.fill_(1.0)
+    folder = tmp_path_factory.mktemp("da") / "depth-anything"
+    net.save_pretrained(folder)
+    return str(folder)
+
+
+def rgb(h, w, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_depth_anything_is_registered_for_folders(da_folder):
+    from loc2_engine.depth import get_depth_provider
+    from loc2_engine.depth.depth_anything import DepthAnythingDepth
+
+    provider = get_depth_provider(da_folder, input_px=56)
+    assert isinstance(provider, DepthAnythingDepth)
+    assert provider.kind == "range" and provider.metric is False and provider.scale_range is None
+
+
+@pytest.mark.parametrize("camera", [PinholeCamera.from_hfov(120, 90, 60.0), PanoramaCamera(128, 64)])
+def test_depth_anything_gives_a_range_map_of_the_photo_size(da_folder, camera):
+    from loc2_engine.depth.depth_anything import DepthAnythingDepth
+
+    depth = DepthAnythingDepth(weights=da_folder, input_px=56)(Photo(rgb(camera.height, camera.width), camera))
+    assert depth.shape == (camera.height, camera.width) and depth.dtype == np.float32
+    assert np.isfinite(depth).all() and (depth > 0).all()  # every direction of the panorama is covered
+
+
+def sphere_z(size: int, fov_deg: float, radius: float) -> torch.Tensor:
+    """z-depth (size, size) seen by a square pinhole crop at the centre of a sphere."""
+    f = (size / 2) / math.tan(math.radians(fov_deg) / 2)
+    c = (size - 1) / 2
+    i, j = torch.meshgrid(torch.arange(size, dtype=torch.float64), torch.arange(size, dtype=torch.float64),
+                          indexing="ij")
+    return radius / torch.sqrt(((j - c) / f) ** 2 + ((i - c) / f) ** 2 + 1)
+
+
+def test_panorama_crops_merge_into_one_range_map_with_one_scale(da_folder, monkeypatch):
+    """Camera inside a sphere of radius 10: each crop sees z = 10 cos(angle); crop k comes back k + 1 times too
+    large (relative depth has one scale per crop); the merged range is the sphere's 10 everywhere."""
+    from loc2_engine.depth.depth_anything import DepthAnythingDepth
+
+    provider = DepthAnythingDepth(weights=da_folder, input_px=56)
+    calls = []
+
+    def fake_infer(image, size):
+        calls.append(size)
+        return sphere_z(size[0], provider.crop_fov_deg, 10.0).float() * len(calls)
+
+    monkeypatch.setattr(provider, "_infer", fake_infer)
+    depth = provider(Photo(rgb(64, 128), PanoramaCamera(128, 64)))
+    assert len(calls) == 6
+    assert np.allclose(depth, 10.0, rtol=0.01)
+
+
+def test_pinhole_z_depth_becomes_range(da_folder, monkeypatch):
+    from loc2_engine.depth.depth_anything import DepthAnythingDepth
+
+    camera = PinholeCamera.from_hfov(80, 80, 90.0)
+    provider = DepthAnythingDepth(weights=da_folder, input_px=56)
+    monkeypatch.setattr(provider, "_infer", lambda image, size: sphere_z(80, 90.0, 7.0).float())
+    assert np.allclose(provider(Photo(rgb(80, 80), camera)), 7.0, rtol=1e-4)
+
+
+def test_crops_look_where_their_yaw_and_pitch_say():
+    """A panorama whose red channel encodes the column and green the row: the crop centre's colour tells
+    which panorama direction it sampled (yaw 90 = right of the centre column = east at heading 0)."""
+    from loc2_engine.depth.depth_anything import crop_basis, render_crop
+
+    H, W = 90, 180
+    pano = torch.zeros(1, 3, H, W, dtype=torch.float64)
+    pano[0, 0] = torch.arange(W, dtype=torch.float64)[None, :] * 255 / (W - 1)
+    pano[0, 1] = torch.arange(H, dtype=torch.float64)[:, None] * 255 / (H - 1)
+    cam = PanoramaCamera(W, H)
+    for yaw, pitch, col, row in [(0, 0, W / 2, H / 2), (90, 0, 3 * W / 4, H / 2), (-90, 0, W / 4, H / 2),
+                                 (0, -90, None, H - 0.5)]:
+        crop = render_crop(pano, cam, crop_basis(yaw, pitch), 15, 10.0)
+        r, g = float(crop[7, 7, 0]), float(crop[7, 7, 1])
+        if col is not None:
+            assert r == pytest.approx((col - 0.5) * 255 / (W - 1), abs=2.0)
+        assert g == pytest.approx(min(row - 0.5, H - 1) * 255 / (H - 1), abs=2.0)
+
+
+def test_missing_depth_anything_folder_names_the_source(tmp_path, monkeypatch):
+    from loc2_engine.depth.depth_anything import DepthAnythingDepth
+    from loc2_engine.errors import DepthError
+
+    monkeypatch.setenv("LOC2_MODELS", str(tmp_path))
+    with pytest.raises(DepthError, match="huggingface.co/depth-anything.*LOC2_MODELS"):
+        DepthAnythingDepth()
