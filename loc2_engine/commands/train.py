@@ -11,7 +11,8 @@ HELP = "train the default matcher (and the mono depth network) on a `loc2 synth 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset", metavar="DATASET_DIR", help="folder with manifest.csv (truth and depth)")
+    parser.add_argument("dataset", metavar="DATASET_DIR", nargs="+",
+                        help="folder(s) with manifest.csv (truth and depth); several are pooled")
     parser.add_argument("--out", required=True, metavar="MODEL_FILE",
                         help="matcher weights to write (.safetensors)")
     parser.add_argument("--mono-out", metavar="FILE",
@@ -25,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="checkpoints and the data cache (default: MODEL_FILE's folder/ckpt)")
     parser.add_argument("--resume", action="store_true", help="continue from CKPT_DIR/last.pt")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--workers", type=int, default=2, help="processes that read the dataset into the cache")
 
 
 def run(args) -> int:
@@ -39,7 +41,7 @@ def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     ckpt_dir = args.ckpt_dir or str(Path(args.out).resolve().parent / "ckpt")
-    conf = TrainConf(batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    conf = TrainConf(batch_size=args.batch_size, lr=args.lr, seed=args.seed, cache_workers=args.workers)
     trainer = Trainer(args.dataset, args.out, ckpt_dir, conf, mono_out=args.mono_out)
     try:
         trainer.load_data()

@@ -24,7 +24,7 @@ from torch import nn
 from ..errors import ModelError
 from .base import load_state_file, resize_image, to_input
 from .heads import BasicBlock, pad
-from .small import DownConv
+from .small import DownConv, upsample2
 
 #: depth kind of the predictions (see `lifting`)
 MONO_DEPTH_KIND = "range"
@@ -40,7 +40,7 @@ DEFAULT_CONF = {
 
 
 class UpBlock(nn.Module):
-    """Upsample ×2, concatenate the skip, 3×3 conv -> BN -> ReLU: (B, c_in, h, w) + (B, c_skip, 2h, 2w)."""
+    """Upsample ×2 (wrapping around for panoramas), concatenate the skip, 3×3 conv -> BN -> ReLU: (B, c_in, h, w) + (B, c_skip, 2h, 2w)."""
 
     def __init__(self, c_in: int, c_skip: int, c_out: int):
         super().__init__()
@@ -48,7 +48,7 @@ class UpBlock(nn.Module):
         self.bn = nn.BatchNorm2d(c_out)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor, circular: bool) -> torch.Tensor:
-        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        x = upsample2(x, circular)
         return F.relu(self.bn(self.conv(pad(torch.cat([x, skip], 1), 1, circular))))
 
 
@@ -76,7 +76,7 @@ class MonoDepthNet(nn.Module):
         x3 = self.block3(self.down3(x2, circular), circular)
         x4 = self.block4(self.down4(x3, circular), circular)
         y = self.up1(self.up2(self.up3(x4, x3, circular), x2, circular), x1, circular)
-        y = F.interpolate(self.out(y), size=image.shape[-2:], mode="bilinear", align_corners=False)
+        y = upsample2(self.out(y), circular)
         return y[:, 0], y[:, 1]
 
 

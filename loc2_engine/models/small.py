@@ -99,9 +99,17 @@ class PyramidEncoder(nn.Module):
         levels = list(range(self.levels, 5))
         y = self.lateral[-1](feats[4])
         for i in range(len(levels) - 2, -1, -1):
-            y = F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False)
-            y = y + self.lateral[i](feats[levels[i]])
+            y = upsample2(y, circular) + self.lateral[i](feats[levels[i]])
         return y
+
+
+def upsample2(x: torch.Tensor, circular: bool) -> torch.Tensor:
+    """Bilinear ×2 upsampling of (B, C, h, w); with ``circular`` the columns wrap around (panoramas), so the
+    result does not depend on where the panorama was cut."""
+    if not circular:
+        return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+    x = F.pad(x, (1, 1, 0, 0), mode="circular")
+    return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)[..., 2:-2]
 
 
 class SmallMatcher(Matcher):

@@ -25,8 +25,10 @@ from __future__ import annotations
 import csv
 import math
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from multiprocessing import Pool
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -104,57 +106,69 @@ def resample_depth(depth: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
     return out
 
 
-def build_cache(dataset_dir: str, ground_sizes: Dict[str, Tuple[int, int]], window_px: int, gsd: float,
-                max_offset_m: float, progress: bool = True) -> Dict[str, KindCache]:
-    """Read every row of ``dataset_dir/manifest.csv`` that has truth and depth into per-kind caches.
-
-    ground_sizes: {"pano": (H, W), "pinhole": (H, W)}; window_px, gsd: the model's aerial window;
-    max_offset_m: largest distance of the truth from the window centre (crop margin). Rows that fail to
-    load (Loc2Error) are skipped with a message.
-    """
+def _load_row(job):
+    """Worker: one manifest row -> (kind, dict of arrays) or (None, message) when it cannot be loaded."""
     from ..aerial import AerialWindow
     from ..ground import GroundImage
 
+    dataset_dir, row, ground_sizes, crop_px, gsd = job
+    try:
+        hfov = float(row["hfov_deg"]) if row.get("hfov_deg") else None
+        ground = GroundImage.load(os.path.join(dataset_dir, row["photo"]), camera=row["camera"], hfov_deg=hfov)
+        kind = ground.camera.kind
+        H, W = ground_sizes[kind]
+        depth = resample_depth(np.load(os.path.join(dataset_dir, row["depth"])), (H, W))
+        small = ground.resized(W, H)
+        window = AerialWindow.from_raster(os.path.join(dataset_dir, row["aerial"]),
+                                          (float(row["true_x"]), float(row["true_y"])), row["crs"],
+                                          crop_px * gsd, gsd)
+    except Loc2Error as exc:
+        return None, f"skipping {row['photo']}: {exc}"
+    cam = small.camera
+    return kind, {
+        "ground": np.ascontiguousarray(small.image.transpose(2, 0, 1)),
+        "depth": depth.astype(np.float16),
+        "heading": float(row["true_heading_deg"]),
+        "intrinsics": [cam.fx, cam.fy, cam.cx, cam.cy] if kind == "pinhole" else [0.0] * 4,
+        "aerial": np.ascontiguousarray(window.image.transpose(2, 0, 1)),
+        "aerial_valid": np.ascontiguousarray(window.valid),
+        "town": f"{dataset_dir}:{row.get('town') or row['aerial']}",
+        "photo": os.path.join(dataset_dir, row["photo"]),
+    }
+
+
+def build_cache(dataset_dirs: Sequence[str], ground_sizes: Dict[str, Tuple[int, int]], window_px: int, gsd: float,
+                max_offset_m: float, workers: int = 1, progress: bool = True) -> Dict[str, KindCache]:
+    """Read every row (with truth position, heading and depth) of each ``DIR/manifest.csv`` into per-kind caches.
+
+    ground_sizes: {"pano": (H, W), "pinhole": (H, W)}; window_px, gsd: the model's aerial window;
+    max_offset_m: largest distance of the truth from the window centre (crop margin); workers: processes.
+    Rows that fail to load (Loc2Error) are skipped with a message. Towns are named "DIR:town".
+    """
     margin = int(math.ceil(max_offset_m / gsd))
     crop_px = window_px + 2 * margin
+    jobs = [(d, row, ground_sizes, crop_px, gsd) for d in dataset_dirs for row in _rows(d)
+            if row.get("true_x") and row.get("true_heading_deg") and row.get("depth")]
     per_kind: Dict[str, Dict[str, list]] = {}
-    rows = _rows(dataset_dir)
-    for row in tqdm(rows, desc="caching", disable=not progress, unit="photo"):
-        if not (row.get("true_x") and row.get("true_heading_deg") and row.get("depth")):
-            continue
-        try:
-            hfov = float(row["hfov_deg"]) if row.get("hfov_deg") else None
-            ground = GroundImage.load(os.path.join(dataset_dir, row["photo"]), camera=row["camera"], hfov_deg=hfov)
-            kind = ground.camera.kind
-            H, W = ground_sizes[kind]
-            depth = resample_depth(np.load(os.path.join(dataset_dir, row["depth"])), (H, W))
-            small = ground.resized(W, H)
-            window = AerialWindow.from_raster(os.path.join(dataset_dir, row["aerial"]),
-                                              (float(row["true_x"]), float(row["true_y"])), row["crs"],
-                                              crop_px * gsd, gsd)
-        except Loc2Error as exc:
-            tqdm.write(f"skipping {row['photo']}: {exc}")
-            continue
-        cam = small.camera
-        intr = [cam.fx, cam.fy, cam.cx, cam.cy] if kind == "pinhole" else [0.0] * 4
-        d = per_kind.setdefault(kind, {k: [] for k in ("ground", "depth", "heading", "intrinsics", "aerial",
-                                                        "aerial_valid", "town", "photo")})
-        d["ground"].append(torch.from_numpy(np.ascontiguousarray(small.image)).permute(2, 0, 1))
-        d["depth"].append(torch.from_numpy(depth).to(torch.float16))
-        d["heading"].append(float(row["true_heading_deg"]))
-        d["intrinsics"].append(intr)
-        d["aerial"].append(torch.from_numpy(np.ascontiguousarray(window.image)).permute(2, 0, 1))
-        d["aerial_valid"].append(torch.from_numpy(np.ascontiguousarray(window.valid)))
-        d["town"].append(row.get("town") or row["aerial"])
-        d["photo"].append(row["photo"])
+    with Pool(workers) if workers > 1 else nullcontext() as pool:
+        results = pool.imap(_load_row, jobs, chunksize=8) if pool else map(_load_row, jobs)
+        for kind, item in tqdm(results, total=len(jobs), desc="caching", disable=not progress, unit="photo"):
+            if kind is None:
+                tqdm.write(item)
+                continue
+            d = per_kind.setdefault(kind, {k: [] for k in item})
+            for k, v in item.items():
+                d[k].append(v)
     caches = {}
     for kind, d in per_kind.items():
-        caches[kind] = KindCache(kind, torch.stack(d["ground"]), torch.stack(d["depth"]),
+        caches[kind] = KindCache(kind, torch.from_numpy(np.stack(d["ground"])),
+                                 torch.from_numpy(np.stack(d["depth"])),
                                  torch.tensor(d["heading"], dtype=torch.float64),
-                                 torch.tensor(d["intrinsics"], dtype=torch.float32), torch.stack(d["aerial"]),
-                                 torch.stack(d["aerial_valid"]), d["town"], d["photo"])
+                                 torch.tensor(d["intrinsics"], dtype=torch.float32),
+                                 torch.from_numpy(np.stack(d["aerial"])), torch.from_numpy(np.stack(d["aerial_valid"])),
+                                 d["town"], d["photo"])
     if not caches:
-        raise Loc2Error(f"No usable rows (with truth position, heading and depth) in {dataset_dir}/manifest.csv.")
+        raise Loc2Error(f"No usable rows (with truth position, heading and depth) in {', '.join(dataset_dirs)}.")
     return caches
 
 

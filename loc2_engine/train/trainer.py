@@ -24,7 +24,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 import torch
@@ -52,6 +52,7 @@ class TrainConf:
     val_photos: int = 48            # per camera kind
     val_every_s: float = 300.0
     ckpt_every_s: float = 300.0
+    cache_workers: int = 2
     timing_steps: int = 20          # steps timed before fixing total_steps under a wall-clock budget
     seed: int = 0
     loss: LossConf = field(default_factory=LossConf)
@@ -65,17 +66,19 @@ def _lr_factor(step: int, total: int, conf: TrainConf) -> float:
     return conf.min_lr_fraction + (1 - conf.min_lr_fraction) * 0.5 * (1 + math.cos(math.pi * p))
 
 
-def load_or_build_cache(dataset_dir: str, cache_path: Path, model: SmallMatcher, max_offset_m: float
-                        ) -> Dict[str, KindCache]:
-    """The dataset cache, read from ``cache_path`` when it was built for the same dataset and sizes."""
-    key = {"dataset": os.path.abspath(dataset_dir), "sizes": {k: list(v) for k, v in model.ground_input_sizes.items()},
+def load_or_build_cache(dataset_dirs: Sequence[str], cache_path: Path, model: SmallMatcher, max_offset_m: float,
+                        workers: int) -> Dict[str, KindCache]:
+    """The dataset cache, read from ``cache_path`` when it was built for the same datasets and sizes."""
+    key = {"datasets": [os.path.abspath(d) for d in dataset_dirs],
+           "sizes": {k: list(v) for k, v in model.ground_input_sizes.items()},
            "window_px": model.aerial_size_px, "gsd": model.aerial_gsd, "max_offset_m": max_offset_m,
-           "manifest_mtime": os.path.getmtime(os.path.join(dataset_dir, "manifest.csv"))}
+           "manifest_mtimes": [os.path.getmtime(os.path.join(d, "manifest.csv")) for d in dataset_dirs]}
     if cache_path.is_file():
         saved = torch.load(cache_path, weights_only=True)
         if saved.get("key") == json.dumps(key, sort_keys=True):
             return {k: KindCache(**v) for k, v in saved["caches"].items()}
-    caches = build_cache(dataset_dir, model.ground_input_sizes, model.aerial_size_px, model.aerial_gsd, max_offset_m)
+    caches = build_cache(dataset_dirs, model.ground_input_sizes, model.aerial_size_px, model.aerial_gsd,
+                         max_offset_m, workers)
     cache_path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"key": json.dumps(key, sort_keys=True), "caches": {k: c.state() for k, c in caches.items()}},
                cache_path)
@@ -143,10 +146,10 @@ def export_matcher(model: SmallMatcher, path, info: Dict) -> None:
 class Trainer:
     """Holds the models, optimiser, data and counters of one training run (see module docstring)."""
 
-    def __init__(self, dataset_dir: str, out_path: str, ckpt_dir: str, conf: TrainConf,
+    def __init__(self, dataset_dirs: Sequence[str], out_path: str, ckpt_dir: str, conf: TrainConf,
                  mono_out: Optional[str] = None):
         self.conf = conf
-        self.dataset_dir, self.out_path, self.ckpt_dir = dataset_dir, Path(out_path), Path(ckpt_dir)
+        self.dataset_dirs, self.out_path, self.ckpt_dir = list(dataset_dirs), Path(out_path), Path(ckpt_dir)
         self.mono_out = Path(mono_out) if mono_out else self.out_path.parent / "mono.safetensors"
         torch.manual_seed(conf.seed)
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -163,7 +166,8 @@ class Trainer:
 
     # -- data ---------------------------------------------------------------------------------------------
     def load_data(self) -> None:
-        caches = load_or_build_cache(self.dataset_dir, self.ckpt_dir / "cache.pt", self.model, self.conf.max_offset_m)
+        caches = load_or_build_cache(self.dataset_dirs, self.ckpt_dir / "cache.pt", self.model,
+                                     self.conf.max_offset_m, self.conf.cache_workers)
         self.train_data, val = split_by_town(caches, self.conf.val_fraction, self.conf.seed)
         if not self.train_data:
             raise RuntimeError("the training split is empty")
@@ -295,7 +299,7 @@ class Trainer:
             chosen, step = last_val, self.step
         info = {"step": step, "steps_run": self.step, "total_steps": self.total_steps,
                 "train_seconds": round(self.elapsed_s, 1), "seed": self.conf.seed, "val": chosen,
-                "dataset": os.path.abspath(self.dataset_dir)}
+                "datasets": [os.path.abspath(d) for d in self.dataset_dirs]}
         self.model.eval(), self.mono.eval()
         export_matcher(self.model, self.out_path, info)
         save_mono(self.mono, self.mono_out)
