@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -120,6 +121,7 @@ class Localizer:
             self.depth = get_depth_provider(depth or getattr(self.matcher, "default_depth", "mono"),
                                             device=self.device)
         self._features: "OrderedDict[str, object]" = OrderedDict()
+        self._cache_lock = threading.Lock()  # the plugin localizes from worker threads
 
     # -- aerial -------------------------------------------------------------------------------------------
     @property
@@ -156,9 +158,10 @@ class Localizer:
     def _aerial_features(self, window: AerialWindow):
         """Features of ``window`` (cached by ``window.key``) and the (Na,) validity of its cells."""
         key = window.key
-        if key in self._features:
-            self._features.move_to_end(key)
-            return self._features[key]
+        with self._cache_lock:
+            if key in self._features:
+                self._features.move_to_end(key)
+                return self._features[key]
         with torch.no_grad():
             feats = self.matcher.encode_aerial(to_input(window.image).to(self.device))
         # a cell is usable when the raster has data at its centre
@@ -167,9 +170,10 @@ class Localizer:
         rows = np.clip(np.round(rc[:, 0]).astype(int), 0, h - 1)
         cols = np.clip(np.round(rc[:, 1]).astype(int), 0, w - 1)
         cell_valid = torch.from_numpy(window.valid[rows, cols]).to(self.device)[None]
-        self._features[key] = (feats, cell_valid)
-        while len(self._features) > max(1, int(self.conf["cache_size"])):
-            self._features.popitem(last=False)
+        with self._cache_lock:
+            self._features[key] = (feats, cell_valid)
+            while len(self._features) > max(1, int(self.conf["cache_size"])):
+                self._features.popitem(last=False)
         return feats, cell_valid
 
     # -- one photo ---------------------------------------------------------------------------------------
