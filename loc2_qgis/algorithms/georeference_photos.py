@@ -1,8 +1,32 @@
-"""Processing algorithm ``loc2:georeferencephotos``: batch-localize photos against an aerial raster."""
+"""Processing algorithm ``loc2:georeferencephotos``: batch-localize photos against an aerial raster.
+
+It builds the photo list (a folder, or a point layer with a photo-path field such as the output of QGIS's
+``native:importphotos``), then runs the engine's one batch loop, `loc2_engine.batch.run_batch`, with a
+writer that puts each photo's rows (`loc2_engine.gpkg.layer_rows`, the same rows `loc2 batch` writes into
+its GeoPackage) into the feature sinks. Failed photos are logged and become ``failed`` rows; cancel is
+honoured between photos. The engine (and torch) is imported only when the algorithm runs.
+"""
 
 from __future__ import annotations
 
-from qgis.core import QgsProcessingAlgorithm
+import os
+
+from qgis.core import (QgsFeature, QgsFeatureSink, QgsField, QgsFields, QgsGeometry, QgsProcessing,
+                       QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingOutputNumber,
+                       QgsProcessingParameterBoolean, QgsProcessingParameterEnum,
+                       QgsProcessingParameterFeatureSink, QgsProcessingParameterFeatureSource,
+                       QgsProcessingParameterField, QgsProcessingParameterFile, QgsProcessingParameterNumber,
+                       QgsProcessingParameterRasterLayer, QgsProcessingParameterString, QgsWkbTypes)
+from qgis.PyQt.QtCore import QVariant
+
+CAMERAS = ("auto", "pano", "pinhole")
+HEADING_MODES = ("Unknown: search every direction",
+                 "From the photos: HEADING_FIELD, or EXIF GPSImgDirection (true north)",
+                 "Fixed: HEADING for every photo")
+#: sink parameter -> (GeoPackage layer of loc2_engine.gpkg.LAYERS, QGIS geometry type)
+SINKS = {"CAMERA_POSES": ("camera_poses", QgsWkbTypes.Type.Point),
+         "VIEW_FRUSTUMS": ("view_frustums", QgsWkbTypes.Type.Polygon),
+         "INLIERS": ("inliers", QgsWkbTypes.Type.Point)}
 
 
 class GeoreferencePhotos(QgsProcessingAlgorithm):
@@ -14,14 +38,229 @@ class GeoreferencePhotos(QgsProcessingAlgorithm):
     def displayName(self):
         return "Georeference photos"
 
+    def group(self):
+        return "Localization"
+
+    def groupId(self):
+        return "localization"
+
     def shortHelpString(self):
-        return "Estimates the position and heading of ground photos by matching them to an aerial raster."
+        return (
+            "Estimates the position and heading of ground photos (phone, DSLR or 360° panoramas) by matching "
+            "them against an aerial raster.\n\n"
+            "Photos: a FOLDER (optionally RECURSIVE; priors from EXIF GPS), or a POINTS layer whose points are "
+            "the priors and whose PHOTO_FIELD holds the photo paths, e.g. the output of 'Import geotagged "
+            "photos' (its 'direction' field can serve as HEADING_FIELD).\n"
+            "AERIAL must be a raster file (GeoTIFF, VRT, ...). RADIUS is the search radius around each prior in "
+            "metres.\n\n"
+            "Every photo gives a row in Camera poses with status ok, low_confidence or failed; failed rows "
+            "say why in 'error' and are listed in the log. The counts are in the outputs OK_COUNT, "
+            "LOW_CONFIDENCE_COUNT and FAILED_COUNT. Cancelling stops after the current photo.")
 
     def createInstance(self):
         return GeoreferencePhotos()
 
     def initAlgorithm(self, config=None):
-        pass
+        self.addParameter(QgsProcessingParameterFile(
+            "FOLDER", "Folder of photos", behavior=QgsProcessingParameterFile.Behavior.Folder, optional=True))
+        self.addParameter(QgsProcessingParameterBoolean("RECURSIVE", "Include sub-folders", defaultValue=False))
+        self.addParameter(QgsProcessingParameterFeatureSource(
+            "POINTS", "Photo points (instead of a folder)", [QgsProcessing.SourceType.TypeVectorPoint],
+            optional=True))
+        self.addParameter(QgsProcessingParameterField(
+            "PHOTO_FIELD", "Photo path field", defaultValue="photo", parentLayerParameterName="POINTS",
+            type=QgsProcessingParameterField.DataType.String, optional=True))
+        self.addParameter(QgsProcessingParameterField(
+            "HEADING_FIELD", "Heading field (degrees from true north, e.g. 'direction')",
+            parentLayerParameterName="POINTS", type=QgsProcessingParameterField.DataType.Numeric,
+            optional=True))
+        self.addParameter(QgsProcessingParameterRasterLayer("AERIAL", "Aerial raster"))
+        self.addParameter(QgsProcessingParameterNumber(
+            "RADIUS", "Search radius (m)", type=QgsProcessingParameterNumber.Type.Double, defaultValue=25.0,
+            minValue=1.0))
+        self.addParameter(QgsProcessingParameterEnum("CAMERA", "Camera", options=list(CAMERAS),
+                                                     defaultValue=0))
+        self.addParameter(QgsProcessingParameterNumber(
+            "HFOV", "Horizontal field of view of pinhole photos (degrees; empty: from EXIF)",
+            type=QgsProcessingParameterNumber.Type.Double, optional=True, minValue=1.0, maxValue=179.0))
+        self.addParameter(QgsProcessingParameterEnum("HEADING_MODE", "Heading prior",
+                                                     options=list(HEADING_MODES), defaultValue=0))
+        self.addParameter(QgsProcessingParameterNumber(
+            "HEADING", "Fixed heading (degrees from true north)", type=QgsProcessingParameterNumber.Type.Double,
+            optional=True, minValue=0.0, maxValue=360.0))
+        self.addParameter(QgsProcessingParameterNumber(
+            "HEADING_TOLERANCE", "Heading tolerance (degrees)", type=QgsProcessingParameterNumber.Type.Double,
+            defaultValue=15.0, minValue=0.0, maxValue=180.0))
+        self.addParameter(QgsProcessingParameterString("MODEL", "Model (registry name or weight file)",
+                                                       defaultValue="default"))
+        self.addParameter(QgsProcessingParameterString(
+            "DEPTH", "Depth provider (empty: the model's default)", optional=True))
+        self.addParameter(QgsProcessingParameterFeatureSink(
+            "CAMERA_POSES", "Camera poses", QgsProcessing.SourceType.TypeVectorPoint))
+        self.addParameter(QgsProcessingParameterFeatureSink(
+            "VIEW_FRUSTUMS", "View frustums", QgsProcessing.SourceType.TypeVectorPolygon, optional=True))
+        self.addParameter(QgsProcessingParameterFeatureSink(
+            "INLIERS", "Inliers", QgsProcessing.SourceType.TypeVectorPoint, optional=True))
+        self.addOutput(QgsProcessingOutputNumber("OK_COUNT", "Photos localized (ok)"))
+        self.addOutput(QgsProcessingOutputNumber("LOW_CONFIDENCE_COUNT", "Photos localized with low confidence"))
+        self.addOutput(QgsProcessingOutputNumber("FAILED_COUNT", "Photos that failed"))
 
+    # -- run ------------------------------------------------------------------------------------------------
     def processAlgorithm(self, parameters, context, feedback):
-        return {}
+        from loc2_engine import pipeline
+        from loc2_engine.aerial import raster_info
+        from loc2_engine.batch import run_batch
+        from loc2_engine.errors import Loc2Error
+
+        layer = self.parameterAsRasterLayer(parameters, "AERIAL", context)
+        aerial = _raster_file(layer)
+        jobs = self._jobs(parameters, context, feedback)
+        if not jobs:
+            raise QgsProcessingException("No photos to georeference: the folder has no jpg/jpeg/png/tif/tiff "
+                                         "files, or the point layer has no features with a photo path.")
+        hfov = self.parameterAsDouble(parameters, "HFOV", context) if _given(parameters, "HFOV") else None
+        try:
+            crs = raster_info(aerial)[0]
+            localizer = pipeline.Localizer(
+                model=self.parameterAsString(parameters, "MODEL", context) or "default",
+                depth=self.parameterAsString(parameters, "DEPTH", context) or None,
+                camera=CAMERAS[self.parameterAsEnum(parameters, "CAMERA", context)], hfov_deg=hfov,
+                radius_m=self.parameterAsDouble(parameters, "RADIUS", context))
+        except Loc2Error as exc:
+            raise QgsProcessingException(str(exc)) from exc
+
+        writer = _SinkWriter(self, parameters, context, layer.crs(), crs)
+        total = len(jobs)
+
+        def progress(done, _total, result):
+            feedback.setProgress(100.0 * done / total)
+            name = os.path.basename(result.photo)
+            if result.status == "failed":
+                feedback.reportError(f"{done}/{total} {name}: failed: {result.error}", False)
+            else:
+                feedback.pushInfo(f"{done}/{total} {name}: {result.status}, confidence {result.confidence:.2f}, "
+                                  f"{result.runtime_s:.1f} s")
+
+        summary = run_batch(jobs, aerial, writer, localizer, progress=progress, cancelled=feedback.isCanceled)
+        feedback.pushInfo(f"ok {summary.ok}, low confidence {summary.low_confidence}, failed {summary.failed}"
+                          + (" (cancelled)" if summary.cancelled else ""))
+        return dict(writer.dest_ids, OK_COUNT=summary.ok, LOW_CONFIDENCE_COUNT=summary.low_confidence,
+                    FAILED_COUNT=summary.failed)
+
+    def _jobs(self, parameters, context, feedback):
+        """PhotoJobs from FOLDER or POINTS (exactly one of them), with priors from the other parameters."""
+        from loc2_engine.batch import PhotoJob, folder_jobs
+        from loc2_engine.errors import Loc2Error
+        from loc2_engine.pipeline import Prior
+
+        folder = self.parameterAsFile(parameters, "FOLDER", context)
+        source = self.parameterAsSource(parameters, "POINTS", context)
+        if bool(folder) == (source is not None):
+            raise QgsProcessingException("Give either a folder of photos (FOLDER) or a point layer (POINTS), "
+                                         "not both and not neither.")
+        mode = self.parameterAsEnum(parameters, "HEADING_MODE", context)
+        fixed = self.parameterAsDouble(parameters, "HEADING", context) if _given(parameters, "HEADING") else None
+        if mode == 2 and fixed is None:
+            raise QgsProcessingException("The heading prior is 'Fixed' but no HEADING was given.")
+        base = Prior(radius_m=self.parameterAsDouble(parameters, "RADIUS", context),
+                     heading_deg=fixed if mode == 2 else None,
+                     heading_tolerance_deg=self.parameterAsDouble(parameters, "HEADING_TOLERANCE", context))
+        if folder:
+            try:
+                return folder_jobs(folder, recursive=self.parameterAsBoolean(parameters, "RECURSIVE", context),
+                                   prior=base, exif_heading=mode == 1)
+            except Loc2Error as exc:
+                raise QgsProcessingException(str(exc)) from exc
+
+        photo_field = self.parameterAsString(parameters, "PHOTO_FIELD", context) or "photo"
+        heading_field = self.parameterAsString(parameters, "HEADING_FIELD", context)
+        fields = source.fields()
+        for name in [photo_field] + ([heading_field] if heading_field else []):
+            if fields.lookupField(name) < 0:
+                raise QgsProcessingException(f"The point layer has no field {name!r}; pick the photo path field "
+                                             "(PHOTO_FIELD) and, optionally, a heading field (HEADING_FIELD).")
+        crs = source.sourceCrs()
+        prior_crs = crs.authid() or crs.toWkt()
+        jobs = []
+        for feature in source.getFeatures():
+            photo = feature[photo_field]
+            if photo in (None, "") or not isinstance(photo, str):
+                feedback.reportError(f"Feature {feature.id()} has no photo path in {photo_field!r}; skipped.", False)
+                continue
+            prior = base
+            geometry = feature.geometry()
+            if not geometry.isEmpty():
+                point = geometry.vertexAt(0)  # multipoints: the first point
+                prior = Prior(**{**base.__dict__, "x": point.x(), "y": point.y(), "crs": prior_crs})
+            heading = feature[heading_field] if heading_field and mode == 1 else None
+            if isinstance(heading, (int, float)):
+                prior = Prior(**{**prior.__dict__, "heading_deg": float(heading) % 360.0})
+            jobs.append(PhotoJob(photo=os.path.abspath(photo), prior=prior,
+                                 exif_heading=mode == 1 and not heading_field))
+        return jobs
+
+
+def _given(parameters, name) -> bool:
+    """True when an optional parameter has a value (qgis_process passes absent ones as missing or None)."""
+    value = parameters.get(name)
+    return value is not None and value != ""
+
+
+def _raster_file(layer) -> str:
+    """The file behind a raster layer; QgsProcessingException for layers that are not files (WMS, XYZ...)."""
+    if layer is None:
+        raise QgsProcessingException("No aerial raster layer was given (AERIAL).")
+    path = layer.source().split("|")[0]
+    if layer.providerType() != "gdal" or not os.path.isfile(path):
+        raise QgsProcessingException(
+            f"The aerial layer {layer.name()!r} is not a raster file (provider {layer.providerType()!r}); "
+            "this algorithm reads GeoTIFF/VRT/... files. Export the area you need to a GeoTIFF first "
+            "(Raster › Conversion › Translate, or Export › Save As for web layers).")
+    return path
+
+
+class _SinkWriter:
+    """The batch writer of the algorithm: each Result's `layer_rows` into the three feature sinks.
+
+    qgis_crs: the sinks' CRS (the aerial layer's); crs: the same CRS as pyproj understands it (the raster
+    file's, as `loc2 batch` uses), for placing the geometries.
+    """
+
+    def __init__(self, alg, parameters, context, qgis_crs, crs):
+        from osgeo import ogr
+
+        from loc2_engine.gpkg import LAYERS
+
+        qt_types = {ogr.OFTInteger: QVariant.Int, ogr.OFTReal: QVariant.Double, ogr.OFTString: QVariant.String}
+        self.crs = crs
+        self.sinks, self.dest_ids = {}, {}
+        for param, (layer_name, wkb_type) in SINKS.items():
+            fields = QgsFields()
+            for name, kind in LAYERS[layer_name][1]:
+                fields.append(QgsField(name, qt_types[kind]))
+            sink, dest_id = alg.parameterAsSink(parameters, param, context, fields, wkb_type, qgis_crs)
+            if sink is None:
+                if param == "CAMERA_POSES":
+                    raise QgsProcessingException(alg.invalidSinkError(parameters, param))
+                continue  # an optional output the user switched off
+            self.sinks[layer_name] = (sink, fields)
+            self.dest_ids[param] = dest_id
+
+    def write(self, result) -> None:
+        from loc2_engine.gpkg import layer_rows
+
+        rows = layer_rows(result, self.crs)
+        for layer_name, (sink, fields) in self.sinks.items():
+            features = []
+            for geometry, attrs in rows[layer_name]:
+                feature = QgsFeature(fields)
+                if geometry is not None:
+                    g = QgsGeometry()
+                    g.fromWkb(bytes(geometry.ExportToIsoWkb()))
+                    feature.setGeometry(g)
+                for name, value in attrs.items():
+                    feature.setAttribute(name, value)
+                features.append(feature)
+            if features and not sink.addFeatures(features, QgsFeatureSink.Flag.FastInsert):
+                raise QgsProcessingException(f"Cannot write the {layer_name} rows of {result.photo}: "
+                                             f"{sink.lastError()}")
