@@ -7,8 +7,9 @@ runs the method. Steps for one photo:
   2. prior: the argument, else the photo's EXIF GPS (`PriorError` when neither);
   3. `AerialWindow` of the model's size and gsd centred on the prior; its features are cached (LRU, by
      ``window.key``) so photos sharing a window encode it once;
-  4. depth provider -> depth map (model input pixels) -> depth at each ground token; tokens without depth
-     (sky, above the horizon, beyond the range the window can hold) are masked out of the matching;
+  4. depth provider -> depth map (its own resolution, photo aspect) -> depth at each ground token (bilinear
+     at the token's position in that grid); tokens without depth (sky, above the horizon, metric depth
+     beyond half the window) are masked out of the matching;
   5. matcher: probabilities P (aerial cells x ground tokens) -> correspondences sampled ∝ P;
   6. ground tokens lifted to the camera BEV frame (``xy_bev = depth * lift_coef``);
   7. weighted scale-aware RANSAC (`ransac.ransac_similarity`) -> ``xy_local = s R xy_bev + t``;
