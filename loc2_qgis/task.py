@@ -47,12 +47,16 @@ def localizer_for(model: str, depth: str, device: str):
     return _LOCALIZERS[key]
 
 
-def localize_with_engine(request: Request, task: "LocalizeTask"):
-    """The real engine: load the photo with the chosen camera, then `Localizer.localize`."""
+def localize_with_engine(request: Request, task: "LocalizeTask", localizer=None):
+    """The real engine: load the photo with the chosen camera, then `Localizer.localize`.
+
+    localizer: a ready `Localizer` (tests pass one built from an in-memory model); default: the session's
+    one for the request's model, depth and device.
+    """
     from loc2_engine.ground import GroundImage
     from loc2_engine.pipeline import Prior
 
-    localizer = localizer_for(request.model, request.depth, request.device)
+    localizer = localizer or localizer_for(request.model, request.depth, request.device)
     task.setProgress(30)
     if task.isCanceled():
         return None

@@ -342,3 +342,75 @@ def test_prior_marker_follows_a_canvas_crs_change(plugin, qgis_iface, scene):
     box = dock.marker.circle.asGeometry().boundingBox()
     assert box.width() == pytest.approx(2 * dock.radius.value(), rel=0.01)
     assert box.center().distance(QgsPointXY(*scene["xy"])) < 0.01
+
+
+@pytest.mark.inqgis
+def test_real_pipeline_runs_in_the_task_with_a_qgis_rendered_window(plugin, scene, aerial_raster):
+    """The production engine function with a real Localizer (untrained small model, plane depth): photo
+    loading, window rendering in the worker thread, matching, RANSAC and the Result's way into the dock."""
+    from functools import partial
+
+    from loc2_engine.models.small import build
+    from loc2_engine.pipeline import Localizer
+    from loc2_qgis.task import localize_with_engine
+
+    localizer = Localizer(model=build(), depth="plane", device="cpu", hypotheses=200, n_matches=256)
+    dock = plugin.dock
+    drive(dock, scene, aerial_raster, partial(localize_with_engine, localizer=localizer))
+    wait_until(lambda: dock.task is None, timeout=300)
+    assert len(dock.results) == 1, dock.status.text()
+    result = dock.results[0]
+    assert result.photo == str(scene["photo"]) and result.model and result.depth == "plane"
+    assert dock.table.item(0, 1).text() == result.status
+    if result.ok:  # an untrained model may or may not find a consistent pose; either way it is reported
+        layers = group_layers("Loc² street.jpg")
+        assert layers["camera_poses"].crs().authid() == CRS
+        assert result.window.image.shape[:2] == (localizer.matcher.aerial_size_px,) * 2
+    else:
+        assert result.error and result.error in dock.status.text()
+
+
+DEFAULT_WEIGHTS = REPO / "resources" / "models" / "default.safetensors"
+
+
+@pytest.fixture(scope="module")
+def demo_scene(tmp_path_factory):
+    """data/demo when present (`loc2 synth data/demo --preset demo`), else the same preset made here."""
+    import csv
+    import subprocess
+    import sys
+
+    folder = REPO / "data" / "demo"
+    if not (folder / "manifest.csv").is_file():
+        folder = tmp_path_factory.mktemp("demo")
+        subprocess.run([sys.executable, "-m", "loc2_engine", "synth", str(folder), "--preset", "demo"],
+                       check=True, capture_output=True, timeout=600)
+    rows = list(csv.DictReader(open(folder / "manifest.csv", encoding="utf-8")))
+    return folder, rows
+
+
+@pytest.mark.slow
+@pytest.mark.inqgis
+@pytest.mark.skipif(not DEFAULT_WEIGHTS.is_file(), reason="trained default model not in resources/models yet")
+def test_dock_with_the_default_model_finds_the_true_pose(plugin, demo_scene, qgis_iface):
+    folder, rows = demo_scene
+    row = next(r for r in rows if r["camera"] == "pano")
+    layer = QgsRasterLayer(str(folder / row["aerial"]), "demo aerial")
+    QgsProject.instance().addMapLayer(layer)
+    dock = plugin.dock
+    dock.raster_combo.setLayer(layer)
+    dock.photo.setFilePath(str(folder / row["photo"]))
+    from qgis.core import QgsPointXY
+
+    dock.set_prior(QgsPointXY(float(row["prior_x"]), float(row["prior_y"])),
+                   QgsCoordinateReferenceSystem(row["crs"]))
+    dock.run_button.click()
+    wait_until(lambda: dock.task is None, timeout=600)
+    result = dock.results[-1]
+    assert result.ok, result.error
+    error_m = float(np.hypot(result.x - float(row["true_x"]), result.y - float(row["true_y"])))
+    heading_err = abs((result.heading_deg - float(row["true_heading_deg"]) + 180) % 360 - 180)
+    assert error_m < 5.0 and heading_err < 10.0, (error_m, heading_err)
+    pose = next(group_layers(f"Loc² {Path(row['photo']).name}")["camera_poses"].getFeatures())
+    assert pose.geometry().asPoint().distance(QgsPointXY(result.x, result.y)) < 1e-6
+    QgsProject.instance().removeMapLayer(layer.id())
