@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
@@ -140,12 +141,21 @@ def markdown_table(rows: Iterable[Dict]) -> str:
     return "\n".join(lines)
 
 
+def failure_reasons(records: Sequence[PhotoRecord], width: int = 90) -> List[str]:
+    """"count × reason" lines for the failed photos, most frequent first (reasons cut to ``width`` chars)."""
+    counts = Counter(r.error.split(":")[0][:width] for r in records if r.status == "failed")
+    return [f"{n} × {reason}" for reason, n in counts.most_common()]
+
+
 def report(records: Sequence[PhotoRecord], title: str = "") -> str:
-    """Both tables as markdown, with a title line."""
+    """Both tables as markdown, with a title line and the failure reasons."""
     tables = group_tables(records)
     parts = [f"### {title}" if title else "", markdown_table(tables["by_camera"]), "",
              "By status:", "", markdown_table(tables["by_status"])]
-    return "\n".join(p for p in parts if p is not None).strip() + "\n"
+    reasons = failure_reasons(records)
+    if reasons:
+        parts += ["", "Failures:", ""] + [f"- {line}" for line in reasons]
+    return "\n".join(parts).strip() + "\n"
 
 
 def records_to_json(records: Sequence[PhotoRecord], config: Dict) -> Dict:

@@ -61,3 +61,12 @@ def test_spread_subset():
     assert spread_subset(10, None) == list(range(10))
     assert spread_subset(10, 3)[0] == 0 and spread_subset(10, 3)[-1] == 9
     assert len(spread_subset(100, 7)) == 7
+
+
+def test_report_lists_failure_reasons():
+    from loc2_engine.bench import report
+
+    recs = [_rec("pano", "known", "ok", 1, 1)] + [
+        PhotoRecord("p", "pano", "known", "failed", math.nan, math.nan, 0.1, 0.0, error="No usable matches: x")] * 2
+    text = report(recs, "t")
+    assert text.startswith("### t") and "2 × No usable matches" in text
