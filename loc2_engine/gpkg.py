@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Set, Tuple
 
 import numpy as np
 import pyproj
-from osgeo import ogr, osr
+from osgeo import gdal, ogr, osr
 
 from .errors import Loc2Error
 from .frustum import frustum_polygon
@@ -121,22 +121,32 @@ class GeoPackageWriter:
     def __init__(self, path, crs, frustum_range_m: float = FRUSTUM_RANGE_M):
         self.path = Path(path)
         self.frustum_range_m = float(frustum_range_m)
-        driver = ogr.GetDriverByName("GPKG")
-        if self.path.exists():
-            self._ds = ogr.Open(str(self.path), update=1)
-            if self._ds is None or self._ds.GetDriver().GetName() != "GPKG":
-                raise OutputError(f"{self.path} exists but is not a GeoPackage that can be opened for writing.")
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._ds = driver.CreateDataSource(str(self.path))
-            if self._ds is None:
-                raise OutputError(f"Cannot create the GeoPackage {self.path}.")
+        self._ds = self._open()
         existing = self._ds.GetLayerByName("camera_poses")
         self.crs = (existing is not None and _crs_of_layer(existing)) or pyproj.CRS.from_user_input(crs)
         self._layers = {name: self._layer(name, geom, fields) for name, (geom, fields) in LAYERS.items()}
         self._embed_styles()
 
     # -- setup -------------------------------------------------------------------------------------------
+    def _open(self):
+        """The dataset, opened for update or created; OutputError with the reason otherwise."""
+        exists = self.path.exists()
+        try:  # GDAL returns None, or raises RuntimeError when some other code called ogr.UseExceptions()
+            if exists:
+                ds = ogr.Open(str(self.path), update=1)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(self.path))
+            reason = gdal.GetLastErrorMsg()
+        except (RuntimeError, OSError) as exc:  # OSError: the parent folder cannot be created
+            ds, reason = None, str(exc)
+        if exists and (ds is None or ds.GetDriver().GetName() != "GPKG"):
+            raise OutputError(f"{self.path} exists but is not a GeoPackage that can be opened for writing "
+                              f"({reason or 'another format'}); choose another output file.")
+        if ds is None:
+            raise OutputError(f"Cannot create the GeoPackage {self.path} ({reason or 'unknown reason'}).")
+        return ds
+
     def _layer(self, name: str, geom_type: int, fields):
         layer = self._ds.GetLayerByName(name)
         if layer is None:

@@ -167,3 +167,14 @@ def test_qgis_opens_the_file_styled(tmp_path, qgis_app):
         assert matches.renderer().type() == "categorizedSymbol"
     finally:
         del layer
+
+
+def test_unusable_output_files_are_specific_errors(tmp_path):
+    from loc2_engine.gpkg import OutputError
+
+    (tmp_path / "notes.gpkg").write_text("not a database")
+    with pytest.raises(OutputError, match="not a GeoPackage"):
+        GeoPackageWriter(tmp_path / "notes.gpkg", CRS)
+    (tmp_path / "dir").write_text("a file where a folder should be")
+    with pytest.raises(OutputError, match="Cannot create"):
+        GeoPackageWriter(tmp_path / "dir" / "out.gpkg", CRS)
