@@ -204,7 +204,7 @@ def to_input(image: np.ndarray) -> torch.Tensor:
     """uint8 image (H, W, 3) -> float tensor (1, 3, H, W) in [0, 1]."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected a uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0
+    return torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float() / 255.0  # copy: inputs may be read-only
 
 
 def resize_image(image: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
