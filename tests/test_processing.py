@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from osgeo import ogr
-from qgis.core import QgsApplication, QgsProcessingFeedback, QgsVectorLayer
+from qgis.core import QgsApplication, QgsProcessingFeedback, QgsSymbolLayer, QgsVectorLayer
 
 from batch_fixtures import CRS, GOOD, OFFSET_M, FakeLocalizer, make_folder, write_photo, write_raster
 from loc2_engine import pipeline
@@ -212,3 +212,19 @@ def test_qgis_process_processing_run_and_cli_give_the_same_poses(provider, synth
                 assert other == row
             else:
                 assert other[1:-1] == pytest.approx(row[1:-1], abs=1e-6), name
+
+
+@pytest.mark.inqgis
+def test_loaded_outputs_are_styled(provider, fake, tmp_path, qgis_new_project):
+    import processing
+    from qgis.core import QgsProject
+
+    folder, raster, _ = make_folder(tmp_path)
+    processing.runAndLoadResults(ALG, {"FOLDER": str(folder), "AERIAL": raster, "CAMERA_POSES": "TEMPORARY_OUTPUT",
+                                       "VIEW_FRUSTUMS": "TEMPORARY_OUTPUT", "INLIERS": "TEMPORARY_OUTPUT"})
+    layers = {layer.name(): layer for layer in QgsProject.instance().mapLayers().values()}
+    poses = layers["Camera poses"]
+    assert poses.renderer().type() == "categorizedSymbol" and poses.labelsEnabled()
+    assert "weight" in layers["Inliers"].renderer().symbol().symbolLayer(0).dataDefinedProperties().property(
+        QgsSymbolLayer.PropertyFillColor).expressionString()
+    QgsProject.instance().removeAllMapLayers()

@@ -10,9 +10,11 @@ honoured between photos. The engine (and torch) is imported only when the algori
 from __future__ import annotations
 
 import os
+from collections import deque
 
 from qgis.core import (QgsFeature, QgsFeatureSink, QgsField, QgsFields, QgsGeometry, QgsProcessing,
-                       QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingOutputNumber,
+                       QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingLayerPostProcessorInterface,
+                       QgsProcessingOutputNumber,
                        QgsProcessingParameterBoolean, QgsProcessingParameterEnum,
                        QgsProcessingParameterFeatureSink, QgsProcessingParameterFeatureSource,
                        QgsProcessingParameterField, QgsProcessingParameterFile, QgsProcessingParameterNumber,
@@ -219,6 +221,31 @@ def _raster_file(layer) -> str:
     return path
 
 
+class _Styler(QgsProcessingLayerPostProcessorInterface):
+    """Applies ``resources/styles/<layer>.qml`` to an output layer when QGIS loads it after the run."""
+
+    #: QGIS does not own post-processors: keep the last few alive until QGIS has called them
+    _alive = deque(maxlen=64)
+
+    def __init__(self, layer_name: str):
+        super().__init__()
+        self.layer_name = layer_name
+
+    @classmethod
+    def create(cls, layer_name: str) -> "_Styler":
+        styler = cls(layer_name)
+        cls._alive.append(styler)
+        return styler
+
+    def postProcessLayer(self, layer, context, feedback):  # noqa: N802 (QGIS's name)
+        from loc2_engine.resources import resource_path
+
+        qml = resource_path("styles", f"{self.layer_name}.qml")
+        if qml.is_file():
+            layer.loadNamedStyle(str(qml))
+            layer.triggerRepaint()
+
+
 class _SinkWriter:
     """The batch writer of the algorithm: each Result's `layer_rows` into the three feature sinks.
 
@@ -245,6 +272,8 @@ class _SinkWriter:
                 continue  # an optional output the user switched off
             self.sinks[layer_name] = (sink, fields)
             self.dest_ids[param] = dest_id
+            if context.willLoadLayerOnCompletion(dest_id):
+                context.layerToLoadOnCompletionDetails(dest_id).setPostProcessor(_Styler.create(layer_name))
 
     def write(self, result) -> None:
         from loc2_engine.gpkg import layer_rows
