@@ -58,9 +58,11 @@ def add_local_site(plugin_dir: Path = PLUGIN_DIR) -> None:
         importlib.invalidate_caches()
 
 
-def missing(requirements=REQUIREMENTS) -> List[Requirement]:
-    """Requirements whose module cannot be found (checked without importing them: torch is slow to import)."""
-    return [req for req in requirements if importlib.util.find_spec(req.module) is None]
+def missing(requirements=None) -> List[Requirement]:
+    """Requirements (default `REQUIREMENTS`) whose module cannot be found; checked without importing them
+    (torch is slow to import)."""
+    return [req for req in (REQUIREMENTS if requirements is None else requirements)
+            if importlib.util.find_spec(req.module) is None]
 
 
 def describe(reqs: List[Requirement]) -> str:

@@ -49,7 +49,7 @@ def window_image(window) -> QImage:
     """QImage copy of the window's (H, W, 3) uint8 image."""
     rgb = np.ascontiguousarray(window.image)
     h, w = rgb.shape[:2]
-    return QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+    return QImage(rgb.tobytes(), w, h, 3 * w, QImage.Format.Format_RGB888).copy()
 
 
 def compose(result, colour_by: str = "weight", show_outliers: bool = False, photo: QImage = None) -> QImage:

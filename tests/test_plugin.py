@@ -165,3 +165,28 @@ def test_install_dialog_installs_in_the_background_and_appends_to_sys_path(tmp_p
 
     assert loc2probe.VALUE == 42
     sys.modules.pop("loc2probe")
+
+
+@pytest.mark.inqgis
+def test_missing_torch_is_named_on_load_and_run_offers_the_installer(qgis_iface, monkeypatch):
+    from qgis.core import Qgis
+
+    absent = deps.Requirement("loc2_absent_torch", "loc2-absent-torch==2.13.0", "the matching model")
+    monkeypatch.setattr(deps, "REQUIREMENTS", deps.REQUIREMENTS + (absent,))
+    bar = qgis_iface.messageBar()
+    bar.clear_messages()
+    plugin = loc2_qgis.classFactory(qgis_iface)
+    plugin.initGui()  # loads anyway
+    try:
+        warnings = bar.get_messages(Qgis.MessageLevel.Warning)
+        assert any("loc2-absent-torch==2.13.0 (the matching model)" in m for m in warnings)
+        assert plugin.install_action is not None and plugin.install_action.objectName() == "loc2_install_action"
+        plugin.action.trigger()
+        plugin.dock.run_button.click()
+        dialogs = [w for w in plugin.dock.findChildren(deps.InstallDialog)]
+        assert dialogs and dialogs[0].isVisible() and dialogs[0].specs == ["loc2-absent-torch==2.13.0"]
+        assert "loc2-absent-torch==2.13.0" in plugin.dock.status.text()
+        assert plugin.dock.task is None
+        dialogs[0].close()
+    finally:
+        plugin.unload()

@@ -414,3 +414,51 @@ def test_dock_with_the_default_model_finds_the_true_pose(plugin, demo_scene, qgi
     pose = next(group_layers(f"Loc² {Path(row['photo']).name}")["camera_poses"].getFeatures())
     assert pose.geometry().asPoint().distance(QgsPointXY(result.x, result.y)) < 1e-6
     QgsProject.instance().removeMapLayer(layer.id())
+
+
+@pytest.mark.inqgis
+def test_selected_point_feature_and_heading_prior_reach_the_request(plugin, scene, aerial_raster, qgis_iface):
+    from qgis.core import QgsFeature, QgsGeometry, QgsPointXY, QgsVectorLayer
+
+    points = QgsVectorLayer(f"Point?crs={CRS}", "gps points", "memory")
+    feature = QgsFeature()
+    feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(scene["xy"][0] + 3, scene["xy"][1])))
+    points.dataProvider().addFeatures([feature])
+    QgsProject.instance().addMapLayer(points)
+    points.selectAll()
+    qgis_iface.setActiveLayer(points)
+    dock = plugin.dock
+    dock.raster_combo.setLayer(aerial_raster)
+    dock.photo.setFilePath(str(scene["photo"]))
+    dock.prior_source.setCurrentIndex(2)
+    dock.prior_source.activated.emit(2)
+    assert dock.prior_point == QgsPointXY(scene["xy"][0] + 3, scene["xy"][1]) and dock.prior_crs.authid() == CRS
+    dock.heading_known.setChecked(True)
+    dock.heading.setValue(80.0)
+    dock.tolerance.setValue(20.0)
+    dock.camera.setCurrentText("pinhole")
+    request = dock.request()
+    assert request.prior == {"x": scene["xy"][0] + 3, "y": scene["xy"][1], "crs": CRS,
+                             "radius_m": dock.radius.value(), "heading_deg": 80.0, "heading_tolerance_deg": 20.0}
+    assert request.camera == "pinhole" and request.hfov_deg == pytest.approx(dock.hfov.value())
+    assert request.aerial.crs == CRS
+    QgsProject.instance().removeMapLayer(points.id())
+
+
+@pytest.mark.inqgis
+def test_choices_persist_in_qgs_settings(plugin, scene, aerial_raster):
+    from loc2_qgis.dock import Loc2Dock
+
+    dock = plugin.dock
+    dock.radius.setValue(42.0)
+    drive(dock, scene, aerial_raster, FakeEngine(scene["xy"]))
+    wait_until(lambda: dock.task is None)
+    again = Loc2Dock(plugin.iface)
+    try:
+        assert again.radius.value() == 42.0
+        assert again.raster_combo.currentLayer() is aerial_raster
+        assert again.model.currentText() == dock.model.currentText()
+        assert again.depth.currentText() == dock.depth.currentText()
+    finally:
+        again.close_down()
+        again.deleteLater()
