@@ -243,6 +243,11 @@ class Loc2Dock(QDockWidget):
         self.exif_lonlat = None
         reader = QImageReader(path)
         reader.setAutoTransform(True)  # EXIF orientation, as the engine applies it
+        size = reader.size()
+        if size.isValid() and max(size.width(), size.height()) > 2 * THUMBNAIL_WIDTH:
+            # decode a camera-sized JPEG at thumbnail size, not at 24 Mpx
+            reader.setScaledSize(size.scaled(2 * THUMBNAIL_WIDTH, 2 * THUMBNAIL_WIDTH,
+                                             Qt.AspectRatioMode.KeepAspectRatio))
         image = reader.read()
         if image.isNull():
             self.thumbnail.setPixmap(QPixmap())
@@ -250,9 +255,9 @@ class Loc2Dock(QDockWidget):
             return
         self.thumbnail.setPixmap(QPixmap.fromImage(image.scaledToWidth(
             THUMBNAIL_WIDTH, Qt.TransformationMode.SmoothTransformation)))
-        self._read_exif(path, image.width(), image.height())
+        self._read_exif(path)
 
-    def _read_exif(self, path: str, width: int, height: int):
+    def _read_exif(self, path: str):
         """Pre-fill the HFOV and, with the EXIF source, the prior from the photo's EXIF."""
         from loc2_engine.errors import Loc2Error
         from loc2_engine.exif import read_exif
@@ -262,6 +267,9 @@ class Loc2Dock(QDockWidget):
         except Loc2Error as exc:
             self.message(str(exc), Qgis.MessageLevel.Warning)
             return
+        width, height = info.width, info.height
+        if info.orientation in (5, 6, 7, 8):  # stored sideways: the upright photo swaps them
+            width, height = height, width
         try:
             from loc2_engine.ground import hfov_from_exif
         except ImportError:  # cameras need torch; the installer is offered on Run
@@ -464,7 +472,7 @@ class Loc2Dock(QDockWidget):
 
     def open_viewer(self):
         index = self.selected_index()
-        if index is None or not self.results[index].ok:
+        if index is None or not self.results[index].ok or self.results[index].window is None:
             self.message("Select a localized result to view its matches.", Qgis.MessageLevel.Warning)
             return
         from .match_viewer import MatchViewer

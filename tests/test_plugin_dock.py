@@ -462,3 +462,22 @@ def test_choices_persist_in_qgs_settings(plugin, scene, aerial_raster):
     finally:
         again.close_down()
         again.deleteLater()
+
+
+@pytest.mark.inqgis
+def test_rotated_camera_photo_gets_an_upright_thumbnail_and_its_portrait_hfov(plugin, tmp_path):
+    from loc2_engine.exif import read_exif
+    from loc2_engine.ground import hfov_from_exif
+
+    photo = tmp_path / "portrait.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, shown rotated 90° clockwise: an upright portrait
+    exif[0x8769] = {0xA405: 26}
+    Image.new("RGB", (1200, 800), (90, 120, 150)).save(photo, exif=exif)
+    dock = plugin.dock
+    dock.photo.setFilePath(str(photo))
+    pixmap = dock.thumbnail.pixmap()
+    assert pixmap.height() > pixmap.width()
+    expected, _ = hfov_from_exif(read_exif(photo), 800, 1200)
+    assert dock.hfov.value() == pytest.approx(expected, abs=0.01) and expected < 60
+    assert "no EXIF GPS" in dock.prior_label.text() and dock.prior_point is None
