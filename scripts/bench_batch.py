@@ -1,0 +1,115 @@
+#!/usr/bin/env python
+"""Batch throughput: N synthetic photos end to end through `loc2_engine.batch.run_batch` into a GeoPackage.
+
+Reports time per photo (Localizer run time and wall time including the GeoPackage write) and memory:
+peak RSS (getrusage), RSS after every photo, and the growth of RSS over the second half of the run, which
+must stay flat (Results are not kept; the aerial feature cache is bounded). --tracemalloc also tracks the
+Python heap (slower: every allocation is traced).
+
+    .venv/bin/python -m loc2_engine synth data/bench --preset bench      # once (owner: synth)
+    .venv/bin/python scripts/bench_batch.py data/bench --n 100 [--model default] [--depth truth]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def rss_mb() -> float:
+    """Current resident set size of this process, MB (from /proc; Linux)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def slope_mb_per_100(xs, ys) -> float:
+    """Least-squares slope of ys over xs, scaled to MB per 100 photos."""
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    var = sum((x - mx) ** 2 for x in xs)
+    return 100.0 * sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var if var else 0.0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("dataset", help="dataset folder with manifest.csv (loc2 synth ... --preset bench)")
+    parser.add_argument("--n", type=int, default=100, help="photos: the first N rows of the manifest")
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--depth", default=None, help="depth provider (default: the model's)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--tracemalloc", action="store_true", help="also trace the Python heap (slower)")
+    parser.add_argument("--out", help="GeoPackage to write (default: a temporary file)")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from loc2_engine.batch import manifest_jobs, output_crs, run_batch
+    from loc2_engine.gpkg import GeoPackageWriter
+    from loc2_engine.manifest import read_manifest
+    from loc2_engine.pipeline import Localizer
+
+    manifest = Path(args.dataset) / "manifest.csv"
+    if not manifest.is_file():
+        print(f"no {manifest}; generate it with `loc2 synth {args.dataset} --preset bench`", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = read_manifest(manifest)
+    if len(rows) < args.n:
+        print(f"{manifest} has {len(rows)} photos, fewer than --n {args.n}", file=sys.stderr)
+        return 2
+    jobs = manifest_jobs(rows[: args.n])
+
+    t0 = time.perf_counter()
+    localizer = Localizer(model=args.model, depth=args.depth, device=args.device)
+    load_s = time.perf_counter() - t0
+    out = args.out or os.path.join(tempfile.mkdtemp(prefix="bench_batch_"), "bench.gpkg")
+    crs = output_crs(jobs)
+    if args.tracemalloc:
+        tracemalloc.start()
+    rss, heap, stamps = [], [], []
+    start = time.perf_counter()
+
+    def progress(done, total, result):
+        stamps.append(time.perf_counter() - start)
+        rss.append(rss_mb())
+        heap.append(tracemalloc.get_traced_memory()[0] / 2**20 if args.tracemalloc else float("nan"))
+        print(f"{done}/{total} {result.status:<15} {result.runtime_s:5.2f} s  rss {rss[-1]:7.1f} MB",
+              file=sys.stderr, flush=True)
+
+    with GeoPackageWriter(out, crs) as writer:
+        summary = run_batch(jobs, None, writer, localizer, progress=progress)
+    heap_peak = tracemalloc.get_traced_memory()[1] / 2**20 if args.tracemalloc else float("nan")
+
+    n = len(stamps)
+    walls = [b - a for a, b in zip([0.0] + stamps[:-1], stamps)]
+    half = list(range(n // 2, n))
+    print(f"photos               {n}  (ok {summary.ok}, low_confidence {summary.low_confidence}, "
+          f"failed {summary.failed})")
+    print(f"model                {args.model}  depth {localizer.depth.name}  device {args.device}  "
+          f"torch threads {torch.get_num_threads()}  (load {load_s:.1f} s)")
+    print(f"Localizer s/photo    median {summary.median_runtime_s:.3f}  mean {statistics.fmean(summary.runtimes_s):.3f}")
+    print(f"wall s/photo         median {statistics.median(walls):.3f}  mean {statistics.fmean(walls):.3f}  "
+          f"(incl. GeoPackage write; total {stamps[-1]:.1f} s, {60 * n / stamps[-1]:.1f} photos/min)")
+    print(f"RSS MB               after 1: {rss[0]:.0f}  after {n // 2}: {rss[n // 2 - 1]:.0f}  "
+          f"after {n}: {rss[-1]:.0f}  peak (ru_maxrss): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
+    print(f"RSS growth           {slope_mb_per_100(half, [rss[i] for i in half]):+.1f} MB per 100 photos "
+          f"(least squares over photos {n // 2 + 1}..{n})")
+    if args.tracemalloc:
+        print(f"Python heap MB       after 1: {heap[0]:.1f}  after {n}: {heap[-1]:.1f}  peak {heap_peak:.1f}  "
+              f"growth {slope_mb_per_100(half, [heap[i] for i in half]):+.2f} MB per 100 photos")
+    print(f"output               {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
