@@ -18,7 +18,7 @@ from qgis.gui import QgsDoubleSpinBox, QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QImageReader, QPixmap
 from qgis.PyQt.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDockWidget, QFormLayout,
-                                 QHBoxLayout, QLabel, QProgressBar, QPushButton, QTableWidget,
+                                 QHBoxLayout, QHeaderView, QLabel, QProgressBar, QPushButton, QTableWidget,
                                  QTableWidgetItem, QVBoxLayout, QWidget)
 
 from . import deps, settings
@@ -190,6 +190,7 @@ class Loc2Dock(QDockWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.itemSelectionChanged.connect(self._row_selected)
         outer.addWidget(self.table, 1)
