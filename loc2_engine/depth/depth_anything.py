@@ -1,9 +1,9 @@
 """`depth-anything` depth: Depth Anything V2 (transformers ``DepthAnythingForDepthEstimation``) from a local folder.
 
 Pinhole photos go through the network directly. A 360° panorama cannot (the network expects a perspective
-image), so it is cut into perspective crops — ``n_yaw`` crops around the horizon plus one straight up and one
-straight down, so that every direction is seen — whose depths are merged into one equirectangular map, weighting each crop by how close a ray is to the
-crop's axis so that seams blend.
+image), so it is cut into perspective crops — ``n_yaw`` around the horizon, one straight up and one straight
+down, so that every direction is seen — whose depths are merged into one equirectangular map, weighting each
+crop by how close a ray is to the crop's axis so that seams blend.
 
 Output is always **range** (distance along the ray): each crop's or photo's z-depth is divided by the
 ray's forward component. The folder's config says which kind of model it is:

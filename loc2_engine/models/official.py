@@ -26,12 +26,10 @@ expressed in the official frames).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
-from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -55,7 +53,6 @@ ATT_LAYERS, ATT_HEADS = 3, 8
 AERIAL_CELLS = 41         # config [Model] sat_bev_res
 TAU = 0.1
 PATCH = 14
-AERIAL_CACHE_SIZE = 8     # aerial windows whose features are kept (a batch shares one window per prior)
 
 
 @dataclass(frozen=True)
@@ -152,7 +149,7 @@ class OfficialMatcher(Matcher):
 
     Ground: (B, 3, H, W) at ``variant.ground_size`` -> descriptors (B, 128, H/14, W/14). Aerial:
     (B, 3, P, P), P = ``variant.aerial_px`` at ``variant.aerial_gsd`` m/px -> (B, 128, 41, 41) with
-    `official_cells_local` coordinates; features are cached per aerial image (exact: the model is frozen).
+    `official_cells_local` coordinates (the pipeline caches them per aerial window).
     """
 
     def __init__(self, variant: Variant, backbone: Dinov2Backbone, heads: Optional[OfficialHeads] = None):
@@ -166,7 +163,6 @@ class OfficialMatcher(Matcher):
         self.max_depth_m = variant.max_depth_m
         self.backbone = backbone
         self.heads = heads if heads is not None else OfficialHeads(backbone.channels)
-        self._aerial_cache: "OrderedDict[str, AerialFeatures]" = OrderedDict()
 
     @property
     def dustbin(self) -> torch.Tensor:
@@ -177,23 +173,10 @@ class OfficialMatcher(Matcher):
         P = self.aerial_size_px
         if aerial.ndim != 4 or tuple(aerial.shape[1:]) != (3, P, P):
             raise ValueError(f"aerial input must be (B, 3, {P}, {P}), got {tuple(aerial.shape)}")
-        # a frozen model gives the same features for the same pixels, so a content hash is an exact cache key;
-        # hashing 5 MB costs ~5 ms against ~5-15 s for the ViT pass
-        key = None if torch.is_grad_enabled() else hashlib.blake2b(
-            aerial.detach().float().cpu().numpy().tobytes(), digest_size=16).hexdigest() + str(tuple(aerial.shape))
-        if key is not None and key in self._aerial_cache:
-            self._aerial_cache.move_to_end(key)
-            return self._aerial_cache[key]
         tokens = self.backbone(aerial)                                          # (B, 1024, P/14, P/14)
         cells = F.interpolate(tokens, (AERIAL_CELLS, AERIAL_CELLS), mode="bilinear", align_corners=False)
         desc = self.heads.sat_projector(cells)                                  # (B, 128, 41, 41)
-        xy = official_cells_local(AERIAL_CELLS, self.aerial_size_m).to(desc.device)
-        feats = AerialFeatures(desc, xy)
-        if key is not None:
-            self._aerial_cache[key] = feats
-            while len(self._aerial_cache) > AERIAL_CACHE_SIZE:
-                self._aerial_cache.popitem(last=False)
-        return feats
+        return AerialFeatures(desc, official_cells_local(AERIAL_CELLS, self.aerial_size_m).to(desc.device))
 
     def encode_ground(self, ground: torch.Tensor, kind: Optional[str] = None) -> GroundFeatures:
         """ground (B, 3, H, W) RGB [0, 1] at the variant's size -> GroundFeatures desc (B, 128, H/14, W/14),
