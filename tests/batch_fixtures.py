@@ -106,10 +106,10 @@ class FakeLocalizer:
             return Result.failure(photo_id, exc, runtime_s=time.perf_counter() - start, model="fake")
 
     def _localize(self, photo, aerial, prior, photo_id, start) -> Result:
+        time.sleep(self.delay_s)  # every photo, broken or not, takes this long
         ground = GroundImage.load(photo) if isinstance(photo, (str, os.PathLike)) else photo
         if self.crash_on and os.path.basename(photo_id) == self.crash_on:
             raise ZeroDivisionError("a bug in the fake")
-        time.sleep(self.delay_s)
         if prior is not None and prior.has_position:
             xy, crs = (prior.x, prior.y), prior.crs or CRS
         elif ground.exif.lonlat is not None:

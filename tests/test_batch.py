@@ -108,7 +108,7 @@ def test_killed_batch_resumes_to_exactly_one_row_per_photo(tmp_path):
         from loc2_engine.gpkg import GeoPackageWriter
         from loc2_engine.pipeline import Prior
         with GeoPackageWriter({str(out)!r}, CRS) as w:
-            run_batch(folder_jobs({str(folder)!r}, prior=Prior()), {raster!r}, w, FakeLocalizer(delay_s=0.3),
+            run_batch(folder_jobs({str(folder)!r}, prior=Prior()), {raster!r}, w, FakeLocalizer(delay_s=0.5),
                       progress=lambda d, t, r: print(d, flush=True))
     """)
     proc = subprocess.Popen([sys.executable, "-c", driver], stdout=subprocess.PIPE, text=True,
