@@ -2,7 +2,6 @@
 cancel, manifests, EXIF heading priors, exit codes. The localizer is `batch_fixtures.FakeLocalizer` (real
 input handling, made-up pose) so these tests do not depend on a trained model."""
 
-import argparse
 import gc
 import os
 import signal
@@ -17,9 +16,8 @@ import pytest
 from osgeo import ogr
 
 from batch_fixtures import CRS, GOOD, OFFSET_M, FakeLocalizer, make_folder, write_photo, write_raster
-from loc2_engine import pipeline
+from loc2_engine import cli, pipeline
 from loc2_engine.batch import find_photos, folder_jobs, manifest_jobs, run_batch
-from loc2_engine.commands import batch as batch_command
 from loc2_engine.gpkg import GeoPackageWriter
 from loc2_engine.manifest import read_manifest, write_manifest
 from loc2_engine.pipeline import Prior
@@ -171,9 +169,8 @@ def test_exif_heading_prior_only_when_asked_and_true_north(tmp_path):
 
 
 def run_cli(*argv) -> int:
-    parser = argparse.ArgumentParser()
-    batch_command.add_arguments(parser)
-    return batch_command.run(parser.parse_args([str(a) for a in argv]))
+    """`loc2 batch ARGV...` through the console script's dispatcher, in this process."""
+    return cli.main(["batch"] + [str(a) for a in argv])
 
 
 def test_cli_runs_resumes_and_refuses_to_duplicate(tmp_path, monkeypatch, capsys):

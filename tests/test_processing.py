@@ -4,7 +4,6 @@ processing.run and `loc2 batch` on the same inputs."""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -171,16 +170,14 @@ def pose_table(path):
 def test_qgis_process_processing_run_and_cli_give_the_same_poses(provider, synth_scene, tmp_path):
     import processing
 
-    from loc2_engine.commands import batch as batch_command
+    from loc2_engine import cli
 
     photos, raster, model = synth_scene
     common = {"FOLDER": str(photos), "AERIAL": str(raster), "MODEL": model, "DEPTH": "plane", "RADIUS": 25}
 
-    parser = argparse.ArgumentParser()
-    batch_command.add_arguments(parser)
     cli_out = tmp_path / "cli.gpkg"
-    assert batch_command.run(parser.parse_args([str(photos), "--aerial", str(raster), "--out", str(cli_out),
-                                                "--model", model, "--depth", "plane", "--radius", "25"])) == 0
+    assert cli.main(["batch", str(photos), "--aerial", str(raster), "--out", str(cli_out), "--model", model,
+                     "--depth", "plane", "--radius", "25"]) == 0
 
     run_out = tmp_path / "run.gpkg"
     processing.run(ALG, dict(common, CAMERA_POSES=str(run_out)))

@@ -106,10 +106,3 @@ def summary_table(summary, out) -> str:
     lines.append(f"written to {out}")
     return "\n".join(lines)
 
-
-if __name__ == "__main__":  # usable before every other sub-command of the `loc2` dispatcher exists
-    import argparse
-
-    _parser = argparse.ArgumentParser(prog="loc2 batch", description=HELP)
-    add_arguments(_parser)
-    raise SystemExit(run(_parser.parse_args()))
