@@ -205,3 +205,20 @@ def test_cli_cannot_run_exits_non_zero(tmp_path, monkeypatch, capsys):
         assert run_cli(*args, "--out", tmp_path / "x.gpkg") == 2, args
         assert message in capsys.readouterr().err, args
     assert not (tmp_path / "x.gpkg").exists()
+
+
+def test_ctrl_c_keeps_finished_photos_and_exits_130(tmp_path, monkeypatch, capsys):
+    class InterruptedAtThird(FakeLocalizer):
+        calls = 0
+
+        def localize(self, *args, **kwargs):
+            InterruptedAtThird.calls += 1
+            if InterruptedAtThird.calls == 3:
+                raise KeyboardInterrupt
+            return super().localize(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "Localizer", lambda **kw: InterruptedAtThird())
+    folder, raster, _ = make_folder(tmp_path)
+    assert run_cli(folder, "--aerial", raster, "--out", tmp_path / "out.gpkg") == 130
+    assert "--resume" in capsys.readouterr().err
+    assert len(pose_rows(tmp_path / "out.gpkg")) == 2
