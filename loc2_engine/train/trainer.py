@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,8 +50,8 @@ class TrainConf:
     grad_clip: float = 5.0
     max_offset_m: float = 25.0
     val_fraction: float = 0.1
-    val_photos: int = 48            # per camera kind
-    val_every_s: float = 300.0
+    val_photos: int = 32            # per camera kind
+    val_every_s: float = 480.0
     ckpt_every_s: float = 300.0
     cache_workers: int = 2
     timing_steps: int = 20          # steps timed before fixing total_steps under a wall-clock budget
@@ -234,7 +235,7 @@ class Trainer:
             self.opt.step()
         self.step += 1
         err = m["err_m"][torch.isfinite(m["err_m"])]
-        return {"loss": float(m["total"]), "vce": float(m["vce"]), "nce": 0.5 * float(m["nce_g2a"] + m["nce_a2g"]),
+        return {"loss": float(m["total"].detach()), "vce": float(m["vce"]), "nce": 0.5 * float(m["nce_g2a"] + m["nce_a2g"]),
                 "depth": float(d["silog"]), "fit_med_m": float(err.median()) if err.numel() else float("nan"),
                 "kind": batch.kind}
 
@@ -242,13 +243,14 @@ class Trainer:
         """Train until ``steps`` (total) or ``minutes`` of wall clock (this session) run out; export."""
         if minutes is None and steps is None:
             raise ValueError("give a step count, a time budget in minutes, or both")
-        if steps is not None and self.total_steps is None:
+        if steps is not None:  # also on resume: --steps is the new total
             self.total_steps = steps
         start = time.perf_counter()
         deadline = start + minutes * 60 if minutes is not None else float("inf")
         last_ckpt = last_val = start
         val = dict(self.history[-1]) if self.history else {}
-        bar = tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True)
+        bar = tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
+                   mininterval=1.0 if sys.stderr.isatty() else 30.0)  # a log file gets a line every 30 s
         ema = None
         while (self.total_steps is None or self.step < self.total_steps) and time.perf_counter() < deadline:
             t0 = time.perf_counter()
