@@ -143,7 +143,6 @@ def run_batch(jobs: Sequence[PhotoJob], aerial, out, localizer, *, resume: bool 
     start = time.perf_counter()
     summary = BatchSummary(total=len(jobs))
     done_ids = set(out.photos()) if resume else set()
-    position = 0
     for job in jobs:
         if job.photo in done_ids:
             summary.skipped += 1
@@ -155,9 +154,8 @@ def run_batch(jobs: Sequence[PhotoJob], aerial, out, localizer, *, resume: bool 
         out.write(result)
         summary.count(result.status)
         summary.runtimes_s.append(float(result.runtime_s))
-        position += 1
         if progress is not None:
-            progress(summary.skipped + position, summary.total, result)
+            progress(summary.skipped + summary.done, summary.total, result)
         del result  # the Result holds the aerial window and arrays; nothing of it outlives its row
     summary.wall_s = time.perf_counter() - start
     return summary
