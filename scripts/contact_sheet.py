@@ -1,6 +1,6 @@
 """Contact sheet of one synth town: orthophoto crop with the cameras, panoramas, pinholes and depth maps.
 
-Usage: .venv/bin/python scripts/contact_sheet.py DATASET_DIR [--town NAME] [--out sheet.png] [--width 1600]
+Usage: .venv/bin/python scripts/contact_sheet.py DATASET_DIR [--town NAME] [--out sheet.png] [--width 1600] [--palette]
 
 Reads the dataset through its manifest (DESIGN.md §3), so it also checks that the manifest, the GeoTIFF
 georeference, EXIF orientation and the depth files agree: each camera is drawn at its true position with a
@@ -32,7 +32,8 @@ def main(argv=None) -> int:
     ap.add_argument("--town", help="town name (default: the first town of the manifest)")
     ap.add_argument("--out", default="contact_sheet.png")
     ap.add_argument("--width", type=int, default=1600, help="sheet width in pixels")
-    ap.add_argument("--max-photos", type=int, default=6)
+    ap.add_argument("--palette", action="store_true", help="save as a 256-colour PNG (small, for docs)")
+    ap.add_argument("--max-photos", type=int, default=7, help="panoramas + pinholes shown (half each)")
     args = ap.parse_args(argv)
     with open(os.path.join(args.dataset, "manifest.csv"), newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
@@ -57,9 +58,10 @@ def main(argv=None) -> int:
     c0, c1 = int(max(cols.min() - m, 0)), int(min(cols.max() + m, img.shape[1]))
     r0, r1 = int(max(rws.min() - m, 0)), int(min(rws.max() + m, img.shape[0]))
 
-    n_rows = 1 + len(panos) + (len(pins) + 2) // 3
-    fig = plt.figure(figsize=(args.width / 100, 3.2 * n_rows), dpi=100)
-    gs = fig.add_gridspec(n_rows, 6)
+    n_pano_rows, n_pin_rows = (len(panos) + 1) // 2, (len(pins) + 2) // 3
+    heights = [2.2] + [1.0] * n_pano_rows + [0.85] * n_pin_rows
+    fig = plt.figure(figsize=(args.width / 100, args.width / 100 / 4 * sum(heights)), dpi=100)
+    gs = fig.add_gridspec(len(heights), 6, height_ratios=heights)
     ax = fig.add_subplot(gs[0, :3])
     ax.imshow(img[r0:r1, c0:c1], extent=(c0, c1, r1, r0))
     for i, r in enumerate(shown):
@@ -80,13 +82,13 @@ def main(argv=None) -> int:
         axd.set_xticks([]), axd.set_yticks([])
         fig.colorbar(im, ax=axd, fraction=0.02)
     for i, r in enumerate(panos):
-        a = fig.add_subplot(gs[1 + i, :])
+        a = fig.add_subplot(gs[1 + i // 2, 3 * (i % 2):3 * (i % 2) + 3])
         a.imshow(ImageOps.exif_transpose(Image.open(os.path.join(args.dataset, r["photo"]))))
         a.set_title(_label(i, r), fontsize=8)
         a.set_xticks([]), a.set_yticks([])
     for j, r in enumerate(pins):
         k = len(panos) + j
-        row, col = 1 + len(panos) + j // 3, 2 * (j % 3)
+        row, col = 1 + n_pano_rows + j // 3, 2 * (j % 3)
         a = fig.add_subplot(gs[row, col])
         a.imshow(ImageOps.exif_transpose(Image.open(os.path.join(args.dataset, r["photo"]))))
         a.set_title(_label(k, r), fontsize=7)
@@ -97,6 +99,8 @@ def main(argv=None) -> int:
         b.set_xticks([]), b.set_yticks([])
     fig.tight_layout()
     fig.savefig(args.out)
+    if args.palette:
+        Image.open(args.out).convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT).save(args.out, optimize=True)
     print(f"wrote {args.out}")
     return 0
 

@@ -162,3 +162,15 @@ def test_true_heading_differs_from_grid_heading_by_the_meridian_convergence():
     rows_east = LocalFrame("EPSG:32632", (700000.0, 6600000.0)).grid_to_true_heading(0.0)
     # east of the central meridian in the north, grid north points east of true north: true = grid + gamma > 0
     assert 0.5 < rows_east < 10.0
+
+
+def test_rays_at_heading_zero_are_the_camera_models_rays():
+    """The renderer and loc2_engine.cameras agree on pixel <-> ray (so depth truth lifts correctly)."""
+    import torch
+    from loc2_engine.cameras import PanoramaCamera, PinholeCamera
+
+    for rays, cam in ((pano_rays(0.0, 16, 32), PanoramaCamera(32, 16)),
+                      (pinhole_rays(0.0, 70.0, 12, 16), PinholeCamera.from_hfov(16, 12, 70.0))):
+        v, u = np.mgrid[0:rays.shape[0], 0:rays.shape[1]]
+        ref = cam.pixel_to_ray(torch.tensor(np.stack([u, v], -1), dtype=torch.float64)).numpy()
+        np.testing.assert_allclose(rays, ref, atol=1e-9)
