@@ -1,6 +1,6 @@
 """Contact sheet of one synth town: orthophoto crop with the cameras, panoramas, pinholes and depth maps.
 
-Usage: .venv/bin/python scripts/contact_sheet.py DATASET_DIR [--town NAME] [--out sheet.png] [--width 1600] [--palette]
+Usage: .venv/bin/python scripts/contact_sheet.py DATASET_DIR [--town NAME] [--out sheet.png] [--width 1600] [--panos 4] [--pinholes 6] [--palette]
 
 Reads the dataset through its manifest (DESIGN.md §3), so it also checks that the manifest, the GeoTIFF
 georeference, EXIF orientation and the depth files agree: each camera is drawn at its true position with a
@@ -33,7 +33,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="contact_sheet.png")
     ap.add_argument("--width", type=int, default=1600, help="sheet width in pixels")
     ap.add_argument("--palette", action="store_true", help="save as a 256-colour PNG (small, for docs)")
-    ap.add_argument("--max-photos", type=int, default=7, help="panoramas + pinholes shown (half each)")
+    ap.add_argument("--panos", type=int, default=4, help="panoramas shown (two per row)")
+    ap.add_argument("--pinholes", type=int, default=6, help="pinholes shown, each with its range map (three per row)")
     args = ap.parse_args(argv)
     with open(os.path.join(args.dataset, "manifest.csv"), newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
@@ -41,8 +42,8 @@ def main(argv=None) -> int:
         raise SystemExit(f"{args.dataset}/manifest.csv has no rows")
     aerial = args.town and f"aerial/{args.town}.tif" or rows[0]["aerial"]
     rows = [r for r in rows if r["aerial"] == aerial]
-    panos = [r for r in rows if r["camera"] == "pano"][: args.max_photos // 2]
-    pins = [r for r in rows if r["camera"] == "pinhole"][: args.max_photos - len(panos)]
+    panos = [r for r in rows if r["camera"] == "pano"][: args.panos]
+    pins = [r for r in rows if r["camera"] == "pinhole"][: args.pinholes]
     shown = panos + pins
 
     with rasterio.open(os.path.join(args.dataset, aerial)) as src:

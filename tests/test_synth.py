@@ -174,3 +174,18 @@ def test_rays_at_heading_zero_are_the_camera_models_rays():
         v, u = np.mgrid[0:rays.shape[0], 0:rays.shape[1]]
         ref = cam.pixel_to_ray(torch.tensor(np.stack([u, v], -1), dtype=torch.float64)).numpy()
         np.testing.assert_allclose(rays, ref, atol=1e-9)
+
+
+def test_orthophoto_shadow_falls_away_from_the_sun():
+    """Sun due south at 45 degrees: the 8 m building shades the ground up to 8 m north of its north wall."""
+    town, r = _one_building_town()
+    img = render_ortho(r, 0.2).astype(float)
+    half = town.size_m / 2
+
+    def brightness(x, y):
+        row, col = int((half - y) / 0.2), int((x + half) / 0.2)
+        return img[row - 2:row + 3, col - 2:col + 3].mean()
+
+    north, south = brightness(0.0, 16.0 + 4.0), brightness(0.0, 10.0 - 4.0)
+    assert north < 0.8 * south, (north, south)  # ortho rays are 500 m long: haze lifts the shadows
+    assert abs(brightness(0.0, 16.0 + 10.0) - south) < 0.15 * south  # beyond the shadow: lit again
