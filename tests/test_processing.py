@@ -122,13 +122,11 @@ def test_non_file_raster_and_missing_inputs_are_clear_errors(provider, fake, tmp
     from qgis.core import QgsProcessingException, QgsRasterLayer
 
     folder, raster, _ = make_folder(tmp_path)
-    with pytest.raises(QgsProcessingException):
+    with pytest.raises(QgsProcessingException, match="either a folder of photos"):
         processing.run(ALG, {"AERIAL": raster, "CAMERA_POSES": "TEMPORARY_OUTPUT"})  # no FOLDER, no POINTS
     xyz = QgsRasterLayer("type=xyz&url=http://127.0.0.1:9/{z}/{x}/{y}.png&zmax=19&zmin=0", "xyz", "wms")
-    feedback = QgsProcessingFeedback()
-    with pytest.raises(QgsProcessingException):
-        processing.run(ALG, {"FOLDER": str(folder), "AERIAL": xyz, "CAMERA_POSES": "TEMPORARY_OUTPUT"},
-                       feedback=feedback)
+    with pytest.raises(QgsProcessingException, match="is not a raster file"):
+        processing.run(ALG, {"FOLDER": str(folder), "AERIAL": xyz, "CAMERA_POSES": "TEMPORARY_OUTPUT"})
     del xyz
 
 
@@ -225,3 +223,17 @@ def test_loaded_outputs_are_styled(provider, fake, tmp_path, qgis_new_project):
     assert "weight" in layers["Inliers"].renderer().symbol().symbolLayer(0).dataDefinedProperties().property(
         QgsSymbolLayer.PropertyFillColor).expressionString()
     QgsProject.instance().removeAllMapLayers()
+
+
+@pytest.mark.inqgis
+def test_missing_torch_is_a_clear_error(provider, monkeypatch, tmp_path):
+    import processing
+    from qgis.core import QgsProcessingException
+
+    from loc2_qgis import deps
+
+    monkeypatch.setattr(deps, "missing", lambda requirements=None: [r for r in deps.REQUIREMENTS
+                                                                     if r.module == "torch"])
+    folder, raster, _ = make_folder(tmp_path)
+    with pytest.raises(QgsProcessingException, match="Loc² needs Python packages.*torch"):
+        processing.run(ALG, {"FOLDER": str(folder), "AERIAL": raster, "CAMERA_POSES": "TEMPORARY_OUTPUT"})

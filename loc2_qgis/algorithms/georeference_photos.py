@@ -109,6 +109,11 @@ class GeoreferencePhotos(QgsProcessingAlgorithm):
 
     # -- run ------------------------------------------------------------------------------------------------
     def processAlgorithm(self, parameters, context, feedback):
+        from .. import deps
+
+        absent = deps.missing()
+        if absent:  # say what to install instead of an ImportError traceback
+            raise QgsProcessingException(deps.describe(absent) + " Open the Loc² panel in QGIS to install it.")
         from loc2_engine import pipeline
         from loc2_engine.aerial import raster_info
         from loc2_engine.batch import run_batch
