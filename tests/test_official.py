@@ -243,6 +243,31 @@ def test_loc2_models_folder_is_searched_by_default_names(files, monkeypatch):
     assert model.token_grid("pinhole") == (26, 88)
 
 
+def test_runs_through_the_localizer(files, tmp_path):
+    """Pipeline integration: the official window size, token grid and lifting go through `Localizer`. With
+    random weights the matches are meaningless, so only a clean result (pose or a specific failure) counts."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from loc2_engine.exif import ExifInfo
+    from loc2_engine.ground import GroundImage
+    from loc2_engine.pipeline import Localizer, Prior
+
+    rng = np.random.default_rng(0)
+    raster = str(tmp_path / "aerial.tif")
+    with rasterio.open(raster, "w", driver="GTiff", width=400, height=400, count=3, dtype="uint8",
+                       crs="EPSG:32633", transform=from_origin(500000, 5000000, 0.25, 0.25)) as dst:
+        dst.write(rng.integers(0, 255, (3, 400, 400), dtype=np.uint8))
+    photo = GroundImage(str(tmp_path / "p.png"), rng.integers(0, 255, (256, 512, 3), dtype=np.uint8),
+                        PanoramaCamera(512, 256), ExifInfo(), "pano")
+    depth = np.full((256, 512), 10.0, np.float32)
+    depth[:100] = np.nan
+    loc = Localizer(model="loc2-vigor", depth="truth", device="cpu", weights=files["weights"],
+                    backbone=files["meta"])
+    res = loc.localize(photo, raster, Prior(500050, 4999950, "EPSG:32633", radius_m=5), depth_map=depth)
+    assert res.status in ("ok", "low_confidence") or "match" in res.error, res.error
+
+
 # --- token depth sampling and frames -----------------------------------------------------------------------
 
 def test_token_depth_is_read_where_the_official_loader_reads_it(vigor):
