@@ -268,6 +268,16 @@ def test_runs_through_the_localizer(files, tmp_path):
     assert res.status in ("ok", "low_confidence") or "match" in res.error, res.error
 
 
+def test_backbone_dtype_from_the_environment(files, monkeypatch):
+    monkeypatch.setenv("LOC2_BACKBONE_DTYPE", "bfloat16")
+    model = build_vigor(weights=files["weights"], backbone=files["meta"])
+    assert model.backbone.compute_dtype() == torch.bfloat16
+    assert model.default_depth == "depth-anything"
+    monkeypatch.setenv("LOC2_BACKBONE_DTYPE", "float8")
+    with pytest.raises(ModelError, match="LOC2_BACKBONE_DTYPE"):
+        build_vigor(weights=files["weights"], backbone=files["meta"])
+
+
 # --- token depth sampling and frames -----------------------------------------------------------------------
 
 def test_token_depth_is_read_where_the_official_loader_reads_it(vigor):

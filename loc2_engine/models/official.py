@@ -152,6 +152,9 @@ class OfficialMatcher(Matcher):
     `official_cells_local` coordinates (the pipeline caches them per aerial window).
     """
 
+    #: real photos need real depth; the project's `mono` network is trained on synthetic towns
+    default_depth = "depth-anything"
+
     def __init__(self, variant: Variant, backbone: Dinov2Backbone, heads: Optional[OfficialHeads] = None):
         super().__init__()
         self.variant = variant
@@ -255,10 +258,11 @@ def _build(variant: Variant, weights: Optional[str], backbone: Optional[str], dt
                        f"$LOC2_MODELS/{BACKBONE_NAMES[1]})")
     if missing:
         raise ModelError(f"{variant.name} needs files that are not here: " + "; ".join(missing) + ".")
+    dtype = dtype or os.environ.get("LOC2_BACKBONE_DTYPE") or None
     if isinstance(dtype, str):
         dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(dtype)
         if dtype is None:
-            raise ModelError("dtype must be float32, bfloat16 or float16.")
+            raise ModelError("The backbone dtype (LOC2_BACKBONE_DTYPE) must be float32, bfloat16 or float16.")
     model = OfficialMatcher(variant, load_dinov2(backbone, dtype))
     load_official_checkpoint(model.heads, weights, variant)
     return model.eval()
@@ -267,8 +271,9 @@ def _build(variant: Variant, weights: Optional[str], backbone: Optional[str], dt
 def build_vigor(weights: Optional[str] = None, backbone: Optional[str] = None, dtype=None,
                 city: str = "NewYork") -> OfficialMatcher:
     """loc2-vigor (panoramas). weights: a released VIGOR ``model.pt``; backbone: DINOv2 ViT-L/14 (Meta .pth or
-    transformers folder); dtype: backbone compute dtype (None: float16 on CUDA, float32 on CPU; "bfloat16"
-    halves CPU time); city: whose official aerial m/px to use (the model saw 0.102-0.120 m/px)."""
+    transformers folder); dtype: backbone compute dtype, "float32" | "bfloat16" | "float16" (None: the
+    environment variable LOC2_BACKBONE_DTYPE, else float16 on CUDA and float32 on CPU; "bfloat16" is the
+    fast choice on CPUs with AVX512-BF16); city: whose official aerial m/px to use (the model saw 0.102-0.120 m/px)."""
     return _build(vigor_variant(city), weights, backbone, dtype)
 
 
