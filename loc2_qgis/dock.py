@@ -45,7 +45,8 @@ def engine_choices():
     """
     from loc2_engine.depth import DEPTH_PROVIDERS
 
-    depths = list(DEPTH_PROVIDERS)
+    # "truth" reads a dataset's ground-truth depth file per photo; a surveyor's photo has none
+    depths = [name for name in DEPTH_PROVIDERS if name != "truth"]
     try:
         import torch
 

@@ -442,6 +442,7 @@ def test_selected_point_feature_and_heading_prior_reach_the_request(plugin, scen
                              "radius_m": dock.radius.value(), "heading_deg": 80.0, "heading_tolerance_deg": 20.0}
     assert request.camera == "pinhole" and request.hfov_deg == pytest.approx(dock.hfov.value())
     assert request.aerial.crs == CRS
+    assert "truth" not in [dock.depth.itemText(i) for i in range(dock.depth.count())]
     QgsProject.instance().removeMapLayer(points.id())
 
 
