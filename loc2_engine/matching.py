@@ -41,10 +41,12 @@ def dual_softmax(scores: torch.Tensor, dustbin: torch.Tensor,
     """
     B, Na, Ng = scores.shape
     s = scores
-    if ground_valid is not None:
-        s = s.masked_fill(~ground_valid[:, None, :], float("-inf"))
-    if aerial_valid is not None:
-        s = s.masked_fill(~aerial_valid[:, :, None], float("-inf"))
+    if ground_valid is not None or aerial_valid is not None:
+        ones_g = torch.ones(B, Ng, dtype=torch.bool, device=scores.device)
+        ones_a = torch.ones(B, Na, dtype=torch.bool, device=scores.device)
+        valid = ((ground_valid if ground_valid is not None else ones_g)[:, None, :]
+                 & (aerial_valid if aerial_valid is not None else ones_a)[:, :, None])
+        s = s.masked_fill(~valid, float("-inf"))  # one pass over S
     bin_col = dustbin.expand(B, Na, 1).to(s.dtype)
     bin_row = dustbin.expand(B, 1, Ng + 1).to(s.dtype)
     s = torch.cat([torch.cat([s, bin_col], 2), bin_row], 1)  # (B, Na+1, Ng+1)

@@ -70,17 +70,18 @@ def _cell_index(xy_local: torch.Tensor, h: int, w: int, x0: float, y0: float, sp
     return idx, inside
 
 
-def nce_ground_to_aerial(S: torch.Tensor, xy_gt_local: torch.Tensor, valid: torch.Tensor,
-                         grid, aerial_valid: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """S (B, Na, Ng) raw similarity/τ; xy_gt_local (B, Ng, 2) tokens placed by the true pose; valid (B, Ng).
-    Returns (B,) mean -log softmax_aerial(S)[positive] over the kept tokens (NaN when none)."""
+def nce_ground_to_aerial(S: torch.Tensor, xy_gt_local: torch.Tensor, valid: torch.Tensor, grid,
+                         aerial_valid: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """S (B, Na, Ng) raw similarity/τ; xy_gt_local (B, Ng, 2) tokens placed by the true pose; valid (B, Ng);
+    aerial_valid (B, Na): cells without imagery are never positives (they stay in the denominator, where
+    they are harmless: one pass less over S). Returns (B,) mean -log softmax_aerial(S)[positive] over the
+    kept tokens (NaN when none)."""
     idx, inside = _cell_index(xy_gt_local, *grid)
     keep = valid & inside
     if aerial_valid is not None:
         keep = keep & torch.gather(aerial_valid, 1, idx)
-        S = S.masked_fill(~aerial_valid[:, :, None], float("-inf"))
-    logp = torch.log_softmax(S, dim=1)                          # over the aerial cells
-    pos = torch.gather(logp, 1, idx[:, None, :])[:, 0]          # (B, Ng)
+    lse = torch.logsumexp(S, dim=1)                                   # (B, Ng), over the aerial cells
+    pos = torch.gather(S, 1, idx[:, None, :])[:, 0] - lse             # (B, Ng)
     pos = torch.where(keep, pos, torch.zeros_like(pos))
     n = keep.sum(1)
     return torch.where(n > 0, -pos.sum(1) / n.clamp_min(1), torch.full_like(pos[:, 0], float("nan")))
@@ -91,24 +92,25 @@ def nce_aerial_to_ground(S: torch.Tensor, idx_a: torch.Tensor, cell_xy: torch.Te
                          neg_radius: float) -> torch.Tensor:
     """Aerial -> ground InfoNCE over the sampled cells idx_a (B, n). cell_xy (Na, 2) local metres,
     xy_bev (B, Ng, 2) lifted tokens (NaN invalid). Returns (B,) (NaN when no positive)."""
-    out = []
-    for b in range(S.shape[0]):
-        ia = torch.unique(idx_a[b])
-        g_star = (cell_xy[ia] - t_gt[b]) @ R_gt[b]                # R_gtᵀ (a - t), row vectors
-        pts = torch.where(valid[b][:, None], xy_bev[b], torch.full_like(xy_bev[b], 1e9))
-        d = torch.cdist(g_star, pts)                              # (n_u, Ng)
-        dmin, j_star = d.min(1)
-        keep = dmin <= max_dist
-        if not keep.any():
-            out.append(S.new_tensor(float("nan")))
-            continue
-        ia, j_star = ia[keep], j_star[keep]
-        logits = S[b, ia]                                         # (k, Ng)
-        far = torch.cdist(pts[j_star], pts) > neg_radius          # (k, Ng); invalid tokens are 1e9 away...
-        mask = (far & valid[b][None]) | F.one_hot(j_star, S.shape[2]).bool()   # ...so require valid too
-        lse = torch.logsumexp(logits.masked_fill(~mask, float("-inf")), 1)
-        out.append((lse - logits.gather(1, j_star[:, None])[:, 0]).mean())
-    return torch.stack(out)
+    B, _, Ng = S.shape
+    pts = torch.where(valid[..., None], xy_bev, torch.full_like(xy_bev, 1e9))   # invalid tokens: far away
+    rows_b, rows_a, rows_j = [], [], []
+    with torch.no_grad():  # positives and negatives are labels: no gradient, small tensors
+        for b in range(B):
+            ia = torch.unique(idx_a[b])
+            g_star = (cell_xy[ia] - t_gt[b]) @ R_gt[b]                 # R_gtᵀ (a - t), row vectors
+            dmin, j_star = torch.cdist(g_star, pts[b]).min(1)
+            keep = dmin <= max_dist
+            rows_b.append(torch.full((int(keep.sum()),), b, dtype=torch.long))
+            rows_a.append(ia[keep]), rows_j.append(j_star[keep])
+        bb, ia, js = torch.cat(rows_b), torch.cat(rows_a), torch.cat(rows_j)
+        far = (pts[bb] - pts[bb, js][:, None]).norm(dim=-1) > neg_radius          # (K, Ng)
+        mask = (far & valid[bb]) | F.one_hot(js, Ng).bool()
+    logits = S[bb, ia]                                                # (K, Ng): one gather, one backward
+    per_row = torch.logsumexp(logits.masked_fill(~mask, float("-inf")), 1) - logits.gather(1, js[:, None])[:, 0]
+    total = torch.zeros(B, dtype=S.dtype).index_add(0, bb, per_row)
+    count = torch.bincount(bb, minlength=B)
+    return torch.where(count > 0, total / count.clamp_min(1), torch.full_like(total, float("nan")))
 
 
 def _nanmean(x: torch.Tensor) -> torch.Tensor:
