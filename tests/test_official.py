@@ -454,7 +454,7 @@ def test_panorama_crops_merge_into_one_range_map_with_one_scale(da_folder, monke
 
     def fake_infer(image, size):
         calls.append(size)
-        return sphere_z(size[0], provider.crop_fov_deg, 10.0).float() * len(calls)
+        return sphere_z(size[0], provider.crop_fov_deg, 10.0).float() * len(calls), 1000.0 * len(calls)
 
     monkeypatch.setattr(provider, "_infer", fake_infer)
     depth = provider(Photo(rgb(64, 128), PanoramaCamera(128, 64)))
@@ -462,12 +462,37 @@ def test_panorama_crops_merge_into_one_range_map_with_one_scale(da_folder, monke
     assert np.allclose(depth, 10.0, rtol=0.01)
 
 
+def test_panorama_sky_stays_sky_in_every_crop(da_folder, monkeypatch):
+    """Relative depth, sphere of radius 10 below 30° elevation and sky above (the network's near-zero inverse
+    depth): the all-sky up view has nothing to be scaled against and must not paint the sky."""
+    from loc2_engine.depth.depth_anything import DepthAnythingDepth
+
+    H, W = 64, 128
+    image = np.zeros((H, W, 3), np.uint8)
+    image[..., 1] = (np.arange(H) * 255 / (H - 1)).astype(np.uint8)[:, None]  # green = row
+    sky_green = (H / 3) * 255 / (H - 1)  # elevation 30°
+    provider = DepthAnythingDepth(weights=da_folder, input_px=56)
+    calls = []
+
+    def fake_infer(crop, size):
+        calls.append(size)
+        z = sphere_z(size[0], provider.crop_fov_deg, 10.0).float() * len(calls)
+        z[torch.from_numpy(crop[..., 1].astype(np.float32)) < sky_green] = 1e6
+        return z, 1000.0 * len(calls)
+
+    monkeypatch.setattr(provider, "_infer", fake_infer)
+    depth = provider(Photo(image, PanoramaCamera(W, H)))
+    el = 90 - (np.arange(H) + 0.5) / H * 180
+    assert np.isnan(depth[el > 35]).all()
+    assert np.allclose(depth[el < 25], 10.0, rtol=0.01)
+
+
 def test_pinhole_z_depth_becomes_range(da_folder, monkeypatch):
     from loc2_engine.depth.depth_anything import DepthAnythingDepth
 
     camera = PinholeCamera.from_hfov(80, 80, 90.0)
     provider = DepthAnythingDepth(weights=da_folder, input_px=56)
-    monkeypatch.setattr(provider, "_infer", lambda image, size: sphere_z(80, 90.0, 7.0).float())
+    monkeypatch.setattr(provider, "_infer", lambda image, size: (sphere_z(80, 90.0, 7.0).float(), math.inf))
     assert np.allclose(provider(Photo(rgb(80, 80), camera)), 7.0, rtol=1e-4)
 
 

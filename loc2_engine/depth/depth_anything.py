@@ -41,6 +41,8 @@ STD = (0.229, 0.224, 0.225)
 SKY_FRACTION = 0.01
 #: metric predictions at or beyond this fraction of the model's max_depth are its sky value
 SKY_METRIC = 0.95
+#: overlap (equirectangular pixels) needed to scale a relative crop to the crops merged before it
+MIN_OVERLAP_PX = 50
 #: crop weights ∝ cos(angle to the crop axis)^WEIGHT_POWER: seams blend, crop borders count little
 WEIGHT_POWER = 4
 
@@ -89,7 +91,8 @@ class DepthAnythingDepth(DepthProvider):
         """Range (H, W) float32 in ``ground.image``'s pixels (depth units), NaN = sky / unknown."""
         if ground.camera.kind == "pano":
             return self._panorama(ground.image, ground.camera).numpy().astype(np.float32)
-        z = self._infer(ground.image, self._pinhole_size(*ground.image.shape[:2]))
+        z, far = self._infer(ground.image, self._pinhole_size(*ground.image.shape[:2]))
+        z = torch.where(z > far, torch.nan, z)
         h, w = ground.image.shape[:2]
         v, u = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64),
                               indexing="ij")
@@ -103,9 +106,12 @@ class DepthAnythingDepth(DepthProvider):
         return max(14, int(round(h * s / 14)) * 14), max(14, int(round(w * s / 14)) * 14)
 
     @torch.no_grad()
-    def _infer(self, image: np.ndarray, size: Tuple[int, int]) -> torch.Tensor:
-        """uint8 (H, W, 3) -> z-depth (H, W) float32 in the image's pixels (metres or relative), NaN = sky.
+    def _infer(self, image: np.ndarray, size: Tuple[int, int]) -> Tuple[torch.Tensor, float]:
+        """uint8 (H, W, 3) -> (z-depth (H, W) float32 in the image's pixels, far limit in the same units).
 
+        Metric: metres, its sky value already NaN, far = inf. Relative: 1 / prediction, and depths beyond
+        ``far`` (predictions below SKY_FRACTION of the 99th percentile) are sky; the caller applies it, because
+        a crop that sees only sky has no near range of its own to judge by.
         The image is resized to ``size`` (h, w) with PIL bicubic as Depth Anything's preprocessor does, and the
         prediction resized back bilinearly.
         """
@@ -119,9 +125,9 @@ class DepthAnythingDepth(DepthProvider):
         pred = F.interpolate(pred[:, None].float().cpu(), size=(H, W), mode="bilinear", align_corners=False)[0, 0]
         if self.metric:
             sky = (pred <= 0) | ((pred >= SKY_METRIC * self.max_depth) if self.max_depth > 0 else False)
-            return torch.where(sky, torch.nan, pred)
-        sky = pred <= SKY_FRACTION * torch.quantile(pred.flatten(), 0.99).clamp_min(1e-12)
-        return torch.where(sky, torch.nan, 1.0 / pred)
+            return torch.where(sky, torch.nan, pred), math.inf
+        far = 1.0 / (SKY_FRACTION * float(torch.quantile(pred.flatten(), 0.99).clamp_min(1e-12)))
+        return torch.where(pred > 0, 1.0 / pred, torch.nan), far
 
     # -- panoramas ----------------------------------------------------------------------------------------
     def crops(self) -> List[Tuple[float, float]]:
@@ -139,22 +145,29 @@ class DepthAnythingDepth(DepthProvider):
         f = (S / 2.0) / math.tan(math.radians(self.crop_fov_deg) / 2.0)
         acc = torch.zeros(H, W, dtype=torch.float64)
         wsum = torch.zeros(H, W, dtype=torch.float64)
+        far = None  # sky limit of the first (horizon) crop, in the merged scale
         for yaw, pitch in self.crops():
             basis = crop_basis(yaw, pitch)                                  # (3, 3) columns right, fwd, up
             crop = render_crop(pano, camera, basis, S, f)
-            z = self._infer(crop, (S, S)).double()                         # (S, S) z-depth along the crop axis
+            z, crop_far = self._infer(crop, (S, S))                        # (S, S) z-depth along the crop axis
+            z = z.double()
             local = rays @ basis                                            # (H, W, 3) in crop axes
             fwd = local[..., 1]
             ahead = fwd > 1e-6
             safe = torch.where(ahead, fwd, torch.ones_like(fwd))
-            uv = torch.stack([(S - 1) / 2.0 + f * local[..., 0] / safe, (S - 1) / 2.0 - f * local[..., 2] / safe], -1)
+            c = (S - 1) / 2.0
+            uv = torch.stack([c + f * local[..., 0] / safe, c - f * local[..., 2] / safe], -1)
             uv = torch.where(ahead[..., None], uv, torch.full_like(uv, -10.0))  # behind: outside, hence NaN
             rng = sample_depth_at(z[None], uv.reshape(1, -1, 2), mode="bilinear")[0].reshape(H, W) / safe
-            seen = torch.isfinite(rng)
             if not self.metric:
-                both = seen & (wsum > 0)
-                if int(both.sum()) > 0:  # scale this crop to what is merged (one unknown scale per crop)
+                both = torch.isfinite(rng) & (wsum > 0)
+                if far is not None and int(both.sum()) < MIN_OVERLAP_PX:
+                    continue  # nothing to tie this crop's unknown scale to (e.g. an all-sky up view)
+                if far is not None:  # scale this crop to what is merged (one unknown scale per crop)
                     rng = rng * torch.median(acc[both] / wsum[both] / rng[both])
+                far = crop_far if far is None else far
+                rng = torch.where(rng > far, torch.nan, rng)
+            seen = torch.isfinite(rng)
             weight = torch.where(seen, fwd.clamp_min(0) ** WEIGHT_POWER, torch.zeros_like(fwd))
             acc += torch.where(seen, weight * rng, torch.zeros_like(rng))
             wsum += weight
