@@ -51,9 +51,6 @@ DEFAULT_RADIUS_M = 25.0
 MIN_VISIBLE_RANGE_M = 10.0
 #: ground tokens with depth needed before matching is attempted (3 fix a similarity; more to vote)
 MIN_VALID_TOKENS = 8
-#: fewest expected matches (sum of P: the soft count of ground tokens matched outside the dustbin) for
-#: RANSAC to be meaningful; an untrained or lost matcher puts nearly all mass in the dustbin (sum P ~ 1)
-MIN_EXPECTED_MATCHES = 8.0
 
 #: defaults of the tunable settings (``Localizer(**conf)`` overrides them)
 DEFAULT_CONF = {
@@ -68,6 +65,9 @@ DEFAULT_CONF = {
     "camera": "auto",           # camera model for photos given as paths
     "hfov_deg": None,           # pinhole HFOV for photos given as paths (None: EXIF)
     "radius_m": DEFAULT_RADIUS_M,  # search radius for priors read from EXIF
+    # fewest expected matches (sum of P: the soft count of ground tokens matched outside the dustbin) for
+    # RANSAC to be meaningful; an untrained or lost matcher puts nearly all mass in the dustbin (sum P ~ 1)
+    "min_expected_matches": 8.0,
 }
 
 
@@ -281,18 +281,18 @@ class Localizer:
     def _correspondences(self, window, ground_in, valid):
         """Sample matches from P: idx_a (N,), idx_g (N,) long, weights (N,) float32, cells (Na, 2) local m.
 
-        Raises LocalizationError when P's total mass (expected matches) is below MIN_EXPECTED_MATCHES: the
+        Raises LocalizationError when P's total mass (expected matches) is below min_expected_matches: the
         photo and the window have nothing in common, and any pose would be a guess.
         """
         feats_a, cell_valid = self._aerial_features(window)
         with torch.no_grad():
             feats_g = self.matcher.encode_ground(to_input(ground_in.image).to(self.device), ground_in.camera.kind)
             P = self.matcher.match(feats_a, feats_g, valid[None].to(self.device), cell_valid)  # (1, Na, Ng)
-        expected = float(P.sum())
-        if expected < MIN_EXPECTED_MATCHES:
+        expected, needed = float(P.sum()), float(self.conf["min_expected_matches"])
+        if expected < needed:
             raise LocalizationError(
                 f"No usable matches between the photo and the aerial image: the matcher expects {expected:.1f} "
-                f"matched image regions (at least {MIN_EXPECTED_MATCHES:g} are needed) and puts the rest in its "
+                f"matched image regions (at least {needed:g} are needed) and puts the rest in its "
                 "dustbin; the photo may not show this place, or the aerial image may be too different.")
         generator = torch.Generator(device=P.device).manual_seed(int(self.conf["seed"]))
         idx_a, idx_g, w = (t[0].cpu() for t in sample_correspondences(P, self.conf["n_matches"], generator))
