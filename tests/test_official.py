@@ -124,6 +124,86 @@ def test_checkpoint_loads_strictly_and_runs_end_to_end(files, vigor):
     assert (P[:, :, :1000] == 0).all() and (P[:, :, 1000:] > 0).all()
 
 
+def official_matcher_forward(sd, grd_feat, sat_feat, mask):
+    """The official CrossViewMatcher forward restated from method.md §2.2 on a state dict: P (B, Na, Ng)."""
+    def bn(x, k):
+        return F.batch_norm(x, sd[k + ".running_mean"], sd[k + ".running_var"], sd[k + ".weight"], sd[k + ".bias"],
+                            training=False, eps=1e-5)
+
+    def block(x, k, relu=True):
+        y = F.relu(bn(F.conv2d(x, sd[k + ".conv1.weight"], padding=1), k + ".bn1"))
+        y = bn(F.conv2d(y, sd[k + ".conv2.weight"], padding=1), k + ".bn2")
+        y = y + (F.conv2d(x, sd[k + ".shortcut.weight"]) if k + ".shortcut.weight" in sd else x)
+        return F.relu(y) if relu else y
+
+    def head(x, k, pe):
+        for i in range(3):
+            x = block(x, f"{k}.resblocks.{i}")
+        B, C, H, W = x.shape
+        if pe:  # LoFTR corrected sine encoding, positions from 1
+            div = torch.exp(torch.arange(0, 64, 2).float() * (-math.log(10000.0) / 64))[:, None, None]
+            ys = torch.arange(1, H + 1).float()[None, :, None].expand(1, H, W)
+            xs = torch.arange(1, W + 1).float()[None, None, :].expand(1, H, W)
+            enc = torch.zeros(C, H, W)
+            enc[0::4], enc[1::4] = torch.sin(xs * div), torch.cos(xs * div)
+            enc[2::4], enc[3::4] = torch.sin(ys * div), torch.cos(ys * div)
+            x = x + enc[None]
+        t = x.flatten(2).transpose(1, 2)
+        for i in range(3):
+            a = f"{k}.att_layer.layers.{i}."
+            L = t.shape[1]
+            q, kk, v = (F.linear(t, sd[a + n + ".weight"]).view(B, L, 8, 16) for n in ("q_proj", "k_proj", "v_proj"))
+            q, kk = F.elu(q) + 1, F.elu(kk) + 1
+            kv = torch.einsum("nshd,nshv->nhdv", kk, v / L)
+            z = 1 / (torch.einsum("nlhd,nhd->nlh", q, kk.sum(1)) + 1e-6)
+            msg = torch.einsum("nlhd,nhdv,nlh->nlhv", q, kv, z) * L
+            msg = F.layer_norm(F.linear(msg.reshape(B, L, C), sd[a + "merge.weight"]), (C,),
+                               sd[a + "norm1.weight"], sd[a + "norm1.bias"])
+            m = F.linear(F.relu(F.linear(torch.cat([t, msg], 2), sd[a + "mlp.0.weight"])), sd[a + "mlp.2.weight"])
+            t = t + F.layer_norm(m, (C,), sd[a + "norm2.weight"], sd[a + "norm2.bias"])
+        x = block(t.transpose(1, 2).reshape(B, C, H, W), f"{k}.final_block", relu=False)
+        return F.normalize(x, dim=1, eps=1e-10).flatten(2)
+
+    g = head(grd_feat, "grd_projector", True)
+    a = head(F.interpolate(sat_feat, (41, 41), mode="bilinear", align_corners=False), "sat_projector", False)
+    S = (a.transpose(1, 2) @ g / 0.1).masked_fill(~mask[:, None], float("-inf"))
+    B, Na, Ng = S.shape
+    d = sd["dustbin_score"]
+    S = torch.cat([torch.cat([S, d.expand(B, Na, 1)], 2), d.expand(B, 1, Ng + 1)], 1)
+    return (torch.softmax(S, 1) * torch.softmax(S, 2))[:, :-1, :-1]
+
+
+class FixedFeatures(torch.nn.Module):
+    """Backbone stand-in returning given DINOv2 features for the aerial (square) or ground input."""
+
+    channels = 1024
+
+    def __init__(self, aerial, ground):
+        super().__init__()
+        self.aerial, self.ground = aerial, ground
+
+    def forward(self, image):
+        return self.aerial if image.shape[-1] == image.shape[-2] else self.ground
+
+
+def test_matching_probabilities_equal_the_official_forward(files):
+    gen = torch.Generator().manual_seed(5)
+    sat = torch.randn(1, 1024, 45, 45, generator=gen)
+    grd = torch.randn(1, 1024, 6, 12, generator=gen)  # the heads do not depend on the grid size
+    mask = torch.rand(1, 72, generator=gen) > 0.3
+    heads = OfficialHeads()
+    heads.load_state_dict(files["state"])
+    model = OfficialMatcher(vigor_variant(), FixedFeatures(sat, grd), heads).eval()
+    with torch.no_grad():
+        P = model.match(model.encode_aerial(torch.zeros(1, 3, 630, 630)),
+                        model.encode_ground(torch.zeros(1, 3, 714, 1428)), mask)
+        want = official_matcher_forward(files["state"], grd, sat, mask)
+    assert P.shape == want.shape == (1, 1681, 72)
+    assert torch.allclose(P, want, rtol=1e-4, atol=1e-9)
+    live = want[want > 0]
+    assert live.max() > 2 * live.min()  # not a vacuous comparison of a flat matrix
+
+
 def test_transformers_folders_give_the_same_features_as_the_meta_file(files, tmp_path):
     """Both the current folder format and the hub's facebook/dinov2-large key names (transformers 4.x)."""
     from safetensors.torch import load_file, save_file
