@@ -107,6 +107,7 @@ class Block:
     angle: float            # degrees, counter-clockwise from +x
     material: int
     rgb: Tuple[float, float, float]
+    group: int = -1         # parts of one object (car body + cabin, pole + lamp head) share a group id
 
 
 @dataclass
@@ -421,9 +422,10 @@ def _add_car(town: Town, rng, x, y, ang) -> None:
     rgb = _jitter_rgb(rng, CAR_COLOURS[rng.integers(7)], 0.04)
     a = math.radians(ang)
     back = -0.1 * L
-    town.blocks.append(Block(float(x), float(y), 0.15, L, W, 0.75, float(ang), CAR, rgb))
+    g = len(town.blocks)
+    town.blocks.append(Block(float(x), float(y), 0.15, L, W, 0.75, float(ang), CAR, rgb, g))
     town.blocks.append(Block(float(x + back * math.cos(a)), float(y + back * math.sin(a)), 0.9, L * 0.55, W * 0.92,
-                             _u(rng, (0.45, 0.65)), float(ang), CABIN, rgb))
+                             _u(rng, (0.45, 0.65)), float(ang), CABIN, rgb, g))
 
 
 # ----------------------------------------------------------------------------------------- ground paint
@@ -496,15 +498,17 @@ def _street_furniture(town: Town, rng) -> None:
                 pt = edge.interpolate(s)
                 if abs(pt.x) < half + 20 and abs(pt.y) < half + 20:
                     kind = rng.random()
+                    g = len(town.blocks)
                     if kind < 0.45:  # lamp: pole + head
                         h = _u(rng, (5, 8))
-                        town.blocks.append(Block(pt.x, pt.y, 0, 0.18, 0.18, h, 0, POLE, (0.3, 0.3, 0.32)))
+                        town.blocks.append(Block(pt.x, pt.y, 0, 0.18, 0.18, h, 0, POLE, (0.3, 0.3, 0.32), g))
                         town.blocks.append(Block(pt.x, pt.y, h - 0.3, 0.9, 0.35, 0.3, rng.uniform(0, 180), POLE,
-                                                 (0.2, 0.2, 0.22)))
+                                                 (0.2, 0.2, 0.22), g))
                     elif kind < 0.6:  # sign: post + plate
-                        town.blocks.append(Block(pt.x, pt.y, 0, 0.08, 0.08, 2.6, 0, POLE, (0.55, 0.55, 0.57)))
+                        town.blocks.append(Block(pt.x, pt.y, 0, 0.08, 0.08, 2.6, 0, POLE, (0.55, 0.55, 0.57), g))
                         town.blocks.append(Block(pt.x, pt.y, 2.0, 0.7, 0.06, 0.6, rng.uniform(0, 180), POLE,
-                                                 [(0.8, 0.1, 0.1), (0.1, 0.3, 0.7), (0.9, 0.9, 0.9)][rng.integers(3)]))
+                                                 [(0.8, 0.1, 0.1), (0.1, 0.3, 0.7), (0.9, 0.9, 0.9)][rng.integers(3)],
+                                                 g))
                     elif (town.style != "industrial" or kind < 0.7) and r.sidewalk > 2.0:
                         _add_tree(town, rng, pt.x, pt.y)  # street tree at the kerb side of the sidewalk
                 s += _u(rng, p.tree_spacing)
@@ -526,5 +530,9 @@ def _street_furniture(town: Town, rng) -> None:
         others = [o.line.buffer(o.width / 2 + 2) for j, o in enumerate(town.roads) if j != i]
         asphalt_cross.append(unary_union(others).intersection(r.line.buffer(r.width / 2 + 2)) if others else Polygon())
     bad = unary_union(asphalt_cross + [b.footprint().buffer(0.5) for b in town.buildings])
-    town.blocks = [k for k in town.blocks if k.z0 > 0.5 or not bad.contains(Point(k.cx, k.cy))]
+    # a grounded part in a bad place removes its whole object, so no lamp head or car cabin is left floating
+    dropped = [k.z0 < 0.5 and bad.contains(Point(k.cx, k.cy)) for k in town.blocks]
+    bad_groups = {k.group for k, d in zip(town.blocks, dropped) if d and k.group >= 0}
+    town.blocks = [k for k, d in zip(town.blocks, dropped)
+                   if not d and (k.group < 0 or k.group not in bad_groups)]
     town.trees = [t for t in town.trees if not bad.contains(Point(t.x, t.y))]
