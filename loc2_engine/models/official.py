@@ -22,6 +22,12 @@ rotation equals the official one, heading (clockwise from north) = -yaw_off, t_l
 `official_cells_local` and `ground_tokens` apply M to the official aerial grid and lifted points, so the
 project's solver directly returns the project's pose (tests/test_official.py checks it against a pose
 expressed in the official frames).
+
+Orientation: the pipeline feeds north-up aerial windows and photos as taken. That is the input distribution of
+the unknown-orientation checkpoints (VIGOR unknown_ori: panoramas rolled at random; KITTI ori_noise180: aerial
+rotated at random), which are therefore the defaults. The known-orientation ones (VIGOR known_ori: centre
+column = north; KITTI ori_noise10: aerial rotated so that the car heads east) would need the inputs rotated by
+the heading prior first.
 """
 
 from __future__ import annotations
@@ -60,8 +66,9 @@ class Variant:
     """What differs between the VIGOR and KITTI models (the network does not).
 
     camera_kind: "pano" | "pinhole"; ground_size (H, W) px of the ground input; aerial_px: aerial input side;
-    aerial_gsd: m/px at that size; max_depth_m: the official depth clip, tokens at or beyond it are masked;
-    weights_names / default names searched in $LOC2_MODELS; checkpoint: what the user should download.
+    aerial_gsd: m/px at that size; max_depth_m: the official depth clip (the official code masks tokens at or
+    beyond it; exposed for the pipeline); weights_names: default file names searched in $LOC2_MODELS;
+    checkpoint: what the user should download.
     """
 
     name: str
