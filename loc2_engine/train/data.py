@@ -64,6 +64,16 @@ class KindCache:
                          self.aerial[idx], self.aerial_valid[idx], [self.town[i] for i in idx.tolist()],
                          [self.photo[i] for i in idx.tolist()])
 
+    @staticmethod
+    def concat(parts: Sequence["KindCache"]) -> "KindCache":
+        """One cache holding the photos of ``parts`` (same kind and sizes) in order."""
+        if len(parts) == 1:
+            return parts[0]
+        cat = {k: torch.cat([getattr(p, k) for p in parts]) for k in
+               ("ground", "depth", "heading", "intrinsics", "aerial", "aerial_valid")}
+        return KindCache(parts[0].kind, **cat, town=[t for p in parts for t in p.town],
+                         photo=[f for p in parts for f in p.photo])
+
     def state(self) -> Dict:
         """A dict of tensors and lists (for torch.save / torch.load(weights_only=True))."""
         return {k: getattr(self, k) for k in ("kind", "ground", "depth", "heading", "intrinsics", "aerial",

@@ -18,6 +18,7 @@ matcher from the pose only (VCE + InfoNCE, `losses`), the mono depth net from th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -67,23 +68,32 @@ def _lr_factor(step: int, total: int, conf: TrainConf) -> float:
     return conf.min_lr_fraction + (1 - conf.min_lr_fraction) * 0.5 * (1 + math.cos(math.pi * p))
 
 
-def load_or_build_cache(dataset_dirs: Sequence[str], cache_path: Path, model: SmallMatcher, max_offset_m: float,
+def load_or_build_cache(dataset_dirs: Sequence[str], cache_dir: Path, model: SmallMatcher, max_offset_m: float,
                         workers: int) -> Dict[str, KindCache]:
-    """The dataset cache, read from ``cache_path`` when it was built for the same datasets and sizes."""
-    key = {"datasets": [os.path.abspath(d) for d in dataset_dirs],
-           "sizes": {k: list(v) for k, v in model.ground_input_sizes.items()},
-           "window_px": model.aerial_size_px, "gsd": model.aerial_gsd, "max_offset_m": max_offset_m,
-           "manifest_mtimes": [os.path.getmtime(os.path.join(d, "manifest.csv")) for d in dataset_dirs]}
-    if cache_path.is_file():
-        saved = torch.load(cache_path, weights_only=True)
-        if saved.get("key") == json.dumps(key, sort_keys=True):
-            return {k: KindCache(**v) for k, v in saved["caches"].items()}
-    caches = build_cache(dataset_dirs, model.ground_input_sizes, model.aerial_size_px, model.aerial_gsd,
-                         max_offset_m, workers)
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"key": json.dumps(key, sort_keys=True), "caches": {k: c.state() for k, c in caches.items()}},
-               cache_path)
-    return caches
+    """The pooled dataset cache. Each dataset is cached on its own (``cache_dir/cache-<hash>.pt``) and read
+    back when it was built for the same manifest, input sizes and window, so adding a dataset to a run
+    only reads the new one."""
+    pooled: Dict[str, list] = {}
+    for d in dataset_dirs:
+        key = json.dumps({"dataset": os.path.abspath(d),
+                          "manifest_mtime": os.path.getmtime(os.path.join(d, "manifest.csv")),
+                          "sizes": {k: list(v) for k, v in sorted(model.ground_input_sizes.items())},
+                          "window_px": model.aerial_size_px, "gsd": model.aerial_gsd, "max_offset_m": max_offset_m},
+                         sort_keys=True)
+        path = cache_dir / f"cache-{hashlib.sha1(key.encode()).hexdigest()[:12]}.pt"
+        caches = None
+        if path.is_file():
+            saved = torch.load(path, weights_only=True)
+            if saved.get("key") == key:
+                caches = {k: KindCache(**v) for k, v in saved["caches"].items()}
+        if caches is None:
+            caches = build_cache([d], model.ground_input_sizes, model.aerial_size_px, model.aerial_gsd,
+                                 max_offset_m, workers)
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            torch.save({"key": key, "caches": {k: c.state() for k, c in caches.items()}}, path)
+        for kind, c in caches.items():
+            pooled.setdefault(kind, []).append(c)
+    return {kind: KindCache.concat(parts) for kind, parts in pooled.items()}
 
 
 @torch.no_grad()
@@ -167,7 +177,7 @@ class Trainer:
 
     # -- data ---------------------------------------------------------------------------------------------
     def load_data(self) -> None:
-        caches = load_or_build_cache(self.dataset_dirs, self.ckpt_dir / "cache.pt", self.model,
+        caches = load_or_build_cache(self.dataset_dirs, self.ckpt_dir, self.model,
                                      self.conf.max_offset_m, self.conf.cache_workers)
         self.train_data, val = split_by_town(caches, self.conf.val_fraction, self.conf.seed)
         if not self.train_data:
