@@ -101,7 +101,7 @@ def main(argv=None) -> int:
     fig.tight_layout()
     fig.savefig(args.out)
     if args.palette:
-        Image.open(args.out).convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT).save(args.out, optimize=True)
+        Image.open(args.out).convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE).save(args.out, optimize=True)
     print(f"wrote {args.out}")
     return 0
 

@@ -189,3 +189,11 @@ def test_orthophoto_shadow_falls_away_from_the_sun():
     north, south = brightness(0.0, 16.0 + 4.0), brightness(0.0, 10.0 - 4.0)
     assert north < 0.8 * south, (north, south)  # ortho rays are 500 m long: haze lifts the shadows
     assert abs(brightness(0.0, 16.0 + 10.0) - south) < 0.15 * south  # beyond the shadow: lit again
+
+
+def test_composite_objects_are_kept_or_dropped_whole():
+    """No lamp head, sign plate or car cabin floats without the grounded part of its object."""
+    town = T.make_town("g", "downtown", 5, "EPSG:32632", ORIGIN, 160.0)
+    grounded = {k.group for k in town.blocks if k.group >= 0 and k.z0 < 0.5}
+    elevated = {k.group for k in town.blocks if k.group >= 0 and k.z0 >= 0.5}
+    assert elevated and elevated <= grounded
