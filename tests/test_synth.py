@@ -6,6 +6,7 @@ import math
 import os
 
 import numpy as np
+import pytest
 import rasterio
 from PIL import Image, ImageOps
 
@@ -106,20 +107,6 @@ def test_exif_gps_orientation_and_optics_round_trip(tmp_path):
     assert shown.shape == (30, 40, 3) and shown[:5, :, 0].mean() > 200 and shown[20:, :, 0].mean() < 60
 
 
-def test_synth_manifest_round_trips_through_the_reader(tmp_path):
-    generate(str(tmp_path), _tiny(), seed=1)
-    rows = read_manifest(tmp_path / "manifest.csv")
-    header = open(tmp_path / "manifest.csv", encoding="utf-8").readline().strip().split(",")
-    assert header[:14] == list(MANIFEST_COLUMNS)
-    assert len(rows) == 3
-    for r in rows:
-        assert os.path.isfile(r.photo) and os.path.isfile(r.aerial) and os.path.isfile(r.depth)
-        assert r.radius_m == 25.0 and r.true_x is not None and r.true_heading_deg is not None
-        assert (r.hfov_deg is None) == (r.camera == "pano")
-        assert (r.heading_prior_deg is None) == (r.heading_tolerance_deg is None)
-        assert r.extra["town"] == _tiny().towns[0].name
-
-
 def _tiny(preset_name="bench"):
     return dataclasses.replace(get_preset(preset_name), towns=get_preset(preset_name).towns[:1], size_m=130.0,
                                camera_margin_m=45.0, n_pano=1, n_pinhole=2, pano_hw=(32, 64), pinhole_hw=(24, 32))
@@ -134,13 +121,59 @@ def _digest(folder):
     return out
 
 
-def test_same_seed_gives_identical_files_and_a_valid_dataset(tmp_path):
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    """One small bench town (Lausanne, zone 32, ~1.7 degrees of meridian convergence), seed 3."""
+    out = tmp_path_factory.mktemp("tiny")
+    generate(str(out), _tiny(), seed=3)
+    return out
+
+
+def test_synth_manifest_round_trips_through_the_reader(tiny_dataset):
+    rows = read_manifest(tiny_dataset / "manifest.csv")
+    header = open(tiny_dataset / "manifest.csv", encoding="utf-8").readline().strip().split(",")
+    assert header[:14] == list(MANIFEST_COLUMNS)
+    assert len(rows) == 3
+    for r in rows:
+        assert os.path.isfile(r.photo) and os.path.isfile(r.aerial) and os.path.isfile(r.depth)
+        assert r.radius_m == 25.0 and r.true_x is not None and r.true_heading_deg is not None
+        assert (r.hfov_deg is None) == (r.camera == "pano")
+        assert (r.heading_prior_deg is None) == (r.heading_tolerance_deg is None)
+        assert r.extra["town"] == _tiny().towns[0].name
+
+
+def test_true_heading_and_depth_lift_onto_the_rendered_geometry(tiny_dataset):
+    """Lifting the truth depth with the manifest's TRUE heading (lifting + solver conventions) lands on the 3-D
+    hits that the renderer cast with the GRID heading, expressed in the true-north LocalFrame: a wrong
+    convergence sign would miss by ~2.4 m at 40 m."""
+    import torch
+    from loc2_engine.cameras import PanoramaCamera
+    from loc2_engine.georef import LocalFrame
+    from loc2_engine.lifting import lift_to_bev
+    from loc2_engine.solver import rotation_from_heading
+
+    r = [r for r in read_manifest(tiny_dataset / "manifest.csv") if r.camera == "pano"][0]
+    depth = np.load(r.depth)
+    H, W = depth.shape
+    v, u = np.mgrid[0:H, 0:W]
+    ok = np.isfinite(depth) & (depth < 60)
+    uv = torch.tensor(np.stack([u[ok], v[ok]], -1), dtype=torch.float64)
+    bev = lift_to_bev(PanoramaCamera(W, H), uv, torch.tensor(depth[ok], dtype=torch.float64), kind="range")
+    R = rotation_from_heading(torch.tensor(r.true_heading_deg, dtype=torch.float64))
+    lifted = (bev @ R.T).numpy()
+    hits_grid = pano_rays(float(r.extra["grid_heading_deg"]), H, W)[ok][:, :2] * depth[ok, None]
+    true_xy = np.array([r.true_x, r.true_y])
+    expected = LocalFrame(r.crs, true_xy).to_local(true_xy + hits_grid)
+    assert abs(r.true_heading_deg - float(r.extra["grid_heading_deg"])) > 1.0  # convergence really exercised
+    np.testing.assert_allclose(lifted, expected, atol=0.05)  # UTM scale factor: < 4 cm at 60 m
+
+
+def test_same_seed_gives_identical_files_and_a_valid_dataset(tiny_dataset, tmp_path):
     preset = _tiny()
-    generate(str(tmp_path / "a"), preset, seed=3)
     generate(str(tmp_path / "b"), preset, seed=3)
-    a, b = _digest(tmp_path / "a"), _digest(tmp_path / "b")
+    a, b = _digest(tiny_dataset), _digest(tmp_path / "b")
     assert a == b and "manifest.csv" in a
-    rows = read_manifest(tmp_path / "a" / "manifest.csv")
+    rows = read_manifest(tiny_dataset / "manifest.csv")
     assert [r.camera for r in rows] == ["pano", "pinhole", "pinhole"]
     spec = preset.towns[0]
     for r in rows:
