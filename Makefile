@@ -5,7 +5,7 @@ QGIS_CORE := $(firstword $(wildcard /lib/libqgis_core.so.3.* /usr/lib/libqgis_co
 export PROJ_DATA ?= /usr/share/proj
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup test demo bench bench-ransac package screenshot clean
+.PHONY: setup test demo data bench bench-ransac package screenshot clean
 
 setup:
 	@bash scripts/setup.sh
@@ -31,3 +31,8 @@ screenshot: setup
 
 bench-ransac: setup
 	$(PY) scripts/bench_ransac.py
+
+data: setup
+	$(PY) -m loc2_engine synth data/train --preset train --workers 2
+	$(PY) -m loc2_engine synth data/bench --preset bench --workers 2
+	$(PY) -m loc2_engine synth data/demo --preset demo
