@@ -25,7 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ckpt-dir", metavar="DIR",
                         help="checkpoints and the data cache (default: MODEL_FILE's folder/ckpt)")
     parser.add_argument("--resume", action="store_true", help="continue from CKPT_DIR/last.pt")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--threads", default=None,
+                        help="torch CPU threads: a number, or 'auto' = all cores while the machine is otherwise "
+                             "idle and 1 while other processes load it (default: torch's)")
     parser.add_argument("--workers", type=int, default=2, help="processes that read the dataset into the cache")
 
 
@@ -38,10 +40,11 @@ def run(args) -> int:
     if args.minutes is None and args.steps is None:
         print("loc2 train: give --minutes and/or --steps", file=sys.stderr)
         return 2
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if args.threads not in (None, "auto"):
+        torch.set_num_threads(int(args.threads))
     ckpt_dir = args.ckpt_dir or str(Path(args.out).resolve().parent / "ckpt")
-    conf = TrainConf(batch_size=args.batch_size, lr=args.lr, seed=args.seed, cache_workers=args.workers)
+    conf = TrainConf(batch_size=args.batch_size, lr=args.lr, seed=args.seed, cache_workers=args.workers,
+                     auto_threads=args.threads == "auto")
     trainer = Trainer(args.dataset, args.out, ckpt_dir, conf, mono_out=args.mono_out)
     try:
         trainer.load_data()

@@ -55,6 +55,7 @@ class TrainConf:
     val_every_s: float = 480.0
     ckpt_every_s: float = 300.0
     cache_workers: int = 2
+    auto_threads: bool = False      # adapt torch threads to the machine's load (see _adapt_threads)
     timing_steps: int = 20          # steps timed before fixing total_steps under a wall-clock budget
     seed: int = 0
     loss: LossConf = field(default_factory=LossConf)
@@ -66,6 +67,23 @@ def _lr_factor(step: int, total: int, conf: TrainConf) -> float:
         return (step + 1) / conf.warmup_steps
     p = min(1.0, (step - conf.warmup_steps) / max(1, total - conf.warmup_steps))
     return conf.min_lr_fraction + (1 - conf.min_lr_fraction) * 0.5 * (1 + math.cos(math.pi * p))
+
+
+def _adapt_threads() -> None:
+    """Use every core while this run is alone on the machine and one thread when others load it: on a
+    shared 2-core machine, two threads that wait for each other behind another process's job are slower
+    than one (models-and-data.md §5). Decided from the 1-minute load average with hysteresis."""
+    cores = os.cpu_count() or 1
+    current = torch.get_num_threads()
+    load = os.getloadavg()[0]
+    wanted = current
+    if current == 1 and load < 1.5 and cores > 1:
+        wanted = cores
+    elif current > 1 and load > current + 0.8:
+        wanted = 1
+    if wanted != current:
+        torch.set_num_threads(wanted)
+        tqdm.write(f"load average {load:.2f}: {wanted} thread(s)")
 
 
 def load_or_build_cache(dataset_dirs: Sequence[str], cache_dir: Path, model: SmallMatcher, max_offset_m: float,
@@ -271,6 +289,8 @@ class Trainer:
                 per_step = (now - start) / self.step
                 self.total_steps = self.step + int((deadline - now) / per_step)
                 bar.reset(total=self.total_steps), bar.update(self.step)
+            if self.conf.auto_threads and self.step % 25 == 0:
+                _adapt_threads()
             ema = logs["loss"] if ema is None else 0.95 * ema + 0.05 * logs["loss"]
             bar.update(1)
             bar.set_postfix(loss=f"{ema:.3f}", vce=f"{logs['vce']:.2f}", nce=f"{logs['nce']:.2f}",
