@@ -65,9 +65,11 @@ DEFAULT_CONF = {
     "camera": "auto",           # camera model for photos given as paths
     "hfov_deg": None,           # pinhole HFOV for photos given as paths (None: EXIF)
     "radius_m": DEFAULT_RADIUS_M,  # search radius for priors read from EXIF
-    # fewest expected matches (sum of P: the soft count of ground tokens matched outside the dustbin) for
-    # RANSAC to be meaningful; an untrained or lost matcher puts nearly all mass in the dustbin (sum P ~ 1)
-    "min_expected_matches": 8.0,
+    # fewest expected matches (sum of P over cells x tokens, outside the dustbin). Only a matcher that puts
+    # (almost) everything in its dustbin, or a fully masked window, falls below it: random descriptors give
+    # ~1 and trained ones little more (the dual softmax spreads mass), so weak but real matches are left
+    # to RANSAC and the confidence, which mark them low_confidence
+    "min_expected_matches": 0.25,
 }
 
 
