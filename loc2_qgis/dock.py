@@ -34,7 +34,7 @@ PRIOR_EXIF, PRIOR_CLICK, PRIOR_FEATURE = range(3)
 #: results table columns
 COLUMNS = ("photo", "status", "confidence", "heading°", "error")
 #: metres of map shown around a pose when zooming to it
-ZOOM_MARGIN_M = 40.0
+ZOOM_MARGIN_M = 60.0
 
 
 def engine_choices():

@@ -54,7 +54,7 @@ def start():
     item = rows[row]
     layer = QgsRasterLayer(str(data / item["aerial"]), "aerial")
     QgsProject.instance().addMapLayer(layer)
-    iface.mainWindow().resize(1400, 900)
+    iface.mainWindow().setGeometry(0, 0, 1400, 900)  # no window manager: place it on the 1400x900 screen
     plugin.action.trigger()
     dock = plugin.dock
     dock.raster_combo.setLayer(layer)
@@ -74,11 +74,20 @@ def wait_task(dock):
     if not dock.results:
         fail("no result: " + dock.status.text())
     print("screenshot:", dock.status.text(), flush=True)
-    QTimer.singleShot(3000, lambda: grab(dock))  # let the canvas draw the new layers
+    qgis.utils.iface.messageBar().clearWidgets()  # the dock's status line says the same; the map shows more
+    QTimer.singleShot(2000, lambda: redraw(dock))  # let the layout settle (canvas resized, layer tree)
 
-def grab(dock):
-    qgis.utils.iface.mapCanvas().waitWhileRendering()
-    if not qgis.utils.iface.mainWindow().grab().save(out):
+def redraw(dock):
+    canvas = qgis.utils.iface.mapCanvas()
+    canvas.mapCanvasRefreshed.connect(lambda: QTimer.singleShot(500, grab))
+    dock.zoom_to(len(dock.results) - 1)  # again, now that the canvas has its final size
+
+def grab():
+    # the X server's pixels (what a user would see), not a re-render of the widget tree
+    window = qgis.utils.iface.mainWindow()
+    frame = window.frameGeometry()
+    shot = QgsApplication.primaryScreen().grabWindow(0, frame.x(), frame.y(), frame.width(), frame.height())
+    if not shot.save(out):
         fail(f"cannot write {out}")
     print("screenshot: wrote", out, flush=True)
     quit_qgis(0)

@@ -24,6 +24,7 @@ from qgis.PyQt.QtCore import QCoreApplication
 
 import loc2_qgis
 from loc2_engine.result import POSE_FIELDS, Result
+from loc2_qgis.dock import ZOOM_MARGIN_M
 
 REPO = Path(__file__).resolve().parents[1]
 CRS = "EPSG:32633"
@@ -190,7 +191,7 @@ def test_dock_run_adds_styled_layers_in_the_aerial_crs(plugin, scene, aerial_ras
     assert dock.table.item(0, 1).text() == "ok" and dock.table.item(0, 2).text() == "0.80"
     assert any("confidence 0.80" in m for m in qgis_iface.messageBar().get_messages(Qgis.MessageLevel.Success))
     extent = qgis_iface.mapCanvas().extent()
-    assert extent.contains(point) and min(extent.width(), extent.height()) < 100  # zoomed to the pose
+    assert extent.contains(point) and min(extent.width(), extent.height()) < 2.5 * ZOOM_MARGIN_M  # zoomed in
 
 
 @pytest.mark.inqgis
