@@ -16,8 +16,8 @@ whole localization, window included, runs off the main thread.
 from __future__ import annotations
 
 import numpy as np
-from qgis.core import (QgsCoordinateReferenceSystem, QgsMapRendererCustomPainterJob, QgsMapSettings,
-                       QgsRectangle)
+from qgis.core import (Qgis, QgsBilinearRasterResampler, QgsCoordinateReferenceSystem,
+                       QgsMapRendererCustomPainterJob, QgsMapSettings, QgsRasterDataProvider, QgsRectangle)
 from qgis.PyQt.QtCore import QSize
 from qgis.PyQt.QtGui import QColor, QImage, QPainter
 
@@ -61,15 +61,36 @@ def map_settings(layer, frame, size_px: int, gsd: float, transform_context) -> Q
     return settings
 
 
+def resampling_clone(layer):
+    """A copy of ``layer`` that resamples like the engine's raster reader: average when shrinking, bilinear
+    when enlarging.
+
+    QGIS draws rasters nearest-neighbour by default; at the model's coarser gsd that aliases fine detail
+    (mean difference of ~4 grey levels, 95th percentile 16, against `AerialWindow.from_raster` on the demo
+    orthophoto), which the matcher sees. The user's layer and its style stay untouched.
+    """
+    clone = layer.clone()
+    provider = clone.dataProvider()
+    if provider.providerCapabilities() & QgsRasterDataProvider.ProviderCapability.ProviderHintCanPerformProviderResampling:
+        # GDAL resamples while reading (uses overviews, averages properly)
+        clone.setResamplingStage(Qgis.RasterResamplingStage.Provider)
+        provider.setZoomedInResamplingMethod(QgsRasterDataProvider.ResamplingMethod.Bilinear)
+        provider.setZoomedOutResamplingMethod(QgsRasterDataProvider.ResamplingMethod.Average)
+    else:  # e.g. WMS/XYZ: QGIS's own resampler after the fetch
+        clone.resampleFilter().setZoomedInResampler(QgsBilinearRasterResampler())
+        clone.resampleFilter().setZoomedOutResampler(QgsBilinearRasterResampler())
+    return clone
+
+
 class LayerRenderer:
     """Aerial source for `Localizer`: windows of one QGIS raster layer, rendered by QGIS.
 
-    The layer's CRS and transform context are read on construction (main thread); `window` may then run
-    in a worker thread while the layer stays in the project (the task lists it as a dependent layer).
+    Built on the main thread: it reads the layer's CRS and takes a resampling copy of the layer (never
+    added to the project, so nothing else touches it); `window` may then run in a worker thread.
     """
 
     def __init__(self, layer, transform_context):
-        self.layer = layer
+        self.layer = resampling_clone(layer)
         self.name = layer.name()
         self.crs = crs_definition(layer.crs())
         self.source = f"qgis:{layer.id()}:{layer.source()}"
