@@ -5,14 +5,15 @@
 # QGIS starts with a throw-away profile that enables the plugin from this checkout (QGIS_PLUGINPATH) and
 # runs a startup script (--code) that drives the dock exactly as a user would: aerial layer, photo, prior,
 # Run; when the task has finished and the canvas has drawn, it grabs the main window and quits.
-# DATA=<dataset dir> (default data/demo, made with `loc2 synth` if missing), ROW=<manifest row> (default 0),
+# DATA=<dataset dir> (default data/demo, made with `loc2 synth` if missing), ROW=<manifest row> (default 2,
+# the demo's panorama with a heading prior, which the default model localizes),
 # OUT=<png> (default docs/screenshot-dock.png).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 PY=${PY:-$ROOT/.venv/bin/python}
 DATA=${DATA:-data/demo}
-ROW=${ROW:-0}
+ROW=${ROW:-2}
 OUT=${OUT:-docs/screenshot-dock.png}
 export PROJ_DATA=${PROJ_DATA:-/usr/share/proj}
 if [ ! -f "$DATA/manifest.csv" ]; then
@@ -62,6 +63,11 @@ def start():
     if dock.prior_point is None and item.get("prior_x"):  # no EXIF GPS: the manifest's prior
         dock.set_prior(QgsPointXY(float(item["prior_x"]), float(item["prior_y"])),
                        QgsCoordinateReferenceSystem(item["crs"]))
+    dock.radius.setValue(float(item["radius_m"]))
+    if item.get("heading_prior_deg"):  # a known-orientation row, as the manifest says
+        dock.heading_known.setChecked(True)
+        dock.heading.setValue(float(item["heading_prior_deg"]))
+        dock.tolerance.setValue(float(item["heading_tolerance_deg"]))
     dock.run_button.click()
     wait_task(dock)
 
