@@ -56,6 +56,7 @@ MIN_VALID_TOKENS = 8
 DEFAULT_CONF = {
     "n_matches": 1024,          # correspondences sampled from P (method.md §4: 1024 for a single fit)
     "hypotheses": 1000,         # RANSAC hypotheses
+    "sample_size": 3,           # RANSAC minimal sample: 3 as the reference, or 2 (exact two-point similarity)
     "th_inlier_m": 2.5,         # hard inlier distance, metres (method.md §4.2)
     "th_soft_m": 5.0,           # soft-score distance, metres
     "with_scale": True,         # False: rigid fit (the "no scale" ablation)
@@ -219,7 +220,8 @@ class Localizer:
         xy_bev, xy_aerial = xy_bev_tok[idx_g], cells[idx_a]
 
         ransac = ransac_similarity(
-            xy_bev, xy_aerial, w, hypotheses=int(self.conf["hypotheses"]), th_inlier=self.conf["th_inlier_m"],
+            xy_bev, xy_aerial, w, hypotheses=int(self.conf["hypotheses"]),
+            sample_size=int(self.conf["sample_size"]), th_inlier=self.conf["th_inlier_m"],
             th_soft=self.conf["th_soft_m"], with_scale=bool(self.conf["with_scale"]),
             scale_range=self.depth.scale_range if self.depth.metric else None,
             heading_prior_deg=None if prior.heading_deg is None else float(prior.heading_deg) % 360.0,

@@ -109,7 +109,8 @@ def ransac_similarity(src: torch.Tensor, dst: torch.Tensor, weights: Optional[to
     if samples.shape[0] == 0:
         return _failed(n_all, 0, "every minimal sample repeated a correspondence: the weights are "
                                  "concentrated on fewer than three matches")
-    hyp = procrustes_2d(p[samples], q[samples], with_scale=with_scale)
+    hyp = (two_point_similarity(p[samples], q[samples], with_scale) if sample_size == 2
+           else procrustes_2d(p[samples], q[samples], with_scale=with_scale))
     valid = hyp.ok & accept(hyp)
     n_valid = int(valid.sum())
     if n_valid == 0:
@@ -145,6 +146,30 @@ def ransac_similarity(src: torch.Tensor, dst: torch.Tensor, weights: Optional[to
     soft = float(torch.sigmoid(beta * (th_inlier - residuals[idx_usable])).sum())
     return RansacResult(fit=fit, inliers=inliers, residuals=residuals, soft_score=soft,
                         n_hypotheses_valid=n_valid, ok=True, reason="")
+
+
+def two_point_similarity(src: torch.Tensor, dst: torch.Tensor, with_scale: bool = True) -> SimilarityFit:
+    """Exact similarity through two correspondences: src, dst (H, 2, 2) -> H hypotheses.
+
+    A 2-D similarity has four degrees of freedom, so two distinct points fix it: in complex numbers
+    dst = a·src + b with a = (d0 - d1) / (s0 - s1). A minimal sample of two instead of three makes an
+    all-inlier sample (inlier ratio r) r² instead of r³ likely: 20x more good hypotheses at r = 5 %.
+    Rigid (``with_scale=False``): the rotation of a, unit scale, centroid-matched translation.
+    Coincident points (|s0 - s1| or |d0 - d1| under 1e-6 of the units) give ok=False.
+    """
+    ds, dd = src[:, 0] - src[:, 1], dst[:, 0] - dst[:, 1]
+    n_s, n_d = ds.norm(dim=-1), dd.norm(dim=-1)
+    ok = (n_s > 1e-6) & (n_d > 1e-6)
+    cos = (ds * dd).sum(-1) / (n_s * n_d).clamp_min(1e-12)
+    sin = (ds[:, 0] * dd[:, 1] - ds[:, 1] * dd[:, 0]) / (n_s * n_d).clamp_min(1e-12)
+    R = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
+    scale = n_d / n_s.clamp_min(1e-12) if with_scale else torch.ones_like(n_s)
+    t = dst.mean(1) - scale[:, None] * (R @ src.mean(1)[..., None])[..., 0]
+    nan = torch.tensor(float("nan"), dtype=src.dtype)
+    R, t = torch.where(ok[:, None, None], R, nan), torch.where(ok[:, None], t, nan)
+    scale = torch.where(ok, scale, nan)
+    reason = tuple("" if good else "coincident points" for good in ok.tolist())
+    return SimilarityFit(R, t, scale, ok, reason)
 
 
 def _check_inputs(src, dst, weights):
