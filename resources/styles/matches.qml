@@ -100,7 +100,7 @@
             <Option name="dash_pattern_offset_unit" value="MM" type="QString"/>
             <Option name="draw_inside_polygon" value="0" type="QString"/>
             <Option name="joinstyle" value="bevel" type="QString"/>
-            <Option name="line_color" value="140,140,140,90" type="QString"/>
+            <Option name="line_color" value="140,140,140,35" type="QString"/>
             <Option name="line_style" value="solid" type="QString"/>
             <Option name="line_width" value="0.1" type="QString"/>
             <Option name="line_width_unit" value="MM" type="QString"/>
@@ -128,7 +128,7 @@
           <prop k="dash_pattern_offset_unit" v="MM"/>
           <prop k="draw_inside_polygon" v="0"/>
           <prop k="joinstyle" v="bevel"/>
-          <prop k="line_color" v="140,140,140,90"/>
+          <prop k="line_color" v="140,140,140,35"/>
           <prop k="line_style" v="solid"/>
           <prop k="line_width" v="0.1"/>
           <prop k="line_width_unit" v="MM"/>
