@@ -53,6 +53,12 @@ class DepthError(Loc2Error):
     code = "depth"
 
 
+class OutputError(Loc2Error):
+    """The GeoPackage cannot be created, opened or written."""
+
+    code = "output"
+
+
 class LocalizationError(Loc2Error):
     """The pose cannot be estimated: no usable matches, all sky, or no consistent hypothesis."""
 

@@ -24,7 +24,7 @@ import numpy as np
 import pyproj
 from osgeo import gdal, ogr, osr
 
-from .errors import Loc2Error
+from .errors import OutputError
 from .frustum import frustum_polygon
 from .georef import LocalFrame, transform_points
 from .resources import resource_path
@@ -66,12 +66,6 @@ _STYLE_FIELDS = (
     ("styleSLD", ogr.OFTString), ("useAsDefault", ogr.OFTInteger), ("description", ogr.OFTString),
     ("owner", ogr.OFTString), ("ui", ogr.OFTString), ("update_time", ogr.OFTDateTime),
 )
-
-
-class OutputError(Loc2Error):
-    """The GeoPackage cannot be created, opened or written."""
-
-    code = "output"
 
 
 def _srs(crs: pyproj.CRS) -> osr.SpatialReference:

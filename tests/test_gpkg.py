@@ -170,7 +170,7 @@ def test_qgis_opens_the_file_styled(tmp_path, qgis_app):
 
 
 def test_unusable_output_files_are_specific_errors(tmp_path):
-    from loc2_engine.gpkg import OutputError
+    from loc2_engine.errors import OutputError
 
     (tmp_path / "notes.gpkg").write_text("not a database")
     with pytest.raises(OutputError, match="not a GeoPackage"):
