@@ -2,7 +2,7 @@
 # `make bench`: the benchmark of the default model on the synthetic bench preset (DESIGN §7, issue 4).
 #   1. data/bench is generated with `loc2 synth data/bench --preset bench` when it has no manifest;
 #   2. `loc2 bench` with mono depth (the default pipeline), truth depth, plane depth, and the ablation
-#      without scale estimation (mono depth, rigid fit);
+#      without scale estimation (rigid fit) with mono and with truth depth;
 #   3. each run writes out/bench-<name>.json (per-photo records + tables) and out/bench-<name>.md, and
 #      prints its markdown tables.
 # Environment: BENCH_DATA (default data/bench), BENCH_OUT (default out), BENCH_LIMIT (photos per run,
@@ -35,3 +35,4 @@ run mono --depth mono
 run truth --depth truth
 run plane --depth plane
 run mono-noscale --depth mono --no-scale
+run truth-noscale --depth truth --no-scale
