@@ -54,8 +54,11 @@ MIN_VALID_TOKENS = 8
 
 #: defaults of the tunable settings (``Localizer(**conf)`` overrides them)
 DEFAULT_CONF = {
-    "n_matches": 1024,          # correspondences sampled from P (method.md §4: 1024 for a single fit)
-    "hypotheses": 1000,         # RANSAC hypotheses
+    # correspondences sampled from P and RANSAC hypotheses: the reference draws 1024 for a single fit and
+    # 20 x 8192 for RANSAC; on data/bench with the default model, 4096 x 20000 hypotheses cut the median
+    # error by ~10-30 % against 1024 x 1000 for +0.14 s per photo (8192 x 40000 gained nothing more)
+    "n_matches": 4096,
+    "hypotheses": 20000,
     "sample_size": 3,           # RANSAC minimal sample: 3 as the reference, or 2 (exact two-point similarity)
     "th_inlier_m": 2.5,         # hard inlier distance, metres (method.md §4.2)
     "th_soft_m": 5.0,           # soft-score distance, metres
