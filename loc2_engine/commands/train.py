@@ -28,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", default=None,
                         help="torch CPU threads: a number, or 'auto' = all cores while the machine is otherwise "
                              "idle and 1 while other processes load it (default: torch's)")
+    parser.add_argument("--export", choices=("last", "best"), default="last",
+                        help="state written to MODEL_FILE: the last one (default) or the best by validation")
     parser.add_argument("--workers", type=int, default=2, help="processes that read the dataset into the cache")
 
 
@@ -44,7 +46,7 @@ def run(args) -> int:
         torch.set_num_threads(int(args.threads))
     ckpt_dir = args.ckpt_dir or str(Path(args.out).resolve().parent / "ckpt")
     conf = TrainConf(batch_size=args.batch_size, lr=args.lr, seed=args.seed, cache_workers=args.workers,
-                     auto_threads=args.threads == "auto")
+                     auto_threads=args.threads == "auto", export=args.export)
     trainer = Trainer(args.dataset, args.out, ckpt_dir, conf, mono_out=args.mono_out)
     try:
         trainer.load_data()

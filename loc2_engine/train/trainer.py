@@ -11,7 +11,8 @@ matcher from the pose only (VCE + InfoNCE, `losses`), the mono depth net from th
   random number of columns (unknown orientation) and every window is offset from the truth by up to
   ``max_offset_m``.
 * Validation on held-out towns: RANSAC on matches sampled from P, ground lifted with the truth range and
-  with the mono depth net; the median position error selects the best checkpoint.
+  with the mono depth net; the median position error with mono depth marks ``best.pt``. The model file
+  gets the last state by default (the end of the annealed schedule), or the best one on request.
 * Checkpoints (``ckpt_dir/last.pt`` every few minutes, ``best.pt`` on improvement) hold only tensors and
   plain containers (``torch.load(weights_only=True)``); ``resume`` continues from ``last.pt``.
 """
@@ -55,6 +56,7 @@ class TrainConf:
     val_every_s: float = 480.0
     ckpt_every_s: float = 300.0
     cache_workers: int = 2
+    export: str = "last"            # "last" or "best" (by validation) state written to the model file
     auto_threads: bool = False      # adapt torch threads to the machine's load (see _adapt_threads)
     timing_steps: int = 20          # steps timed before fixing total_steps under a wall-clock budget
     seed: int = 0
@@ -321,9 +323,10 @@ class Trainer:
         return val
 
     def export(self, last_val: Dict) -> Dict:
-        """Export the best checkpoint by validation (the last one when there was no validation)."""
+        """Export the last state (the end of the annealed schedule; default) or, with
+        ``conf.export == "best"``, the best checkpoint by validation median error (noisy on small sets)."""
         best_path = self.ckpt_dir / "best.pt"
-        if best_path.is_file():
+        if self.conf.export == "best" and best_path.is_file():
             s = torch.load(best_path, weights_only=True)
             self.model.load_state_dict(s["model"]), self.mono.load_state_dict(s["mono"])
             chosen, step = self.best, s["step"]
