@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Callable, Dict, Iterable, List, Optional, Sequence
@@ -142,8 +143,13 @@ def markdown_table(rows: Iterable[Dict]) -> str:
 
 
 def failure_reasons(records: Sequence[PhotoRecord], width: int = 90) -> List[str]:
-    """"count × reason" lines for the failed photos, most frequent first (reasons cut to ``width`` chars)."""
-    counts = Counter(r.error.split(":")[0][:width] for r in records if r.status == "failed")
+    """"count × reason" lines for the failed photos, most frequent first.
+
+    Reasons are the error's first clause with numbers replaced by "#" (so "28.0 m" and "26.9 m from the
+    prior" count together), cut to ``width`` characters.
+    """
+    counts = Counter(re.sub(r"\d+(\.\d+)?", "#", r.error.split(":")[0])[:width]
+                     for r in records if r.status == "failed")
     return [f"{n} × {reason}" for reason, n in counts.most_common()]
 
 

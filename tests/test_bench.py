@@ -70,3 +70,11 @@ def test_report_lists_failure_reasons():
         PhotoRecord("p", "pano", "known", "failed", math.nan, math.nan, 0.1, 0.0, error="No usable matches: x")] * 2
     text = report(recs, "t")
     assert text.startswith("### t") and "2 × No usable matches" in text
+
+
+def test_failure_reasons_group_numbers_together():
+    from loc2_engine.bench import failure_reasons
+
+    recs = [PhotoRecord("p", "pano", "known", "failed", math.nan, math.nan, 0.1, 0.0,
+                        error=f"The best pose is {d} m from the prior, outside") for d in ("28.0", "26.9")]
+    assert failure_reasons(recs) == ["2 × The best pose is # m from the prior, outside"]
