@@ -290,7 +290,7 @@ def layer_rows(result: Result, crs, frustum_range_m: float = FRUSTUM_RANGE_M) ->
     n = len(result.weights)
     if n:
         aerial = place(result.xy_aerial)
-        ground = place(_placed_ground(result))
+        ground = place(placed_ground(result))
         uv = np.asarray(result.uv_ground, np.float64).reshape(-1, 2)
         inl = np.asarray(result.inlier_mask, bool).reshape(-1)
         res = np.asarray(result.residuals_m, np.float64).reshape(-1)
@@ -318,7 +318,7 @@ def _num(value) -> Optional[float]:
     return value if math.isfinite(value) else None
 
 
-def _placed_ground(result: Result) -> np.ndarray:
+def placed_ground(result: Result) -> np.ndarray:
     """(N, 2) matched ground points placed by the pose in the local frame: ``s * R @ xy_bev + t``, metres."""
     from .solver import rotation_from_heading  # torch import deferred: only results with matches need it
 

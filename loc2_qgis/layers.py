@@ -58,7 +58,7 @@ def result_features(result):
     """{layer name: [(QgsGeometry, {field: value}), ...]} of one localized result, in ``result.frame.crs``."""
     from loc2_engine.frustum import frustum_polygon
     from loc2_engine.georef import transform_points
-    from loc2_engine.gpkg import FRUSTUM_RANGE_M, _placed_ground
+    from loc2_engine.gpkg import FRUSTUM_RANGE_M, placed_ground
 
     frame = result.frame
     photo = result.photo
@@ -80,7 +80,7 @@ def result_features(result):
 
     if len(result.weights):
         aerial = frame.from_local(np.asarray(result.xy_aerial, np.float64).reshape(-1, 2))
-        ground = frame.from_local(_placed_ground(result))
+        ground = frame.from_local(placed_ground(result))
         residuals = np.asarray(result.residuals_m, np.float64).reshape(-1)
         for i, (u, v) in enumerate(np.asarray(result.uv_ground, np.float64).reshape(-1, 2)):
             common = {"photo": photo, "u": u, "v": v, "weight": result.weights[i],
