@@ -13,6 +13,7 @@ for every photo that shares the window. `match` gives the matching probabilities
 
 from __future__ import annotations
 
+import json
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -218,3 +219,23 @@ def resize_image(image: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
     if image.shape[:2] == (h, w):
         return image
     return np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR))
+
+
+def build_from_file(cls, weights, conf: Optional[dict], what: str) -> nn.Module:
+    """``cls(conf)`` with ``weights`` loaded strictly, in eval mode; without weights, a fresh ``cls(conf)``.
+
+    The architecture configuration stored in a safetensors file's metadata (key ``conf``, JSON) wins over
+    ``conf``, so a weight file always rebuilds the network it was trained as. ``what`` names the network in
+    the ModelError raised for unreadable or mismatching weights.
+    """
+    if weights is None:
+        return cls(conf)
+    state, meta = load_state_file(weights)
+    if "conf" in meta:
+        conf = json.loads(meta["conf"])
+    net = cls(conf)
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ModelError(f"The weight file {weights} does not fit {what}: {exc}") from exc
+    return net.eval()

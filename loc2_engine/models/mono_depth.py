@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ModelError
-from .base import load_state_file, resize_image, to_input
+from .base import build_from_file, resize_image, to_input
 from .heads import BasicBlock, pad
 from .small import DownConv, upsample2
 
@@ -82,17 +82,7 @@ class MonoDepthNet(nn.Module):
 
 def build_mono(weights=None, conf: Optional[dict] = None) -> MonoDepthNet:
     """A MonoDepthNet with ``weights`` loaded (configuration from the safetensors metadata when present)."""
-    if weights is None:
-        return MonoDepthNet(conf)
-    state, meta = load_state_file(weights)
-    if "conf" in meta:
-        conf = json.loads(meta["conf"])
-    net = MonoDepthNet(conf)
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise ModelError(f"The weight file {weights} does not fit the mono depth network: {exc}") from exc
-    return net.eval()
+    return build_from_file(MonoDepthNet, weights, conf, "the mono depth network")
 
 
 def load_mono_depth(device="cpu", weights=None) -> MonoDepthNet:

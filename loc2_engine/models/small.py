@@ -15,7 +15,6 @@ positional encoding on the ground side only.
 
 from __future__ import annotations
 
-import json
 from typing import Optional
 
 import torch
@@ -23,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ModelError
-from .base import AerialFeatures, GroundFeatures, Matcher, cell_centres_local, grid_centres_uv, load_state_file
+from .base import AerialFeatures, GroundFeatures, Matcher, build_from_file, cell_centres_local, grid_centres_uv
 from .heads import BasicBlock, ProjectionHead, pad
 
 #: every knob of the architecture and its inputs, with its default; stored in the weight file's metadata
@@ -162,14 +161,4 @@ def build(weights=None, conf: Optional[dict] = None, **_files) -> SmallMatcher:
     The architecture configuration stored in a safetensors file's metadata (key ``conf``, JSON) wins over
     ``conf``. Raises ModelError for unreadable or mismatching weights. Other files (backbone) are ignored.
     """
-    if weights is None:
-        return SmallMatcher(conf)
-    state, meta = load_state_file(weights)
-    if "conf" in meta:
-        conf = json.loads(meta["conf"])
-    model = SmallMatcher(conf)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise ModelError(f"The weight file {weights} does not fit the default architecture: {exc}") from exc
-    return model.eval()
+    return build_from_file(SmallMatcher, weights, conf, "the default architecture")
