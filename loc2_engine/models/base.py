@@ -239,3 +239,11 @@ def build_from_file(cls, weights, conf: Optional[dict], what: str) -> nn.Module:
     except RuntimeError as exc:
         raise ModelError(f"The weight file {weights} does not fit {what}: {exc}") from exc
     return net.eval()
+
+
+def merge_conf(defaults: dict, conf: Optional[dict], what: str) -> dict:
+    """``defaults`` overridden by ``conf``; a key the network does not know is a ModelError naming ``what``."""
+    unknown = set(conf or {}) - set(defaults)
+    if unknown:
+        raise ModelError(f"unknown configuration keys for {what}: {sorted(unknown)}")
+    return {**defaults, **(conf or {})}

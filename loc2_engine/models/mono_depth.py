@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ModelError
-from .base import build_from_file, resize_image, to_input
+from .base import build_from_file, merge_conf, resize_image, to_input
 from .heads import BasicBlock, pad
 from .small import DownConv, upsample2
 
@@ -57,10 +57,7 @@ class MonoDepthNet(nn.Module):
 
     def __init__(self, conf: Optional[dict] = None):
         super().__init__()
-        unknown = set(conf or {}) - set(DEFAULT_CONF)
-        if unknown:
-            raise ModelError(f"unknown configuration keys for the mono depth model: {sorted(unknown)}")
-        self.conf = {**DEFAULT_CONF, **(conf or {})}
+        self.conf = merge_conf(DEFAULT_CONF, conf, "the mono depth model")
         c1, c2, c3, c4 = self.conf["channels"]
         self.input_sizes = {"pano": tuple(self.conf["pano_size"]), "pinhole": tuple(self.conf["pinhole_size"])}
         self.down1, self.down2 = DownConv(3, c1), DownConv(c1, c2)

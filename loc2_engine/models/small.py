@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ModelError
-from .base import AerialFeatures, GroundFeatures, Matcher, build_from_file, cell_centres_local, grid_centres_uv
+from .base import (AerialFeatures, GroundFeatures, Matcher, build_from_file, cell_centres_local, grid_centres_uv,
+                   merge_conf)
 from .heads import BasicBlock, ProjectionHead, pad
 
 #: every knob of the architecture and its inputs, with its default; stored in the weight file's metadata
@@ -116,10 +116,7 @@ class SmallMatcher(Matcher):
 
     def __init__(self, conf: Optional[dict] = None):
         super().__init__()
-        unknown = set(conf or {}) - set(DEFAULT_CONF)
-        if unknown:
-            raise ModelError(f"unknown configuration keys for the default model: {sorted(unknown)}")
-        self.conf = {**DEFAULT_CONF, **(conf or {})}
+        self.conf = merge_conf(DEFAULT_CONF, conf, "the default model")
         c = self.conf
         self.ground_input_sizes = {"pano": tuple(c["pano_size"]), "pinhole": tuple(c["pinhole_size"])}
         self.token_stride = int(c["token_stride"])
