@@ -17,6 +17,10 @@ colour interpretation (alpha band used as mask). Non-8-bit data (16-bit, float) 
 uint8 between the 2nd and 98th percentiles of the window's valid pixels (what QGIS shows by default), so
 window statistics, not the whole raster's, set the contrast.
 
+rasterio (and its affine) is imported only where a file is read or an array resampled: a window from an array
+already on the local grid (what the QGIS plugin renders) needs no raster library, so a QGIS whose Python
+lacks rasterio can still import the pipeline; reading without it raises `AerialError` naming the package.
+
 Pixel convention (ENGINEERING.md): pixel (row, col) centre -> x = (col + 0.5 - W/2) * gsd,
 y = (H/2 - row - 0.5) * gsd; use `pixel_to_local` / `local_to_pixel`, never re-derive.
 """
@@ -32,13 +36,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 import pyproj
-import rasterio
-from affine import Affine
-from rasterio.enums import ColorInterp, Resampling
 from pyproj.exceptions import CRSError
-from rasterio.errors import RasterioIOError
-from rasterio.warp import reproject
-from rasterio.windows import Window
 
 from .errors import AerialError
 from .georef import LocalFrame, transform_points
@@ -139,7 +137,6 @@ class AerialWindow:
             arr = arr[:, :, None]
         if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
             raise AerialError(f"The aerial array must be (H, W) or (H, W, C) with C in 1..4, got {arr.shape}.")
-        transform = transform if isinstance(transform, Affine) else Affine(*tuple(transform)[:6])
         n = _window_pixels(size_m, gsd)
         try:
             crs = pyproj.CRS.from_user_input(crs)
@@ -163,20 +160,29 @@ class AerialWindow:
         if aligned is not None:
             image, valid_out = _paste(data, ok, aligned, n)
         else:
-            window = _source_window(transform, arr.shape[1], arr.shape[0], frame, n, gsd)
-            if window is None:
-                raise AerialError(
-                    f"The in-memory aerial array does not overlap the {n * gsd:g} m window around the prior "
-                    f"{_fmt_xy(center_xy)} ({_crs_name(center_crs)}); its extent does not cover the prior.")
-            rows, cols = window.toslices()
-            image, valid_out = _warp(data[:, rows, cols].astype(np.float32), ok[rows, cols],
-                                     transform * Affine.translation(window.col_off, window.row_off),
-                                     crs, frame, n, gsd)
+            image, valid_out = _warp_array(data, ok, transform, crs, frame, n, gsd, center_xy, center_crs)
         if not valid_out.any():
             raise AerialError(
                 f"The in-memory aerial array has no data in the {n * gsd:g} m window around the prior "
                 f"{_fmt_xy(center_xy)} ({_crs_name(center_crs)}); its extent does not cover the prior.")
         return cls(_to_uint8(image, valid_out, arr.dtype), valid_out, float(gsd), frame, source)
+
+
+def _warp_array(data: np.ndarray, valid: np.ndarray, transform, crs, frame: LocalFrame, n: int, gsd: float,
+                center_xy, center_crs):
+    """`_warp` of the part of a (B, H, W) in-memory array under the window; (H, W) ``valid``; rasterio needed."""
+    _require_rasterio("resample the in-memory aerial array into the window")
+    from affine import Affine
+
+    transform = Affine(*tuple(transform)[:6])
+    window = _source_window(transform, valid.shape[1], valid.shape[0], frame, n, gsd)
+    if window is None:
+        raise AerialError(
+            f"The in-memory aerial array does not overlap the {n * gsd:g} m window around the prior "
+            f"{_fmt_xy(center_xy)} ({_crs_name(center_crs)}); its extent does not cover the prior.")
+    rows, cols = window.toslices()
+    return _warp(data[:, rows, cols].astype(np.float32), valid[rows, cols],
+                 transform * Affine.translation(window.col_off, window.row_off), crs, frame, n, gsd)
 
 
 def raster_info(path) -> Tuple[pyproj.CRS, Tuple[float, float, float, float]]:
@@ -188,9 +194,25 @@ def raster_info(path) -> Tuple[pyproj.CRS, Tuple[float, float, float, float]]:
 
 # --- reading -------------------------------------------------------------------------------------------
 
+def _require_rasterio(task: str) -> None:
+    """Raise `AerialError` naming the missing package when rasterio (or its affine) cannot be imported."""
+    try:
+        import affine  # noqa: F401 -- only checking that it is there
+        import rasterio  # noqa: F401
+    except ImportError as exc:
+        raise AerialError(
+            f"Loc² needs the Python package 'rasterio' to {task}, and it cannot be imported ({exc}). Install "
+            "rasterio from the same source as your GDAL (e.g. Debian's python3-rasterio, or conda-forge), or, "
+            "in QGIS, load the raster as a layer: the plugin renders layers without rasterio.") from exc
+
+
 def _open(path: str):
     if not os.path.exists(path):
         raise AerialError(f"The aerial raster {path} does not exist; check the path.")
+    _require_rasterio(f"read the aerial raster {path}")
+    import rasterio
+    from rasterio.errors import RasterioIOError
+
     try:
         return rasterio.open(path)
     except RasterioIOError as exc:
@@ -232,6 +254,9 @@ def _read_block(src, frame: LocalFrame, n: int, gsd: float, path: str):
     Returns (data (B, h, w) float32, valid (h, w) bool, transform of the block, source dtype) with B = 1 or 3
     colour bands (a palette is expanded to RGB, dtype uint8).
     """
+    from affine import Affine
+    from rasterio.enums import Resampling
+
     window = _source_window(src.transform, src.width, src.height, frame, n, gsd)
     if window is None:  # cannot happen once the prior is inside, kept as a clear message
         raise AerialError(f"The window around the prior does not overlap the aerial raster {path}.")
@@ -257,13 +282,15 @@ def _read_block(src, frame: LocalFrame, n: int, gsd: float, path: str):
     return data.astype(np.float32), valid, block_transform, dtype
 
 
-def _source_window(transform: Affine, width: int, height: int, frame: LocalFrame, n: int,
-                   gsd: float) -> Optional[Window]:
+def _source_window(transform: "Affine", width: int, height: int, frame: LocalFrame, n: int,
+                   gsd: float) -> Optional["Window"]:
     """Pixel window of a width x height raster with ``transform`` that covers the n x n target grid (+1 px).
 
     The target's outline and centre cross (densified, so curved mappings such as 4326 or a far-off UTM zone
     are covered) are mapped into raster pixels; None when the window misses the raster.
     """
+    from rasterio.windows import Window
+
     half = n * gsd / 2.0
     s = np.linspace(-half, half, _OUTLINE_POINTS)
     edge = np.full_like(s, half)
@@ -284,6 +311,8 @@ def _source_window(transform: Affine, width: int, height: int, frame: LocalFrame
 
 def _colour_bands(src, path: str):
     """Band indexes to read as colour (1 grey or 3 RGB) and, for a palette raster, its (3, 256) lookup."""
+    from rasterio.enums import ColorInterp
+
     interp = list(src.colorinterp)
     if src.count == 1 and interp[0] == ColorInterp.palette:
         try:
@@ -306,30 +335,36 @@ def _colour_bands(src, path: str):
 
 # --- resampling into the window --------------------------------------------------------------------------
 
-def _warp(data: np.ndarray, valid: np.ndarray, transform: Affine, crs, frame: LocalFrame, n: int, gsd: float):
+def _warp(data: np.ndarray, valid: np.ndarray, transform: "Affine", crs, frame: LocalFrame, n: int, gsd: float):
     """Bilinear reprojection of (B, h, w) data with a (h, w) validity mask into the n x n local grid.
 
     Returns (image (n, n, B) float32, valid (n, n) bool). Invalid source pixels are excluded from the
     bilinear kernels (NaN nodata), so nodata never bleeds into valid colours.
     """
+    from rasterio.crs import CRS as RioCRS
+    from rasterio.enums import Resampling
+    from rasterio.warp import reproject
+
     src = np.where(valid[None], data, np.nan).astype(np.float32)
     dst = np.full((src.shape[0], n, n), np.nan, np.float32)
     reproject(
         source=src, destination=dst,
-        src_transform=transform, src_crs=rasterio.crs.CRS.from_wkt(pyproj.CRS(crs).to_wkt()),
-        dst_transform=_window_transform(n, gsd), dst_crs=rasterio.crs.CRS.from_wkt(frame.local_crs.to_wkt()),
+        src_transform=transform, src_crs=RioCRS.from_wkt(pyproj.CRS(crs).to_wkt()),
+        dst_transform=_window_transform(n, gsd), dst_crs=RioCRS.from_wkt(frame.local_crs.to_wkt()),
         src_nodata=np.nan, dst_nodata=np.nan, resampling=Resampling.bilinear,
     )
     image = np.moveaxis(dst, 0, 2)
     return image, np.isfinite(image).all(axis=2)
 
 
-def _window_transform(n: int, gsd: float) -> Affine:
+def _window_transform(n: int, gsd: float) -> "Affine":
+    from affine import Affine
+
     half = n * gsd / 2.0
     return Affine(gsd, 0.0, -half, 0.0, -gsd, half)
 
 
-def _aligned_slice(transform: Affine, crs: pyproj.CRS, frame: LocalFrame, n: int, gsd: float):
+def _aligned_slice(transform, crs: pyproj.CRS, frame: LocalFrame, n: int, gsd: float):
     """(row0, col0) of the window's top-left pixel in the array when no resampling is needed, else None."""
     if not _same_local_crs(crs, frame.local_crs):
         return None

@@ -5,6 +5,10 @@ equidistant, so a point at geodesic distance d and azimuth az from the prior sit
 """
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pyproj
@@ -241,3 +245,59 @@ def test_from_array_errors_name_the_problem():
         AerialWindow.from_array(array, transform, "EPSG:nonsense", (500005.0, 5000005.0), None, 20.0, 1.0)
     with pytest.raises(AerialError, match="px wide"):
         AerialWindow.from_array(array, transform, "EPSG:32633", (500005.0, 5000005.0), None, 1e6, 0.01)
+
+
+_WITHOUT_RASTERIO = r'''
+import sys
+
+class Blocker:  # a QGIS whose Python has no rasterio (nor affine)
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("rasterio", "affine"):
+            raise ImportError(f"No module named {name!r} (blocked by the test)")
+
+sys.meta_path.insert(0, Blocker())
+
+import numpy as np
+
+from loc2_engine import pipeline
+from loc2_engine.aerial import AerialWindow
+from loc2_engine.cameras import PanoramaCamera
+from loc2_engine.errors import AerialError
+from loc2_engine.exif import ExifInfo
+from loc2_engine.georef import LocalFrame
+from loc2_engine.ground import GroundImage
+from loc2_engine.models.small import build
+
+loc = pipeline.Localizer(model=build(), depth="plane", device="cpu", hypotheses=50, n_matches=64)
+size_m, gsd = loc.window_size_m, float(loc.matcher.aerial_gsd)
+n, half = loc.matcher.aerial_size_px, loc.window_size_m / 2.0
+local_crs = LocalFrame("EPSG:32633", (500050.0, 5000050.0)).local_crs
+image = np.random.default_rng(0).integers(0, 256, (n, n, 3), dtype=np.uint8)
+window = AerialWindow.from_array(image, (gsd, 0, -half, 0, -gsd, half), local_crs, (0.0, 0.0), local_crs,
+                                 size_m, gsd)
+assert (window.image == image).all()
+ground = GroundImage("pano.jpg", np.full((64, 128, 3), 128, np.uint8), PanoramaCamera(128, 64), ExifInfo(), "pano")
+result = loc.localize(ground, window, pipeline.Prior(0.0, 0.0, local_crs, radius_m=10.0))
+assert result.error_code != "aerial", result.error
+for build_window in (lambda: AerialWindow.from_raster("aerial.tif", (0, 0), None, size_m, gsd),
+                     lambda: AerialWindow.from_array(image, (gsd, 0, 0, 0, -gsd, 0), "EPSG:32633",
+                                                     (1.0, -1.0), None, size_m, gsd)):
+    try:
+        build_window()
+    except AerialError as exc:
+        assert "'rasterio'" in str(exc), exc
+    else:
+        raise AssertionError("reading without rasterio did not fail")
+assert not [m for m in sys.modules if m.split(".")[0] in ("rasterio", "affine")]
+print("OK", result.status)
+'''
+
+
+def test_pipeline_runs_from_an_in_memory_window_without_rasterio(tmp_path):
+    """The plugin's path (windows from arrays / QGIS renders) must not need rasterio; reading files says
+    which package is missing."""
+    (tmp_path / "aerial.tif").write_bytes(b"")  # exists, so the error is about rasterio, not the path
+    repo = Path(__file__).resolve().parents[1]
+    ran = subprocess.run([sys.executable, "-c", _WITHOUT_RASTERIO], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "PYTHONPATH": str(repo)})
+    assert ran.returncode == 0 and "OK" in ran.stdout, ran.stdout[-2000:] + ran.stderr[-4000:]
