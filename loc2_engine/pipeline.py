@@ -9,7 +9,7 @@ runs the method. Steps for one photo:
      ``window.key``) so photos sharing a window encode it once;
   4. depth provider -> depth map (its own resolution, photo aspect) -> depth at each ground token (bilinear
      at the token's position in that grid); tokens without depth (sky, above the horizon, metric depth
-     beyond half the window) are masked out of the matching;
+     beyond the model's depth limit or half the window) are masked out of the matching;
   5. matcher: probabilities P (aerial cells x ground tokens) -> correspondences sampled ∝ P;
   6. ground tokens lifted to the camera BEV frame (``xy_bev = depth * lift_coef``);
   7. weighted scale-aware RANSAC (`ransac.ransac_similarity`) -> ``xy_local = s R xy_bev + t``;
@@ -65,7 +65,8 @@ DEFAULT_CONF = {
     "with_scale": True,         # False: rigid fit (the "no scale" ablation)
     "seed": 0,                  # sampling and RANSAC are deterministic for a seed
     "cache_size": 8,            # aerial windows whose features are kept
-    "max_range_m": None,        # metric depth beyond this is masked; None: half the window
+    "max_range_m": None,        # metric depth at or beyond this is masked; None: the matcher's own limit
+                                # (max_depth_m, official models), else half the window
     "camera": "auto",           # camera model for photos given as paths
     "hfov_deg": None,           # pinhole HFOV for photos given as paths (None: EXIF)
     "radius_m": DEFAULT_RADIUS_M,  # search radius for priors read from EXIF
@@ -265,7 +266,9 @@ class Localizer:
     def _lifted_tokens(self, ground_in, depth_map) -> Tuple[torch.Tensor, torch.Tensor]:
         """Each ground token lifted to the BEV: xy_bev (Ng, 2) float32 depth units, valid (Ng,) bool.
 
-        Invalid: no depth (sky, above the horizon) or, for metric depth, farther than the window can show.
+        Invalid: no depth (sky, above the horizon) or, for metric depth, at or beyond conf ``max_range_m``,
+        else the matcher's own clip ``max_depth_m`` on its ``max_depth_kind`` (official models: 35 m of range
+        VIGOR / 40 m of z-depth KITTI, method.md §3), else half the window (farther than it can show).
         Raises LocalizationError when too few tokens remain (an all-sky photo).
         """
         depth = self._depth(ground_in, depth_map)
@@ -276,14 +279,20 @@ class Localizer:
         depth_tok = sample_depth_at(torch.from_numpy(depth)[None].double(), uv_depth[None].double(),
                                     mode="bilinear")[0]  # (Ng,)
         valid = torch.isfinite(depth_tok) & (depth_tok > 0)
-        if self.depth.metric:
-            valid &= depth_tok <= (self.conf["max_range_m"] or self.window_size_m / 2.0)
+        xy_bev = depth_tok[:, None] * coef.double()  # (Ng, 2)
+        own_limit = getattr(self.matcher, "max_depth_m", None)
+        if self.depth.metric and self.conf["max_range_m"] is None and own_limit is not None:
+            # a pinhole's z-depth is its forward BEV coordinate, whatever kind of depth the provider gives
+            along_z = getattr(self.matcher, "max_depth_kind", "range") == "z"
+            valid &= (xy_bev[:, 1] if along_z else depth_tok) < own_limit
+        elif self.depth.metric:
+            valid &= depth_tok < (self.conf["max_range_m"] or self.window_size_m / 2.0)
         if int(valid.sum()) < MIN_VALID_TOKENS:
             raise LocalizationError(
                 f"The photo shows no usable ground: only {int(valid.sum())} of {len(valid)} image regions have "
                 f"depth from '{self.depth.name}' (the rest is sky, above the horizon, or too far); there is "
                 "nothing to match against the aerial image.")
-        return (depth_tok[:, None] * coef.double()).float(), valid
+        return xy_bev.float(), valid
 
     def _correspondences(self, window, ground_in, valid):
         """Sample matches from P: idx_a (N,), idx_g (N,) long, weights (N,) float32, cells (Na, 2) local m.
@@ -339,5 +348,5 @@ class Localizer:
     def _depth(self, ground_in, depth_map) -> np.ndarray:
         """Depth (h, w) float32 of the model-input-sized photo (same aspect, any resolution), NaN invalid."""
         h, w = ground_in.image.shape[:2]
-        return as_depth_map(self.depth(ground_in, truth_path=depth_map), (h, w))
+        return as_depth_map(self.depth(ground_in, truth_path=depth_map), (h, w), ground_in.camera)
 

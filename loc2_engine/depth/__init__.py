@@ -96,13 +96,16 @@ def get_depth_provider(name_or_path: str, **options) -> DepthProvider:
                      f"{FOLDER_PROVIDER} weights.")
 
 
-def as_depth_map(depth, shape: Tuple[int, int]) -> np.ndarray:
+def as_depth_map(depth, shape: Tuple[int, int], camera=None) -> np.ndarray:
     """Coerce a depth array to float32 (h, w) with every non-positive or non-finite value as NaN.
 
-    shape: (H, W) of the image it belongs to. The map may have another resolution with the same aspect
-    (e.g. a full-size truth map for a resized photo): it is kept at its own resolution, because resampling
-    depth shifts it by fractions of a pixel, which near the horizon is a large range error; the pipeline
-    samples it at the tokens' exact positions instead. Any other aspect is a DepthError.
+    shape: (H, W) of the image it belongs to; camera: that image's camera model (optional). The map may have
+    another resolution with the same aspect (e.g. a full-size truth map for a resized photo): it is kept at
+    its own resolution, because resampling depth shifts it by fractions of a pixel, which near the horizon is
+    a large range error; the pipeline samples it at the tokens' exact positions instead, through the camera
+    resized to the map's grid. A pinhole image stretched to a model's input (KITTI 1242×375 -> 1232×364,
+    hence fx != fy) also accepts a map of the photo before the stretch (`square_pixel_aspect`), read the same
+    way. Any other aspect is a DepthError.
     """
     arr = np.asarray(depth, dtype=np.float32)
     if arr.ndim == 3 and arr.shape[-1] == 1:
@@ -110,9 +113,18 @@ def as_depth_map(depth, shape: Tuple[int, int]) -> np.ndarray:
     if arr.ndim != 2:
         raise DepthError(f"A depth map must be a 2-D array, got shape {arr.shape}.")
     h, w = shape
-    if abs(arr.shape[1] / arr.shape[0] - w / h) > 0.02 * (w / h):
+    aspect = arr.shape[1] / arr.shape[0]
+    if all(abs(aspect - a) > 0.02 * a for a in (w / h, square_pixel_aspect(shape, camera))):
         raise DepthError(f"The depth map is {arr.shape[1]}x{arr.shape[0]} px but the photo is {w}x{h} px; "
                          "they must have the same size (or at least the same aspect).")
     arr = arr.copy()
     arr[~np.isfinite(arr) | (arr <= 0)] = np.nan
     return arr
+
+
+def square_pixel_aspect(shape: Tuple[int, int], camera=None) -> float:
+    """Width / height the image of ``shape`` (H, W) had before any non-uniform resize: W·fy / (H·fx) for a
+    pinhole camera (its pixels are fy/fx times wider than tall), W / H for any other camera or none."""
+    h, w = shape
+    fx, fy = getattr(camera, "fx", None), getattr(camera, "fy", None)
+    return w * fy / (h * fx) if fx and fy else w / h

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from ..errors import DepthError
 from ..lifting import sample_depth_at
-from . import DepthProvider
+from . import DepthProvider, square_pixel_aspect
 
 DA_SOURCE = ("a transformers folder of Depth Anything V2 from https://huggingface.co/depth-anything "
              "(e.g. Depth-Anything-V2-Small-hf, or Depth-Anything-V2-Metric-Outdoor-Large-hf for metres); "
@@ -91,17 +91,20 @@ class DepthAnythingDepth(DepthProvider):
         """Range (H, W) float32 in ``ground.image``'s pixels (depth units), NaN = sky / unknown."""
         if ground.camera.kind == "pano":
             return self._panorama(ground.image, ground.camera).numpy().astype(np.float32)
-        z, far = self._infer(ground.image, self._pinhole_size(*ground.image.shape[:2]))
-        z = torch.where(z > far, torch.nan, z)
         h, w = ground.image.shape[:2]
+        # the network sees the scene with square pixels, as it was trained (a photo stretched to a model's
+        # input, KITTI's 1242×375 -> 1232×364, is un-stretched), and its output is resized to the image
+        z, far = self._infer(ground.image, self._pinhole_size(h, h * square_pixel_aspect((h, w), ground.camera)))
+        z = torch.where(z > far, torch.nan, z)
         v, u = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64),
                               indexing="ij")
         forward = ground.camera.pixel_to_ray(torch.stack([u, v], -1))[..., 1]  # unit rays: range = z / forward
         return (z.double() / forward).numpy().astype(np.float32)
 
     # -- network ------------------------------------------------------------------------------------------
-    def _pinhole_size(self, h: int, w: int) -> Tuple[int, int]:
-        """Network input (h, w): short side input_px, aspect kept, both multiples of 14."""
+    def _pinhole_size(self, h: float, w: float) -> Tuple[int, int]:
+        """Network input (h, w) for a scene of h × w square pixels: short side input_px, aspect kept, both
+        multiples of 14."""
         s = self.input_px / min(h, w)
         return max(14, int(round(h * s / 14)) * 14), max(14, int(round(w * s / 14)) * 14)
 

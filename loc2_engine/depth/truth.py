@@ -11,7 +11,8 @@ from . import DepthProvider, as_depth_map
 
 
 class TruthDepth(DepthProvider):
-    """Reads a float32 ``.npy`` of Euclidean range in metres, same size (or aspect) as the photo.
+    """Reads a float32 ``.npy`` of Euclidean range in metres, same size (or aspect) as the photo, or as the
+    photo before a model's non-uniform resize (see `as_depth_map`).
 
     NaN, inf and non-positive values mean sky / no depth. The map is in the grid of the *upright* photo
     (EXIF orientation applied), as `loc2 synth` writes it, i.e. the grid of ``GroundImage.image``.
@@ -30,7 +31,7 @@ class TruthDepth(DepthProvider):
                              "column), and this photo has none; choose another depth provider (mono, plane).")
         h, w = ground.image.shape[:2]
         if isinstance(truth_path, np.ndarray):
-            return as_depth_map(truth_path, (h, w))
+            return as_depth_map(truth_path, (h, w), ground.camera)
         path = os.fspath(truth_path)
         if not os.path.isfile(path):
             raise DepthError(f"The ground-truth depth map {path} does not exist.")
@@ -38,4 +39,4 @@ class TruthDepth(DepthProvider):
             depth = np.load(path, allow_pickle=False)  # never unpickle: a .npy is data, not code
         except (ValueError, OSError, EOFError) as exc:
             raise DepthError(f"The ground-truth depth map {path} cannot be read as a .npy array: {exc}") from exc
-        return as_depth_map(depth, (h, w))
+        return as_depth_map(depth, (h, w), ground.camera)

@@ -67,8 +67,9 @@ class Variant:
 
     camera_kind: "pano" | "pinhole"; ground_size (H, W) px of the ground input; aerial_px: aerial input side;
     aerial_gsd: m/px at that size; max_depth_m: the official depth clip (the official code masks tokens at or
-    beyond it; exposed for the pipeline); weights_names: default file names searched in $LOC2_MODELS;
-    checkpoint: what the user should download.
+    beyond it; exposed for the pipeline); max_depth_kind: the depth it clips, the one the model was trained
+    with ("range": UniK3D on VIGOR, "z": Depth Anything V2 on KITTI); weights_names: default file names
+    searched in $LOC2_MODELS; checkpoint: what the user should download.
     """
 
     name: str
@@ -77,6 +78,7 @@ class Variant:
     aerial_px: int
     aerial_gsd: float
     max_depth_m: float
+    max_depth_kind: str
     weights_names: Tuple[str, ...]
     checkpoint: str
 
@@ -85,12 +87,12 @@ def vigor_variant(city: str = "NewYork") -> Variant:
     """loc2-vigor at the official m/px of ``city`` (one of VIGOR_MPP_640), rescaled from 640 to 630 px."""
     if city not in VIGOR_MPP_640:
         raise ModelError(f"Unknown VIGOR city {city!r} for the aerial resolution: use one of {sorted(VIGOR_MPP_640)}.")
-    return Variant("loc2-vigor", "pano", (714, 1428), 630, VIGOR_MPP_640[city] * 640 / 630, 35.0,
+    return Variant("loc2-vigor", "pano", (714, 1428), 630, VIGOR_MPP_640[city] * 640 / 630, 35.0, "range",
                    ("loc2-vigor.pt", "checkpoints/vigor/crossarea/unknown_ori/model.pt"),
                    "a VIGOR checkpoint checkpoints/vigor/{samearea,crossarea}/{known_ori,unknown_ori}/model.pt")
 
 
-KITTI = Variant("loc2-kitti", "pinhole", (364, 1232), 504, KITTI_MPP_512 * 512 / 504, 40.0,
+KITTI = Variant("loc2-kitti", "pinhole", (364, 1232), 504, KITTI_MPP_512 * 512 / 504, 40.0, "z",
                 ("loc2-kitti.pt", "checkpoints/kitti/ori_noise180/model.pt"),
                 "a KITTI checkpoint checkpoints/kitti/{ori_noise10,ori_noise180}/model.pt")
 BACKBONE_NAMES = ("dinov2_vitl14_pretrain.pth", "dinov2-large")
@@ -170,7 +172,7 @@ class OfficialMatcher(Matcher):
         self.aerial_gsd = variant.aerial_gsd
         self.aerial_size_px = variant.aerial_px
         self.tau = TAU
-        self.max_depth_m = variant.max_depth_m
+        self.max_depth_m, self.max_depth_kind = variant.max_depth_m, variant.max_depth_kind
         self.backbone = backbone
         self.heads = heads if heads is not None else OfficialHeads(backbone.channels)
 

@@ -1,0 +1,72 @@
+"""Shared by the official-model tests: random weights in the official formats (nothing can be downloaded here).
+
+A tiny DINOv2 (hidden 1024 so that the full-size official heads fit, 1 layer) saved in Meta's and
+transformers' formats, and the 163 official matcher tensors, random.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from loc2_engine.cameras import PinholeCamera
+from loc2_engine.models.dinov2 import hf_to_meta
+from loc2_engine.models.official import OfficialHeads, build_vigor
+
+transformers = pytest.importorskip("transformers")
+
+KITTI_CAM = PinholeCamera(1242, 375, 721.5377, 721.5377, 609.5593, 172.854)  # KITTI P_rect_02
+
+
+def tiny_dinov2(layers: int = 1, hidden: int = 1024, seed: int = 0):
+    """A random transformers Dinov2Model with DINOv2's 37×37 position grid and 64-d heads."""
+    torch.manual_seed(seed)
+    cfg = transformers.Dinov2Config(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=hidden // 64,
+                                    intermediate_size=64, patch_size=14, image_size=518, layerscale_value=1.0)
+    model = transformers.Dinov2Model(cfg).eval()
+    with torch.no_grad():  # every tensor distinct, scales O(1) where they multiply, so that a wrong mapping shows
+        for name, p in model.named_parameters():
+            if "layer_scale" in name or ("norm" in name and name.endswith("weight")):
+                p.uniform_(0.5, 1.5)
+            else:
+                p.normal_(0, 0.05)
+    return model
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """Meta-format backbone .pth, transformers backbone folder, and official-format VIGOR checkpoint."""
+    d = tmp_path_factory.mktemp("official")
+    vit = tiny_dinov2()
+    torch.save(hf_to_meta(vit.state_dict()), d / "dinov2_vitl14_pretrain.pth")
+    vit.save_pretrained(d / "dinov2-large")
+    torch.manual_seed(1)
+    state = {}
+    for k, v in OfficialHeads().state_dict().items():
+        if k.endswith("num_batches_tracked"):
+            state[k] = torch.tensor(7)
+        elif k.endswith("running_var"):
+            state[k] = torch.rand_like(v) + 0.5
+        else:
+            state[k] = torch.randn_like(v) * 0.05
+    torch.save(state, d / "model.pt")
+    return {"dir": d, "meta": str(d / "dinov2_vitl14_pretrain.pth"), "folder": str(d / "dinov2-large"),
+            "weights": str(d / "model.pt"), "state": state, "vit": vit}
+
+
+@pytest.fixture(scope="module")
+def vigor(files):
+    return build_vigor(weights=files["weights"], backbone=files["meta"])
+
+
+def write_raster(path, size_px: int = 600, gsd: float = 0.25, seed: int = 0) -> str:
+    """A random RGB GeoTIFF in UTM 33N with its north-west corner at (500000, 5000000); returns its path."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    rng = np.random.default_rng(seed)
+    with rasterio.open(path, "w", driver="GTiff", width=size_px, height=size_px, count=3, dtype="uint8",
+                       crs="EPSG:32633", transform=from_origin(500000, 5000000, gsd, gsd)) as dst:
+        dst.write(rng.integers(0, 255, (3, size_px, size_px), dtype=np.uint8))
+    return str(path)
