@@ -184,11 +184,13 @@ def spread_subset(n_rows: int, limit: Optional[int]) -> List[int]:
 
 
 def run_bench(dataset_dir, localizer, limit: Optional[int] = None,
-              progress: Optional[Callable[[int, int, PhotoRecord], None]] = None) -> List[PhotoRecord]:
+              progress: Optional[Callable[[int, int, PhotoRecord], None]] = None,
+              on_result: Optional[Callable[[object, PhotoRecord], None]] = None) -> List[PhotoRecord]:
     """Localize the dataset's photos (DESIGN §3 ``manifest.csv``) and score them against the truth.
 
     Uses the batch loop's per-photo path (`batch.localize_job`), so the benchmark runs exactly what users
-    run. progress(done, total, record) after each photo.
+    run. progress(done, total, record) after each photo; on_result(result, record) sees the full `Result`
+    (e.g. to calibrate the confidence on its quality numbers).
     """
     from .batch import localize_job, manifest_jobs
     from .manifest import read_manifest
@@ -202,6 +204,8 @@ def run_bench(dataset_dir, localizer, limit: Optional[int] = None,
         record = record_for(result, camera, row.heading_prior_deg is not None, row.true_xy,
                             row.true_heading_deg, row.crs)
         records.append(record)
+        if on_result is not None:
+            on_result(result, record)
         if progress is not None:
             progress(i + 1, len(rows), record)
     return records

@@ -1,14 +1,23 @@
 """Quality of a RANSAC pose: inlier statistics, a confidence in [0, 1], residual RMS and a 1-σ position error.
 
-Confidence (heuristic, monotone, to be calibrated on the benchmark; the constants are module-level):
+Confidence. A model file may carry a calibration (safetensors metadata key ``confidence``, written by
+``scripts/calibrate_confidence.py``): logistic weights over the pose's quality features (`FEATURE_NAMES`),
+fitted on localized photos with truth, so that the confidence *is* the estimated probability that the
+position is within `HIT_RADIUS_M` of the truth:
 
-    confidence = (1 - exp(-inliers / COUNT_SCALE)) * (1 - exp(-(soft_ratio / RATIO_SCALE)²))
+    confidence = sigmoid(intercept + Σ_k w_k feature_k)
 
-with ``soft_ratio = soft_score / matches`` (the reference's soft inlier count at th_inlier, per match). The
-first factor says "enough inliers to pin a similarity down" (8 inliers -> 0.63, 25 -> 0.96); the second
-"more agreement than chance": a wrong pose collects inliers only by accident, a few per cent of the matches
-at most, while a correct one typically explains >= 15 % (ratio 0.05 -> 0.32, 0.08 -> 0.63, 0.15 -> 0.97).
-Non-decreasing in the inlier count and in the soft score, 0 with no inliers, 1 only in the limit.
+Features: log(1 + inliers); soft_ratio = soft_score / matches (the reference's soft inlier count at
+th_inlier, per match); ambiguity (RANSAC: best support at another place over the winner's, see
+`ransac.RansacResult.ambiguity`); log sigma_m; inlier_weight_share (Σ inlier match probabilities / Σ all).
+
+Without a calibration (e.g. the official checkpoints) a monotone heuristic stands in, and is only a ranking:
+
+    confidence = (1 - exp(-inliers / COUNT_SCALE)) * (1 - exp(-(soft_ratio / RATIO_SCALE)²)) * (1 - ambiguity)
+
+The first factor says "enough inliers to pin a similarity down" (8 inliers -> 0.63, 25 -> 0.96); the second
+"more agreement than chance" (ratio 0.05 -> 0.32, 0.08 -> 0.63, 0.15 -> 0.97); the third "no other place
+fits as well". Both forms give 0 below 3 inliers.
 
 1-σ position uncertainty ``sigma_m`` (metres, radial RMS of the camera position): with k inliers of RMS
 residual r (dst units, each a 2-D vector), the per-coordinate noise is σ² = Σ|r|² / (2k - 4) (4 parameters).
@@ -26,37 +35,62 @@ correlated errors: without the cap 2000 inliers of 1 m residual would claim 2 cm
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Dict, Optional
 
+import numpy as np
 import torch
 
 COUNT_SCALE = 8.0
 RATIO_SCALE = 0.08
 MAX_INDEPENDENT_INLIERS = 50
 
+#: the confidence of a calibrated model is the probability that the position error is at most this, metres
+HIT_RADIUS_M = 5.0
+#: quality features a calibration weighs, in order (see the module docstring)
+FEATURE_NAMES = ("log_inliers", "soft_ratio", "ambiguity", "log_sigma", "inlier_weight_share")
+#: sigma_m is clipped to this range (metres) before its logarithm: beyond it the pose is equally good or bad
+_SIGMA_CLIP_M = (0.05, 200.0)
+
 #: status thresholds: below either, the pose is reported as "low_confidence"
 MIN_CONFIDENCE = 0.5
 MIN_INLIERS = 10
 
 
-def confidence_from(inliers: int, soft_ratio: float) -> float:
-    """Confidence in [0, 1] from the hard inlier count and the soft inlier ratio (see module docstring)."""
-    if inliers <= 0 or not soft_ratio > 0:
+def quality_features(inliers: int, soft_ratio: float, ambiguity: float, sigma_m: float,
+                     inlier_weight_share: float) -> Dict[str, float]:
+    """The `FEATURE_NAMES` of one pose (sigma_m NaN, i.e. fewer than 3 inliers, counts as the clip maximum)."""
+    sigma = _SIGMA_CLIP_M[1] if not math.isfinite(sigma_m) else min(max(sigma_m, _SIGMA_CLIP_M[0]), _SIGMA_CLIP_M[1])
+    return {"log_inliers": math.log1p(max(inliers, 0)), "soft_ratio": float(soft_ratio),
+            "ambiguity": float(ambiguity), "log_sigma": math.log(sigma),
+            "inlier_weight_share": float(inlier_weight_share)}
+
+
+def confidence_from(features: Dict[str, float], calibration: Optional[Dict[str, float]] = None) -> float:
+    """Confidence in [0, 1] of a pose's `quality_features` (module docstring); 0 below 3 inliers."""
+    inliers = math.expm1(features["log_inliers"])
+    if inliers < 2.5 or not features["soft_ratio"] > 0:
         return 0.0
-    return float((1.0 - math.exp(-inliers / COUNT_SCALE)) * (1.0 - math.exp(-(soft_ratio / RATIO_SCALE) ** 2)))
+    if calibration:
+        z = calibration["intercept"] + sum(calibration[k] * features[k] for k in FEATURE_NAMES)
+        return float(1.0 / (1.0 + math.exp(-min(max(z, -50.0), 50.0))))
+    return float((1.0 - math.exp(-inliers / COUNT_SCALE))
+                 * (1.0 - math.exp(-(features["soft_ratio"] / RATIO_SCALE) ** 2))
+                 * (1.0 - min(max(features["ambiguity"], 0.0), 1.0)))
 
 
 def pose_quality(residuals: torch.Tensor, inliers: torch.Tensor, weights: torch.Tensor, soft_score: float,
-                 n: int, *, dst: Optional[torch.Tensor] = None,
-                 position: Optional[torch.Tensor] = None) -> dict:
+                 n: int, *, ambiguity: float = 0.0, dst: Optional[torch.Tensor] = None,
+                 position: Optional[torch.Tensor] = None,
+                 calibration: Optional[Dict[str, float]] = None) -> dict:
     """Quality numbers of one pose for the ``camera_poses`` layer.
 
     residuals (N,) m (NaN = unusable), inliers (N,) bool, weights (N,) match probabilities, soft_score the
-    RANSAC soft inlier count, n the number of matches the pose was fitted on. Optional dst (N, 2) local
-    metres of the matches and position (2,) of the camera add the lever-arm term to sigma_m.
+    RANSAC soft inlier count, n the number of matches the pose was fitted on, ambiguity from RANSAC.
+    Optional dst (N, 2) local metres of the matches and position (2,) of the camera add the lever-arm term
+    to sigma_m. calibration: the model's logistic weights (None: the heuristic).
 
     Returns dict(matches int, inliers int, inlier_ratio, confidence, residual_m (inlier RMS, NaN if none),
-    sigma_m (NaN if fewer than 3 inliers), inlier_weight_share (Σ inlier weights / Σ weights)).
+    sigma_m (NaN if fewer than 3 inliers), inlier_weight_share (Σ inlier weights / Σ weights), features).
     """
     inl = inliers.bool() & torch.isfinite(residuals)
     k = int(inl.sum())
@@ -65,15 +99,33 @@ def pose_quality(residuals: torch.Tensor, inliers: torch.Tensor, weights: torch.
     residual_m = float(r.pow(2).mean().sqrt()) if k else math.nan
     w = torch.nan_to_num(weights.double(), nan=0.0).clamp_min(0.0)
     w_total = float(w.sum())
+    sigma_m = _sigma_m(r, dst[inl].double() if dst is not None else None, position)
+    share = float(w[inl].sum()) / w_total if w_total > 0 else 0.0
+    features = quality_features(k, soft_score / matches if matches else 0.0, ambiguity, sigma_m, share)
     return dict(
         matches=matches,
         inliers=k,
         inlier_ratio=k / matches if matches else 0.0,
-        confidence=confidence_from(k, soft_score / matches if matches else 0.0),
+        confidence=confidence_from(features, calibration),
         residual_m=residual_m,
-        sigma_m=_sigma_m(r, dst[inl].double() if dst is not None else None, position),
-        inlier_weight_share=float(w[inl].sum()) / w_total if w_total > 0 else 0.0,
+        sigma_m=sigma_m,
+        inlier_weight_share=share,
+        features=features,
     )
+
+
+def features_of_result(result, th_inlier_m: float) -> Dict[str, float]:
+    """`quality_features` recomputed from a localized `Result`'s explanation arrays (for calibration).
+
+    th_inlier_m: the Localizer's hard inlier threshold (the soft count uses it, as in `ransac`).
+    """
+    r = np.asarray(result.residuals_m, np.float64)
+    finite = np.isfinite(r)
+    soft = float(np.sum(1.0 / (1.0 + np.exp(-(5.0 / th_inlier_m) * (th_inlier_m - r[finite])))))
+    w = np.nan_to_num(np.asarray(result.weights, np.float64)).clip(min=0.0)
+    share = float(w[result.inlier_mask].sum() / w.sum()) if w.sum() > 0 else 0.0
+    return quality_features(int(result.inliers), soft / max(result.matches, 1), result.ambiguity,
+                            result.sigma_m, share)
 
 
 def _sigma_m(r: torch.Tensor, dst_inl: Optional[torch.Tensor], position: Optional[torch.Tensor]) -> float:

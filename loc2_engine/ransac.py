@@ -50,6 +50,10 @@ class RansacResult:
         confidence, a soft inlier count); 0 when not ok.
     n_hypotheses_valid: hypotheses that survived degeneracy and prior checks and were scored.
     ok, reason: reason is "" when ok, else a sentence.
+    ambiguity: in [0, 1], the best score (soft count at th_soft) among hypotheses that put the camera
+        more than ``distinct_m`` from the winner's position, over the winner's score: near 1, another
+        place explains the matches about as well (repeated structure, a symmetric street); 0 when no
+        other place gets any support.
     """
 
     fit: SimilarityFit
@@ -59,6 +63,7 @@ class RansacResult:
     n_hypotheses_valid: int
     ok: bool
     reason: str = ""
+    ambiguity: float = 0.0
 
     @property
     def heading_deg(self) -> float:
@@ -72,13 +77,20 @@ def ransac_similarity(src: torch.Tensor, dst: torch.Tensor, weights: Optional[to
                       scale_range: Optional[Tuple[float, float]] = None,
                       heading_prior_deg: Optional[float] = None,
                       heading_tolerance_deg: Optional[float] = None,
+                      position_prior: Optional[Tuple[float, float]] = None,
+                      position_radius: Optional[float] = None,
+                      distinct_m: Optional[float] = None,
                       generator: Optional[torch.Generator] = None) -> RansacResult:
     """Robust similarity from src (N, 2) to dst (N, 2) with sampling weights (N,) >= 0 (None: uniform).
 
     Correspondences with a non-finite coordinate or a weight that is not > 0 are ignored. ``th_inlier`` and
     ``th_soft`` are in dst units (m). ``scale_range`` = (min, max) admissible s; ``heading_prior_deg`` (true
-    north, clockwise) with ``heading_tolerance_deg`` (default 20) restricts the heading. Never raises on
-    bad data: returns ok=False with a reason.
+    north, clockwise) with ``heading_tolerance_deg`` (default 20) restricts the heading;
+    ``position_prior`` (2,) dst units with ``position_radius`` restricts where src's origin (the camera)
+    may land, so a pose outside the search area is never chosen over a slightly weaker one inside it.
+    ``distinct_m`` (default 2 th_soft): how far another hypothesis's camera must be to count as a rival
+    place for ``ambiguity``.
+    Never raises on bad data: returns ok=False with a reason.
     """
     src, dst, weights = _check_inputs(src, dst, weights)
     if hypotheses < 1 or sample_size < 2 or refine_steps < 0 or th_inlier <= 0 or th_soft <= 0:
@@ -88,7 +100,8 @@ def ransac_similarity(src: torch.Tensor, dst: torch.Tensor, weights: Optional[to
             f"th_inlier={th_inlier}, th_soft={th_soft}")
     if heading_prior_deg is not None and heading_tolerance_deg is None:
         heading_tolerance_deg = DEFAULT_HEADING_TOLERANCE_DEG
-    accept = _Acceptance(scale_range, heading_prior_deg, heading_tolerance_deg)
+    if (position_prior is None) != (position_radius is None):
+        raise ValueError("position_prior and position_radius go together")
     if generator is None:
         generator = torch.Generator().manual_seed(0)
 
@@ -104,6 +117,9 @@ def ransac_similarity(src: torch.Tensor, dst: torch.Tensor, weights: Optional[to
     # centre both point sets: the pose is solved and scored in centred coordinates, then shifted back
     p_mean, q_mean = (w[:, None] * p).sum(0) / w.sum(), (w[:, None] * q).sum(0) / w.sum()
     p, q = p - p_mean, q - q_mean
+    accept = _Acceptance(scale_range, heading_prior_deg, heading_tolerance_deg,
+                         None if position_prior is None else (-p_mean, torch.as_tensor(
+                             position_prior, dtype=q.dtype) - q_mean, float(position_radius)))
 
     samples = _draw_samples(w, hypotheses, sample_size, generator)
     if samples.shape[0] == 0:
@@ -121,6 +137,7 @@ def ransac_similarity(src: torch.Tensor, dst: torch.Tensor, weights: Optional[to
 
     scores = _soft_scores(hyp, valid, p, q, th_soft)
     best = int(torch.argmax(scores))
+    ambiguity = _ambiguity(hyp, scores, best, -p_mean, 2.0 * th_soft if distinct_m is None else distinct_m)
     fit = hyp[best]
     fit = SimilarityFit(fit.R[None], fit.t[None], fit.s[None], fit.ok[None], fit.reason)
 
@@ -145,7 +162,23 @@ def ransac_similarity(src: torch.Tensor, dst: torch.Tensor, weights: Optional[to
     beta = 5.0 / th_inlier
     soft = float(torch.sigmoid(beta * (th_inlier - residuals[idx_usable])).sum())
     return RansacResult(fit=fit, inliers=inliers, residuals=residuals, soft_score=soft,
-                        n_hypotheses_valid=n_valid, ok=True, reason="")
+                        n_hypotheses_valid=n_valid, ok=True, reason="", ambiguity=ambiguity)
+
+
+def _ambiguity(hyp: SimilarityFit, scores: torch.Tensor, best: int, origin: torch.Tensor,
+               distinct_m: float) -> float:
+    """Runner-up score at another place over the best score (see `RansacResult.ambiguity`).
+
+    hyp: H hypotheses in centred coordinates, scores (H,) (-inf invalid), origin (2,) the camera (src
+    origin) in centred src coordinates.
+    """
+    cam = hyp.s[:, None] * (hyp.R @ origin) + hyp.t                   # (H, 2) camera positions
+    far = (cam - cam[best]).norm(dim=-1) > distinct_m
+    rival = scores[far & torch.isfinite(scores)]
+    top = float(scores[best])
+    if rival.numel() == 0 or top <= 0:
+        return 0.0
+    return float(min(1.0, max(0.0, float(rival.max()) / top)))
 
 
 def two_point_similarity(src: torch.Tensor, dst: torch.Tensor, with_scale: bool = True) -> SimilarityFit:
@@ -217,14 +250,19 @@ def _draw_samples(w: torch.Tensor, hypotheses: int, k: int, generator: torch.Gen
 
 
 class _Acceptance:
-    """Scale range and heading prior as a per-hypothesis boolean test."""
+    """Scale range, heading prior and position prior as a per-hypothesis boolean test.
 
-    def __init__(self, scale_range, heading_prior_deg, heading_tolerance_deg):
+    area: None, or (origin (2,) in centred src coordinates, centre (2,) in centred dst coordinates, radius):
+    the fit must map the origin within radius of the centre.
+    """
+
+    def __init__(self, scale_range, heading_prior_deg, heading_tolerance_deg, area=None):
         if scale_range is not None and not (0 < scale_range[0] <= scale_range[1]):
             raise ValueError(f"scale_range must be (min, max) with 0 < min <= max, got {scale_range}")
         self.scale_range = scale_range
         self.heading_prior_deg = heading_prior_deg
         self.heading_tolerance_deg = heading_tolerance_deg
+        self.area = area
 
     def __call__(self, fit: SimilarityFit) -> torch.Tensor:
         ok = torch.ones_like(fit.s, dtype=torch.bool)
@@ -233,6 +271,10 @@ class _Acceptance:
         if self.heading_prior_deg is not None:
             diff = torch.remainder(heading_from_rotation(fit.R) - self.heading_prior_deg + 180.0, 360.0) - 180.0
             ok = ok & (diff.abs() <= self.heading_tolerance_deg)
+        if self.area is not None:
+            origin, centre, radius = self.area
+            cam = fit.s[..., None] * (fit.R @ origin.to(fit.R.dtype)) + fit.t
+            ok = ok & ((cam - centre).norm(dim=-1) <= radius)
         return ok
 
     def describe(self) -> str:
@@ -241,6 +283,8 @@ class _Acceptance:
             parts.append(f"the scale range {self.scale_range[0]:g}–{self.scale_range[1]:g}")
         if self.heading_prior_deg is not None:
             parts.append(f"the heading prior {self.heading_prior_deg:g}° ± {self.heading_tolerance_deg:g}°")
+        if self.area is not None:
+            parts.append(f"the search radius of {self.area[2]:g} m around the prior")
         return " and ".join(parts) or "the constraints"
 
 

@@ -65,6 +65,7 @@ class Result:
     runtime_s: float = 0.0
     hfov_deg: float = math.nan
     error_code: str = ""
+    ambiguity: float = math.nan  # RANSAC: rival place's support / the winner's (ransac.RansacResult)
     uv_ground: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
     xy_bev: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
     xy_aerial: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))

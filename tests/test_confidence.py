@@ -5,34 +5,54 @@ import math
 import pytest
 import torch
 
-from loc2_engine.confidence import MAX_INDEPENDENT_INLIERS, confidence_from, pose_quality, status_from
+from loc2_engine.confidence import (MAX_INDEPENDENT_INLIERS, confidence_from, pose_quality, quality_features,
+                                    status_from)
 from loc2_engine.solver import procrustes_2d, rotation_from_heading
 
 
-def test_confidence_bounded_and_monotone():
+def _conf(inliers, ratio, ambiguity=0.0, sigma_m=1.0, share=0.5, calibration=None):
+    return confidence_from(quality_features(inliers, ratio, ambiguity, sigma_m, share), calibration)
+
+
+def test_heuristic_confidence_bounded_and_monotone():
     counts = [0, 1, 3, 5, 10, 30, 100, 1000, 8000]
     ratios = [0.0, 0.01, 0.03, 0.05, 0.1, 0.2, 0.5, 1.0]
-    grid = [[confidence_from(k, r) for r in ratios] for k in counts]
+    grid = [[_conf(k, r) for r in ratios] for k in counts]
     for i, row in enumerate(grid):
         assert all(0.0 <= c <= 1.0 for c in row)
         assert row == sorted(row)  # non-decreasing in the ratio
         if i:
             assert all(a >= b for a, b in zip(row, grid[i - 1]))  # and in the count
-    assert confidence_from(0, 0.5) == 0.0 and confidence_from(100, 0.0) == 0.0
-    assert confidence_from(20, 0.01) < 0.05 < 0.9 < confidence_from(200, 0.3)
+    assert _conf(0, 0.5) == 0.0 and _conf(100, 0.0) == 0.0 and _conf(2, 0.9) == 0.0
+    assert _conf(20, 0.01) < 0.05 < 0.9 < _conf(200, 0.3)
+    # another place that explains the matches as well makes the pose a guess
+    assert _conf(200, 0.3, ambiguity=0.95) < 0.1 < _conf(200, 0.3, ambiguity=0.2)
+
+
+def test_calibrated_confidence_is_the_logistic_of_the_features():
+    cal = {"intercept": -4.0, "log_inliers": 1.0, "soft_ratio": 5.0, "ambiguity": -3.0, "log_sigma": -1.0,
+           "inlier_weight_share": 2.0}
+    f = quality_features(40, 0.2, 0.3, 2.0, 0.6)
+    z = -4.0 + math.log(41) + 5.0 * 0.2 - 3.0 * 0.3 - math.log(2.0) + 2.0 * 0.6
+    assert confidence_from(f, cal) == pytest.approx(1 / (1 + math.exp(-z)))
+    assert _conf(40, 0.2, 0.3, 2.0, 0.6, cal) > _conf(40, 0.2, 0.3, 8.0, 0.6, cal)  # larger sigma: lower
+    assert _conf(2, 0.9, calibration=cal) == 0.0
+    # sigma_m NaN (fewer than 3 inliers) and absurd values are clipped, never NaN
+    assert 0.0 <= _conf(3, 0.5, 0.0, float("nan"), 0.5, cal) < _conf(3, 0.5, 0.0, 1.0, 0.5, cal)
 
 
 def test_pose_quality_numbers():
     residuals = torch.tensor([0.3, 0.4, 1.2, 5.0, 9.0, float("nan")])
     inliers = torch.tensor([True, True, True, False, False, False])
     weights = torch.tensor([1.0, 1.0, 2.0, 1.0, 5.0, 0.0])
-    q = pose_quality(residuals, inliers, weights, soft_score=2.8, n=6)
+    q = pose_quality(residuals, inliers, weights, soft_score=2.8, n=6, ambiguity=0.25)
     assert (q["matches"], q["inliers"]) == (6, 3)
     assert q["inlier_ratio"] == pytest.approx(0.5)
     assert q["residual_m"] == pytest.approx(math.sqrt((0.09 + 0.16 + 1.44) / 3))
     assert q["sigma_m"] == pytest.approx(math.sqrt((0.09 + 0.16 + 1.44) / 1 / 3))
     assert q["inlier_weight_share"] == pytest.approx(0.4)
-    assert q["confidence"] == pytest.approx(confidence_from(3, 2.8 / 6))
+    assert q["features"] == quality_features(3, 2.8 / 6, 0.25, q["sigma_m"], 0.4)
+    assert q["confidence"] == pytest.approx(confidence_from(q["features"]))
 
 
 def test_pose_quality_without_inliers():

@@ -90,6 +90,30 @@ def test_scale_range_selects_the_structure():
     assert res.ok and float(res.fit.s) == pytest.approx(3.0, rel=0.01)
 
 
+def test_position_prior_selects_the_structure():
+    """Two camera positions 30 m apart: the stronger one wins, unless the search area excludes it."""
+    src_a, dst_a, w_a, _ = make_problem(30.0, 1.0, 0.0, 0.0, 3, n=300, outlier_ratio=0.0)
+    src_b, dst_b, w_b, _ = make_problem(30.0, 1.0, 30.0, 0.0, 4, n=200, outlier_ratio=0.0)
+    src, dst, w = torch.cat([src_a, src_b]), torch.cat([dst_a, dst_b]), torch.cat([w_a, w_b])
+    assert float(ransac_similarity(src, dst, w).fit.t.norm()) < 0.1
+    res = ransac_similarity(src, dst, w, position_prior=(25.0, 5.0), position_radius=10.0)
+    assert res.ok and float((res.fit.t - torch.tensor([30.0, 0.0])).norm()) < 0.1
+    far = ransac_similarity(src, dst, w, position_prior=(-200.0, 0.0), position_radius=10.0)
+    assert not far.ok and "search radius of 10 m" in far.reason
+    with pytest.raises(ValueError):
+        ransac_similarity(src, dst, w, position_prior=(0.0, 0.0))
+
+
+def test_ambiguity_measures_a_rival_place():
+    src_a, dst_a, w_a, _ = make_problem(30.0, 1.0, 0.0, 0.0, 3, n=300, outlier_ratio=0.0)
+    src_b, dst_b, w_b, _ = make_problem(30.0, 1.0, 30.0, 0.0, 4, n=200, outlier_ratio=0.0)
+    rival = ransac_similarity(torch.cat([src_a, src_b]), torch.cat([dst_a, dst_b]), torch.cat([w_a, w_b]))
+    assert 0.5 < rival.ambiguity < 0.8  # ~200 / 300 points support the other place
+    src, dst, w, _ = make_problem(30.0, 1.0, 0.0, 0.0, 5, n=500, outlier_ratio=0.4)
+    assert ransac_similarity(src, dst, w).ambiguity < 0.3
+    assert ransac_similarity(src_a, dst_a, w_a).ambiguity < 0.1  # no outliers: nothing else fits
+
+
 def test_unsatisfiable_prior_fails_with_reason():
     src, dst, w, _ = make_problem(0.0, 1.0, 0.0, 0.0, 5, outlier_ratio=0.0)
     res = ransac_similarity(src, dst, w, scale_range=(50.0, 60.0))

@@ -238,6 +238,8 @@ def build_from_file(cls, weights, conf: Optional[dict], what: str) -> nn.Module:
         net.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise ModelError(f"The weight file {weights} does not fit {what}: {exc}") from exc
+    if "confidence" in meta:  # the model's own calibration of its pose confidence (confidence.py)
+        net.confidence_calibration = json.loads(meta["confidence"])
     return net.eval()
 
 
