@@ -17,53 +17,15 @@ from loc2_engine.cameras import PanoramaCamera, PinholeCamera
 from loc2_engine.errors import CameraError, ModelError
 from loc2_engine.lifting import lift_coefficients, sample_depth_at
 from loc2_engine.models import load_model
-from loc2_engine.models.dinov2 import hf_to_meta, load_dinov2, meta_to_hf, old_interpolate_pos_encoding
+from loc2_engine.models.dinov2 import (Dinov2Backbone, hf_to_meta, load_dinov2, meta_to_hf,
+                                       old_interpolate_pos_encoding)
 from loc2_engine.models.official import (KITTI, OfficialHeads, OfficialMatcher, build_vigor,
                                          official_cells_local, vigor_variant)
 from loc2_engine.solver import procrustes_2d
 
 transformers = pytest.importorskip("transformers")
 
-
-def tiny_dinov2(layers: int = 1, hidden: int = 1024, seed: int = 0):
-    """A random transformers Dinov2Model with DINOv2's 37×37 position grid and 64-d heads."""
-    torch.manual_seed(seed)
-    cfg = transformers.Dinov2Config(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=hidden // 64,
-                                    intermediate_size=64, patch_size=14, image_size=518, layerscale_value=1.0)
-    model = transformers.Dinov2Model(cfg).eval()
-    with torch.no_grad():  # every tensor distinct, scales O(1) where they multiply, so that a wrong mapping shows
-        for name, p in model.named_parameters():
-            if "layer_scale" in name or ("norm" in name and name.endswith("weight")):
-                p.uniform_(0.5, 1.5)
-            else:
-                p.normal_(0, 0.05)
-    return model
-
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    """Meta-format backbone .pth, transformers backbone folder, and official-format VIGOR checkpoint."""
-    d = tmp_path_factory.mktemp("official")
-    vit = tiny_dinov2()
-    torch.save(hf_to_meta(vit.state_dict()), d / "dinov2_vitl14_pretrain.pth")
-    vit.save_pretrained(d / "dinov2-large")
-    torch.manual_seed(1)
-    state = {}
-    for k, v in OfficialHeads().state_dict().items():
-        if k.endswith("num_batches_tracked"):
-            state[k] = torch.tensor(7)
-        elif k.endswith("running_var"):
-            state[k] = torch.rand_like(v) + 0.5
-        else:
-            state[k] = torch.randn_like(v) * 0.05
-    torch.save(state, d / "model.pt")
-    return {"dir": d, "meta": str(d / "dinov2_vitl14_pretrain.pth"), "folder": str(d / "dinov2-large"),
-            "weights": str(d / "model.pt"), "state": state, "vit": vit}
-
-
-@pytest.fixture(scope="module")
-def vigor(files):
-    return build_vigor(weights=files["weights"], backbone=files["meta"])
+from official_fixtures import KITTI_CAM, files, tiny_dinov2, vigor  # noqa: E402,F401  (fixtures shared with test_official_*.py)
 
 
 # --- checkpoint format -------------------------------------------------------------------------------------
@@ -295,6 +257,18 @@ def test_position_grid_uses_the_old_scale_factor_formula(files):
     assert not torch.allclose(out, new, atol=1e-3)  # transformers' own formula is not the official one
 
 
+def test_cpu_float32_blocks_equal_transformers_forward():
+    """The oneDNN-linear blocks (float32 CPU) give transformers' own features up to float rounding."""
+    vit = tiny_dinov2(layers=2, hidden=128, seed=5)
+    backbone = Dinov2Backbone(vit)
+    x = torch.rand(2, 3, 70, 140, generator=torch.Generator().manual_seed(0))
+    assert backbone._onednn_path(x) == torch.backends.mkldnn.is_available()
+    with torch.no_grad():
+        ref = vit(pixel_values=x).last_hidden_state[:, 1:].transpose(1, 2).reshape(2, 128, 5, 10)
+    fast = backbone(x)
+    assert float((fast - ref).abs().max()) <= 1e-5 * float(ref.abs().max())
+
+
 def test_meta_transformers_key_remap_round_trips(files):
     hf = files["vit"].state_dict()
     meta = hf_to_meta(hf)
@@ -344,31 +318,6 @@ def test_loc2_models_folder_is_searched_by_default_names(files, monkeypatch):
     assert model.ground_input_sizes == {"pinhole": (364, 1232)} and model.aerial_size_px == 504
     assert model.aerial_gsd == pytest.approx(0.198937, abs=1e-6)
     assert model.token_grid("pinhole") == (26, 88)
-
-
-def test_runs_through_the_localizer(files, tmp_path):
-    """Pipeline integration: the official window size, token grid and lifting go through `Localizer`. With
-    random weights the matches are meaningless, so only a clean result (pose or a specific failure) counts."""
-    import rasterio
-    from rasterio.transform import from_origin
-
-    from loc2_engine.exif import ExifInfo
-    from loc2_engine.ground import GroundImage
-    from loc2_engine.pipeline import Localizer, Prior
-
-    rng = np.random.default_rng(0)
-    raster = str(tmp_path / "aerial.tif")
-    with rasterio.open(raster, "w", driver="GTiff", width=400, height=400, count=3, dtype="uint8",
-                       crs="EPSG:32633", transform=from_origin(500000, 5000000, 0.25, 0.25)) as dst:
-        dst.write(rng.integers(0, 255, (3, 400, 400), dtype=np.uint8))
-    photo = GroundImage(str(tmp_path / "p.png"), rng.integers(0, 255, (256, 512, 3), dtype=np.uint8),
-                        PanoramaCamera(512, 256), ExifInfo(), "pano")
-    depth = np.full((256, 512), 10.0, np.float32)
-    depth[:100] = np.nan
-    loc = Localizer(model="loc2-vigor", depth="truth", device="cpu", weights=files["weights"],
-                    backbone=files["meta"])
-    res = loc.localize(photo, raster, Prior(500050, 4999950, "EPSG:32633", radius_m=5), depth_map=depth)
-    assert res.status in ("ok", "low_confidence") or "match" in res.error, res.error
 
 
 def test_backbone_dtype_from_the_environment(files, monkeypatch):
@@ -450,9 +399,6 @@ def test_vigor_token_directions_agree_with_the_panorama_camera(vigor):
     assert ang[horizontal].abs().max() < math.radians(5.0)
     centre = (uv[:, 0] == 714) & (uv[:, 1] == 350)  # centre column = forward (north at heading 0)
     assert coef[centre, 1] > 0.99
-
-
-KITTI_CAM = PinholeCamera(1242, 375, 721.5377, 721.5377, 609.5593, 172.854)  # KITTI P_rect_02
 
 
 @pytest.mark.parametrize("psi_deg", [0.0, 95.0])
@@ -597,6 +543,18 @@ def test_pinhole_z_depth_becomes_range(da_folder, monkeypatch):
     provider = DepthAnythingDepth(weights=da_folder, input_px=56)
     monkeypatch.setattr(provider, "_infer", lambda image, size: (sphere_z(80, 90.0, 7.0).float(), math.inf))
     assert np.allclose(provider(Photo(rgb(80, 80), camera)), 7.0, rtol=1e-4)
+
+
+def test_depth_anything_sees_a_stretched_photo_with_square_pixels(da_folder, monkeypatch):
+    """KITTI's 1242×375 photo stretched to loc2-kitti's 1232×364: the network input keeps the scene's aspect
+    (short side 56 -> 56 × 182, not the stretched 56 × 196), and the depth comes back at the image's size."""
+    from loc2_engine.depth.depth_anything import DepthAnythingDepth
+
+    provider = DepthAnythingDepth(weights=da_folder, input_px=56)
+    sizes, infer = [], provider._infer
+    monkeypatch.setattr(provider, "_infer", lambda image, size: sizes.append(size) or infer(image, size))
+    depth = provider(Photo(rgb(364, 1232), KITTI_CAM.resized(1232, 364)))
+    assert sizes == [(56, 182)] and depth.shape == (364, 1232)
 
 
 def test_crops_look_where_their_yaw_and_pitch_say():
