@@ -231,10 +231,10 @@ class Dinov2Backbone(nn.Module):
 
     def _onednn_path(self, x: torch.Tensor) -> bool:
         """Whether `fast_layer_forward` applies to the input x: float32 on a CPU with oneDNN, a plain-MLP ViT
-        in eval mode (otherwise transformers' own forward runs)."""
+        in eval mode with transformers 5's layer names (otherwise transformers' own forward runs)."""
         config = self.vit.config
         return (x.device.type == "cpu" and x.dtype == torch.float32 and torch.backends.mkldnn.is_available()
-                and not self.vit.training
+                and not self.vit.training and hasattr(self.vit.encoder.layer[0].attention, "q_proj")
                 and not config.use_swiglu_ffn and config.hidden_act == "gelu" and not config.drop_path_rate)
 
 
