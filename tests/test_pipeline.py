@@ -18,10 +18,11 @@ import rasterio
 import torch
 from rasterio.transform import from_origin
 
+from loc2_engine.aerial import AerialWindow
 from loc2_engine.cameras import PanoramaCamera, PinholeCamera
 from loc2_engine.errors import AerialError, LocalizationError
 from loc2_engine.exif import ExifInfo
-from loc2_engine.georef import LocalFrame
+from loc2_engine.georef import LocalFrame, transform_points
 from loc2_engine.ground import GroundImage
 from loc2_engine.models.base import AerialFeatures, GroundFeatures, Matcher, cell_centres_local, grid_centres_uv
 from loc2_engine.pipeline import Localizer, Prior
@@ -135,9 +136,10 @@ def _scene(tmp_path, kind):
                 prior=Prior(prior_xy[0], prior_xy[1], CRS, radius_m=15.0), heading=heading, kind=kind)
 
 
-def _oracle_for(scene, matcher):
-    """Set the oracle's true token positions in the window frame (window centred on the prior)."""
-    frame = LocalFrame(CRS, (scene["prior"].x, scene["prior"].y))
+def _oracle_for(scene, matcher, **conf):
+    """Set the oracle's true token positions in the frame of the window a Localizer with ``conf`` cuts."""
+    loc = Localizer(model=matcher, depth="truth", device="cpu", **conf)
+    frame = loc.aerial_window(scene["raster"], scene["prior"]).frame
     cam_local = frame.to_local(scene["true_xy"][None])[0]
     kind = scene["kind"]
     H, W = matcher.ground_input_size_for(kind)
@@ -206,6 +208,58 @@ def test_aerial_features_are_cached_per_window(tmp_path):
     for _ in range(2):
         assert loc.localize(scene["ground"], scene["raster"], scene["prior"], depth_map=scene["depth"]).ok
     assert len(calls) == 1
+
+
+def test_priors_3_m_apart_share_one_window_and_snapping_keeps_the_pose(tmp_path):
+    """Window centres snap to an 8 m grid: two photos 3 m apart encode the window once, and the pose found
+    through the snapped window is the one found through a window centred on the prior."""
+    from loc2_engine.aerial import snap_center
+
+    scene = _scene(tmp_path, "pano")
+    node = np.asarray(snap_center((scene["prior"].x, scene["prior"].y), CRS, 8.0, 7.0))
+    node_xy = transform_points(node[None], "EPSG:4326", CRS)[0]
+    priors = [Prior(node_xy[0] + dx, node_xy[1] + 1.0, CRS, radius_m=15.0) for dx in (-1.5, 1.5)]
+    poses = {}
+    for snap in (0.0, 8.0):
+        scene["prior"] = priors[0]
+        matcher = OracleMatcher()
+        _oracle_for(scene, matcher, window_snap_m=snap)
+        calls = []
+        encode = matcher.encode_aerial
+        matcher.encode_aerial = lambda x, encode=encode: calls.append(1) or encode(x)
+        loc = Localizer(model=matcher, depth="truth", device="cpu", window_snap_m=snap)
+        results = [loc.localize(scene["ground"], scene["raster"], p, depth_map=scene["depth"]) for p in priors]
+        assert len(calls) == (1 if snap else 2)
+        res = results[0]
+        assert res.ok, res.error
+        poses[snap] = (res.x, res.y, res.heading_deg)
+        if snap:
+            assert results[1].ok and math.hypot(results[1].x - res.x, results[1].y - res.y) < 0.3
+    assert math.hypot(poses[8.0][0] - poses[0.0][0], poses[8.0][1] - poses[0.0][1]) < 0.3, poses
+    assert abs((poses[8.0][2] - poses[0.0][2] + 180) % 360 - 180) < 1.0, poses  # 1 m cells quantize the heading
+    assert math.hypot(poses[8.0][0] - scene["true_xy"][0], poses[8.0][1] - scene["true_xy"][1]) < 0.3
+
+
+def test_windows_from_a_renderer_are_snapped_too(tmp_path):
+    """The plugin's renderer (an object with .window) gets the grid node, in WGS84, not the prior."""
+    scene = _scene(tmp_path, "pano")
+
+    class Renderer:
+        crs = CRS
+
+        def __init__(self):
+            self.centres = []
+
+        def window(self, center_xy, center_crs, size_m, gsd):
+            self.centres.append((tuple(center_xy), center_crs))
+            return AerialWindow.from_raster(scene["raster"], center_xy, center_crs, size_m, gsd)
+
+    renderer = Renderer()
+    loc = Localizer(model=OracleMatcher(), depth="truth", device="cpu", window_snap_m=8.0)
+    for dx in (0.0, 0.5):
+        p = scene["prior"]
+        loc.aerial_window(renderer, Prior(p.x + dx, p.y, CRS, radius_m=15.0))
+    assert renderer.centres[0] == renderer.centres[1] and renderer.centres[0][1] == "EPSG:4326"
 
 
 def test_prior_outside_raster_fails_specifically(tmp_path):
