@@ -119,12 +119,17 @@ def manifest_jobs(rows: Iterable, radius_m: Optional[float] = None) -> List[Phot
 
 def output_crs(jobs: Sequence[PhotoJob], aerial=None):
     """CRS of the output: the batch aerial raster's, else the first job's raster's (`AerialError` if none
-    can be read: the batch cannot run)."""
+    can be read: the batch cannot run). ``aerial`` may also be a source with a ``crs`` (the plugin's renderer
+    of a QGIS layer)."""
+    import pyproj
+
     from .aerial import raster_info
 
     source = aerial or next((j.aerial for j in jobs if j.aerial), None)
     if source is None:
         raise AerialError("No aerial raster was given (--aerial, or an `aerial` column in the manifest).")
+    if not isinstance(source, (str, os.PathLike)):
+        return pyproj.CRS.from_user_input(source.crs)
     return raster_info(source)[0]
 
 
@@ -191,18 +196,36 @@ def _photo_input(job: PhotoJob):
     return GroundImage.load(job.photo, camera=job.camera or "auto", hfov_deg=job.hfov_deg)
 
 
+def prior_position(job: PhotoJob):
+    """Where ``job``'s photo is looked for: ((x, y), crs) of its prior's position (crs None: the raster's),
+    else of its EXIF GPS ((lon, lat), "EPSG:4326"); None when it has neither (or the photo is unreadable)."""
+    prior = job.prior
+    if prior is not None and prior.has_position:
+        return (float(prior.x), float(prior.y)), prior.crs
+    info = _exif(job)
+    if info is None or info.lonlat is None:
+        return None
+    return (float(info.lonlat[0]), float(info.lonlat[1])), "EPSG:4326"
+
+
 def _with_exif_heading(job: PhotoJob):
     """``job.prior`` with its heading from EXIF GPSImgDirection when it has none and EXIF says true north."""
-    from .exif import read_exif
     from .pipeline import Prior
 
     prior = job.prior or Prior()
     if prior.heading_deg is not None:
         return prior
-    try:
-        info = read_exif(job.photo)
-    except Loc2Error:
-        return prior  # an unreadable photo: localize reports it with its specific reason
-    if info.gps_heading_deg is None or info.gps_heading_ref == "M":  # magnetic north is not true north
+    info = _exif(job)
+    if info is None or info.gps_heading_deg is None or info.gps_heading_ref == "M":  # magnetic is not true north
         return prior
     return replace(prior, heading_deg=float(info.gps_heading_deg))
+
+
+def _exif(job: PhotoJob):
+    """The photo's `exif.ExifInfo`, or None when it cannot be read (localize reports that with its reason)."""
+    from .exif import read_exif
+
+    try:
+        return read_exif(job.photo)
+    except Loc2Error:
+        return None

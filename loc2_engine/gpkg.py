@@ -189,11 +189,7 @@ class GeoPackageWriter:
     # -- reading -----------------------------------------------------------------------------------------
     def photos(self) -> Set[str]:
         """Photo ids that already have a ``camera_poses`` row (finished, ok or failed)."""
-        sql = self._ds.ExecuteSQL("SELECT DISTINCT photo FROM camera_poses")
-        try:
-            return {f.GetField(0) for f in sql}
-        finally:
-            self._ds.ReleaseResultSet(sql)
+        return _photo_ids(self._ds, "camera_poses")
 
     # -- writing -----------------------------------------------------------------------------------------
     def write(self, result: Result) -> None:
@@ -237,14 +233,47 @@ class GeoPackageWriter:
         self.close()
 
 
+def photos_in(path, layer: Optional[str] = None) -> Set[str]:
+    """Photo ids in the ``photo`` field of a pose layer of an existing vector file (for resuming into it).
+
+    layer: the layer's name; None: ``camera_poses`` when the file has it, else its first layer (a file
+    written by a QGIS Processing sink names its one layer after the file). Raises OutputError when the file
+    or layer cannot be read or has no ``photo`` field.
+    """
+    try:
+        ds = ogr.Open(str(path))
+    except RuntimeError:  # when some other code called ogr.UseExceptions()
+        ds = None
+    if ds is None or ds.GetLayerCount() == 0:
+        raise OutputError(f"Cannot read the photos already in {path}: not a vector file GDAL can open.")
+    if layer is None:
+        layer = "camera_poses" if ds.GetLayerByName("camera_poses") is not None else ds.GetLayer(0).GetName()
+    found = ds.GetLayerByName(layer)
+    if found is None or found.GetLayerDefn().GetFieldIndex("photo") < 0:
+        raise OutputError(f"{path} has no layer {layer!r} with a 'photo' field; it is not a Loc² output to "
+                          "resume, choose another output file.")
+    return _photo_ids(ds, layer)
+
+
+def _photo_ids(ds, layer: str) -> Set[str]:
+    sql = ds.ExecuteSQL(f'SELECT DISTINCT photo FROM "{layer}"')
+    try:
+        return {f.GetField(0) for f in sql}
+    finally:
+        ds.ReleaseResultSet(sql)
+
+
 Row = Tuple[Optional[ogr.Geometry], Dict[str, object]]
 
 
-def layer_rows(result: Result, crs, frustum_range_m: float = FRUSTUM_RANGE_M) -> Dict[str, List[Row]]:
+def layer_rows(result: Result, crs, frustum_range_m: float = FRUSTUM_RANGE_M,
+               failed_at=None) -> Dict[str, List[Row]]:
     """One photo's features for every layer of `LAYERS`: {layer: [(OGR geometry or None, {field: value})]}.
 
     Geometries are in ``crs`` (pyproj-compatible; normally the raster's). A failed result gives one
-    ``camera_poses`` row without geometry and nothing else. Values are Python scalars, NaN -> None.
+    ``camera_poses`` row and nothing else; its point is ``failed_at`` ((x, y) in ``crs``, e.g. the prior, so
+    a failure shows on the map where the photo was looked for), or no geometry when None. Its pose fields
+    (x, y, ...) stay empty either way. Values are Python scalars, NaN -> None.
     The GeoPackage writer and the Processing algorithm's feature sinks both write exactly these rows.
     """
     crs = pyproj.CRS.from_user_input(crs)
@@ -259,6 +288,8 @@ def layer_rows(result: Result, crs, frustum_range_m: float = FRUSTUM_RANGE_M) ->
                 row["heading_grid_deg"] = float(
                     LocalFrame(crs, (row["x"], row["y"])).true_to_grid_heading(row["heading_deg"]))
         geometry = _point(row["x"], row["y"])
+    elif not result.ok and failed_at is not None:
+        geometry = _point(*failed_at)
     out["camera_poses"].append((geometry, row))
     if not result.ok or result.frame is None:
         return out

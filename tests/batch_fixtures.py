@@ -1,7 +1,8 @@
 """Shared by tests/test_batch.py and tests/test_processing.py: real photos and rasters in a folder, and a
 `FakeLocalizer` with `pipeline.Localizer`'s interface for use before a trained model exists.
 
-The fake does the real input handling (GroundImage.load, prior from EXIF GPS, AerialWindow.from_raster), so
+The fake does the real input handling (GroundImage.load, prior from EXIF GPS, the aerial window from a raster
+file or any source `aerial.window_around` takes, e.g. the plugin's layer renderer), so
 broken photos, missing priors and priors outside the raster fail with the engine's own errors; only the
 pose is made up: the prior moved ``OFFSET_M`` in the local frame, heading 42° (or the heading prior).
 """
@@ -17,7 +18,7 @@ import rasterio
 from PIL import Image
 from rasterio.transform import from_origin
 
-from loc2_engine.aerial import AerialWindow
+from loc2_engine.aerial import window_around
 from loc2_engine.errors import Loc2Error, PriorError
 from loc2_engine.georef import transform_points
 from loc2_engine.ground import GroundImage
@@ -117,7 +118,7 @@ class FakeLocalizer:
         else:
             raise PriorError(f"The photo {os.path.basename(photo_id)} has no GPS position in its EXIF and no "
                              "prior position was given.")
-        window = AerialWindow.from_raster(aerial, xy, crs, 64.0, 1.0)
+        window = window_around(aerial, xy, crs, 64.0, 1.0)
         frame = window.frame
         t = frame.to_local(transform_points([xy], crs, frame.crs))[0] + OFFSET_M
         heading = 42.0 if prior is None or prior.heading_deg is None else float(prior.heading_deg)

@@ -222,3 +222,17 @@ def test_ctrl_c_keeps_finished_photos_and_exits_130(tmp_path, monkeypatch, capsy
     assert run_cli(folder, "--aerial", raster, "--out", tmp_path / "out.gpkg") == 130
     assert "--resume" in capsys.readouterr().err
     assert len(pose_rows(tmp_path / "out.gpkg")) == 2
+
+
+def test_prior_position_is_the_prior_else_the_exif_gps(tmp_path):
+    from loc2_engine.batch import PhotoJob, prior_position
+
+    with_gps = write_photo(tmp_path / "gps.jpg", GOOD["p01.jpg"])
+    without = write_photo(tmp_path / "none.jpg", None)
+    given = Prior(500_001.0, 5_000_002.0, CRS)
+    assert prior_position(PhotoJob(without, prior=given)) == ((500_001.0, 5_000_002.0), CRS)
+    (lon, lat), crs = prior_position(PhotoJob(with_gps, prior=Prior(radius_m=10.0)))
+    assert crs == "EPSG:4326" and abs(lon - 15.0) < 0.01 and 45.0 < lat < 45.2
+    assert prior_position(PhotoJob(without)) is None
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    assert prior_position(PhotoJob(str(tmp_path / "empty.jpg"))) is None

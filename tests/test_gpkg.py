@@ -178,3 +178,37 @@ def test_unusable_output_files_are_specific_errors(tmp_path):
     (tmp_path / "dir").write_text("a file where a folder should be")
     with pytest.raises(OutputError, match="Cannot create"):
         GeoPackageWriter(tmp_path / "dir" / "out.gpkg", CRS)
+
+
+def test_failed_rows_at_a_given_point_and_photo_ids_of_any_pose_file(tmp_path):
+    """layer_rows puts a failed row at ``failed_at`` (pose fields stay empty); photos_in reads the photo ids
+    of a GeoPackageWriter file or of a file with one pose layer under another name (a Processing sink's)."""
+    from loc2_engine.errors import OutputError
+    from loc2_engine.gpkg import layer_rows, photos_in
+
+    failed = Result.failure("broken.jpg", PhotoError("truncated"))
+    assert layer_rows(failed, CRS)["camera_poses"][0][0] is None
+    geometry, attrs = layer_rows(failed, CRS, failed_at=(500_010.0, 5_000_020.0))["camera_poses"][0]
+    assert (geometry.GetX(), geometry.GetY()) == (500_010.0, 5_000_020.0) and attrs["x"] is None
+    ok = ok_result()
+    assert layer_rows(ok, CRS, failed_at=(0.0, 0.0))["camera_poses"][0][0].GetX() == pytest.approx(ok.x)
+
+    path = tmp_path / "out.gpkg"
+    with GeoPackageWriter(path, CRS) as w:
+        w.write(ok)
+        w.write(failed)
+    assert photos_in(path) == {"a.jpg", "broken.jpg"}
+    other = tmp_path / "poses.gpkg"  # what a Processing sink writes: one layer named after the file
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(other))
+    layer = ds.CreateLayer("poses", None, ogr.wkbPoint)
+    layer.CreateField(ogr.FieldDefn("photo", ogr.OFTString))
+    feature = ogr.Feature(layer.GetLayerDefn())
+    feature.SetField("photo", "c.jpg")
+    layer.CreateFeature(feature)
+    ds = None
+    assert photos_in(other) == {"c.jpg"} and photos_in(other, "poses") == {"c.jpg"}
+    with pytest.raises(OutputError, match="no layer 'inliers'"):
+        photos_in(other, "inliers")
+    (tmp_path / "notes.txt").write_text("not a vector file")
+    with pytest.raises(OutputError, match="not a vector file"):
+        photos_in(tmp_path / "notes.txt")

@@ -1,21 +1,23 @@
-"""The Processing algorithm loc2:georeferencephotos: sinks, counts, failed rows, cancel, point-layer input
-(from native:importphotos, with its `direction` as heading prior), and the same poses from qgis_process.bin,
-processing.run and `loc2 batch` on the same inputs."""
+"""The Processing algorithm loc2:georeferencephotos: sinks, counts, failed rows (at their prior), cancel and
+resume, point-layer input (from native:importphotos, with its `direction` as heading prior), a web (XYZ) layer
+as aerial, and the same poses from qgis_process.bin, processing.run and `loc2 batch` on the same inputs."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from osgeo import ogr
-from qgis.core import QgsApplication, QgsProcessingFeedback, QgsSymbolLayer, QgsVectorLayer
+from qgis.core import NULL, QgsApplication, QgsProcessingFeedback, QgsSymbolLayer, QgsVectorLayer
 
-from batch_fixtures import CRS, GOOD, OFFSET_M, FakeLocalizer, make_folder, write_photo, write_raster
+from batch_fixtures import CRS, GOOD, OFFSET_M, ORIGIN, FakeLocalizer, make_folder, write_photo, write_raster
 from loc2_engine import pipeline
 from loc2_engine.result import POSE_FIELDS
 from loc2_qgis.provider import Loc2Provider
@@ -52,8 +54,10 @@ def test_provider_and_parameters(provider):
     assert alg is not None and provider.name() == "Loc²"
     names = {p.name() for p in alg.parameterDefinitions()}
     assert {"FOLDER", "RECURSIVE", "POINTS", "PHOTO_FIELD", "HEADING_FIELD", "AERIAL", "RADIUS", "CAMERA", "HFOV",
-            "HEADING_MODE", "HEADING", "MODEL", "DEPTH", "CAMERA_POSES", "VIEW_FRUSTUMS", "INLIERS"} <= names
-    assert {o.name() for o in alg.outputDefinitions()} >= {"OK_COUNT", "LOW_CONFIDENCE_COUNT", "FAILED_COUNT"}
+            "HEADING_MODE", "HEADING", "MODEL", "WEIGHTS", "BACKBONE", "DEPTH", "RESUME", "CAMERA_POSES",
+            "VIEW_FRUSTUMS", "INLIERS"} <= names
+    assert {o.name() for o in alg.outputDefinitions()} >= {"OK_COUNT", "LOW_CONFIDENCE_COUNT", "FAILED_COUNT",
+                                                           "SKIPPED_COUNT"}
 
 
 @pytest.mark.inqgis
@@ -71,27 +75,39 @@ def test_folder_gives_sinks_counts_and_failed_rows(provider, fake, tmp_path):
     assert set(by_photo) == set(GOOD) | set(expected)
     for name, fragment in expected.items():
         attrs, has_geometry = by_photo[name]
-        assert attrs[names.index("status")] == "failed" and not has_geometry
+        assert attrs[names.index("status")] == "failed" and attrs[names.index("x")] in (None, NULL)
         assert fragment in attrs[names.index("error")]
+        # a failed row sits at its prior (here the EXIF GPS) when there is one: the truncated photo still has
+        # its EXIF (p01's), the others have none or cannot be read
+        assert has_geometry == (name in ("outside.jpg", "truncated.jpg")), name
+    prior = next(f for a, _, f in poses if a[names.index("photo")].endswith("outside.jpg")).geometry().asPoint()
+    assert math.hypot(prior.x() - 510_000.0, prior.y() - 5_010_000.0) < 0.1  # EXIF is stored to 1 ms of arc
     attrs, has_geometry = by_photo["p01.jpg"]
     assert has_geometry and attrs[names.index("x")] == pytest.approx(GOOD["p01.jpg"][0] + OFFSET_M[0], abs=0.05)
     assert result["INLIERS"].featureCount() == 3 * 6 and result["VIEW_FRUSTUMS"].featureCount() == 3
     assert result["INLIERS"].crs().authid() == CRS
 
 
+class CancelAfter(QgsProcessingFeedback):
+    """Cancels once ``n`` of the 8 photos of `make_folder` are done."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.n = n
+
+    def setProgress(self, progress):
+        super().setProgress(progress)
+        if progress >= self.n * 100 / 8 - 1e-6:
+            self.cancel()
+
+
 @pytest.mark.inqgis
 def test_cancel_stops_between_photos(provider, fake, tmp_path):
     import processing
 
-    class CancelAfterTwo(QgsProcessingFeedback):
-        def setProgress(self, progress):
-            super().setProgress(progress)
-            if progress >= 2 * 100 / 8 - 1e-6:
-                self.cancel()
-
     folder, raster, _ = make_folder(tmp_path)
     result = processing.run(ALG, {"FOLDER": str(folder), "AERIAL": raster,
-                                  "CAMERA_POSES": str(tmp_path / "poses.gpkg")}, feedback=CancelAfterTwo())
+                                  "CAMERA_POSES": str(tmp_path / "poses.gpkg")}, feedback=CancelAfter(2))
     assert result["OK_COUNT"] + result["FAILED_COUNT"] == 2
     assert len(features(result["CAMERA_POSES"])[0]) == 2
 
@@ -117,17 +133,77 @@ def test_points_from_import_photos_with_direction_as_heading(provider, fake, tmp
 
 
 @pytest.mark.inqgis
-def test_non_file_raster_and_missing_inputs_are_clear_errors(provider, fake, tmp_path):
+def test_resume_appends_and_skips_the_photos_already_written(provider, fake, tmp_path):
+    """As `loc2 batch --resume`: an interrupted run finished by a second one gives one row per photo."""
     import processing
-    from qgis.core import QgsProcessingException, QgsRasterLayer
 
     folder, raster, _ = make_folder(tmp_path)
+    out, frustums = str(tmp_path / "poses.gpkg"), str(tmp_path / "frustums.gpkg")
+    params = {"FOLDER": str(folder), "AERIAL": raster, "CAMERA_POSES": out, "VIEW_FRUSTUMS": frustums}
+    first = processing.run(ALG, params, feedback=CancelAfter(3))
+    assert first["OK_COUNT"] + first["FAILED_COUNT"] == 3 and first["SKIPPED_COUNT"] == 0
+    rest = processing.run(ALG, dict(params, RESUME=True))
+    assert rest["SKIPPED_COUNT"] == 3 and rest["OK_COUNT"] + rest["FAILED_COUNT"] == 5
+    photos = [f["photo"] for f in QgsVectorLayer(out).getFeatures()]
+    assert len(photos) == len(set(photos)) == 8
+    assert QgsVectorLayer(frustums).featureCount() == 3  # the three good photos, each once
+    again = processing.run(ALG, dict(params, RESUME=True))  # nothing left to do
+    assert again["SKIPPED_COUNT"] == 8 and QgsVectorLayer(out).featureCount() == 8
+    processing.run(ALG, params)  # without RESUME an existing output is replaced, as Processing always does
+    assert QgsVectorLayer(out).featureCount() == 8
+
+
+def write_xyz_tiles(root, lonlat_min, lonlat_max, zoom=17):
+    """Random-texture PNG tiles ``root/{z}/{x}/{y}.png`` covering a lon/lat box (a web map served from disk)."""
+    from PIL import Image
+
+    def tile(lon, lat):
+        n = 2 ** zoom
+        return (int((lon + 180.0) / 360.0 * n),
+                int((1.0 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2.0 * n))
+
+    (x0, y1), (x1, y0) = tile(*lonlat_min), tile(*lonlat_max)
+    rng = np.random.default_rng(4)
+    for x in range(x0, x1 + 1):
+        (root / str(zoom) / str(x)).mkdir(parents=True, exist_ok=True)
+        for y in range(y0, y1 + 1):
+            Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(root / str(zoom) / str(x) /
+                                                                                    f"{y}.png")
+    return f"type=xyz&url=file://{root}/{{z}}/{{x}}/{{y}}.png&zmin={zoom}&zmax={zoom}"
+
+
+@pytest.mark.inqgis
+def test_a_web_layer_is_rendered_by_qgis_like_the_dock_does(provider, fake, tmp_path):
+    """An XYZ layer (tiles from disk, so the test needs no network) is a valid AERIAL: each photo's window is
+    rendered by `render.LayerRenderer`; poses come back in the layer's CRS (EPSG:3857)."""
+    import processing
+    from qgis.core import QgsRasterLayer
+
+    from loc2_engine.georef import transform_points
+
+    folder, _, expected = make_folder(tmp_path)
+    corners = transform_points([(ORIGIN[0] - 50, ORIGIN[1] - 250), (ORIGIN[0] + 250, ORIGIN[1] + 50)], CRS, 4326)
+    xyz = QgsRasterLayer(write_xyz_tiles(tmp_path / "tiles", *corners), "tiles", "wms")
+    assert xyz.isValid() and xyz.providerType() == "wms"
+    result = processing.run(ALG, {"FOLDER": str(folder), "AERIAL": xyz, "CAMERA_POSES": "TEMPORARY_OUTPUT"})
+    assert (result["OK_COUNT"], result["FAILED_COUNT"]) == (3, 5)
+    poses = {Path(f["photo"]).name: f for f in result["CAMERA_POSES"].getFeatures()}
+    assert result["CAMERA_POSES"].crs().authid() == "EPSG:3857"
+    for name, xy in GOOD.items():
+        x, y = transform_points([(poses[name]["x"], poses[name]["y"])], "EPSG:3857", CRS)[0]
+        assert math.hypot(x - xy[0] - OFFSET_M[0], y - xy[1] - OFFSET_M[1]) < 0.1, name
+    assert "no data" in poses["outside.jpg"]["error"]  # outside the tiles: nothing rendered there
+    del xyz
+
+
+@pytest.mark.inqgis
+def test_missing_inputs_are_clear_errors(provider, fake, tmp_path):
+    import processing
+    from qgis.core import QgsProcessingException
+
+    _folder, raster, _ = make_folder(tmp_path)
     with pytest.raises(QgsProcessingException, match="either a folder of photos"):
         processing.run(ALG, {"AERIAL": raster, "CAMERA_POSES": "TEMPORARY_OUTPUT"})  # no FOLDER, no POINTS
-    xyz = QgsRasterLayer("type=xyz&url=http://127.0.0.1:9/{z}/{x}/{y}.png&zmax=19&zmin=0", "xyz", "wms")
-    with pytest.raises(QgsProcessingException, match="is not a raster file"):
-        processing.run(ALG, {"FOLDER": str(folder), "AERIAL": xyz, "CAMERA_POSES": "TEMPORARY_OUTPUT"})
-    del xyz
 
 
 # -- the same poses from the three entry points, with the real Localizer ------------------------------------

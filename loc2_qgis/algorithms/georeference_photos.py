@@ -3,18 +3,23 @@
 It builds the photo list (a folder, or a point layer with a photo-path field such as the output of QGIS's
 ``native:importphotos``), then runs the engine's one batch loop, `loc2_engine.batch.run_batch`, with a
 writer that puts each photo's rows (`loc2_engine.gpkg.layer_rows`, the same rows `loc2 batch` writes into
-its GeoPackage) into the feature sinks. Failed photos are logged and become ``failed`` rows; cancel is
-honoured between photos. The engine (and torch) is imported only when the algorithm runs.
+its GeoPackage) into the feature sinks. Failed photos are logged and become ``failed`` rows placed at their
+prior; cancel is honoured between photos; RESUME appends to existing output files and skips the photos
+they hold, as ``loc2 batch --resume``. A raster file is read by the engine as ``loc2 batch`` reads it; any
+other raster layer (WMS, XYZ, ...) is rendered by QGIS with the dock's `render.LayerRenderer`. The engine
+(and torch) is imported only when the algorithm runs.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections import deque
 
 from qgis.core import (QgsFeature, QgsFeatureSink, QgsField, QgsFields, QgsGeometry, QgsProcessing,
                        QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingLayerPostProcessorInterface,
-                       QgsProcessingOutputNumber,
+                       QgsProcessingOutputLayerDefinition, QgsProcessingOutputNumber, QgsProperty,
+                       QgsRemappingSinkDefinition,
                        QgsProcessingParameterBoolean, QgsProcessingParameterEnum,
                        QgsProcessingParameterFeatureSink, QgsProcessingParameterFeatureSource,
                        QgsProcessingParameterField, QgsProcessingParameterFile, QgsProcessingParameterNumber,
@@ -53,11 +58,16 @@ class GeoreferencePhotos(QgsProcessingAlgorithm):
             "Photos: a FOLDER (optionally RECURSIVE; priors from EXIF GPS), or a POINTS layer whose points are "
             "the priors and whose PHOTO_FIELD holds the photo paths, e.g. the output of 'Import geotagged "
             "photos' (its 'direction' field can serve as HEADING_FIELD).\n"
-            "AERIAL must be a raster file (GeoTIFF, VRT, ...). RADIUS is the search radius around each prior in "
-            "metres.\n\n"
+            "AERIAL is any raster layer QGIS can draw: files (GeoTIFF, VRT, ...) are read like 'loc2 batch' "
+            "reads them, other layers (WMS, XYZ, ...) are rendered by QGIS like in the Loc² panel. RADIUS is "
+            "the search radius around each prior in metres.\n\n"
             "Every photo gives a row in Camera poses with status ok, low_confidence or failed; failed rows "
-            "say why in 'error' and are listed in the log. The counts are in the outputs OK_COUNT, "
-            "LOW_CONFIDENCE_COUNT and FAILED_COUNT. Cancelling stops after the current photo.")
+            "say why in 'error', are listed in the log, and sit at the photo's prior when it has one (their "
+            "x, y stay empty: they are not poses). The counts are in the outputs OK_COUNT, "
+            "LOW_CONFIDENCE_COUNT, FAILED_COUNT and SKIPPED_COUNT. Cancelling stops after the current photo.\n\n"
+            "RESUME (as 'loc2 batch --resume'): outputs that are existing files are appended to, and photos "
+            "already in the Camera poses file are skipped, so an interrupted run can be finished. Without it, "
+            "existing output files are replaced.")
 
     def createInstance(self):
         return GeoreferencePhotos()
@@ -95,8 +105,15 @@ class GeoreferencePhotos(QgsProcessingAlgorithm):
             defaultValue=15.0, minValue=0.0, maxValue=180.0))
         self.addParameter(QgsProcessingParameterString("MODEL", "Model (registry name or weight file)",
                                                        defaultValue="default"))
+        self.addParameter(QgsProcessingParameterFile(
+            "WEIGHTS", "Matcher checkpoint, for models that need one (the official loc2-* models)", optional=True))
+        self.addParameter(QgsProcessingParameterFile(
+            "BACKBONE", "Backbone weights, for models that need them (DINOv2 ViT-L/14 .pth)", optional=True))
         self.addParameter(QgsProcessingParameterString(
             "DEPTH", "Depth provider (empty: the model's default)", optional=True))
+        self.addParameter(QgsProcessingParameterBoolean(
+            "RESUME", "Resume: append to existing output files, skipping the photos already in Camera poses",
+            defaultValue=False))
         self.addParameter(QgsProcessingParameterFeatureSink(
             "CAMERA_POSES", "Camera poses", QgsProcessing.SourceType.TypeVectorPoint))
         self.addParameter(QgsProcessingParameterFeatureSink(
@@ -106,8 +123,18 @@ class GeoreferencePhotos(QgsProcessingAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("OK_COUNT", "Photos localized (ok)"))
         self.addOutput(QgsProcessingOutputNumber("LOW_CONFIDENCE_COUNT", "Photos localized with low confidence"))
         self.addOutput(QgsProcessingOutputNumber("FAILED_COUNT", "Photos that failed"))
+        self.addOutput(QgsProcessingOutputNumber("SKIPPED_COUNT", "Photos skipped (already in the output)"))
 
     # -- run ------------------------------------------------------------------------------------------------
+    def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS's name)
+        """Main thread: the aerial source, since a layer renderer must copy the layer here (see render.py)."""
+        layer = self.parameterAsRasterLayer(parameters, "AERIAL", context)
+        if layer is None:
+            raise QgsProcessingException("No aerial raster layer was given (AERIAL).")
+        self.aerial_layer_crs = layer.crs()
+        self.aerial = _aerial_source(layer, context)
+        return True
+
     def processAlgorithm(self, parameters, context, feedback):
         from .. import deps
 
@@ -115,28 +142,27 @@ class GeoreferencePhotos(QgsProcessingAlgorithm):
         if absent:  # say what to install instead of an ImportError traceback
             raise QgsProcessingException(deps.describe(absent) + " Open the Loc² panel in QGIS to install it.")
         from loc2_engine import pipeline
-        from loc2_engine.aerial import raster_info
-        from loc2_engine.batch import run_batch
+        from loc2_engine.batch import output_crs, run_batch
         from loc2_engine.errors import Loc2Error
 
-        layer = self.parameterAsRasterLayer(parameters, "AERIAL", context)
-        aerial = _raster_file(layer)
         jobs = self._jobs(parameters, context, feedback)
         if not jobs:
             raise QgsProcessingException("No photos to georeference: the folder has no jpg/jpeg/png/tif/tiff "
                                          "files, or the point layer has no features with a photo path.")
         hfov = self.parameterAsDouble(parameters, "HFOV", context) if _given(parameters, "HFOV") else None
+        resume = self.parameterAsBoolean(parameters, "RESUME", context)
         try:
-            crs = raster_info(aerial)[0]
+            crs = output_crs(jobs, self.aerial)
             localizer = pipeline.Localizer(
                 model=self.parameterAsString(parameters, "MODEL", context) or "default",
                 depth=self.parameterAsString(parameters, "DEPTH", context) or None,
+                weights=self.parameterAsFile(parameters, "WEIGHTS", context) or None,
+                backbone=self.parameterAsFile(parameters, "BACKBONE", context) or None,
                 camera=CAMERAS[self.parameterAsEnum(parameters, "CAMERA", context)], hfov_deg=hfov,
                 radius_m=self.parameterAsDouble(parameters, "RADIUS", context))
+            writer = _SinkWriter(self, parameters, context, self.aerial_layer_crs, crs, jobs, resume)
         except Loc2Error as exc:
             raise QgsProcessingException(str(exc)) from exc
-
-        writer = _SinkWriter(self, parameters, context, layer.crs(), crs)
         total = len(jobs)
 
         def progress(done, _total, result):
@@ -148,11 +174,13 @@ class GeoreferencePhotos(QgsProcessingAlgorithm):
                 feedback.pushInfo(f"{done}/{total} {name}: {result.status}, confidence {result.confidence:.2f}, "
                                   f"{result.runtime_s:.1f} s")
 
-        summary = run_batch(jobs, aerial, writer, localizer, progress=progress, cancelled=feedback.isCanceled)
-        feedback.pushInfo(f"ok {summary.ok}, low confidence {summary.low_confidence}, failed {summary.failed}"
+        summary = run_batch(jobs, self.aerial, writer, localizer, resume=resume, progress=progress,
+                            cancelled=feedback.isCanceled)
+        feedback.pushInfo(f"ok {summary.ok}, low confidence {summary.low_confidence}, failed {summary.failed}, "
+                          f"skipped (already in the output) {summary.skipped}"
                           + (" (cancelled)" if summary.cancelled else ""))
         return dict(writer.dest_ids, OK_COUNT=summary.ok, LOW_CONFIDENCE_COUNT=summary.low_confidence,
-                    FAILED_COUNT=summary.failed)
+                    FAILED_COUNT=summary.failed, SKIPPED_COUNT=summary.skipped)
 
     def _jobs(self, parameters, context, feedback):
         """PhotoJobs from FOLDER or POINTS (exactly one of them), with priors from the other parameters."""
@@ -213,17 +241,44 @@ def _given(parameters, name) -> bool:
     return value is not None and value != ""
 
 
-def _raster_file(layer) -> str:
-    """The file behind a raster layer; QgsProcessingException for layers that are not files (WMS, XYZ...)."""
-    if layer is None:
-        raise QgsProcessingException("No aerial raster layer was given (AERIAL).")
+def _aerial_source(layer, context):
+    """What the engine reads: the file behind a GDAL raster layer (as ``loc2 batch`` reads it), else a
+    `render.LayerRenderer` that has QGIS draw the layer (WMS, XYZ, ...), as the dock does."""
+    from ..render import LayerRenderer
+
     path = layer.source().split("|")[0]
-    if layer.providerType() != "gdal" or not os.path.isfile(path):
-        raise QgsProcessingException(
-            f"The aerial layer {layer.name()!r} is not a raster file (provider {layer.providerType()!r}); "
-            "this algorithm reads GeoTIFF/VRT/... files. Export the area you need to a GeoTIFF first "
-            "(Raster › Conversion › Translate, or Export › Save As for web layers).")
-    return path
+    if layer.providerType() == "gdal" and os.path.isfile(path):
+        return path
+    return LayerRenderer(layer, context.transformContext())
+
+
+def _existing_file(destination: str):
+    """(file path, layer name or None) of a sink destination that is an existing file; None otherwise."""
+    path, _, options = destination.partition("|")
+    if not os.path.isfile(path):
+        return None
+    layer = options.partition("layername=")[2] or None
+    return path, layer
+
+
+def _appending(value, destination: str, fields, wkb_type, crs) -> QgsProcessingOutputLayerDefinition:
+    """A sink parameter value that appends to the existing ``destination`` instead of replacing it.
+
+    value: the parameter's value (a QgsProcessingOutputLayerDefinition keeps its project and layer name, so
+    the layer is still loaded after the run); fields are mapped by name.
+    """
+    remap = QgsRemappingSinkDefinition()
+    remap.setDestinationFields(fields)
+    remap.setFieldMap({name: QgsProperty.fromField(name) for name in fields.names()})
+    remap.setSourceCrs(crs)
+    remap.setDestinationCrs(crs)
+    remap.setDestinationWkbType(wkb_type)
+    project = value.destinationProject if isinstance(value, QgsProcessingOutputLayerDefinition) else None
+    definition = QgsProcessingOutputLayerDefinition(destination, project)
+    if isinstance(value, QgsProcessingOutputLayerDefinition):
+        definition.destinationName = value.destinationName
+    definition.setRemappingDefinition(remap)
+    return definition
 
 
 class _Styler(QgsProcessingLayerPostProcessorInterface):
@@ -255,21 +310,31 @@ class _SinkWriter:
     """The batch writer of the algorithm: each Result's `layer_rows` into the three feature sinks.
 
     qgis_crs: the sinks' CRS (the aerial layer's); crs: the same CRS as pyproj understands it (the raster
-    file's, as `loc2 batch` uses), for placing the geometries.
+    file's, as `loc2 batch` uses), for placing the geometries; jobs: the batch's `PhotoJob` list (failed
+    rows are placed at their prior); resume: sinks whose destination is an existing file are appended to,
+    and `photos` lists the photos already in the Camera poses file (Raises OutputError if unreadable).
     """
 
-    def __init__(self, alg, parameters, context, qgis_crs, crs):
+    def __init__(self, alg, parameters, context, qgis_crs, crs, jobs, resume: bool):
         from osgeo import ogr
 
-        from loc2_engine.gpkg import LAYERS
+        from loc2_engine.gpkg import LAYERS, photos_in
 
         qt_types = {ogr.OFTInteger: QVariant.Int, ogr.OFTReal: QVariant.Double, ogr.OFTString: QVariant.String}
         self.crs = crs
-        self.sinks, self.dest_ids = {}, {}
+        self.jobs = {job.photo: job for job in jobs}
+        self.sinks, self.dest_ids, self.done = {}, {}, set()
         for param, (layer_name, wkb_type) in SINKS.items():
             fields = QgsFields()
             for name, kind in LAYERS[layer_name][1]:
                 fields.append(QgsField(name, qt_types[kind]))
+            destination = alg.parameterAsOutputLayer(parameters, param, context) or ""
+            existing = _existing_file(destination) if resume else None
+            if existing is not None:
+                if param == "CAMERA_POSES":
+                    self.done = photos_in(*existing)
+                parameters = {**parameters,
+                              param: _appending(parameters[param], destination, fields, wkb_type, qgis_crs)}
             sink, dest_id = alg.parameterAsSink(parameters, param, context, fields, wkb_type, qgis_crs)
             if sink is None:
                 if param == "CAMERA_POSES":
@@ -280,10 +345,14 @@ class _SinkWriter:
             if context.willLoadLayerOnCompletion(dest_id):
                 context.layerToLoadOnCompletionDetails(dest_id).setPostProcessor(_Styler.create(layer_name))
 
+    def photos(self):
+        """Photo ids already in the Camera poses file when resuming (`batch.run_batch` skips them)."""
+        return self.done
+
     def write(self, result) -> None:
         from loc2_engine.gpkg import layer_rows
 
-        rows = layer_rows(result, self.crs)
+        rows = layer_rows(result, self.crs, failed_at=None if result.ok else self._prior_xy(result.photo))
         for layer_name, (sink, fields) in self.sinks.items():
             features = []
             for geometry, attrs in rows[layer_name]:
@@ -298,3 +367,17 @@ class _SinkWriter:
             if features and not sink.addFeatures(features, QgsFeatureSink.Flag.FastInsert):
                 raise QgsProcessingException(f"Cannot write the {layer_name} rows of {result.photo}: "
                                              f"{sink.lastError()}")
+
+    def _prior_xy(self, photo: str):
+        """(x, y) in the output CRS where ``photo`` was looked for (prior or EXIF GPS), or None."""
+        from loc2_engine.batch import prior_position
+        from loc2_engine.georef import transform_points
+
+        job = self.jobs.get(photo)
+        found = prior_position(job) if job is not None else None
+        if found is None:
+            return None
+        xy, crs = found
+        if crs is not None:  # None: already in the raster's CRS, the output's
+            xy = transform_points([xy], crs, self.crs)[0]
+        return tuple(float(v) for v in xy) if all(map(math.isfinite, xy)) else None
