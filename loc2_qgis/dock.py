@@ -28,6 +28,7 @@ from .task import LocalizeTask, Request, localize_with_engine
 
 LOG_TAG = "Loc²"
 PHOTO_FILTER = "Photos (*.jpg *.jpeg *.JPG *.JPEG *.png *.PNG *.tif *.tiff *.TIF *.TIFF);;All files (*)"
+WEIGHTS_FILTER = "Weights (*.safetensors *.pt *.pth *.bin);;All files (*)"
 THUMBNAIL_WIDTH = 260
 #: prior sources, in the order of the combo box
 PRIOR_EXIF, PRIOR_CLICK, PRIOR_FEATURE = range(3)
@@ -55,6 +56,15 @@ def engine_choices():
         return ["default"], depths, ["cpu"]
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     return list(MODEL_REGISTRY), depths, devices
+
+
+def _weights_picker(name: str, tooltip: str) -> QgsFileWidget:
+    """A file picker for a model file (weights or backbone)."""
+    picker = QgsFileWidget()
+    picker.setFilter(WEIGHTS_FILTER)
+    picker.setObjectName(name)
+    picker.setToolTip(tooltip)
+    return picker
 
 
 class Loc2Dock(QDockWidget):
@@ -158,6 +168,14 @@ class Loc2Dock(QDockWidget):
         self.model = QComboBox()
         self.model.addItems(models)
         form.addRow("Model", self.model)
+        # the official loc2-* models need files the plugin does not ship (DESIGN §4 --weights / --backbone)
+        self.weights = _weights_picker("loc2_weights", "Matcher checkpoint of this model (the official loc2-* "
+                                       "models need one); empty: the registry's file, or the one in $LOC2_MODELS")
+        form.addRow("Weights", self.weights)
+        self.backbone = _weights_picker("loc2_backbone", "Backbone weights of the official loc2-* models "
+                                        "(DINOv2 ViT-L/14 .pth); empty: the one in $LOC2_MODELS")
+        form.addRow("Backbone", self.backbone)
+        self.model.currentTextChanged.connect(self._model_changed)
         self.depth = QComboBox()
         self.depth.addItems(depths)
         form.addRow("Depth", self.depth)
@@ -222,6 +240,8 @@ class Loc2Dock(QDockWidget):
             index = combo.findText(settings.get(key))
             if index >= 0:
                 combo.setCurrentIndex(index)
+        self._model_changed(self.model.currentText())
+        self.backbone.setFilePath(settings.get("backbone"))
         folder = settings.get("export_folder")
         if folder:
             self.export_file.setDefaultRoot(folder)
@@ -232,6 +252,12 @@ class Loc2Dock(QDockWidget):
         settings.set("radius_m", self.radius.value())
         settings.set("model", self.model.currentText())
         settings.set("depth", self.depth.currentText())
+        settings.set(settings.weights_key(self.model.currentText()), self.weights.filePath())
+        settings.set("backbone", self.backbone.filePath())
+
+    def _model_changed(self, model: str):
+        """Show the checkpoint remembered for ``model`` (each model has its own)."""
+        self.weights.setFilePath(settings.get(settings.weights_key(model)))
 
     # -- messages ------------------------------------------------------------------------------------------
     def message(self, text: str, level=Qgis.MessageLevel.Info):
@@ -346,7 +372,8 @@ class Loc2Dock(QDockWidget):
         return Request(photo=photo, aerial=LayerRenderer(layer, QgsProject.instance().transformContext()),
                        prior=prior, camera=self.camera.currentText(),
                        hfov_deg=self.hfov.value() or None, model=self.model.currentText(),
-                       depth=self.depth.currentText(), device=self.device.currentText())
+                       depth=self.depth.currentText(), device=self.device.currentText(),
+                       weights=self.weights.filePath() or None, backbone=self.backbone.filePath() or None)
 
     def run(self):
         """Start a localization; refused with a message while one is running."""

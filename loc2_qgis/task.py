@@ -3,7 +3,7 @@
 
 The engine call is injectable (``engine(request, task) -> Result``) so the dock/task/layer path can be driven
 with any callable; the default is `localize_with_engine`, which reuses one `loc2_engine.pipeline.Localizer`
-per (model, depth, device) for the whole QGIS session (models load once).
+per (model, depth, device, weight files) for the whole QGIS session (models load once).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Callable, Dict, Optional
 
 from qgis.core import QgsTask
 
-#: Localizers already built, by (model, depth, device); only the single running task touches it
+#: Localizers already built, by (model, depth, device, weights, backbone); only the single running task touches it
 _LOCALIZERS: Dict[tuple, object] = {}
 
 
@@ -24,7 +24,8 @@ class Request:
 
     aerial: a `render.LayerRenderer` (or anything `Localizer.aerial_window` accepts); prior: keyword
     arguments of `loc2_engine.pipeline.Prior` (x, y, crs, radius_m, heading_deg, heading_tolerance_deg),
-    or None to use the photo's EXIF GPS.
+    or None to use the photo's EXIF GPS. weights, backbone: model files (the official loc2-* models need
+    them); None: the registry's, or found in $LOC2_MODELS.
     """
 
     photo: str
@@ -35,15 +36,18 @@ class Request:
     model: str = "default"
     depth: str = "mono"
     device: str = "cpu"
+    weights: Optional[str] = None
+    backbone: Optional[str] = None
 
 
-def localizer_for(model: str, depth: str, device: str):
+def localizer_for(model: str, depth: str, device: str, weights: Optional[str] = None,
+                  backbone: Optional[str] = None):
     """The session's `Localizer` for these settings, built on first use (raises ModelError / DepthError)."""
-    key = (model, depth, device)
+    key = (model, depth, device, weights, backbone)
     if key not in _LOCALIZERS:
         from loc2_engine.pipeline import Localizer
 
-        _LOCALIZERS[key] = Localizer(model=model, depth=depth, device=device)
+        _LOCALIZERS[key] = Localizer(model=model, depth=depth, device=device, weights=weights, backbone=backbone)
     return _LOCALIZERS[key]
 
 
@@ -56,7 +60,8 @@ def localize_with_engine(request: Request, task: "LocalizeTask", localizer=None)
     from loc2_engine.ground import GroundImage
     from loc2_engine.pipeline import Prior
 
-    localizer = localizer or localizer_for(request.model, request.depth, request.device)
+    localizer = localizer or localizer_for(request.model, request.depth, request.device, request.weights,
+                                           request.backbone)
     task.setProgress(30)
     if task.isCanceled():
         return None

@@ -525,3 +525,46 @@ def test_qgis_rendered_window_matches_the_engines_raster_window(tmp_path, qgis_n
     assert diff.mean() < 40.0, diff.mean()
     assert ours.key != engine.key and ours.frame.crs == engine.frame.crs
     assert raster_layer.resamplingStage() == Qgis.RasterResamplingStage.ResampleFilter
+
+
+@pytest.mark.inqgis
+def test_official_model_files_are_chosen_per_model_and_reach_the_localizer(plugin, scene, aerial_raster, tmp_path,
+                                                                           monkeypatch):
+    """The dock's Weights / Backbone pickers: remembered per model (checkpoint) and across sessions, and
+    passed to `Localizer(weights=, backbone=)`."""
+    from loc2_engine import pipeline
+    from loc2_qgis import settings, task
+    from loc2_qgis.dock import Loc2Dock
+
+    weights, backbone = tmp_path / "loc2-vigor.safetensors", tmp_path / "dinov2_vitl14_pretrain.pth"
+    dock = plugin.dock
+    assert dock.model.findText("loc2-vigor") >= 0
+    dock.model.setCurrentText("loc2-vigor")
+    dock.weights.setFilePath(str(weights))
+    dock.backbone.setFilePath(str(backbone))
+    dock.raster_combo.setLayer(aerial_raster)
+    dock.photo.setFilePath(str(scene["photo"]))
+    request = dock.request()
+    assert (request.model, request.weights, request.backbone) == ("loc2-vigor", str(weights), str(backbone))
+    built = []
+    monkeypatch.setattr(pipeline, "Localizer", lambda **kw: built.append(kw) or object())
+    monkeypatch.setattr(task, "_LOCALIZERS", {})
+    task.localizer_for(request.model, request.depth, request.device, request.weights, request.backbone)
+    assert built == [{"model": "loc2-vigor", "depth": request.depth, "device": request.device,
+                      "weights": str(weights), "backbone": str(backbone)}]
+
+    drive(dock, scene, aerial_raster, FakeEngine(scene["xy"]))  # a run saves the choices
+    wait_until(lambda: dock.task is None)
+    again = Loc2Dock(plugin.iface)
+    try:
+        assert again.model.currentText() == "loc2-vigor"
+        assert (again.weights.filePath(), again.backbone.filePath()) == (str(weights), str(backbone))
+        again.model.setCurrentText("default")  # another model, its own (here: no) checkpoint
+        assert again.weights.filePath() == ""
+        again.model.setCurrentText("loc2-vigor")
+        assert again.weights.filePath() == str(weights)
+    finally:
+        again.close_down()
+        again.deleteLater()
+        for key, value in (("model", "default"), (settings.weights_key("loc2-vigor"), ""), ("backbone", "")):
+            settings.set(key, value)  # later tests run the dock's default model
