@@ -17,6 +17,10 @@ colour interpretation (alpha band used as mask). Non-8-bit data (16-bit, float) 
 uint8 between the 2nd and 98th percentiles of the window's valid pixels (what QGIS shows by default), so
 window statistics, not the whole raster's, set the contrast.
 
+Window centres: `window_around` builds a window from any aerial source (file, the plugin's layer renderer, a
+callable), optionally centred on a node of a true-metre grid near the prior (`snap_center`) so that photos a
+few metres apart share one window, and its cached features.
+
 rasterio (and its affine) is imported only where a file is read or an array resampled: a window from an array
 already on the local grid (what the QGIS plugin renders) needs no raster library, so a QGIS whose Python
 lacks rasterio can still import the pipeline; reading without it raises `AerialError` naming the package.

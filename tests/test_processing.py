@@ -197,6 +197,20 @@ def test_a_web_layer_is_rendered_by_qgis_like_the_dock_does(provider, fake, tmp_
 
 
 @pytest.mark.inqgis
+def test_a_file_layer_is_rendered_when_this_python_has_no_rasterio(provider, fake, tmp_path, monkeypatch):
+    import processing
+
+    from loc2_qgis.algorithms import georeference_photos
+
+    monkeypatch.setattr(georeference_photos, "_engine_reads_files", lambda: False)
+    folder, raster, _ = make_folder(tmp_path)
+    result = processing.run(ALG, {"FOLDER": str(folder), "AERIAL": raster, "CAMERA_POSES": "TEMPORARY_OUTPUT"})
+    assert (result["OK_COUNT"], result["FAILED_COUNT"]) == (3, 5)
+    poses = {Path(f["photo"]).name: f for f in result["CAMERA_POSES"].getFeatures()}
+    assert poses["p01.jpg"]["x"] == pytest.approx(GOOD["p01.jpg"][0] + OFFSET_M[0], abs=0.05)
+
+
+@pytest.mark.inqgis
 def test_missing_inputs_are_clear_errors(provider, fake, tmp_path):
     import processing
     from qgis.core import QgsProcessingException

@@ -12,6 +12,7 @@ other raster layer (WMS, XYZ, ...) is rendered by QGIS with the dock's `render.L
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 from collections import deque
@@ -243,13 +244,19 @@ def _given(parameters, name) -> bool:
 
 def _aerial_source(layer, context):
     """What the engine reads: the file behind a GDAL raster layer (as ``loc2 batch`` reads it), else a
-    `render.LayerRenderer` that has QGIS draw the layer (WMS, XYZ, ...), as the dock does."""
+    `render.LayerRenderer` that has QGIS draw the layer (WMS, XYZ, ...), as the dock does. Files are
+    rendered too when this Python has no rasterio (the engine's file reader needs it, QGIS does not)."""
     from ..render import LayerRenderer
 
     path = layer.source().split("|")[0]
-    if layer.providerType() == "gdal" and os.path.isfile(path):
+    if layer.providerType() == "gdal" and os.path.isfile(path) and _engine_reads_files():
         return path
     return LayerRenderer(layer, context.transformContext())
+
+
+def _engine_reads_files() -> bool:
+    """Whether the engine can read raster files here (rasterio importable), checked without importing it."""
+    return importlib.util.find_spec("rasterio") is not None
 
 
 def _existing_file(destination: str):
