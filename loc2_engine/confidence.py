@@ -47,7 +47,8 @@ MAX_INDEPENDENT_INLIERS = 50
 #: the confidence of a calibrated model is the probability that the position error is at most this, metres
 HIT_RADIUS_M = 5.0
 #: quality features a calibration weighs, in order (see the module docstring)
-FEATURE_NAMES = ("log_inliers", "soft_ratio", "ambiguity", "log_sigma", "inlier_weight_share")
+FEATURE_NAMES = ("log_inliers", "soft_ratio", "ambiguity", "log_sigma", "inlier_weight_share", "panorama",
+                 "heading_prior")
 #: sigma_m is clipped to this range (metres) before its logarithm: beyond it the pose is equally good or bad
 _SIGMA_CLIP_M = (0.05, 200.0)
 
@@ -57,12 +58,18 @@ MIN_INLIERS = 10
 
 
 def quality_features(inliers: int, soft_ratio: float, ambiguity: float, sigma_m: float,
-                     inlier_weight_share: float) -> Dict[str, float]:
-    """The `FEATURE_NAMES` of one pose (sigma_m NaN, i.e. fewer than 3 inliers, counts as the clip maximum)."""
+                     inlier_weight_share: float, panorama: bool = True,
+                     heading_prior: bool = False) -> Dict[str, float]:
+    """The `FEATURE_NAMES` of one pose (sigma_m NaN, i.e. fewer than 3 inliers, counts as the clip maximum).
+
+    panorama / heading_prior: the camera type and whether the heading was constrained, because the same
+    inlier numbers mean more for a 360° view and for a search over ±20° than over the full circle.
+    """
     sigma = _SIGMA_CLIP_M[1] if not math.isfinite(sigma_m) else min(max(sigma_m, _SIGMA_CLIP_M[0]), _SIGMA_CLIP_M[1])
     return {"log_inliers": math.log1p(max(inliers, 0)), "soft_ratio": float(soft_ratio),
             "ambiguity": float(ambiguity), "log_sigma": math.log(sigma),
-            "inlier_weight_share": float(inlier_weight_share)}
+            "inlier_weight_share": float(inlier_weight_share), "panorama": float(bool(panorama)),
+            "heading_prior": float(bool(heading_prior))}
 
 
 def confidence_from(features: Dict[str, float], calibration: Optional[Dict[str, float]] = None) -> float:
@@ -79,13 +86,14 @@ def confidence_from(features: Dict[str, float], calibration: Optional[Dict[str, 
 
 
 def pose_quality(residuals: torch.Tensor, inliers: torch.Tensor, weights: torch.Tensor, soft_score: float,
-                 n: int, *, ambiguity: float = 0.0, dst: Optional[torch.Tensor] = None,
-                 position: Optional[torch.Tensor] = None,
+                 n: int, *, ambiguity: float = 0.0, panorama: bool = True, heading_prior: bool = False,
+                 dst: Optional[torch.Tensor] = None, position: Optional[torch.Tensor] = None,
                  calibration: Optional[Dict[str, float]] = None) -> dict:
     """Quality numbers of one pose for the ``camera_poses`` layer.
 
     residuals (N,) m (NaN = unusable), inliers (N,) bool, weights (N,) match probabilities, soft_score the
-    RANSAC soft inlier count, n the number of matches the pose was fitted on, ambiguity from RANSAC.
+    RANSAC soft inlier count, n the number of matches the pose was fitted on, ambiguity from RANSAC,
+    panorama / heading_prior: the camera type and whether a heading prior constrained the fit.
     Optional dst (N, 2) local metres of the matches and position (2,) of the camera add the lever-arm term
     to sigma_m. calibration: the model's logistic weights (None: the heuristic).
 
@@ -101,7 +109,8 @@ def pose_quality(residuals: torch.Tensor, inliers: torch.Tensor, weights: torch.
     w_total = float(w.sum())
     sigma_m = _sigma_m(r, dst[inl].double() if dst is not None else None, position)
     share = float(w[inl].sum()) / w_total if w_total > 0 else 0.0
-    features = quality_features(k, soft_score / matches if matches else 0.0, ambiguity, sigma_m, share)
+    features = quality_features(k, soft_score / matches if matches else 0.0, ambiguity, sigma_m, share,
+                                panorama, heading_prior)
     return dict(
         matches=matches,
         inliers=k,
@@ -114,10 +123,11 @@ def pose_quality(residuals: torch.Tensor, inliers: torch.Tensor, weights: torch.
     )
 
 
-def features_of_result(result, th_inlier_m: float) -> Dict[str, float]:
+def features_of_result(result, th_inlier_m: float, heading_prior: bool) -> Dict[str, float]:
     """`quality_features` recomputed from a localized `Result`'s explanation arrays (for calibration).
 
-    th_inlier_m: the Localizer's hard inlier threshold (the soft count uses it, as in `ransac`).
+    th_inlier_m: the Localizer's hard inlier threshold (the soft count uses it, as in `ransac`);
+    heading_prior: whether the photo was localized with one.
     """
     r = np.asarray(result.residuals_m, np.float64)
     finite = np.isfinite(r)
@@ -125,7 +135,7 @@ def features_of_result(result, th_inlier_m: float) -> Dict[str, float]:
     w = np.nan_to_num(np.asarray(result.weights, np.float64)).clip(min=0.0)
     share = float(w[result.inlier_mask].sum() / w.sum()) if w.sum() > 0 else 0.0
     return quality_features(int(result.inliers), soft / max(result.matches, 1), result.ambiguity,
-                            result.sigma_m, share)
+                            result.sigma_m, share, result.camera == "pano", heading_prior)
 
 
 def _sigma_m(r: torch.Tensor, dst_inl: Optional[torch.Tensor], position: Optional[torch.Tensor]) -> float:

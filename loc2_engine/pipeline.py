@@ -38,7 +38,7 @@ from .depth import DepthProvider, as_depth_map, get_depth_provider
 from .errors import AerialError, LocalizationError, Loc2Error, PriorError
 from .georef import transform_points
 from .lifting import sample_depth_at
-from .matching import sample_correspondences
+from .matching import refine_cell_positions, sample_correspondences
 from .models import load_model
 from .models.base import Matcher, to_input
 from .ransac import ransac_similarity
@@ -60,6 +60,8 @@ DEFAULT_CONF = {
     "n_matches": 4096,
     "hypotheses": 20000,
     "sample_size": 3,           # RANSAC minimal sample: 3 as the reference, or 2 (exact two-point similarity)
+    # sub-cell aerial positions: P-weighted mean over this many cells around each drawn cell (0: centres)
+    "refine_radius": 0,
     "th_inlier_m": 2.5,         # hard inlier distance, metres (method.md §4.2)
     "th_soft_m": 5.0,           # soft-score distance, metres
     "with_scale": True,         # False: rigid fit (the "no scale" ablation)
@@ -224,9 +226,10 @@ class Localizer:
         H, W = self.matcher.ground_input_size_for(kind)
         ground_in = ground.resized(W, H)
         xy_bev_tok, valid = self._lifted_tokens(ground_in, depth_map)
-        idx_a, idx_g, w, cells = self._correspondences(window, ground_in, valid)
-        xy_bev, xy_aerial = xy_bev_tok[idx_g], cells[idx_a]
+        idx_a, idx_g, w, xy_aerial = self._correspondences(window, ground_in, valid)
+        xy_bev = xy_bev_tok[idx_g]
 
+        prior_local = frame.to_local(transform_points([[prior.x, prior.y]], prior.crs, frame.crs))[0]
         ransac = ransac_similarity(
             xy_bev, xy_aerial, w, hypotheses=int(self.conf["hypotheses"]),
             sample_size=int(self.conf["sample_size"]), th_inlier=self.conf["th_inlier_m"],
@@ -234,20 +237,18 @@ class Localizer:
             scale_range=self.depth.scale_range if self.depth.metric else None,
             heading_prior_deg=None if prior.heading_deg is None else float(prior.heading_deg) % 360.0,
             heading_tolerance_deg=prior.heading_tolerance_deg,  # None: ransac's default
+            position_prior=tuple(map(float, prior_local)), position_radius=float(prior.radius_m),
             generator=torch.Generator().manual_seed(int(self.conf["seed"])))
         if not ransac.ok:
             raise LocalizationError(f"No consistent pose from {len(w)} matches: {ransac.reason}")
         fit = ransac.fit
         t_local = fit.t.detach().double().numpy().reshape(2)
-        prior_local = frame.to_local(transform_points([[prior.x, prior.y]], prior.crs, frame.crs))[0]
-        offset = float(np.hypot(*(t_local - prior_local)))
-        if offset > prior.radius_m:
-            raise LocalizationError(
-                f"The best pose is {offset:.1f} m from the prior, outside the search radius of "
-                f"{prior.radius_m:g} m; the prior may be wrong or the photo may not match the aerial image.")
 
-        quality = pose_quality(ransac.residuals, ransac.inliers, w, ransac.soft_score, len(w), dst=xy_aerial,
-                               position=fit.t.detach().float())
+        quality = pose_quality(ransac.residuals, ransac.inliers, w, ransac.soft_score, len(w),
+                               ambiguity=ransac.ambiguity, panorama=kind == "pano",
+                               heading_prior=prior.heading_deg is not None,
+                               dst=xy_aerial, position=fit.t.detach().float(),
+                               calibration=getattr(self.matcher, "confidence_calibration", None))
         heading = float(heading_from_rotation(fit.R.detach().double()))
         xy_crs = frame.from_local(t_local[None])[0]
         lon, lat = frame.local_to_lonlat(t_local[None])[0]
@@ -261,6 +262,7 @@ class Localizer:
             matches=int(quality["matches"]), inliers=int(quality["inliers"]),
             inlier_ratio=float(quality["inlier_ratio"]), confidence=float(quality["confidence"]),
             residual_m=float(quality["residual_m"]), sigma_m=float(quality["sigma_m"]),
+            ambiguity=float(ransac.ambiguity),
             runtime_s=time.perf_counter() - start,
             uv_ground=uv_photo[idx_g.numpy()], xy_bev=xy_bev.numpy(), xy_aerial=xy_aerial.numpy(),
             weights=w.numpy(), inlier_mask=ransac.inliers.cpu().numpy().astype(bool),
@@ -299,7 +301,10 @@ class Localizer:
         return xy_bev.float(), valid
 
     def _correspondences(self, window, ground_in, valid):
-        """Sample matches from P: idx_a (N,), idx_g (N,) long, weights (N,) float32, cells (Na, 2) local m.
+        """Sample matches from P: idx_a (N,), idx_g (N,) long, weights (N,) float32, xy_aerial (N, 2) local m.
+
+        xy_aerial is each drawn cell's centre moved to the P-weighted mean of its neighbourhood
+        (``refine_radius`` cells; 0 keeps the centres).
 
         Raises LocalizationError when P's total mass (expected matches) is below min_expected_matches: the
         photo and the window have nothing in common, and any pose would be a guess.
@@ -317,8 +322,11 @@ class Localizer:
         generator = torch.Generator(device=P.device).manual_seed(int(self.conf["seed"]))
         idx_a, idx_g, w = (t[0].cpu() for t in sample_correspondences(P, self.conf["n_matches"], generator))
         drawn = w > 0  # zero-probability pairs are only drawn when fewer than n_matches are positive
+        idx_a, idx_g = idx_a[drawn], idx_g[drawn]
         cells = feats_a.xy_local.detach().cpu().float()
-        return idx_a[drawn], idx_g[drawn], w[drawn].float(), cells
+        xy_aerial = refine_cell_positions(P[0].cpu(), idx_a, idx_g, cells, tuple(feats_a.desc.shape[-2:]),
+                                          int(self.conf["refine_radius"]))
+        return idx_a, idx_g, w[drawn].float(), xy_aerial
 
     # -- helpers ---------------------------------------------------------------------------------------------
     def _resolve_prior(self, ground, prior: Optional[Prior], aerial) -> Prior:

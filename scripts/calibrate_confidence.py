@@ -17,6 +17,7 @@ import os
 import sys
 
 import numpy as np
+import torch
 
 from safetensors.torch import save_file
 
@@ -34,7 +35,8 @@ def collect(datasets, model, depth):
             if result.ok and math.isfinite(record.pos_err_m):
                 rows.append({"photo": result.photo, "camera": result.camera, "orientation": record.orientation,
                              "err_m": record.pos_err_m, "head_err_deg": record.heading_err_deg,
-                             "features": features_of_result(result, loc.conf["th_inlier_m"])})
+                             "features": features_of_result(result, loc.conf["th_inlier_m"],
+                                                             record.orientation == "known")})
         run_bench(d, loc, on_result=keep, progress=lambda i, n, r: print(f"\r{d} {i}/{n}", end="", file=sys.stderr))
         print(file=sys.stderr)
     return rows
@@ -70,7 +72,10 @@ def main():
     ap.add_argument("--features", default="out/calib-features.json")
     ap.add_argument("--refit-only", action="store_true", help="reuse --features instead of localizing")
     ap.add_argument("--write", metavar="MODEL_FILE", help="store the calibration in this safetensors file")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.refit_only:
         rows = json.load(open(args.features))
     else:

@@ -31,9 +31,9 @@ def test_heuristic_confidence_bounded_and_monotone():
 
 def test_calibrated_confidence_is_the_logistic_of_the_features():
     cal = {"intercept": -4.0, "log_inliers": 1.0, "soft_ratio": 5.0, "ambiguity": -3.0, "log_sigma": -1.0,
-           "inlier_weight_share": 2.0}
-    f = quality_features(40, 0.2, 0.3, 2.0, 0.6)
-    z = -4.0 + math.log(41) + 5.0 * 0.2 - 3.0 * 0.3 - math.log(2.0) + 2.0 * 0.6
+           "inlier_weight_share": 2.0, "panorama": 0.5, "heading_prior": 0.25}
+    f = quality_features(40, 0.2, 0.3, 2.0, 0.6, panorama=True, heading_prior=False)
+    z = -4.0 + math.log(41) + 5.0 * 0.2 - 3.0 * 0.3 - math.log(2.0) + 2.0 * 0.6 + 0.5
     assert confidence_from(f, cal) == pytest.approx(1 / (1 + math.exp(-z)))
     assert _conf(40, 0.2, 0.3, 2.0, 0.6, cal) > _conf(40, 0.2, 0.3, 8.0, 0.6, cal)  # larger sigma: lower
     assert _conf(2, 0.9, calibration=cal) == 0.0
@@ -51,7 +51,7 @@ def test_pose_quality_numbers():
     assert q["residual_m"] == pytest.approx(math.sqrt((0.09 + 0.16 + 1.44) / 3))
     assert q["sigma_m"] == pytest.approx(math.sqrt((0.09 + 0.16 + 1.44) / 1 / 3))
     assert q["inlier_weight_share"] == pytest.approx(0.4)
-    assert q["features"] == quality_features(3, 2.8 / 6, 0.25, q["sigma_m"], 0.4)
+    assert q["features"] == quality_features(3, 2.8 / 6, 0.25, q["sigma_m"], 0.4, True, False)
     assert q["confidence"] == pytest.approx(confidence_from(q["features"]))
 
 

@@ -306,6 +306,18 @@ def test_radius_too_large_for_the_window_fails_specifically(tmp_path):
     assert res.status == "failed" and res.error_code == "prior" and "radius" in res.error
 
 
+def test_pose_outside_the_search_radius_is_never_returned(tmp_path):
+    """The truth is 5 m from the prior: with a 3 m radius every hypothesis lands outside it, so the photo
+    fails with that reason instead of returning the (correct but excluded) pose or a nearby guess."""
+    scene = _scene(tmp_path, "pano")
+    matcher = OracleMatcher()
+    _oracle_for(scene, matcher)
+    scene["prior"].radius_m = 3.0
+    res = Localizer(model=matcher, depth="truth", device="cpu").localize(
+        scene["ground"], scene["raster"], scene["prior"], depth_map=scene["depth"])
+    assert res.status == "failed" and "search radius of 3 m" in res.error, res.error
+
+
 def test_figure_and_frustum_from_a_result(tmp_path):
     from PIL import Image
 
