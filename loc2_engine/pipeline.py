@@ -3,7 +3,8 @@
 The CLI, `batch`, the Processing algorithm and the QGIS plugin all call `Localizer.localize`; nothing else
 runs the method. Steps for one photo:
 
-  1. `GroundImage` (EXIF orientation applied, camera model) -> resized to the model's ground input;
+  1. `GroundImage` (EXIF orientation applied, camera model) -> resized to the model's ground input (a
+     known-orientation model's panorama is rolled so that north is at its centre, see `orientation`);
   2. prior: the argument, else the photo's EXIF GPS (`PriorError` when neither);
   3. `AerialWindow` of the model's size and gsd centred on the prior; its features are cached (LRU, by
      ``window.key``) so photos sharing a window encode it once;
@@ -41,6 +42,7 @@ from .lifting import sample_depth_at
 from .matching import refine_cell_positions, sample_correspondences
 from .models import load_model
 from .models.base import Matcher, to_input
+from .orientation import canonical_roll, rolled_depth, unroll_bev, unroll_uv
 from .ransac import ransac_similarity
 from .result import Result
 from .solver import heading_from_rotation
@@ -214,6 +216,7 @@ class Localizer:
         kind = ground.camera.kind
         info.update(camera=kind, hfov_deg=float(ground.camera.hfov_deg))
         prior = self._resolve_prior(ground, prior, aerial)
+        roll = self._canonical_roll(prior, kind)
         if self.window_size_m / 2.0 - prior.radius_m < MIN_VISIBLE_RANGE_M:
             raise PriorError(
                 f"The search radius {prior.radius_m:g} m is too large for the model {self.model_name}, whose "
@@ -225,8 +228,8 @@ class Localizer:
 
         H, W = self.matcher.ground_input_size_for(kind)
         ground_in = ground.resized(W, H)
-        xy_bev_tok, valid = self._lifted_tokens(ground_in, depth_map)
-        idx_a, idx_g, w, xy_aerial = self._correspondences(window, ground_in, valid)
+        xy_bev_tok, valid = self._lifted_tokens(ground_in, depth_map, roll)
+        idx_a, idx_g, w, xy_aerial = self._correspondences(window, ground_in, valid, roll)
         xy_bev = xy_bev_tok[idx_g]
 
         prior_local = frame.to_local(transform_points([[prior.x, prior.y]], prior.crs, frame.crs))[0]
@@ -254,7 +257,8 @@ class Localizer:
         lon, lat = frame.local_to_lonlat(t_local[None])[0]
         s = float(fit.s)
         layout_xy = (s * xy_bev_tok[valid] @ fit.R.detach().float().T + fit.t.detach().float()).numpy()
-        uv_photo = self.matcher.ground_tokens(ground.camera, self.depth.kind)[0].float().numpy()  # (Ng, 2)
+        uv_photo = self.matcher.ground_tokens(ground.camera, self.depth.kind)[0].float()  # (Ng, 2)
+        uv_photo = unroll_uv(uv_photo, roll, W, ground.camera.width).numpy() if roll else uv_photo.numpy()
         return Result(
             photo=photo_id, status=status_from(quality["confidence"], quality["inliers"]), error="",
             x=float(xy_crs[0]), y=float(xy_crs[1]), lon=float(lon), lat=float(lat), heading_deg=heading,
@@ -269,8 +273,11 @@ class Localizer:
             residuals_m=ransac.residuals.detach().cpu().float().numpy(),
             layout_uv=uv_photo[valid.numpy()], layout_xy=layout_xy, **info)
 
-    def _lifted_tokens(self, ground_in, depth_map) -> Tuple[torch.Tensor, torch.Tensor]:
+    def _lifted_tokens(self, ground_in, depth_map, roll: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
         """Each ground token lifted to the BEV: xy_bev (Ng, 2) float32 depth units, valid (Ng,) bool.
+
+        roll: columns the matcher's input is rolled right (`_canonical_roll`): the depth is rolled with it
+        (after the official nearest resize to the input) and the points turned back into the photo's frame.
 
         Invalid: no depth (sky, above the horizon) or, for metric depth, at or beyond conf ``max_range_m``,
         else the matcher's own clip ``max_depth_m`` on its ``max_depth_kind`` (official models: 35 m of range
@@ -278,6 +285,8 @@ class Localizer:
         Raises LocalizationError when too few tokens remain (an all-sky photo).
         """
         depth = self._depth(ground_in, depth_map)
+        if roll:
+            depth = rolled_depth(depth, ground_in.image.shape[:2], roll)
         # tokens where the depth map's own grid has them (no resampling of depth, see depth.as_depth_map)
         depth_camera = ground_in.camera.resized(depth.shape[1], depth.shape[0])
         uv_depth, coef = self.matcher.ground_tokens(depth_camera, self.depth.kind)  # (Ng, 2) px, (Ng, 2)
@@ -298,9 +307,9 @@ class Localizer:
                 f"The photo shows no usable ground: only {int(valid.sum())} of {len(valid)} image regions have "
                 f"depth from '{self.depth.name}' (the rest is sky, above the horizon, or too far); there is "
                 "nothing to match against the aerial image.")
-        return xy_bev.float(), valid
+        return unroll_bev(xy_bev, roll, ground_in.image.shape[1]).float(), valid
 
-    def _correspondences(self, window, ground_in, valid):
+    def _correspondences(self, window, ground_in, valid, roll: int = 0):
         """Sample matches from P: idx_a (N,), idx_g (N,) long, weights (N,) float32, xy_aerial (N, 2) local m.
 
         xy_aerial is each drawn cell's centre moved to the P-weighted mean of its neighbourhood
@@ -308,10 +317,12 @@ class Localizer:
 
         Raises LocalizationError when P's total mass (expected matches) is below min_expected_matches: the
         photo and the window have nothing in common, and any pose would be a guess.
+        roll: columns the ground input is rolled right before encoding (`_canonical_roll`).
         """
         feats_a, cell_valid = self._aerial_features(window)
         with torch.no_grad():
-            feats_g = self.matcher.encode_ground(to_input(ground_in.image).to(self.device), ground_in.camera.kind)
+            ground_x = torch.roll(to_input(ground_in.image), roll, dims=-1).to(self.device)  # (1, 3, H, W)
+            feats_g = self.matcher.encode_ground(ground_x, ground_in.camera.kind)
             P = self.matcher.match(feats_a, feats_g, valid[None].to(self.device), cell_valid)  # (1, Na, Ng)
         expected, needed = float(P.sum()), float(self.conf["min_expected_matches"])
         if expected < needed:
@@ -342,6 +353,23 @@ class Localizer:
                 f"The photo {os.path.basename(os.fspath(ground.path))} has no GPS position in its EXIF and no "
                 "prior position was given; give one (--prior X Y, a map click, or the manifest's prior_x/prior_y).")
         return Prior(**{**prior.__dict__, "x": float(lonlat[0]), "y": float(lonlat[1]), "crs": "EPSG:4326"})
+
+    def _canonical_roll(self, prior: Prior, kind: str) -> int:
+        """Columns to roll the ground input right so that a known-orientation matcher (``matcher.orientation
+        == "known"``) sees north at the panorama's centre column, as in its training (method.md §1.1); 0 for
+        other matchers and for pinhole photos (which such a panorama model refuses with a CameraError).
+
+        Raises PriorError without a heading prior: such a checkpoint never saw another orientation.
+        """
+        if getattr(self.matcher, "orientation", "unknown") != "known" or kind != "pano":
+            return 0
+        if prior.heading_deg is None:
+            raise PriorError(
+                f"The model {self.model_name} is a known-orientation checkpoint and needs a heading prior (the "
+                "direction of the panorama's centre column: --heading DEG, the dock's heading, or the "
+                "manifest's heading_prior_deg); without one, use an unknown-orientation checkpoint "
+                "(loc2-vigor, unknown_ori), which needs none.")
+        return canonical_roll(prior.heading_deg, self.matcher.ground_input_size_for(kind)[1])
 
     @staticmethod
     def _aerial_crs(aerial):

@@ -44,6 +44,8 @@ class ModelSpec:
 MODEL_REGISTRY: Dict[str, ModelSpec] = {
     "default": ModelSpec("loc2_engine.models.small:build", weights="resources/models/default.safetensors"),
     "loc2-vigor": ModelSpec("loc2_engine.models.official:build_vigor"),
+    # VIGOR known_ori checkpoints: panoramas rolled to north by the heading prior, which they require
+    "loc2-vigor-known": ModelSpec("loc2_engine.models.official:build_vigor", conf={"orientation": "known"}),
     "loc2-kitti": ModelSpec("loc2_engine.models.official:build_kitti"),
 }
 

@@ -25,9 +25,11 @@ expressed in the official frames).
 
 Orientation: the pipeline feeds north-up aerial windows and photos as taken. That is the input distribution of
 the unknown-orientation checkpoints (VIGOR unknown_ori: panoramas rolled at random; KITTI ori_noise180: aerial
-rotated at random), which are therefore the defaults. The known-orientation ones (VIGOR known_ori: centre
-column = north; KITTI ori_noise10: aerial rotated so that the car heads east) would need the inputs rotated by
-the heading prior first.
+rotated at random), which are therefore the defaults. VIGOR known_ori saw only panoramas with north at the
+centre column: ``build_vigor(orientation="known")`` (registry name loc2-vigor-known) sets
+``matcher.orientation = "known"``, and the pipeline then rolls the panorama and its depth by the heading prior
+(`loc2_engine.orientation`). KITTI ori_noise10 (aerial rotated so that the car heads east) is not supported:
+method.md does not give the rotation's resampling nor the source map's size.
 """
 
 from __future__ import annotations
@@ -69,7 +71,8 @@ class Variant:
     aerial_gsd: m/px at that size; max_depth_m: the official depth clip (the official code masks tokens at or
     beyond it; exposed for the pipeline); max_depth_kind: the depth it clips, the one the model was trained
     with ("range": UniK3D on VIGOR, "z": Depth Anything V2 on KITTI); weights_names: default file names
-    searched in $LOC2_MODELS; checkpoint: what the user should download.
+    searched in $LOC2_MODELS; checkpoint: what the user should download; orientation: "unknown" (trained
+    on any orientation) | "known" (panoramas with north at the centre column only, method.md §1.1).
     """
 
     name: str
@@ -81,15 +84,21 @@ class Variant:
     max_depth_kind: str
     weights_names: Tuple[str, ...]
     checkpoint: str
+    orientation: str = "unknown"
 
 
-def vigor_variant(city: str = "NewYork") -> Variant:
-    """loc2-vigor at the official m/px of ``city`` (one of VIGOR_MPP_640), rescaled from 640 to 630 px."""
+def vigor_variant(city: str = "NewYork", orientation: str = "unknown") -> Variant:
+    """loc2-vigor at the official m/px of ``city`` (one of VIGOR_MPP_640), rescaled from 640 to 630 px;
+    orientation "known": loc2-vigor-known, for the known_ori checkpoints."""
     if city not in VIGOR_MPP_640:
         raise ModelError(f"Unknown VIGOR city {city!r} for the aerial resolution: use one of {sorted(VIGOR_MPP_640)}.")
-    return Variant("loc2-vigor", "pano", (714, 1428), 630, VIGOR_MPP_640[city] * 640 / 630, 35.0, "range",
-                   ("loc2-vigor.pt", "checkpoints/vigor/crossarea/unknown_ori/model.pt"),
-                   "a VIGOR checkpoint checkpoints/vigor/{samearea,crossarea}/{known_ori,unknown_ori}/model.pt")
+    if orientation not in ("unknown", "known"):
+        raise ModelError(f"The VIGOR orientation must be 'unknown' or 'known', got {orientation!r}.")
+    name, folder = ("loc2-vigor", "unknown_ori") if orientation == "unknown" else ("loc2-vigor-known", "known_ori")
+    return Variant(name, "pano", (714, 1428), 630, VIGOR_MPP_640[city] * 640 / 630, 35.0, "range",
+                   (f"{name}.pt", f"checkpoints/vigor/crossarea/{folder}/model.pt"),
+                   f"a VIGOR {orientation}-orientation checkpoint checkpoints/vigor/{{samearea,crossarea}}/{folder}/"
+                   "model.pt", orientation)
 
 
 KITTI = Variant("loc2-kitti", "pinhole", (364, 1232), 504, KITTI_MPP_512 * 512 / 504, 40.0, "z",
@@ -173,6 +182,7 @@ class OfficialMatcher(Matcher):
         self.aerial_size_px = variant.aerial_px
         self.tau = TAU
         self.max_depth_m, self.max_depth_kind = variant.max_depth_m, variant.max_depth_kind
+        self.orientation = variant.orientation  # "known": the pipeline rolls panoramas by the heading prior
         self.backbone = backbone
         self.heads = heads if heads is not None else OfficialHeads(backbone.channels)
 
@@ -278,12 +288,13 @@ def _build(variant: Variant, weights: Optional[str], backbone: Optional[str], dt
 
 
 def build_vigor(weights: Optional[str] = None, backbone: Optional[str] = None, dtype=None,
-                city: str = "NewYork") -> OfficialMatcher:
+                city: str = "NewYork", orientation: str = "unknown") -> OfficialMatcher:
     """loc2-vigor (panoramas). weights: a released VIGOR ``model.pt``; backbone: DINOv2 ViT-L/14 (Meta .pth or
     transformers folder); dtype: backbone compute dtype, "float32" | "bfloat16" | "float16" (None: the
     environment variable LOC2_BACKBONE_DTYPE, else float16 on CUDA and float32 on CPU; "bfloat16" is the
-    fast choice on CPUs with AVX512-BF16); city: whose official aerial m/px to use (the model saw 0.102-0.120 m/px)."""
-    return _build(vigor_variant(city), weights, backbone, dtype)
+    fast choice on CPUs with AVX512-BF16); city: whose official aerial m/px to use (the model saw 0.102-0.120 m/px);
+    orientation: "unknown" (unknown_ori checkpoints) | "known" (known_ori; the pipeline then needs a heading prior)."""
+    return _build(vigor_variant(city, orientation), weights, backbone, dtype)
 
 
 def build_kitti(weights: Optional[str] = None, backbone: Optional[str] = None, dtype=None) -> OfficialMatcher:
