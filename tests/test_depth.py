@@ -9,7 +9,7 @@ import pytest
 
 from loc2_engine.cameras import PanoramaCamera, PinholeCamera
 from loc2_engine.depth import DEPTH_PROVIDERS, as_depth_map, get_depth_provider, register_depth_provider
-from loc2_engine.depth.plane import DEFAULT_CAMERA_HEIGHT_M, PlaneDepth, pixel_centres
+from loc2_engine.depth.plane import DEFAULT_CAMERA_HEIGHT_M, PlaneDepth, ground_scale, pixel_centres
 from loc2_engine.errors import DepthError
 from loc2_engine.exif import ExifInfo
 from loc2_engine.ground import GroundImage
@@ -46,6 +46,23 @@ def test_plane_pinhole_horizon_is_the_principal_row():
     cam = PinholeCamera.from_hfov(64, 48, 60.0)  # cy = 23.5
     depth = PlaneDepth()(_ground(cam))
     assert np.isnan(depth[:24]).all() and np.isfinite(depth[26:]).all()
+
+
+@pytest.mark.parametrize("camera", [PanoramaCamera(128, 64), PinholeCamera.from_hfov(80, 60, 70.0)])
+def test_ground_scale_recovers_the_scale_of_relative_ground_range(camera):
+    """Relative range = true range / 7 with a quarter of the ground pixels covered by nearer objects:
+    the scale is 7 (objects only raise the ratio, and the low percentile ignores them)."""
+    true = PlaneDepth(camera_height_m=DEFAULT_CAMERA_HEIGHT_M)(_ground(camera)).astype(np.float64)
+    relative = true / 7.0
+    rng = np.random.default_rng(0)
+    objects = np.isfinite(true) & (rng.random(true.shape) < 0.25)
+    relative[objects] *= rng.uniform(0.2, 0.9, int(objects.sum()))  # things standing on the ground
+    relative[~np.isfinite(true)] = rng.uniform(1.0, 5.0, int((~np.isfinite(true)).sum()))  # walls above
+    assert ground_scale(relative, camera) == pytest.approx(7.0, rel=1e-5)
+    # a camera twice as high sees the same picture of a world twice as large
+    assert ground_scale(relative, camera, 2 * DEFAULT_CAMERA_HEIGHT_M) == pytest.approx(14.0, rel=1e-5)
+    # nothing below the horizon with depth: no estimate
+    assert ground_scale(np.where(np.isfinite(true), np.nan, 1.0), camera) is None
 
 
 def test_truth_reads_npy_and_marks_sky(tmp_path):

@@ -396,6 +396,23 @@ def test_default_model_localizes_a_synthetic_scene(demo_scene):
 
 
 @needs_default_model
+def test_mono_depth_is_put_in_metres_by_the_ground(demo_scene):
+    """The shipped mono net's relative range, scaled from the ground seen at an assumed camera height, is
+    within the provider's scale range of the exact range (synthetic cameras stand 1.4-2.5 m high)."""
+    from loc2_engine.depth import as_depth_map, get_depth_provider
+    from loc2_engine.ground import GroundImage
+
+    mono = get_depth_provider("mono")
+    for row in demo_scene:
+        ground = GroundImage.load(row.photo)
+        est = mono(ground)
+        truth = as_depth_map(np.load(row.depth), est.shape)
+        ok = np.isfinite(est) & np.isfinite(truth)
+        ratio = float(np.median(truth[ok] / est[ok]))
+        assert mono.scale_range[0] <= ratio <= mono.scale_range[1], (row.photo, ratio)
+
+
+@needs_default_model
 def test_default_model_does_not_claim_a_pose_in_the_wrong_place(demo_scene, tmp_path):
     """The scene's panorama against a window of random texture: failed or low confidence, never ok."""
     raster = _write_raster(tmp_path / "elsewhere.tif")

@@ -47,14 +47,42 @@ class PlaneDepth(DepthProvider):
     def __call__(self, ground, *, truth_path=None) -> np.ndarray:
         """Depth (H, W) float32 for ``ground.image`` (using ``ground.camera``); NaN at and above the horizon."""
         h, w = ground.image.shape[:2]
-        camera = ground.camera
-        if (camera.width, camera.height) != (w, h):
-            camera = camera.resized(w, h)
-        rays = camera.pixel_to_ray(pixel_centres(h, w))
-        if isinstance(rays, tuple):  # pinhole returns (rays, valid)
-            rays = rays[0]
-        down = -rays[..., 2].double()
-        # rays within ~0.3° of the horizon meet the ground > 300 camera heights away: useless, so invalid
-        depth = torch.where(down > 5e-3, self.camera_height_m * rays.double().norm(dim=-1) / down,
-                            torch.full_like(down, float("nan")))
-        return depth.float().numpy()
+        return ground_plane_range(ground.camera, h, w, self.camera_height_m)
+
+
+def ground_plane_range(camera, height: int, width: int, camera_height_m: float = DEFAULT_CAMERA_HEIGHT_M
+                       ) -> np.ndarray:
+    """Range (height, width) float32 metres from ``camera`` (resized to that grid) to the ground plane
+    ``camera_height_m`` below it; NaN at and within ~0.3° of the horizon."""
+    if (camera.width, camera.height) != (width, height):
+        camera = camera.resized(width, height)
+    rays = camera.pixel_to_ray(pixel_centres(height, width))
+    if isinstance(rays, tuple):  # pinhole returns (rays, valid)
+        rays = rays[0]
+    down = -rays[..., 2].double()
+    # rays within ~0.3° of the horizon meet the ground > 300 camera heights away: useless, so invalid
+    depth = torch.where(down > 5e-3, camera_height_m * rays.double().norm(dim=-1) / down,
+                        torch.full_like(down, float("nan")))
+    return depth.float().numpy()
+
+
+#: percentile of the plane / relative-range ratios taken as the scale: a ground pixel gives the true ratio,
+#: anything standing on the ground is nearer than the ground behind it and gives a larger one
+GROUND_SCALE_PERCENTILE = 35.0
+#: pixels below the horizon with relative depth needed for a ground scale
+MIN_GROUND_PIXELS = 50
+
+
+def ground_scale(relative_range: np.ndarray, camera, camera_height_m: float = DEFAULT_CAMERA_HEIGHT_M):
+    """Metres per unit of a relative range map, from the flat ground ``camera_height_m`` below the camera.
+
+    relative_range (h, w) float, NaN invalid, in the camera's image aspect. Returns a float, or None when
+    fewer than MIN_GROUND_PIXELS pixels below the horizon have depth (nothing to measure the ground on).
+    The error is that of the camera height (a ratio) and of the network's depth on the ground.
+    """
+    h, w = relative_range.shape
+    plane = ground_plane_range(camera, h, w, camera_height_m)
+    sel = np.isfinite(plane) & np.isfinite(relative_range) & (relative_range > 0)
+    if int(sel.sum()) < MIN_GROUND_PIXELS:
+        return None
+    return float(np.percentile(plane[sel] / relative_range[sel], GROUND_SCALE_PERCENTILE))
