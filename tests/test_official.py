@@ -469,10 +469,13 @@ def rgb(h, w, seed=0):
 def test_depth_anything_is_registered_for_folders(da_folder):
     from loc2_engine.depth import get_depth_provider
     from loc2_engine.depth.depth_anything import DepthAnythingDepth
+    from loc2_engine.depth.plane import GROUND_SCALED_RANGE
 
     provider = get_depth_provider(da_folder, input_px=56)
     assert isinstance(provider, DepthAnythingDepth)
-    assert provider.kind == "range" and provider.metric is False and provider.scale_range is None
+    # relative depth is put in metres from the ground, so the solver's scale is bounded
+    assert provider.kind == "range" and provider.network_metric is False and provider.metric is True
+    assert provider.scale_range == GROUND_SCALED_RANGE
 
 
 @pytest.mark.parametrize("camera", [PinholeCamera.from_hfov(120, 90, 60.0), PanoramaCamera(128, 64)])
@@ -506,7 +509,7 @@ def test_panorama_crops_merge_into_one_range_map_with_one_scale(da_folder, monke
         return sphere_z(size[0], provider.crop_fov_deg, 10.0).float() * len(calls), 1000.0 * len(calls)
 
     monkeypatch.setattr(provider, "_infer", fake_infer)
-    depth = provider(Photo(rgb(64, 128), PanoramaCamera(128, 64)))
+    depth = provider._range(Photo(rgb(64, 128), PanoramaCamera(128, 64)))  # merged, before metres
     assert len(calls) == 6
     assert np.allclose(depth, 10.0, rtol=0.01)
 
@@ -530,7 +533,7 @@ def test_panorama_sky_stays_sky_in_every_crop(da_folder, monkeypatch):
         return z, 1000.0 * len(calls)
 
     monkeypatch.setattr(provider, "_infer", fake_infer)
-    depth = provider(Photo(image, PanoramaCamera(W, H)))
+    depth = provider._range(Photo(image, PanoramaCamera(W, H)))
     el = 90 - (np.arange(H) + 0.5) / H * 180
     assert np.isnan(depth[el > 35]).all()
     assert np.allclose(depth[el < 25], 10.0, rtol=0.01)
@@ -542,7 +545,10 @@ def test_pinhole_z_depth_becomes_range(da_folder, monkeypatch):
     camera = PinholeCamera.from_hfov(80, 80, 90.0)
     provider = DepthAnythingDepth(weights=da_folder, input_px=56)
     monkeypatch.setattr(provider, "_infer", lambda image, size: (sphere_z(80, 90.0, 7.0).float(), math.inf))
-    assert np.allclose(provider(Photo(rgb(80, 80), camera)), 7.0, rtol=1e-4)
+    assert np.allclose(provider._range(Photo(rgb(80, 80), camera)), 7.0, rtol=1e-4)
+    # relative depth leaves in metres from the ground: the sphere's lower half seen from 1.6 m
+    metres = provider(Photo(rgb(80, 80), camera))
+    assert np.allclose(metres / metres[40, 40], 1.0, rtol=1e-4) and not np.allclose(metres, 7.0, rtol=0.01)
 
 
 def test_depth_anything_sees_a_stretched_photo_with_square_pixels(da_folder, monkeypatch):

@@ -11,8 +11,9 @@ ray's forward component. The folder's config says which kind of model it is:
     * ``relative`` (Depth-Anything-V2-Small/Base/Large): the network predicts relative *inverse* depth, taken
       as depth = 1 / prediction (its unknown shift is assumed 0, so this is exact only up to scale); tiny
       predictions are sky -> NaN. Each panorama crop then has its own unknown scale, so every crop is scaled
-      to the crops already merged by the median ratio over their overlap; the solver absorbs the one global
-      scale left (method.md §3).
+      to the crops already merged by the median ratio over their overlap. The one global scale left is
+      then fixed from the ground in front of the camera (`plane.metres_from_ground`), so that the solver's
+      scale can be bounded as for metric depth.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import torch.nn.functional as F
 from ..errors import DepthError
 from ..lifting import sample_depth_at
 from . import DepthProvider, square_pixel_aspect
+from .plane import GROUND_SCALED_RANGE, metres_from_ground
 
 DA_SOURCE = ("a transformers folder of Depth Anything V2 from https://huggingface.co/depth-anything "
              "(e.g. Depth-Anything-V2-Small-hf, or Depth-Anything-V2-Metric-Outdoor-Large-hf for metres); "
@@ -81,14 +83,21 @@ class DepthAnythingDepth(DepthProvider):
             raise DepthError(f"Cannot load Depth Anything V2 from {folder!r} ({exc}); get {DA_SOURCE}.") from exc
         self.net.to(torch.device(device or "cpu"))
         config = self.net.config
-        self.metric = getattr(config, "depth_estimation_type", "relative") == "metric"
+        self.network_metric = getattr(config, "depth_estimation_type", "relative") == "metric"
         self.max_depth = float(getattr(config, "max_depth", 0) or 0)
-        # metric depth from a monocular network is good to tens of percent, not to the centimetre
-        self.scale_range = (0.5, 2.0) if self.metric else None
+        # metric depth from a monocular network is good to tens of percent, not to the centimetre; relative
+        # depth is put in metres from the ground (plane.metres_from_ground) so the scale can be bounded too
+        self.metric = True
+        self.scale_range = (0.5, 2.0) if self.network_metric else GROUND_SCALED_RANGE
         self.input_px, self.n_yaw, self.crop_fov_deg = input_px, n_yaw, crop_fov_deg
 
     def __call__(self, ground, *, truth_path=None) -> np.ndarray:
-        """Range (H, W) float32 in ``ground.image``'s pixels (depth units), NaN = sky / unknown."""
+        """Range (H, W) float32 metres in ``ground.image``'s pixels, NaN = sky / unknown."""
+        rng = self._range(ground)
+        return rng if self.network_metric else metres_from_ground(rng, ground.camera)
+
+    def _range(self, ground) -> np.ndarray:
+        """The network's range (H, W) float32 (metres, or relative units), NaN = sky / unknown."""
         if ground.camera.kind == "pano":
             return self._panorama(ground.image, ground.camera).numpy().astype(np.float32)
         h, w = ground.image.shape[:2]
@@ -126,7 +135,7 @@ class DepthAnythingDepth(DepthProvider):
         device = next(self.net.parameters()).device
         pred = self.net(pixel_values=x.permute(2, 0, 1)[None].to(device)).predicted_depth  # (1, h, w)
         pred = F.interpolate(pred[:, None].float().cpu(), size=(H, W), mode="bilinear", align_corners=False)[0, 0]
-        if self.metric:
+        if self.network_metric:
             sky = (pred <= 0) | ((pred >= SKY_METRIC * self.max_depth) if self.max_depth > 0 else False)
             return torch.where(sky, torch.nan, pred), math.inf
         far = 1.0 / (SKY_FRACTION * float(torch.quantile(pred.flatten(), 0.99).clamp_min(1e-12)))
@@ -162,7 +171,7 @@ class DepthAnythingDepth(DepthProvider):
             uv = torch.stack([c + f * local[..., 0] / safe, c - f * local[..., 2] / safe], -1)
             uv = torch.where(ahead[..., None], uv, torch.full_like(uv, -10.0))  # behind: outside, hence NaN
             rng = sample_depth_at(z[None], uv.reshape(1, -1, 2), mode="bilinear")[0].reshape(H, W) / safe
-            if not self.metric:
+            if not self.network_metric:
                 both = torch.isfinite(rng) & (wsum > 0)
                 if far is not None and int(both.sum()) < MIN_OVERLAP_PX:
                     continue  # nothing to tie this crop's unknown scale to (e.g. an all-sky up view)

@@ -7,9 +7,8 @@ solver's scale can be bounded. Unbounded, the scale-aware fit of a pinhole's nar
 translation along the viewing direction: on data/bench, pinholes with the exact range but a free scale
 were localized about 3x worse (median 10-11 m vs 3.1-3.4 m) than with the scale held near 1.
 
-The scale range covers camera heights of about 1.1-3.2 m against the assumed 1.6 m (hand-held to a car
-roof) and the spread of the ground estimate. A photo showing no ground is scaled to a typical street
-distance instead, which that range only roughly covers.
+The scale range (`plane.GROUND_SCALED_RANGE`) covers camera heights of about 1.1-3.2 m against the
+assumed 1.6 m and the spread of the ground estimate.
 """
 
 from __future__ import annotations
@@ -17,10 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import DepthProvider
-from .plane import ground_scale
-
-#: median range a photo without visible ground is scaled to, metres (a typical street view)
-TYPICAL_RANGE_M = 12.0
+from .plane import GROUND_SCALED_RANGE, metres_from_ground
 
 
 class MonoDepth(DepthProvider):
@@ -28,7 +24,7 @@ class MonoDepth(DepthProvider):
 
     name = "mono"
     metric = True  # metres via the ground plane (module docstring), good to a factor within scale_range
-    scale_range = (0.7, 2.0)
+    scale_range = GROUND_SCALED_RANGE
 
     def __init__(self, weights=None, device=None):
         super().__init__(device)
@@ -40,8 +36,4 @@ class MonoDepth(DepthProvider):
 
     def __call__(self, ground, *, truth_path=None) -> np.ndarray:
         """Range (H, W) float32 metres (approximately) of ``ground.image``, NaN = sky."""
-        relative = self._predict(self._net, ground.image, ground.camera)
-        scale = ground_scale(relative, ground.camera)
-        if scale is None:
-            scale = TYPICAL_RANGE_M / float(np.nanmedian(relative)) if np.isfinite(relative).any() else 1.0
-        return (relative * scale).astype(np.float32)
+        return metres_from_ground(self._predict(self._net, ground.image, ground.camera), ground.camera)

@@ -86,3 +86,21 @@ def ground_scale(relative_range: np.ndarray, camera, camera_height_m: float = DE
     if int(sel.sum()) < MIN_GROUND_PIXELS:
         return None
     return float(np.percentile(plane[sel] / relative_range[sel], GROUND_SCALE_PERCENTILE))
+
+
+#: median range a photo without visible ground is scaled to, metres (a typical street view)
+TYPICAL_RANGE_M = 12.0
+#: solver scale range for relative depth put in metres by `metres_from_ground`: camera heights of about
+#: 1.1-3.2 m against the assumed 1.6 m (hand-held to a car roof) and the spread of the ground estimate
+GROUND_SCALED_RANGE = (0.7, 2.0)
+
+
+def metres_from_ground(relative_range: np.ndarray, camera,
+                       camera_height_m: float = DEFAULT_CAMERA_HEIGHT_M) -> np.ndarray:
+    """Relative range (h, w) -> float32 metres via `ground_scale`; a photo showing no ground is scaled to a
+    TYPICAL_RANGE_M median instead (which GROUND_SCALED_RANGE only roughly covers)."""
+    scale = ground_scale(relative_range, camera, camera_height_m)
+    if scale is None:
+        finite = np.isfinite(relative_range) & (relative_range > 0)
+        scale = TYPICAL_RANGE_M / float(np.median(relative_range[finite])) if finite.any() else 1.0
+    return (relative_range * scale).astype(np.float32)
