@@ -186,6 +186,49 @@ def test_oracle_matches_recover_pose_and_heading(tmp_path, kind):
     assert res.runtime_s > 0 and res.model == "oracle" and res.depth == "truth" and res.camera == kind
 
 
+class ContentOracle(OracleMatcher):
+    """An oracle that recognises each ground token by its content (the red value at the token's centre
+    encodes the token column it had in the photo), so it is exactly equivariant to rolls of the panorama."""
+
+    COLUMN_STEP = 7  # red value per token column
+
+    def encode_ground(self, ground, kind=None):
+        f = super().encode_ground(ground, kind)
+        c = self.token_stride // 2
+        red = ground[:, :1, c::self.token_stride, c::self.token_stride]  # (1, 1, hg, wg) in [0, 1]
+        return GroundFeatures(desc=red, uv=f.uv, input_size=f.input_size)
+
+    def match(self, a, g, ground_valid=None, aerial_valid=None):
+        hg, wg = g.desc.shape[-2:]
+        column = torch.round(g.desc[0, 0] * 255.0 / self.COLUMN_STEP).long()  # (hg, wg) photo column
+        photo_order = (torch.arange(hg)[:, None] * wg + column).reshape(-1)
+        own, self.token_xy = self.token_xy, self.token_xy[photo_order]
+        try:
+            return super().match(a, g, ground_valid, aerial_valid)
+        finally:
+            self.token_xy = own
+
+
+def test_panorama_roll_ensemble_keeps_token_order(tmp_path):
+    """With a roll-equivariant matcher every rolled P, rolled back, is the photo's P: the 4-roll ensemble gives
+    exactly the single-pass pose (a wrong roll direction would scramble the matches and move it)."""
+    scene = _scene(tmp_path, "pano")
+    matcher = ContentOracle()
+    _oracle_for(scene, matcher)
+    image = scene["ground"].image
+    input_w = matcher.ground_input_size_for("pano")[1]
+    token_px = image.shape[1] // input_w * matcher.token_stride  # photo pixels per token column
+    image[..., 0] = (np.arange(image.shape[1]) // token_px * ContentOracle.COLUMN_STEP)[None, :]
+    poses = []
+    for rolls in (1, 4):
+        res = Localizer(model=matcher, depth="truth", device="cpu", pano_rolls=rolls).localize(
+            scene["ground"], scene["raster"], scene["prior"], depth_map=scene["depth"])
+        assert res.ok, res.error
+        poses.append((res.x, res.y, res.heading_deg))
+    np.testing.assert_allclose(poses[1], poses[0], atol=1e-6)
+    assert math.hypot(poses[0][0] - scene["true_xy"][0], poses[0][1] - scene["true_xy"][1]) < 0.3
+
+
 def test_heading_prior_is_honoured(tmp_path):
     scene = _scene(tmp_path, "pano")
     matcher = OracleMatcher()

@@ -90,6 +90,8 @@ class Matcher(nn.Module):
     token_stride: ground pixels per token along each axis;
     aerial_gsd: m/px of the aerial window; aerial_size_px: its side in pixels;
     tau: similarity temperature; dustbin: learnable 0-d scalar.
+    pano_rolls: how many rolls of a panorama the pipeline averages the matching probabilities over (a
+        test-time ensemble; 1 = none): worth it only for a cheap ground encoder trained on rolled panoramas.
     """
 
     ground_input_sizes: Dict[str, Tuple[int, int]]
@@ -97,6 +99,7 @@ class Matcher(nn.Module):
     aerial_gsd: float
     aerial_size_px: int
     tau: float
+    pano_rolls: int = 1
 
     @property
     def aerial_size_m(self) -> float:
