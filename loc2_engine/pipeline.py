@@ -6,8 +6,9 @@ runs the method. Steps for one photo:
   1. `GroundImage` (EXIF orientation applied, camera model) -> resized to the model's ground input (a
      known-orientation model's panorama is rolled so that north is at its centre, see `orientation`);
   2. prior: the argument, else the photo's EXIF GPS (`PriorError` when neither);
-  3. `AerialWindow` of the model's size and gsd centred on the prior; its features are cached (LRU, by
-     ``window.key``) so photos sharing a window encode it once;
+  3. `AerialWindow` of the model's size and gsd centred on the prior (a known-orientation pinhole model's is
+     √2 wider, turned so that the heading prior points east and centre-cropped, see `orientation`); its
+     features are cached (LRU, by ``window.key`` and that turn) so photos sharing a window encode it once;
   4. depth provider -> depth map (its own resolution, photo aspect) -> depth at each ground token (bilinear
      at the token's position in that grid); tokens without depth (sky, above the horizon, metric depth
      beyond the model's depth limit or half the window) are masked out of the matching;
@@ -41,8 +42,9 @@ from .georef import transform_points
 from .lifting import sample_depth_at
 from .matching import refine_cell_positions, sample_correspondences
 from .models import load_model
-from .models.base import Matcher, to_input
-from .orientation import canonical_roll, rolled_depth, unroll_bev, unroll_uv
+from .models.base import AerialFeatures, Matcher, to_input
+from .orientation import (CanonicalView, canonical_view, rolled_depth, turned_px, turned_tile, unroll_bev,
+                          unroll_uv, unturn)
 from .ransac import ransac_similarity
 from .result import Result
 from .solver import heading_from_rotation
@@ -53,6 +55,12 @@ DEFAULT_RADIUS_M = 25.0
 MIN_VISIBLE_RANGE_M = 10.0
 #: ground tokens with depth needed before matching is attempted (3 fix a similarity; more to vote)
 MIN_VALID_TOKENS = 8
+
+#: what a known-orientation model's heading prior is, and the checkpoint that needs none, per camera kind
+_KNOWN_ORIENTATION_HELP = {
+    "pano": ("of the panorama's centre column", "an unknown-orientation checkpoint (loc2-vigor, unknown_ori)"),
+    "pinhole": ("the camera looks", "an any-orientation checkpoint (loc2-kitti, ori_noise180)"),
+}
 
 #: defaults of the tunable settings (``Localizer(**conf)`` overrides them)
 DEFAULT_CONF = {
@@ -148,41 +156,53 @@ class Localizer:
     def window_size_m(self) -> float:
         return float(self.matcher.aerial_size_m)
 
-    def aerial_window(self, aerial, prior: Prior) -> AerialWindow:
-        """The model's window around ``prior`` (position in ``prior.crs``).
+    def aerial_window(self, aerial, prior: Prior, turned: bool = False) -> AerialWindow:
+        """The model's window around ``prior`` (position in ``prior.crs``); turned: the `turned_px` wider one
+        that the model's tile is turned out of (`CanonicalView.aerial_turn_deg`).
 
-        aerial: an `AerialWindow` (used as is; it must have the model's size and gsd), a raster path, a
-        callable ``aerial(center_xy, center_crs, size_m, gsd) -> AerialWindow``, or an object with a method
+        aerial: an `AerialWindow` (used as is; it must have the model's gsd and size, or the wider one when
+        turned), a raster path, a callable ``aerial(center_xy, center_crs, size_m, gsd) -> AerialWindow``,
+        or an object with a method
         ``window(center_xy, center_crs, size_m, gsd)`` (e.g. the plugin's renderer of a QGIS layer).
         With ``window_snap_m`` > 0, built windows are centred on the node of that grid nearest the prior
         (`aerial.snap_center`), close enough that the search circle stays ``MIN_VISIBLE_RANGE_M`` inside.
         """
         from .aerial import window_around
 
-        size_m, gsd = self.window_size_m, float(self.matcher.aerial_gsd)
+        gsd = float(self.matcher.aerial_gsd)
+        n = int(self.matcher.aerial_size_px)
+        n = turned_px(n) if turned else n
+        size_m = n * gsd
         if isinstance(aerial, AerialWindow):
             window = aerial
         else:  # centred on a grid node near the prior (snapping on): nearby photos share window and features
             window = window_around(aerial, (float(prior.x), float(prior.y)), prior.crs, size_m, gsd,
                                    snap_m=float(self.conf["window_snap_m"]),
-                                   max_offset_m=size_m / 2.0 - prior.radius_m - MIN_VISIBLE_RANGE_M)
-        n = int(self.matcher.aerial_size_px)
+                                   max_offset_m=self.window_size_m / 2.0 - prior.radius_m - MIN_VISIBLE_RANGE_M)
         if window.image.shape[:2] != (n, n) or not math.isclose(window.gsd, gsd, rel_tol=1e-6):
             raise AerialError(
                 f"The aerial window is {window.image.shape[1]} px at {window.gsd:g} m/px but the model "
-                f"{self.model_name} needs {n} px at {gsd:g} m/px; build it with the model's aerial_size_m and "
+                f"{self.model_name} needs {n} px at {gsd:g} m/px; build it {size_m:g} m wide at the model's "
                 "aerial_gsd.")
         return window
 
-    def _aerial_features(self, window: AerialWindow):
-        """Features of ``window`` (cached by ``window.key``) and the (Na,) validity of its cells."""
-        key = window.key
+    def _aerial_features(self, window: AerialWindow, turn_deg: Optional[float] = None):
+        """Features of ``window`` (cached by ``window.key`` and ``turn_deg``) and the (Na,) validity of its cells.
+
+        turn_deg: the model sees the window's centre turned that many degrees clockwise (`turned_tile`) and
+        places its cells in that tile's frame, which are turned back into the window's local frame.
+        """
+        key = window.key if turn_deg is None else f"{window.key}|turned {turn_deg:.9g}"
         with self._cache_lock:
             if key in self._features:
                 self._features.move_to_end(key)
                 return self._features[key]
+        n = int(self.matcher.aerial_size_px)
+        image = window.image if turn_deg is None else turned_tile(window, turn_deg, n)
         with torch.no_grad():
-            feats = self.matcher.encode_aerial(to_input(window.image).to(self.device))
+            feats = self.matcher.encode_aerial(to_input(image).to(self.device))
+        if turn_deg is not None:
+            feats = AerialFeatures(feats.desc, unturn(feats.xy_local, turn_deg))
         # a cell is usable when the raster has data at its centre
         rc = window.local_to_pixel(feats.xy_local.detach().cpu().numpy().astype(np.float64))
         h, w = window.valid.shape
@@ -219,20 +239,21 @@ class Localizer:
         kind = ground.camera.kind
         info.update(camera=kind, hfov_deg=float(ground.camera.hfov_deg))
         prior = self._resolve_prior(ground, prior, aerial)
-        roll = self._canonical_roll(prior, kind)
+        view = self._canonical_view(prior, kind)
+        roll = view.roll
         if self.window_size_m / 2.0 - prior.radius_m < MIN_VISIBLE_RANGE_M:
             raise PriorError(
                 f"The search radius {prior.radius_m:g} m is too large for the model {self.model_name}, whose "
                 f"aerial window is {self.window_size_m:g} m wide; use a radius of at most "
                 f"{self.window_size_m / 2.0 - MIN_VISIBLE_RANGE_M:g} m.")
-        window = self.aerial_window(aerial, prior)
+        window = self.aerial_window(aerial, prior, turned=view.aerial_turn_deg is not None)
         frame = window.frame
         info.update(crs=frame.crs.to_string(), window=window, frame=frame)
 
         H, W = self.matcher.ground_input_size_for(kind)
         ground_in = ground.resized(W, H)
         xy_bev_tok, valid = self._lifted_tokens(ground_in, depth_map, roll)
-        idx_a, idx_g, w, xy_aerial = self._correspondences(window, ground_in, valid, roll)
+        idx_a, idx_g, w, xy_aerial = self._correspondences(window, ground_in, valid, view)
         xy_bev = xy_bev_tok[idx_g]
 
         prior_local = frame.to_local(transform_points([[prior.x, prior.y]], prior.crs, frame.crs))[0]
@@ -279,7 +300,7 @@ class Localizer:
     def _lifted_tokens(self, ground_in, depth_map, roll: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
         """Each ground token lifted to the BEV: xy_bev (Ng, 2) float32 depth units, valid (Ng,) bool.
 
-        roll: columns the matcher's input is rolled right (`_canonical_roll`): the depth is rolled with it
+        roll: columns the matcher's input is rolled right (`_canonical_view`): the depth is rolled with it
         (after the official nearest resize to the input) and the points turned back into the photo's frame.
 
         Invalid: no depth (sky, above the horizon) or, for metric depth, at or beyond conf ``max_range_m``,
@@ -312,7 +333,7 @@ class Localizer:
                 "nothing to match against the aerial image.")
         return unroll_bev(xy_bev, roll, ground_in.image.shape[1]).float(), valid
 
-    def _correspondences(self, window, ground_in, valid, roll: int = 0):
+    def _correspondences(self, window, ground_in, valid, view: CanonicalView = CanonicalView()):
         """Sample matches from P: idx_a (N,), idx_g (N,) long, weights (N,) float32, xy_aerial (N, 2) local m.
 
         xy_aerial is each drawn cell's centre moved to the P-weighted mean of its neighbourhood
@@ -320,10 +341,10 @@ class Localizer:
 
         Raises LocalizationError when P's total mass (expected matches) is below min_expected_matches: the
         photo and the window have nothing in common, and any pose would be a guess.
-        roll: columns the ground input is rolled right before encoding (`_canonical_roll`).
+        view: how the inputs are turned before encoding (`_canonical_view`).
         """
-        feats_a, cell_valid = self._aerial_features(window)
-        P = self._probabilities(feats_a, cell_valid, ground_in, valid, roll)
+        feats_a, cell_valid = self._aerial_features(window, view.aerial_turn_deg)
+        P = self._probabilities(feats_a, cell_valid, ground_in, valid, view.roll)
         expected, needed = float(P.sum()), float(self.conf["min_expected_matches"])
         if expected < needed:
             raise LocalizationError(
@@ -380,22 +401,24 @@ class Localizer:
                 "prior position was given; give one (--prior X Y, a map click, or the manifest's prior_x/prior_y).")
         return Prior(**{**prior.__dict__, "x": float(lonlat[0]), "y": float(lonlat[1]), "crs": "EPSG:4326"})
 
-    def _canonical_roll(self, prior: Prior, kind: str) -> int:
-        """Columns to roll the ground input right so that a known-orientation matcher (``matcher.orientation
-        == "known"``) sees north at the panorama's centre column, as in its training (method.md §1.1); 0 for
-        other matchers and for pinhole photos (which such a panorama model refuses with a CameraError).
+    def _canonical_view(self, prior: Prior, kind: str) -> CanonicalView:
+        """How a known-orientation matcher's (``matcher.orientation == "known"``) inputs are turned by the
+        heading prior to look as in its training (`orientation.canonical_view`: panoramas rolled, method.md
+        §1.1; pinhole photos' aerial windows turned, §1.2); unturned for other matchers and for a camera kind
+        the matcher does not take (which it refuses later with a CameraError).
 
         Raises PriorError without a heading prior: such a checkpoint never saw another orientation.
         """
-        if getattr(self.matcher, "orientation", "unknown") != "known" or kind != "pano":
-            return 0
+        if (getattr(self.matcher, "orientation", "unknown") != "known"
+                or kind not in self.matcher.ground_input_sizes):
+            return CanonicalView()
         if prior.heading_deg is None:
+            facing, other = _KNOWN_ORIENTATION_HELP[kind]
             raise PriorError(
                 f"The model {self.model_name} is a known-orientation checkpoint and needs a heading prior (the "
-                "direction of the panorama's centre column: --heading DEG, the dock's heading, or the "
-                "manifest's heading_prior_deg); without one, use an unknown-orientation checkpoint "
-                "(loc2-vigor, unknown_ori), which needs none.")
-        return canonical_roll(prior.heading_deg, self.matcher.ground_input_size_for(kind)[1])
+                f"direction {facing}: --heading DEG, the dock's heading, or the manifest's heading_prior_deg); "
+                f"without one, use {other}, which needs none.")
+        return canonical_view(prior.heading_deg, kind, self.matcher.ground_input_size_for(kind)[1])
 
     @staticmethod
     def _aerial_crs(aerial):

@@ -1,7 +1,8 @@
 """Shared by the official-model tests: random weights in the official formats (nothing can be downloaded here).
 
 A tiny DINOv2 (hidden 1024 so that the full-size official heads fit, 1 layer) saved in Meta's and
-transformers' formats, and the 163 official matcher tensors, random.
+transformers' formats, and the 163 official matcher tensors, random; a random GeoTIFF; and the KITTI ground
+tokens written out from method.md (a flat ground's range map and its official lifted points).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from loc2_engine.cameras import PinholeCamera
 from loc2_engine.models.dinov2 import hf_to_meta
@@ -70,3 +72,31 @@ def write_raster(path, size_px: int = 600, gsd: float = 0.25, seed: int = 0) -> 
                        crs="EPSG:32633", transform=from_origin(500000, 5000000, gsd, gsd)) as dst:
         dst.write(rng.integers(0, 255, (3, size_px, size_px), dtype=np.uint8))
     return str(path)
+
+
+def ground_plane_range(camera, height_m: float = 1.65) -> np.ndarray:
+    """Range (H, W) float32 of a flat ground seen by a level pinhole at height_m; NaN above the horizon."""
+    v, u = np.mgrid[0:camera.height, 0:camera.width].astype(np.float64)
+    x, y = (u - camera.cx) / camera.fx, (v - camera.cy) / camera.fy
+    with np.errstate(divide="ignore"):
+        z = np.where(y > 0, height_m / y, np.nan)
+    return (z * np.sqrt(x * x + y * y + 1)).astype(np.float32)
+
+
+def official_kitti_tokens(range_map: np.ndarray):
+    """The official KITTI tokens of a 375×1242 range map, written out from method.md §1.2 / §3.
+
+    Depth: nearest to 364×1232, then nearest to 26×88 (pixel (14r, 14c)); intrinsics scaled to 1232×364 and
+    divided by 14; u_c = linspace(0, 88, 88), v_r = linspace(0, 26, 26); z-depth = range / ray length on that
+    grid, masked at the 40 m clip; point (-z, (u - c_x) z / f_x) in (down, right) = (x right, y forward)
+    ((u - c_x) z / f_x, z) in the project's BEV. Returns xy (2288, 2) float64 and valid (2288,) bool.
+    """
+    d = torch.from_numpy(range_map).double()[None, None]
+    d = F.interpolate(F.interpolate(d, size=(364, 1232), mode="nearest"), size=(26, 88), mode="nearest")[0, 0]
+    fx, cx = KITTI_CAM.fx * 1232 / 1242 / 14, KITTI_CAM.cx * 1232 / 1242 / 14
+    fy, cy = KITTI_CAM.fy * 364 / 375 / 14, KITTI_CAM.cy * 364 / 375 / 14
+    v, u = torch.meshgrid(torch.linspace(0, 26, 26).double(), torch.linspace(0, 88, 88).double(), indexing="ij")
+    x, y = (u - cx) / fx, (v - cy) / fy
+    z = d / torch.sqrt(x * x + y * y + 1)
+    valid = torch.isfinite(z) & (z < 40.0)
+    return torch.stack([x * z, z], -1).reshape(-1, 2), valid.flatten()

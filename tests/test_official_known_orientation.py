@@ -23,7 +23,7 @@ from loc2_engine.ground import GroundImage
 from loc2_engine.models import load_model
 from loc2_engine.models.base import AerialFeatures, GroundFeatures, to_input
 from loc2_engine.models.official import OfficialMatcher, build_vigor, vigor_variant
-from loc2_engine.orientation import canonical_roll, unroll_bev
+from loc2_engine.orientation import CanonicalView, canonical_roll, unroll_bev
 from loc2_engine.pipeline import Localizer, Prior
 
 pytest.importorskip("transformers")
@@ -148,7 +148,7 @@ def test_known_orientation_without_a_heading_prior_is_a_prior_error(vigor, tmp_p
 
 def test_unknown_orientation_ignores_the_heading_for_the_inputs(vigor):
     assert vigor.orientation == "unknown"
-    assert Localizer(model=vigor, depth="truth", device="cpu")._canonical_roll(prior(), "pano") == 0
+    assert Localizer(model=vigor, depth="truth", device="cpu")._canonical_view(prior(), "pano") == CanonicalView()
 
 
 def test_registry_name_selects_the_known_orientation_checkpoint(files, monkeypatch):

@@ -8,8 +8,9 @@ import argparse
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("model and weights")
     g.add_argument("--model", default="default",
-                   help="registry name (default, loc2-vigor, loc2-vigor-known, loc2-kitti, ...) or a weight file "
-                        "of the default architecture; loc2-vigor-known (VIGOR known_ori checkpoints) needs --heading")
+                   help="registry name (default, loc2-vigor, loc2-vigor-known, loc2-kitti, loc2-kitti-known, ...) or "
+                        "a weight file of the default architecture; the -known models (VIGOR known_ori, KITTI "
+                        "ori_noise10 checkpoints) need --heading")
     g.add_argument("--weights", help="matcher checkpoint, for models that need one (the official loc2-* models)")
     g.add_argument("--backbone", help="backbone weights (DINOv2 ViT-L/14: Meta .pth or a transformers folder)")
     g.add_argument("--depth", default=None,

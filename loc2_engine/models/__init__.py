@@ -47,6 +47,8 @@ MODEL_REGISTRY: Dict[str, ModelSpec] = {
     # VIGOR known_ori checkpoints: panoramas rolled to north by the heading prior, which they require
     "loc2-vigor-known": ModelSpec("loc2_engine.models.official:build_vigor", conf={"orientation": "known"}),
     "loc2-kitti": ModelSpec("loc2_engine.models.official:build_kitti"),
+    # KITTI ori_noise10 checkpoints: aerial windows turned so that the heading prior points east
+    "loc2-kitti-known": ModelSpec("loc2_engine.models.official:build_kitti", conf={"orientation": "known"}),
 }
 
 

@@ -28,8 +28,9 @@ the unknown-orientation checkpoints (VIGOR unknown_ori: panoramas rolled at rand
 rotated at random), which are therefore the defaults. VIGOR known_ori saw only panoramas with north at the
 centre column: ``build_vigor(orientation="known")`` (registry name loc2-vigor-known) sets
 ``matcher.orientation = "known"``, and the pipeline then rolls the panorama and its depth by the heading prior
-(`loc2_engine.orientation`). KITTI ori_noise10 (aerial rotated so that the car heads east) is not supported:
-method.md does not give the rotation's resampling nor the source map's size.
+(`loc2_engine.orientation`). KITTI ori_noise10 saw aerial tiles turned so that the car heads east (±10°):
+``build_kitti(orientation="known")`` (loc2-kitti-known) sets the same attribute, and the pipeline turns the
+aerial window by the heading prior instead, and the model's cells back.
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ class Variant:
     beyond it; exposed for the pipeline); max_depth_kind: the depth it clips, the one the model was trained
     with ("range": UniK3D on VIGOR, "z": Depth Anything V2 on KITTI); weights_names: default file names
     searched in $LOC2_MODELS; checkpoint: what the user should download; orientation: "unknown" (trained
-    on any orientation) | "known" (panoramas with north at the centre column only, method.md §1.1).
+    on any orientation) | "known" (VIGOR: panoramas with north at the centre column only, method.md §1.1;
+    KITTI: aerial tiles turned so that the car heads east, ±10°, §1.2).
     """
 
     name: str
@@ -87,23 +89,40 @@ class Variant:
     orientation: str = "unknown"
 
 
+#: checkpoint folder of each orientation's model, per dataset (method.md §6)
+CHECKPOINT_FOLDERS = {"vigor": {"unknown": "unknown_ori", "known": "known_ori"},
+                      "kitti": {"unknown": "ori_noise180", "known": "ori_noise10"}}
+
+
+def _named(dataset: str, orientation: str) -> Tuple[str, str]:
+    """(registry name, checkpoint folder) of ``dataset``'s model for ``orientation``; ModelError for others."""
+    folders = CHECKPOINT_FOLDERS[dataset]
+    if orientation not in folders:
+        raise ModelError(f"The {dataset.upper()} orientation must be 'unknown' or 'known', got {orientation!r}.")
+    return f"loc2-{dataset}" + ("-known" if orientation == "known" else ""), folders[orientation]
+
+
 def vigor_variant(city: str = "NewYork", orientation: str = "unknown") -> Variant:
     """loc2-vigor at the official m/px of ``city`` (one of VIGOR_MPP_640), rescaled from 640 to 630 px;
     orientation "known": loc2-vigor-known, for the known_ori checkpoints."""
     if city not in VIGOR_MPP_640:
         raise ModelError(f"Unknown VIGOR city {city!r} for the aerial resolution: use one of {sorted(VIGOR_MPP_640)}.")
-    if orientation not in ("unknown", "known"):
-        raise ModelError(f"The VIGOR orientation must be 'unknown' or 'known', got {orientation!r}.")
-    name, folder = ("loc2-vigor", "unknown_ori") if orientation == "unknown" else ("loc2-vigor-known", "known_ori")
+    name, folder = _named("vigor", orientation)
     return Variant(name, "pano", (714, 1428), 630, VIGOR_MPP_640[city] * 640 / 630, 35.0, "range",
                    (f"{name}.pt", f"checkpoints/vigor/crossarea/{folder}/model.pt"),
                    f"a VIGOR {orientation}-orientation checkpoint checkpoints/vigor/{{samearea,crossarea}}/{folder}/"
                    "model.pt", orientation)
 
 
-KITTI = Variant("loc2-kitti", "pinhole", (364, 1232), 504, KITTI_MPP_512 * 512 / 504, 40.0, "z",
-                ("loc2-kitti.pt", "checkpoints/kitti/ori_noise180/model.pt"),
-                "a KITTI checkpoint checkpoints/kitti/{ori_noise10,ori_noise180}/model.pt")
+def kitti_variant(orientation: str = "unknown") -> Variant:
+    """loc2-kitti (ori_noise180 checkpoints); orientation "known": loc2-kitti-known, for ori_noise10."""
+    name, folder = _named("kitti", orientation)
+    return Variant(name, "pinhole", (364, 1232), 504, KITTI_MPP_512 * 512 / 504, 40.0, "z",
+                   (f"{name}.pt", f"checkpoints/kitti/{folder}/model.pt"),
+                   f"a KITTI {folder} checkpoint checkpoints/kitti/{folder}/model.pt", orientation)
+
+
+KITTI = kitti_variant()
 BACKBONE_NAMES = ("dinov2_vitl14_pretrain.pth", "dinov2-large")
 
 
@@ -182,7 +201,8 @@ class OfficialMatcher(Matcher):
         self.aerial_size_px = variant.aerial_px
         self.tau = TAU
         self.max_depth_m, self.max_depth_kind = variant.max_depth_m, variant.max_depth_kind
-        self.orientation = variant.orientation  # "known": the pipeline rolls panoramas by the heading prior
+        # "known": the pipeline turns the inputs by the heading prior (`orientation.canonical_view`)
+        self.orientation = variant.orientation
         self.backbone = backbone
         self.heads = heads if heads is not None else OfficialHeads(backbone.channels)
 
@@ -297,6 +317,8 @@ def build_vigor(weights: Optional[str] = None, backbone: Optional[str] = None, d
     return _build(vigor_variant(city, orientation), weights, backbone, dtype)
 
 
-def build_kitti(weights: Optional[str] = None, backbone: Optional[str] = None, dtype=None) -> OfficialMatcher:
-    """loc2-kitti (pinhole front cameras); arguments as `build_vigor`."""
-    return _build(KITTI, weights, backbone, dtype)
+def build_kitti(weights: Optional[str] = None, backbone: Optional[str] = None, dtype=None,
+                orientation: str = "unknown") -> OfficialMatcher:
+    """loc2-kitti (pinhole front cameras); arguments as `build_vigor`; orientation: "unknown" (ori_noise180
+    checkpoints) | "known" (ori_noise10; the pipeline then needs a heading prior and turns the aerial window)."""
+    return _build(kitti_variant(orientation), weights, backbone, dtype)
