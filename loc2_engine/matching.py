@@ -76,33 +76,3 @@ def sample_correspondences(P: torch.Tensor, n: int, generator: Optional[torch.Ge
     w = torch.gather(flat, 1, idx)
     return idx // Ng, idx % Ng, w
 
-
-def refine_cell_positions(P: torch.Tensor, idx_a: torch.Tensor, idx_g: torch.Tensor, cells_xy: torch.Tensor,
-                          grid_hw: Tuple[int, int], radius: int = 1) -> torch.Tensor:
-    """Sub-cell aerial positions of sampled matches: the P-weighted mean over the cell's neighbourhood.
-
-    A ground token's probability mass usually spreads over adjacent cells when its true position lies
-    between cell centres, so the local expectation (a soft-argmax restricted to the (2r+1)² cells around
-    the drawn one, for that token's column of P) recovers the fraction of a cell that the grid quantises
-    away. Restricting it to the neighbourhood keeps a second mode elsewhere from pulling the point.
-
-    P (Na, Ng) for one window, Na = h·w row-major; idx_a, idx_g (N,) long drawn pairs; cells_xy (Na, 2)
-    metres; grid_hw = (h, w); radius in cells (0 returns the cell centres). Returns (N, 2) metres, same
-    dtype as cells_xy.
-    """
-    h, w = grid_hw
-    if P.ndim != 2 or P.shape[0] != h * w or cells_xy.shape != (h * w, 2):
-        raise ValueError(f"P must be (h*w, Ng) and cells_xy (h*w, 2) for grid {grid_hw}; got "
-                         f"{tuple(P.shape)} and {tuple(cells_xy.shape)}")
-    if radius <= 0 or idx_a.numel() == 0:
-        return cells_xy[idx_a]
-    d = torch.arange(-radius, radius + 1, device=idx_a.device)
-    dr, dc = torch.meshgrid(d, d, indexing="ij")
-    rows = idx_a[:, None] // w + dr.reshape(1, -1)                       # (N, K)
-    cols = idx_a[:, None] % w + dc.reshape(1, -1)
-    inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
-    nbr = (rows.clamp(0, h - 1) * w + cols.clamp(0, w - 1))              # (N, K) cell indices
-    p = P[nbr, idx_g[:, None]].to(cells_xy.dtype) * inside              # (N, K), 0 outside the window
-    total = p.sum(1, keepdim=True)
-    mean = (p[..., None] * cells_xy[nbr]).sum(1) / total.clamp_min(torch.finfo(p.dtype).tiny)
-    return torch.where(total > 0, mean, cells_xy[idx_a])

@@ -40,7 +40,7 @@ from .depth import DepthProvider, as_depth_map, get_depth_provider
 from .errors import AerialError, LocalizationError, Loc2Error, PriorError
 from .georef import transform_points
 from .lifting import sample_depth_at
-from .matching import refine_cell_positions, sample_correspondences
+from .matching import sample_correspondences
 from .models import load_model
 from .models.base import AerialFeatures, Matcher, to_input
 from .orientation import (CanonicalView, canonical_view, rolled_depth, turned_px, turned_tile, unroll_bev,
@@ -70,8 +70,6 @@ DEFAULT_CONF = {
     "n_matches": 4096,
     "hypotheses": 20000,
     "sample_size": 3,           # RANSAC minimal sample: 3 as the reference, or 2 (exact two-point similarity)
-    # sub-cell aerial positions: P-weighted mean over this many cells around each drawn cell (0: centres)
-    "refine_radius": 0,
     "th_inlier_m": 2.5,         # hard inlier distance, metres (method.md §4.2)
     "th_soft_m": 5.0,           # soft-score distance, metres
     "with_scale": True,         # False: rigid fit (the "no scale" ablation)
@@ -336,9 +334,6 @@ class Localizer:
     def _correspondences(self, window, ground_in, valid, view: CanonicalView = CanonicalView()):
         """Sample matches from P: idx_a (N,), idx_g (N,) long, weights (N,) float32, xy_aerial (N, 2) local m.
 
-        xy_aerial is each drawn cell's centre moved to the P-weighted mean of its neighbourhood
-        (``refine_radius`` cells; 0 keeps the centres).
-
         Raises LocalizationError when P's total mass (expected matches) is below min_expected_matches: the
         photo and the window have nothing in common, and any pose would be a guess.
         view: how the inputs are turned before encoding (`_canonical_view`).
@@ -355,10 +350,7 @@ class Localizer:
         idx_a, idx_g, w = (t[0].cpu() for t in sample_correspondences(P, self.conf["n_matches"], generator))
         drawn = w > 0  # zero-probability pairs are only drawn when fewer than n_matches are positive
         idx_a, idx_g = idx_a[drawn], idx_g[drawn]
-        cells = feats_a.xy_local.detach().cpu().float()
-        xy_aerial = refine_cell_positions(P[0].cpu(), idx_a, idx_g, cells, tuple(feats_a.desc.shape[-2:]),
-                                          int(self.conf["refine_radius"]))
-        return idx_a, idx_g, w[drawn].float(), xy_aerial
+        return idx_a, idx_g, w[drawn].float(), feats_a.xy_local.detach().cpu().float()[idx_a]
 
     def _probabilities(self, feats_a, cell_valid, ground_in, valid, roll: int) -> torch.Tensor:
         """Matching probabilities P (1, Na, Ng), ground tokens in the photo's token order.
