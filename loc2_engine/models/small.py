@@ -114,9 +114,6 @@ def upsample2(x: torch.Tensor, circular: bool) -> torch.Tensor:
 class SmallMatcher(Matcher):
     """Default Loc² matcher (see module docstring); ``conf`` overrides `DEFAULT_CONF` entries."""
 
-    #: the ground CNN costs milliseconds and was trained on randomly rolled panoramas (pipeline ensemble)
-    pano_rolls = 4
-
     def __init__(self, conf: Optional[dict] = None):
         super().__init__()
         self.conf = merge_conf(DEFAULT_CONF, conf, "the default model")
