@@ -7,7 +7,7 @@ solver's scale can be bounded. Unbounded, the scale-aware fit of a pinhole's nar
 translation along the viewing direction: on data/bench, pinholes with the exact range but a free scale
 were localized about 3x worse (median 10-11 m vs 3.1-3.4 m) than with the scale held near 1.
 
-The scale range (`plane.GROUND_SCALED_RANGE`) covers camera heights of about 1.1-3.2 m against the
+The scale range (`plane.GROUND_SCALED_RANGE`) covers camera heights of about 1.35-2.55 m against the
 assumed 1.6 m and the spread of the ground estimate.
 """
 
