@@ -83,6 +83,9 @@ DEFAULT_CONF = {
     # panoramas: matching probabilities averaged over this many rolls of the photo (None: the matcher's
     # `pano_rolls`, 1 for every shipped model); a known-orientation model's canonical roll is never ensembled
     "pano_rolls": None,
+    # camera height above the ground, metres, for depth measured on the ground plane (plane, and relative
+    # depth put in metres from it); None: the providers' default (depth.DEFAULT_CAMERA_HEIGHT_M, 1.6 m)
+    "camera_height_m": None,
     "max_range_m": None,        # metric depth at or beyond this is masked; None: the matcher's own limit
                                 # (max_depth_m, official models), else half the window
     "camera": "auto",           # camera model for photos given as paths
@@ -144,8 +147,10 @@ class Localizer:
         if isinstance(depth, DepthProvider):
             self.depth = depth
         else:
+            height = self.conf["camera_height_m"]
             self.depth = get_depth_provider(depth or getattr(self.matcher, "default_depth", "mono"),
-                                            device=self.device)
+                                            device=self.device,
+                                            **({} if height is None else {"camera_height_m": float(height)}))
         self._features: "OrderedDict[str, object]" = OrderedDict()
         self._cache_lock = threading.Lock()  # the plugin localizes from worker threads
 

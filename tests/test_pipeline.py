@@ -456,6 +456,23 @@ def test_mono_depth_is_put_in_metres_by_the_ground(demo_scene):
 
 
 @needs_default_model
+def test_camera_height_sets_the_metric_scale_of_relative_depth(demo_scene):
+    """The same photo seen from a camera said to be twice as high is twice as far (the ground plane is
+    twice as far below); the Localizer hands its setting to the provider; a height <= 0 is refused."""
+    from loc2_engine.depth import get_depth_provider
+    from loc2_engine.errors import DepthError
+    from loc2_engine.ground import GroundImage
+
+    ground = GroundImage.load(demo_scene[0].photo)
+    low, high = get_depth_provider("mono")(ground), get_depth_provider("mono", camera_height_m=3.2)(ground)
+    ok = np.isfinite(low)
+    np.testing.assert_allclose(high[ok] / low[ok], 2.0, rtol=1e-5)
+    assert Localizer(depth="plane", camera_height_m=2.5).depth.camera_height_m == 2.5
+    with pytest.raises(DepthError, match="camera height"):
+        Localizer(depth="mono", camera_height_m=0.0)
+
+
+@needs_default_model
 def test_default_model_does_not_claim_a_pose_in_the_wrong_place(demo_scene, tmp_path):
     """The scene's panorama against a window of random texture: failed or low confidence, never ok."""
     raster = _write_raster(tmp_path / "elsewhere.tif")

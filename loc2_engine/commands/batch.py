@@ -60,7 +60,7 @@ def run(args) -> int:
             return _fail(f"no photos (jpg, jpeg, png, tif, tiff) in {args.manifest or args.photo_dir}"
                          + ("" if args.recursive or args.manifest else "; add --recursive for sub-folders"))
         crs = output_crs(jobs, args.aerial)
-        conf = {"camera": args.camera, "hfov_deg": args.hfov}
+        conf = {"camera": args.camera, "hfov_deg": args.hfov, "camera_height_m": args.camera_height}
         if args.radius is not None:
             conf["radius_m"] = args.radius
         localizer = Localizer(model=args.model, depth=args.depth, device=args.device, weights=args.weights,

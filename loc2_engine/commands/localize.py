@@ -55,7 +55,8 @@ def run(args) -> int:
         return 2
     try:
         localizer = Localizer(model=args.model, depth=args.depth, device=args.device, weights=args.weights,
-                              backbone=args.backbone, camera=args.camera, hfov_deg=args.hfov)
+                              backbone=args.backbone, camera=args.camera, hfov_deg=args.hfov,
+                              camera_height_m=args.camera_height)
     except Loc2Error as exc:
         print(f"loc2 localize: {exc}", file=sys.stderr)
         return 2

@@ -30,6 +30,9 @@ def add_camera_prior_options(parser: argparse.ArgumentParser, single_photo: bool
     g.add_argument("--radius", type=float, default=None, help="search radius around the prior, metres")
     g.add_argument("--camera", choices=("auto", "pano", "pinhole"), default="auto",
                    help="camera model; auto = panorama when the photo is 2:1, else pinhole")
+    g.add_argument("--camera-height", type=float, default=None, metavar="M",
+                   help="camera height above the ground, metres (default 1.6; a car roof is ~2.5): the plane "
+                        "depth and the metric scale of relative depth (mono) are measured on the ground with it")
     g.add_argument("--hfov", type=float, default=None,
                    help="horizontal field of view of pinhole photos, degrees (default: from EXIF)")
     g.add_argument("--heading", type=float, default=None,

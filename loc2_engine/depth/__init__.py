@@ -38,6 +38,9 @@ DEPTH_PROVIDERS: Dict[str, str] = {
 #: provider used for a folder path (its weights)
 FOLDER_PROVIDER = "depth-anything"
 
+#: camera height above the ground, metres, when none is given (hand-held or tripod; a car roof is ~2.5 m)
+DEFAULT_CAMERA_HEIGHT_M = 1.6
+
 
 class DepthProvider:
     """Base class; subclasses override the class attributes and `__call__`."""
@@ -47,9 +50,14 @@ class DepthProvider:
     metric: bool = True
     scale_range: Optional[Tuple[float, float]] = None
 
-    def __init__(self, device=None):
-        """device: torch device for providers that run a network (ignored by the others)."""
+    def __init__(self, device=None, camera_height_m: float = DEFAULT_CAMERA_HEIGHT_M):
+        """device: torch device for providers that run a network (ignored by the others); camera_height_m:
+        the camera's height above the ground, metres, for providers that measure on the ground plane
+        (`plane`, and relative depth put in metres from it)."""
+        if not camera_height_m > 0:
+            raise DepthError(f"The camera height must be a positive number of metres, got {camera_height_m}.")
         self.device = device
+        self.camera_height_m = float(camera_height_m)
 
     def __call__(self, ground, *, truth_path=None) -> np.ndarray:
         """Depth of ``ground.image``: float32 (h, w) with the image's aspect, NaN = invalid.

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from ..errors import DepthError
 from ..lifting import sample_depth_at
-from . import DepthProvider, square_pixel_aspect
+from . import DEFAULT_CAMERA_HEIGHT_M, DepthProvider, square_pixel_aspect
 from .plane import GROUND_SCALED_RANGE, metres_from_ground
 
 DA_SOURCE = ("a transformers folder of Depth Anything V2 from https://huggingface.co/depth-anything "
@@ -63,8 +63,8 @@ class DepthAnythingDepth(DepthProvider):
     kind = "range"
 
     def __init__(self, weights: Optional[str] = None, device=None, input_px: int = 518, n_yaw: int = 4,
-                 crop_fov_deg: float = 100.0):
-        super().__init__(device)
+                 crop_fov_deg: float = 100.0, camera_height_m: float = DEFAULT_CAMERA_HEIGHT_M):
+        super().__init__(device, camera_height_m)
         folder = weights or (os.path.join(os.environ["LOC2_MODELS"], DEFAULT_FOLDER)
                              if os.environ.get("LOC2_MODELS") else None)
         if folder is None or not os.path.isfile(os.path.join(folder, "config.json")):
@@ -94,7 +94,7 @@ class DepthAnythingDepth(DepthProvider):
     def __call__(self, ground, *, truth_path=None) -> np.ndarray:
         """Range (H, W) float32 metres in ``ground.image``'s pixels, NaN = sky / unknown."""
         rng = self._range(ground)
-        return rng if self.network_metric else metres_from_ground(rng, ground.camera)
+        return rng if self.network_metric else metres_from_ground(rng, ground.camera, self.camera_height_m)
 
     def _range(self, ground) -> np.ndarray:
         """The network's range (H, W) float32 (metres, or relative units), NaN = sky / unknown."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import DepthProvider
+from . import DEFAULT_CAMERA_HEIGHT_M, DepthProvider
 from .plane import GROUND_SCALED_RANGE, metres_from_ground
 
 
@@ -26,8 +26,8 @@ class MonoDepth(DepthProvider):
     metric = True  # metres via the ground plane (module docstring), good to a factor within scale_range
     scale_range = GROUND_SCALED_RANGE
 
-    def __init__(self, weights=None, device=None):
-        super().__init__(device)
+    def __init__(self, weights=None, device=None, camera_height_m: float = DEFAULT_CAMERA_HEIGHT_M):
+        super().__init__(device, camera_height_m)
         from ..models import mono_depth  # torch model: loaded only when this provider is chosen
 
         self.kind = mono_depth.MONO_DEPTH_KIND
@@ -36,4 +36,5 @@ class MonoDepth(DepthProvider):
 
     def __call__(self, ground, *, truth_path=None) -> np.ndarray:
         """Range (H, W) float32 metres (approximately) of ``ground.image``, NaN = sky."""
-        return metres_from_ground(self._predict(self._net, ground.image, ground.camera), ground.camera)
+        return metres_from_ground(self._predict(self._net, ground.image, ground.camera), ground.camera,
+                                  self.camera_height_m)

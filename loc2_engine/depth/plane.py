@@ -15,11 +15,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..errors import DepthError
-from . import DepthProvider
+from . import DEFAULT_CAMERA_HEIGHT_M, DepthProvider
 
-#: camera height above the ground, metres, when none is given
-DEFAULT_CAMERA_HEIGHT_M = 1.6
 
 
 def pixel_centres(height: int, width: int) -> torch.Tensor:
@@ -39,10 +36,7 @@ class PlaneDepth(DepthProvider):
     scale_range = (0.3, 3.0)
 
     def __init__(self, camera_height_m: float = DEFAULT_CAMERA_HEIGHT_M, device=None):
-        super().__init__(device)
-        if not camera_height_m > 0:
-            raise DepthError(f"The plane depth camera height must be positive, got {camera_height_m} m.")
-        self.camera_height_m = float(camera_height_m)
+        super().__init__(device, camera_height_m)
 
     def __call__(self, ground, *, truth_path=None) -> np.ndarray:
         """Depth (H, W) float32 for ``ground.image`` (using ``ground.camera``); NaN at and above the horizon."""
