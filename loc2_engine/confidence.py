@@ -37,7 +37,6 @@ from __future__ import annotations
 import math
 from typing import Dict, Optional
 
-import numpy as np
 import torch
 
 COUNT_SCALE = 8.0
@@ -123,21 +122,6 @@ def pose_quality(residuals: torch.Tensor, inliers: torch.Tensor, weights: torch.
         inlier_weight_share=share,
         features=features,
     )
-
-
-def features_of_result(result, th_inlier_m: float, heading_prior: bool) -> Dict[str, float]:
-    """`quality_features` recomputed from a localized `Result`'s explanation arrays (for calibration).
-
-    th_inlier_m: the Localizer's hard inlier threshold (the soft count uses it, as in `ransac`);
-    heading_prior: whether the photo was localized with one.
-    """
-    r = np.asarray(result.residuals_m, np.float64)
-    finite = np.isfinite(r)
-    soft = float(np.sum(1.0 / (1.0 + np.exp(-(5.0 / th_inlier_m) * (th_inlier_m - r[finite])))))
-    w = np.nan_to_num(np.asarray(result.weights, np.float64)).clip(min=0.0)
-    share = float(w[result.inlier_mask].sum() / w.sum()) if w.sum() > 0 else 0.0
-    return quality_features(int(result.inliers), soft / max(result.matches, 1), result.ambiguity,
-                            result.sigma_m, share, result.camera == "pano", heading_prior)
 
 
 def _sigma_m(r: torch.Tensor, dst_inl: Optional[torch.Tensor], position: Optional[torch.Tensor]) -> float:

@@ -293,7 +293,7 @@ class Localizer:
             matches=int(quality["matches"]), inliers=int(quality["inliers"]),
             inlier_ratio=float(quality["inlier_ratio"]), confidence=float(quality["confidence"]),
             residual_m=float(quality["residual_m"]), sigma_m=float(quality["sigma_m"]),
-            ambiguity=float(ransac.ambiguity),
+            ambiguity=float(ransac.ambiguity), quality_features=quality["features"],
             runtime_s=time.perf_counter() - start,
             uv_ground=uv_photo[idx_g.numpy()], xy_bev=xy_bev.numpy(), xy_aerial=xy_aerial.numpy(),
             weights=w.numpy(), inlier_mask=ransac.inliers.cpu().numpy().astype(bool),

@@ -66,6 +66,7 @@ class Result:
     hfov_deg: float = math.nan
     error_code: str = ""
     ambiguity: float = math.nan  # RANSAC: rival place's support / the winner's (ransac.RansacResult)
+    quality_features: dict = field(default_factory=dict)  # what the confidence was computed from (confidence.py)
     uv_ground: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
     xy_bev: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
     xy_aerial: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))

@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import save_file
 
 from loc2_engine.bench import run_bench
-from loc2_engine.confidence import FEATURE_NAMES, HIT_RADIUS_M, features_of_result
+from loc2_engine.confidence import FEATURE_NAMES, HIT_RADIUS_M
 from loc2_engine.models.base import load_state_file
 from loc2_engine.pipeline import Localizer
 
@@ -35,8 +35,7 @@ def collect(datasets, model, depth):
             if result.ok and math.isfinite(record.pos_err_m):
                 rows.append({"photo": result.photo, "camera": result.camera, "orientation": record.orientation,
                              "err_m": record.pos_err_m, "head_err_deg": record.heading_err_deg,
-                             "features": features_of_result(result, loc.conf["th_inlier_m"],
-                                                             record.orientation == "known")})
+                             "features": result.quality_features})
         run_bench(d, loc, on_result=keep, progress=lambda i, n, r: print(f"\r{d} {i}/{n}", end="", file=sys.stderr))
         print(file=sys.stderr)
     return rows
