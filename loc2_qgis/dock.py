@@ -143,6 +143,15 @@ class Loc2Dock(QDockWidget):
         self.hfov.setSpecialValueText("from EXIF / default")
         self.hfov.setClearValue(0.0)
         form.addRow("Horizontal FOV", self.hfov)
+        self.camera_height = QgsDoubleSpinBox()
+        self.camera_height.setRange(0.3, 20.0)
+        self.camera_height.setSingleStep(0.1)
+        self.camera_height.setSuffix(" m")
+        self.camera_height.setClearValue(1.6)
+        self.camera_height.setToolTip("Height of the camera above the ground: about 1.6 m hand-held, 2.5 m on a "
+                                      "car roof. Monocular depth is put in metres from it, and the pose's depth "
+                                      "scale is searched around it.")
+        form.addRow("Camera height", self.camera_height)
 
         self.heading_known = QCheckBox("known")
         self.heading = QgsDoubleSpinBox()
@@ -236,6 +245,7 @@ class Loc2Dock(QDockWidget):
         if layer is not None:
             self.raster_combo.setLayer(layer)
         self.radius.setValue(settings.get("radius_m"))
+        self.camera_height.setValue(settings.get("camera_height_m"))
         for combo, key in ((self.model, "model"), (self.depth, "depth")):
             index = combo.findText(settings.get(key))
             if index >= 0:
@@ -250,6 +260,7 @@ class Loc2Dock(QDockWidget):
         layer = self.raster_combo.currentLayer()
         settings.set("last_raster", layer.id() if layer else "")
         settings.set("radius_m", self.radius.value())
+        settings.set("camera_height_m", self.camera_height.value())
         settings.set("model", self.model.currentText())
         settings.set("depth", self.depth.currentText())
         settings.set(settings.weights_key(self.model.currentText()), self.weights.filePath())
@@ -371,7 +382,7 @@ class Loc2Dock(QDockWidget):
                 prior.update(heading_deg=self.heading.value(), heading_tolerance_deg=self.tolerance.value())
         return Request(photo=photo, aerial=LayerRenderer(layer, QgsProject.instance().transformContext()),
                        prior=prior, camera=self.camera.currentText(),
-                       hfov_deg=self.hfov.value() or None, model=self.model.currentText(),
+                       hfov_deg=self.hfov.value() or None, camera_height_m=self.camera_height.value(), model=self.model.currentText(),
                        depth=self.depth.currentText(), device=self.device.currentText(),
                        weights=self.weights.filePath() or None, backbone=self.backbone.filePath() or None)
 

@@ -11,6 +11,7 @@ _PREFIX = "loc2/"
 DEFAULTS = {
     "last_raster": ("", str),        # layer id of the aerial layer last used
     "radius_m": (25.0, float),
+    "camera_height_m": (1.6, float),  # loc2_engine.depth.DEFAULT_CAMERA_HEIGHT_M (a test keeps them equal)
     "model": ("default", str),
     "depth": ("mono", str),
     "export_folder": ("", str),

@@ -14,7 +14,7 @@ from typing import Callable, Dict, Optional
 
 from qgis.core import QgsTask
 
-#: Localizers already built, by (model, depth, device, weights, backbone); only the single running task touches it
+#: Localizers already built, by (model, depth, device, weights, backbone, camera height); only the single running task touches it
 _LOCALIZERS: Dict[tuple, object] = {}
 
 
@@ -25,7 +25,8 @@ class Request:
     aerial: a `render.LayerRenderer` (or anything `Localizer.aerial_window` accepts); prior: keyword
     arguments of `loc2_engine.pipeline.Prior` (x, y, crs, radius_m, heading_deg, heading_tolerance_deg),
     or None to use the photo's EXIF GPS. weights, backbone: model files (the official loc2-* models need
-    them); None: the registry's, or found in $LOC2_MODELS.
+    them); None: the registry's, or found in $LOC2_MODELS. camera_height_m: metres above the ground (None:
+    the engine's default).
     """
 
     photo: str
@@ -33,6 +34,7 @@ class Request:
     prior: Optional[dict] = None
     camera: str = "auto"
     hfov_deg: Optional[float] = None
+    camera_height_m: Optional[float] = None
     model: str = "default"
     depth: str = "mono"
     device: str = "cpu"
@@ -41,13 +43,14 @@ class Request:
 
 
 def localizer_for(model: str, depth: str, device: str, weights: Optional[str] = None,
-                  backbone: Optional[str] = None):
+                  backbone: Optional[str] = None, camera_height_m: Optional[float] = None):
     """The session's `Localizer` for these settings, built on first use (raises ModelError / DepthError)."""
-    key = (model, depth, device, weights, backbone)
+    key = (model, depth, device, weights, backbone, camera_height_m)
     if key not in _LOCALIZERS:
         from loc2_engine.pipeline import Localizer
 
-        _LOCALIZERS[key] = Localizer(model=model, depth=depth, device=device, weights=weights, backbone=backbone)
+        _LOCALIZERS[key] = Localizer(model=model, depth=depth, device=device, weights=weights, backbone=backbone,
+                                     camera_height_m=camera_height_m)
     return _LOCALIZERS[key]
 
 
@@ -61,7 +64,7 @@ def localize_with_engine(request: Request, task: "LocalizeTask", localizer=None)
     from loc2_engine.pipeline import Prior
 
     localizer = localizer or localizer_for(request.model, request.depth, request.device, request.weights,
-                                           request.backbone)
+                                           request.backbone, request.camera_height_m)
     task.setProgress(30)
     if task.isCanceled():
         return None

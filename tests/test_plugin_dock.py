@@ -549,9 +549,10 @@ def test_official_model_files_are_chosen_per_model_and_reach_the_localizer(plugi
     built = []
     monkeypatch.setattr(pipeline, "Localizer", lambda **kw: built.append(kw) or object())
     monkeypatch.setattr(task, "_LOCALIZERS", {})
-    task.localizer_for(request.model, request.depth, request.device, request.weights, request.backbone)
+    task.localizer_for(request.model, request.depth, request.device, request.weights, request.backbone,
+                       request.camera_height_m)
     assert built == [{"model": "loc2-vigor", "depth": request.depth, "device": request.device,
-                      "weights": str(weights), "backbone": str(backbone)}]
+                      "weights": str(weights), "backbone": str(backbone), "camera_height_m": 1.6}]
 
     drive(dock, scene, aerial_raster, FakeEngine(scene["xy"]))  # a run saves the choices
     wait_until(lambda: dock.task is None)
@@ -568,3 +569,37 @@ def test_official_model_files_are_chosen_per_model_and_reach_the_localizer(plugi
         again.deleteLater()
         for key, value in (("model", "default"), (settings.weights_key("loc2-vigor"), ""), ("backbone", "")):
             settings.set(key, value)  # later tests run the dock's default model
+
+
+@pytest.mark.inqgis
+def test_camera_height_is_remembered_and_reaches_the_depth_provider(plugin, scene, aerial_raster, monkeypatch):
+    """The dock's Camera height: defaults to the engine's hand-held height, is remembered across sessions, and
+    builds a Localizer whose depth provider uses it (a separate Localizer per height)."""
+    from loc2_engine.depth import DEFAULT_CAMERA_HEIGHT_M
+    from loc2_qgis import settings, task
+    from loc2_qgis.dock import Loc2Dock
+
+    dock = plugin.dock
+    assert settings.DEFAULTS["camera_height_m"][0] == DEFAULT_CAMERA_HEIGHT_M
+    assert dock.camera_height.value() == pytest.approx(DEFAULT_CAMERA_HEIGHT_M)
+    dock.camera_height.setValue(2.5)
+    dock.raster_combo.setLayer(aerial_raster)
+    dock.photo.setFilePath(str(scene["photo"]))
+    request = dock.request()
+    assert request.camera_height_m == pytest.approx(2.5)
+    monkeypatch.setattr(task, "_LOCALIZERS", {})
+    car = task.localizer_for("default", "plane", "cpu", camera_height_m=request.camera_height_m)
+    hand = task.localizer_for("default", "plane", "cpu", camera_height_m=1.6)
+    assert car is not hand and car.depth.camera_height_m == pytest.approx(2.5)
+    assert hand.depth.camera_height_m == pytest.approx(1.6)
+
+    drive(dock, scene, aerial_raster, FakeEngine(scene["xy"]))  # a run saves the choices
+    wait_until(lambda: dock.task is None)
+    again = Loc2Dock(plugin.iface)
+    try:
+        assert again.camera_height.value() == pytest.approx(2.5)
+    finally:
+        again.close_down()
+        again.deleteLater()
+        settings.set("camera_height_m", DEFAULT_CAMERA_HEIGHT_M)
+        dock.camera_height.setValue(DEFAULT_CAMERA_HEIGHT_M)

@@ -54,7 +54,7 @@ def test_provider_and_parameters(provider):
     assert alg is not None and provider.name() == "Loc²"
     names = {p.name() for p in alg.parameterDefinitions()}
     assert {"FOLDER", "RECURSIVE", "POINTS", "PHOTO_FIELD", "HEADING_FIELD", "AERIAL", "RADIUS", "CAMERA", "HFOV",
-            "HEADING_MODE", "HEADING", "MODEL", "WEIGHTS", "BACKBONE", "DEPTH", "RESUME", "CAMERA_POSES",
+            "HEADING_MODE", "HEADING", "MODEL", "WEIGHTS", "BACKBONE", "DEPTH", "RESUME", "CAMERA_POSES", "CAMERA_HEIGHT",
             "VIEW_FRUSTUMS", "INLIERS"} <= names
     assert {o.name() for o in alg.outputDefinitions()} >= {"OK_COUNT", "LOW_CONFIDENCE_COUNT", "FAILED_COUNT",
                                                            "SKIPPED_COUNT"}
@@ -99,6 +99,19 @@ class CancelAfter(QgsProcessingFeedback):
         super().setProgress(progress)
         if progress >= self.n * 100 / 8 - 1e-6:
             self.cancel()
+
+
+@pytest.mark.inqgis
+@pytest.mark.parametrize("given, expected", [({}, None), ({"CAMERA_HEIGHT": 2.5}, 2.5)])
+def test_camera_height_reaches_the_localizer(provider, monkeypatch, tmp_path, given, expected):
+    import processing
+
+    built = []
+    monkeypatch.setattr(pipeline, "Localizer", lambda **kw: built.append(kw) or FakeLocalizer())
+    folder, raster, _ = make_folder(tmp_path)
+    processing.run(ALG, {"FOLDER": str(folder), "AERIAL": raster, "RADIUS": 10,
+                         "CAMERA_POSES": str(tmp_path / "poses.gpkg"), **given})
+    assert len(built) == 1 and built[0]["camera_height_m"] == expected
 
 
 @pytest.mark.inqgis

@@ -96,6 +96,9 @@ class GeoreferencePhotos(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterNumber(
             "HFOV", "Horizontal field of view of pinhole photos (degrees; empty: from EXIF)",
             type=QgsProcessingParameterNumber.Type.Double, optional=True, minValue=1.0, maxValue=179.0))
+        self.addParameter(QgsProcessingParameterNumber(
+            "CAMERA_HEIGHT", "Camera height above the ground (m; empty: 1.6, hand-held; a car roof is about 2.5)",
+            type=QgsProcessingParameterNumber.Type.Double, optional=True, minValue=0.3, maxValue=20.0))
         self.addParameter(QgsProcessingParameterEnum("HEADING_MODE", "Heading prior",
                                                      options=list(HEADING_MODES), defaultValue=0))
         self.addParameter(QgsProcessingParameterNumber(
@@ -151,6 +154,8 @@ class GeoreferencePhotos(QgsProcessingAlgorithm):
             raise QgsProcessingException("No photos to georeference: the folder has no jpg/jpeg/png/tif/tiff "
                                          "files, or the point layer has no features with a photo path.")
         hfov = self.parameterAsDouble(parameters, "HFOV", context) if _given(parameters, "HFOV") else None
+        height = (self.parameterAsDouble(parameters, "CAMERA_HEIGHT", context)
+                  if _given(parameters, "CAMERA_HEIGHT") else None)
         resume = self.parameterAsBoolean(parameters, "RESUME", context)
         try:
             crs = output_crs(jobs, self.aerial)
@@ -160,7 +165,7 @@ class GeoreferencePhotos(QgsProcessingAlgorithm):
                 weights=self.parameterAsFile(parameters, "WEIGHTS", context) or None,
                 backbone=self.parameterAsFile(parameters, "BACKBONE", context) or None,
                 camera=CAMERAS[self.parameterAsEnum(parameters, "CAMERA", context)], hfov_deg=hfov,
-                radius_m=self.parameterAsDouble(parameters, "RADIUS", context))
+                radius_m=self.parameterAsDouble(parameters, "RADIUS", context), camera_height_m=height)
             writer = _SinkWriter(self, parameters, context, self.aerial_layer_crs, crs, jobs, resume)
         except Loc2Error as exc:
             raise QgsProcessingException(str(exc)) from exc
