@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--export", choices=("last", "best"), default="last",
                         help="state written to MODEL_FILE: the last one (default) or the best by validation")
     parser.add_argument("--workers", type=int, default=2, help="processes that read the dataset into the cache")
+    parser.add_argument("--no-augment", action="store_true",
+                        help="train on the rendered colours as they are (default: random exposure, white balance, "
+                             "contrast, saturation, gamma, noise and blur, see train/augment.py)")
 
 
 def run(args) -> int:
@@ -46,7 +49,8 @@ def run(args) -> int:
         torch.set_num_threads(int(args.threads))
     ckpt_dir = args.ckpt_dir or str(Path(args.out).resolve().parent / "ckpt")
     conf = TrainConf(batch_size=args.batch_size, lr=args.lr, seed=args.seed, cache_workers=args.workers,
-                     auto_threads=args.threads == "auto", export=args.export)
+                     auto_threads=args.threads == "auto", export=args.export,
+                     augment=not args.no_augment)
     trainer = Trainer(args.dataset, args.out, ckpt_dir, conf, mono_out=args.mono_out)
     try:
         trainer.load_data()

@@ -9,7 +9,8 @@ matcher from the pose only (VCE + InfoNCE, `losses`), the mono depth net from th
   run (up to the non-determinism of multi-threaded CPU kernels).
 * Batches alternate camera kinds in proportion to their numbers of photos; panoramas are rolled by a
   random number of columns (unknown orientation) and every window is offset from the truth by up to
-  ``max_offset_m``.
+  ``max_offset_m``. Training batches (not validation) get a photometric jitter (`augment`), so the matcher
+  does not learn one renderer's colours.
 * Validation on held-out towns: RANSAC on matches sampled from P, ground lifted with the truth range and
   with the mono depth net; the median position error with mono depth marks ``best.pt``. The model file
   gets the last state by default (the end of the annealed schedule), or the best one on request.
@@ -25,7 +26,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
@@ -38,6 +39,7 @@ from .. import matching
 from ..models.mono_depth import MonoDepthNet, save_mono
 from ..models.small import SmallMatcher
 from ..ransac import ransac_similarity
+from .augment import jitter
 from .data import Batch, KindCache, build_cache, draw_batch, split_by_town
 from .losses import LossConf, matcher_losses, mono_depth_loss
 
@@ -57,6 +59,7 @@ class TrainConf:
     ckpt_every_s: float = 300.0
     cache_workers: int = 2
     export: str = "last"            # "last" or "best" (by validation) state written to the model file
+    augment: bool = True            # photometric jitter of training batches (augment.py), never of validation
     auto_threads: bool = False      # adapt torch threads to the machine's load (see _adapt_threads)
     timing_steps: int = 20          # steps timed before fixing total_steps under a wall-clock budget
     seed: int = 0
@@ -222,7 +225,11 @@ class Trainer:
         kind = self.kinds[int(torch.multinomial(self.kind_p, 1, generator=self.data_gen))]
         cache = self.train_data[kind]
         idx = torch.randint(0, len(cache), (self.conf.batch_size,), generator=self.data_gen)
-        return self._draw(cache, idx, self.data_gen)
+        batch = self._draw(cache, idx, self.data_gen)
+        if not self.conf.augment:
+            return batch
+        return replace(batch, ground=jitter(batch.ground, self.data_gen, circular=kind == "pano"),
+                       aerial=jitter(batch.aerial, self.data_gen))
 
     # -- checkpoints --------------------------------------------------------------------------------------
     def state(self) -> Dict:
