@@ -3,7 +3,9 @@
 #   1. data/bench is generated with `loc2 synth data/bench --preset bench` when it has no manifest;
 #   2. `loc2 bench` with mono depth (the default pipeline), truth depth, plane depth, and the ablation
 #      without scale estimation (rigid fit) with mono and with truth depth;
-#   3. each run writes out/bench-<name>.json (per-photo records + tables) and out/bench-<name>.md, and
+#   3. the mono run again with the same orthophotos warped to EPSG:3857 and EPSG:4326
+#      (scripts/reproject_dataset.py -> $DATA-3857, $DATA-4326): the pose must not depend on the raster CRS;
+#   4. each run writes out/bench-<name>.json (per-photo records + tables) and out/bench-<name>.md, and
 #      prints its markdown tables.
 # Environment: BENCH_DATA (default data/bench), BENCH_OUT (default out), BENCH_LIMIT (photos per run,
 # spread over the manifest; default all), BENCH_MODEL (default "default"), PY (default .venv/bin/python).
@@ -36,3 +38,10 @@ run truth --depth truth
 run plane --depth plane
 run mono-noscale --depth mono --no-scale
 run truth-noscale --depth truth --no-scale
+
+for crs in 3857 4326; do
+    if [[ ! -f "$DATA-$crs/manifest.csv" ]]; then
+        "$PY" scripts/reproject_dataset.py "$DATA" "$DATA-$crs" "EPSG:$crs"
+    fi
+    DATA="$DATA-$crs" run "mono-$crs" --depth mono
+done
