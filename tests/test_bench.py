@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -41,6 +42,12 @@ def test_groups_by_camera_orientation_and_status():
         "pano / known / ok", "pano / known / low_confidence", "pinhole / unknown / ok"]
     md = markdown_table(tables["by_camera"])
     assert md.splitlines()[0].startswith("| group | n | mean m") and len(md.splitlines()) == 5
+    # the wide pinholes (issue 4's target group) get their own rows; a narrow one and a panorama do not count
+    wide = [dataclasses.replace(_rec("pinhole", "unknown", "ok", e, 1), hfov_deg=h)
+            for e, h in ((1.0, 90.0), (3.0, 60.0), (50.0, 45.0))]
+    rows = {r["group"]: r for r in group_tables(recs + wide)["by_camera"]}
+    assert rows["pinhole ≥60° / unknown"]["count"] == 2 and rows["pinhole ≥60° / unknown"]["pos_median_m"] == 2.0
+    assert rows["pinhole / unknown"]["count"] == 4 and "pinhole ≥60° / known" not in rows
     out = records_to_json(recs + [_rec("pano", "known", "failed", math.nan, math.nan)], {"model": "x"})
     assert out["photos"][-1]["pos_err_m"] is None and out["config"] == {"model": "x"}
 
