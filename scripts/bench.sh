@@ -5,7 +5,10 @@
 #      without scale estimation (rigid fit) with mono and with truth depth;
 #   3. the mono run again with the same orthophotos warped to EPSG:3857 and EPSG:4326
 #      (scripts/reproject_dataset.py -> $DATA-3857, $DATA-4326): the pose must not depend on the raster CRS;
-#   4. each run writes out/bench-<name>.json (per-photo records + tables) and out/bench-<name>.md, and
+#   4. the mono run again on two copies with another look (scripts/restyle_dataset.py: "graded" colours,
+#      and "degraded": hue cross-talk, half-resolution orthophotos, vignetting, strong JPEG), a stand-in
+#      for another renderer or camera;
+#   5. each run writes out/bench-<name>.json (per-photo records + tables) and out/bench-<name>.md, and
 #      prints its markdown tables.
 # Environment: BENCH_DATA (default data/bench), BENCH_OUT (default out), BENCH_LIMIT (photos per run,
 # spread over the manifest; default all), BENCH_MODEL (default "default"), PY (default .venv/bin/python).
@@ -44,4 +47,11 @@ for crs in 3857 4326; do
         "$PY" scripts/reproject_dataset.py "$DATA" "$DATA-$crs" "EPSG:$crs"
     fi
     DATA="$DATA-$crs" run "mono-$crs" --depth mono
+done
+
+for look in graded degraded; do
+    if [[ ! -f "$DATA-$look/manifest.csv" ]]; then
+        "$PY" scripts/restyle_dataset.py "$DATA" "$DATA-$look" "$look"
+    fi
+    DATA="$DATA-$look" run "mono-$look" --depth mono
 done
