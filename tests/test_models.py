@@ -1,7 +1,6 @@
 """Models: Loc² heads (official names and sizes), default matcher, registry, safe weight loading, mono depth."""
 
 import math
-import os
 import pickle
 
 import numpy as np
@@ -127,16 +126,12 @@ def test_save_reload_gives_identical_outputs(matcher, tmp_path):
 def test_confidence_calibration_travels_in_the_weight_file(matcher, tmp_path):
     """scripts/calibrate_confidence.py stores logistic weights in the file's metadata; loading gives them to
     the matcher (the Localizer's pose confidence uses them); a file without one has none."""
-    import importlib.util
-
     from loc2_engine.confidence import FEATURE_NAMES
+    from script_modules import load_script
 
     path = _save_tmp(matcher, tmp_path / "m.safetensors")
     assert getattr(load_model(str(path)), "confidence_calibration", None) is None
-    spec = importlib.util.spec_from_file_location(
-        "calibrate_confidence", os.path.join(os.path.dirname(__file__), "..", "scripts", "calibrate_confidence.py"))
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("calibrate_confidence")
     calibration = {"intercept": -1.0, **{k: 0.25 for k in FEATURE_NAMES}}
     script.write_calibration(str(path), calibration)
     again = load_model(str(path))

@@ -2,7 +2,6 @@
 into the new CRS, and the engine reads the same north-up metric window from the warped raster."""
 
 import csv
-import importlib.util
 import os
 
 import numpy as np
@@ -11,20 +10,14 @@ import rasterio
 from rasterio.transform import from_origin
 from scipy.ndimage import gaussian_filter
 
+from script_modules import load_script
+
 from loc2_engine.aerial import AerialWindow
 from loc2_engine.georef import transform_points
 
 UTM = "EPSG:32634"
 ORIGIN = (420_000.0, 7_730_000.0)   # Tromsø, 69.7° N: EPSG:3857 scales lengths by 2.9 there
 TRUE = (420_080.0, 7_729_910.0)
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location(
-        "reproject_dataset", os.path.join(os.path.dirname(__file__), "..", "scripts", "reproject_dataset.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
@@ -49,7 +42,7 @@ def dataset(tmp_path):
 @pytest.mark.parametrize("crs", ["EPSG:3857", "EPSG:4326"])
 def test_reprojected_copy_keeps_positions_and_the_window(dataset, tmp_path, crs):
     out = tmp_path / "dst"
-    _script().reproject_dataset(str(dataset), str(out), crs)
+    load_script("reproject_dataset").reproject_dataset(str(dataset), str(out), crs)
     row = next(csv.DictReader(open(out / "manifest.csv")))
     assert row["crs"] == crs and row["true_heading_deg"] == "30.0" and row["grid_heading_deg"] == ""
     back = transform_points([[float(row["true_x"]), float(row["true_y"])]], crs, UTM)[0]

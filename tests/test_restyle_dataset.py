@@ -2,7 +2,6 @@
 keep their EXIF (orientation, GPS, focal length), rasters their georeferencing, the manifest its truth."""
 
 import csv
-import importlib.util
 import os
 
 import numpy as np
@@ -13,14 +12,7 @@ from PIL import Image
 from rasterio.transform import from_origin
 
 from loc2_engine.exif import read_exif
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location(
-        "restyle_dataset", os.path.join(os.path.dirname(__file__), "..", "scripts", "restyle_dataset.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from script_modules import load_script
 
 
 @pytest.fixture
@@ -48,7 +40,7 @@ def dataset(tmp_path):
 @pytest.mark.parametrize("look", ["graded", "degraded"])
 def test_restyled_copy_changes_colours_and_keeps_geometry(dataset, tmp_path, look):
     out = tmp_path / look
-    _script().restyle_dataset(str(dataset), str(out), look)
+    load_script("restyle_dataset").restyle_dataset(str(dataset), str(out), look)
     assert (out / "manifest.csv").read_text() == (dataset / "manifest.csv").read_text()
     assert os.path.islink(out / "depth")
     with rasterio.open(dataset / "aerial" / "t.tif") as a, rasterio.open(out / "aerial" / "t.tif") as b:
@@ -65,4 +57,4 @@ def test_restyled_copy_changes_colours_and_keeps_geometry(dataset, tmp_path, loo
 
 def test_unknown_look_is_refused(dataset, tmp_path):
     with pytest.raises(SystemExit, match="unknown look"):
-        _script().restyle_dataset(str(dataset), str(tmp_path / "x"), "sepia")
+        load_script("restyle_dataset").restyle_dataset(str(dataset), str(tmp_path / "x"), "sepia")
