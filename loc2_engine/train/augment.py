@@ -2,9 +2,8 @@
 
 Real orthophotos and street photos differ from the synthetic towns, and from each other, in exposure, white
 balance, contrast, saturation, tone curve, sensor noise and sharpness. Without it the step-6101 default model
-fell from 3.9 m median / 56 % within 5 m on data/bench to 15.3 m / 9 % on a colour-restyled copy of it
-(aerial: saturation 0.6, gains 1.08/1.0/0.88, gamma 1.2, contrast 0.85, blur 0.8 px; photos: saturation 1.3,
-gamma 0.85), so the ranges below are wide. Each image of a batch gets, with
+fell from 3.9 m median / 56 % within 5 m on data/bench to 15.4 m / 6 % on its "graded" copy
+(scripts/restyle_dataset.py: a colour grade of orthophotos and photos), so the ranges below are wide. Each image of a batch gets, with
 probability ``p``, an independent random draw of all of these; the ground photo and the aerial window of a
 sample are jittered independently (they were never taken by the same camera). Geometry is untouched, so the
 pose supervision stays exact.
