@@ -1,12 +1,12 @@
 """Photometric augmentation of training images, so that the matcher does not learn one renderer's colours.
 
 Real orthophotos and street photos differ from the synthetic towns, and from each other, in exposure, white
-balance, contrast, saturation, tone curve, sensor noise and sharpness. Without it the step-6101 default model
-fell from 3.9 m median / 56 % within 5 m on data/bench to 15.4 m / 6 % on its "graded" copy
-(scripts/restyle_dataset.py: a colour grade of orthophotos and photos), so the ranges below are wide. Each image of a batch gets, with
+balance, contrast, saturation, tone curve, sensor noise and sharpness. Each image of a batch gets, with
 probability ``p``, an independent random draw of all of these; the ground photo and the aerial window of a
 sample are jittered independently (they were never taken by the same camera). Geometry is untouched, so the
-pose supervision stays exact.
+pose supervision stays exact. The ranges are wide because a model trained without any jitter (the step-6101
+default model) fell from 3.9 m median / 56 % within 5 m on data/bench to 15.4 m / 6 % on its "graded" copy
+(scripts/restyle_dataset.py: a colour grade of orthophotos and photos).
 
 All draws come from the caller's generator: the same generator state gives the same batch.
 """
