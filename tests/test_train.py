@@ -17,6 +17,7 @@ from loc2_engine.models.mono_depth import load_mono_depth
 from loc2_engine.train.data import draw_batch
 from loc2_engine.train.losses import LossConf, matcher_losses
 from loc2_engine.train.trainer import Trainer, TrainConf
+from script_modules import load_script
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +119,113 @@ def test_train_command_exports_resumes_and_is_seeded(dataset, tmp_path):
     assert train_cmd.run(_args(dataset, again, steps=2, seed=3)) == 0
     a, b = last["model"], torch.load(again.parent / "ckpt" / "last.pt", weights_only=True)["model"]
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
+
+
+# --- training packs (train/pack.py): the same supervision without the geo stack --------------------------
+
+def _pack_conf(model):
+    from loc2_engine.train.pack import pack_conf
+
+    return pack_conf(model.ground_input_sizes, model.aerial_size_px, model.aerial_gsd, model.token_stride, 25.0)
+
+
+@pytest.fixture(scope="module")
+def pack(dataset, tmp_path_factory):
+    """The tiny dataset packed by scripts/pack_training_data.py for the default matcher."""
+    path = tmp_path_factory.mktemp("pack") / "tiny.pack"
+    assert load_script("pack_training_data").main([dataset, "--out", str(path), "--workers", "1"]) == 0
+    return str(path)
+
+
+def test_pack_gives_the_supervision_of_the_cache(trainer, pack):
+    """Crops cut on the mosaic's pixel grid show the same ground as windows centred on the truth, once the
+    sub-pixel truth offset is added; ground images and token depths match the cache's."""
+    from loc2_engine.train.pack import read_pack
+
+    packed = read_pack(pack, _pack_conf(trainer.model))
+    from loc2_engine.train.data import build_cache
+
+    cached = build_cache([trainer.dataset_dirs[0]], trainer.model.ground_input_sizes, 224, 0.5, 25.0, progress=False)
+    for kind, c in cached.items():
+        p = packed[kind]
+        assert p.photo == c.photo and p.town == c.town and torch.equal(p.heading, c.heading)
+        assert (p.ground.float() - c.ground.float()).abs().mean() < 3.0            # JPEG only
+        assert (p.truth_offset.abs() <= 0.25 + 1e-4).all() and p.truth_offset.abs().max() > 0.01
+        for i in range(len(c)):
+            a, b = c.aerial[i].float()[:, 8:-8, 8:-8], p.aerial[i].float()
+            shifts = {(dr, dc): (a - b[:, 8 + dr:b.shape[1] - 8 + dr, 8 + dc:b.shape[2] - 8 + dc]).abs().mean()
+                      for dr in (-2, -1, 0, 1, 2) for dc in (-2, -1, 0, 1, 2)}
+            assert min(shifts, key=shifts.get) == (0, 0) and shifts[(0, 0)] < 8.0
+        idx = torch.arange(len(c))
+        bc = draw_batch(c, idx, 224, 0.5, 8, 25.0, True, torch.Generator().manual_seed(2))
+        bp = draw_batch(p, idx, 224, 0.5, 8, 25.0, True, torch.Generator().manual_seed(2))
+        ok = torch.isfinite(bc.token_depth)
+        assert torch.equal(ok, torch.isfinite(bp.token_depth))
+        assert torch.allclose(bp.token_depth[ok], bc.token_depth[ok], rtol=2e-3)
+        assert torch.allclose(bp.t_gt - bc.t_gt, p.truth_offset, atol=1e-5)
+
+
+def test_crop_mosaic_reports_the_sub_pixel_offset_and_pads_outside():
+    from loc2_engine.train.pack import crop_mosaic
+
+    M, gsd = 10, 0.5
+    rows, cols = np.mgrid[0:M, 0:M]
+    image = np.stack([rows, cols, np.zeros_like(rows)], -1).astype(np.uint8)
+    valid = np.ones((M, M), bool)
+    xy = (1.35, 1.05)                               # continuous pixel position: column 7.7, row 2.9
+    crop, ok, (dx, dy) = crop_mosaic(image, valid, gsd, xy, 2)
+    r0, c0 = crop[0, 0, :2].tolist()
+    assert (r0, c0) == (2, 7) and crop[1, 1, :2].tolist() == [3, 8] and ok.all()
+    centre = ((c0 + 1 - M / 2) * gsd, (M / 2 - r0 - 1) * gsd)  # the crop's centre: a pixel corner
+    assert (centre[0] + dx, centre[1] + dy) == pytest.approx(xy)
+    assert abs(dx) <= gsd / 2 and abs(dy) <= gsd / 2
+    edge, ok, _ = crop_mosaic(image, valid, gsd, (-2.2, 2.2), 4)   # column and row 0.6: one of each outside
+    assert not ok[0].any() and not ok[:, 0].any() and ok[1:, 1:].all()
+
+
+def test_depth_codes_round_trip_within_their_precision():
+    from loc2_engine.train.pack import decode_depth, encode_depth
+
+    d = np.array([0.05, 0.3, 1.0, 17.2, 240.0, 4999.0, np.nan, -1.0, 0.0], np.float32)
+    back = decode_depth(encode_depth(d))
+    assert np.allclose(back[:6], d[:6], rtol=1e-4)
+    assert np.isnan(back[6:]).all()
+
+
+def test_pack_is_checked_against_the_model(trainer, pack, tmp_path):
+    from loc2_engine.errors import Loc2Error
+    from loc2_engine.train.pack import read_pack
+
+    other = dict(_pack_conf(trainer.model), gsd=0.25)
+    with pytest.raises(Loc2Error, match="pack it again"):
+        read_pack(pack, other)
+    junk = tmp_path / "junk.pack"
+    junk.write_bytes(b"not a pack")
+    with pytest.raises(Loc2Error, match="not a readable training pack"):
+        read_pack(str(junk), _pack_conf(trainer.model))
+
+
+def test_matcher_only_training_from_a_pack_starts_from_init_and_keeps_the_mono_net(pack, tmp_path):
+    init = tmp_path / "init" / "model.safetensors"
+    assert train_cmd.run(_args(pack, init, steps=1, matcher_only=True)) == 0
+    assert not (init.parent / "mono.safetensors").exists()
+
+    out = tmp_path / "ft" / "model.safetensors"
+    args = _args(pack, out, steps=0, matcher_only=True, init=init)
+    assert train_cmd.run(args) == 0                           # zero steps: the exported state is the initial one
+    a, b = load_model(str(init)).state_dict(), load_model(str(out)).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a if "running" not in k and "num_batches" not in k)
+
+    assert train_cmd.run(_args(pack, out, steps=2, matcher_only=True, init=init)) == 0
+    shipped = load_mono_depth().state_dict()
+    t = Trainer([pack], str(tmp_path / "x.safetensors"), str(tmp_path / "ck"), TrainConf(train_mono=False))
+    assert all(torch.equal(v, t.mono.state_dict()[k]) for k, v in shipped.items())
+    assert not any(p.requires_grad for p in t.mono.parameters())
+
+
+def test_a_pack_cannot_train_the_mono_net(pack, tmp_path):
+    from loc2_engine.errors import Loc2Error
+
+    t = Trainer([pack], str(tmp_path / "m.safetensors"), str(tmp_path / "ck"), TrainConf())
+    with pytest.raises(Loc2Error, match="train the matcher alone"):
+        t.load_data()

@@ -12,7 +12,8 @@ HELP = "train the default matcher (and the mono depth network) on a `loc2 synth 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", metavar="DATASET_DIR", nargs="+",
-                        help="folder(s) with manifest.csv (truth and depth); several are pooled")
+                        help="folder(s) with manifest.csv (truth and depth), or training packs "
+                             "(scripts/pack_training_data.py, for machines without the geo stack); all are pooled")
     parser.add_argument("--out", required=True, metavar="MODEL_FILE",
                         help="matcher weights to write (.safetensors)")
     parser.add_argument("--mono-out", metavar="FILE",
@@ -31,6 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--export", choices=("last", "best"), default="last",
                         help="state written to MODEL_FILE: the last one (default) or the best by validation")
     parser.add_argument("--workers", type=int, default=2, help="processes that read the dataset into the cache")
+    parser.add_argument("--init", metavar="MODEL_FILE",
+                        help="start the matcher from these weights (fine-tuning; a fresh optimiser and schedule)")
+    parser.add_argument("--matcher-only", action="store_true",
+                        help="train the matcher alone; the shipped mono depth network is used, frozen, for "
+                             "validation and is not written (needed for training packs)")
+    parser.add_argument("--device", default="cpu", help="torch device of the networks, e.g. cuda (default: cpu)")
     parser.add_argument("--no-augment", action="store_true",
                         help="train on the rendered colours as they are (default: random exposure, white balance, "
                              "contrast, saturation, gamma, noise and blur, see train/augment.py)")
@@ -50,9 +57,9 @@ def run(args) -> int:
     ckpt_dir = args.ckpt_dir or str(Path(args.out).resolve().parent / "ckpt")
     conf = TrainConf(batch_size=args.batch_size, lr=args.lr, seed=args.seed, cache_workers=args.workers,
                      auto_threads=args.threads == "auto", export=args.export,
-                     augment=not args.no_augment)
-    trainer = Trainer(args.dataset, args.out, ckpt_dir, conf, mono_out=args.mono_out)
+                     augment=not args.no_augment, train_mono=not args.matcher_only, device=args.device)
     try:
+        trainer = Trainer(args.dataset, args.out, ckpt_dir, conf, mono_out=args.mono_out, init=args.init)
         trainer.load_data()
     except Loc2Error as exc:
         print(f"loc2 train: {exc}", file=sys.stderr)

@@ -14,8 +14,9 @@ A batch (`draw_batch`) picks one camera kind, B photos, a window offset ≤ ``ma
 (uniform over the disk, whole aerial pixels) and, for panoramas, a random roll of the columns (unknown
 orientation). The ground-truth pose of each sample follows exactly from the crop and the roll:
 
-    t_gt = camera position in the window's local frame = ((m - c0)·gsd, (r0 - m)·gsd)
-           for a window whose top-left pixel is (r0, c0) in a crop with margin m;
+    t_gt = camera position in the window's local frame = ((m - c0)·gsd, (r0 - m)·gsd) + truth_offset
+           for a window whose top-left pixel is (r0, c0) in a crop with margin m (truth_offset: where the
+           truth lies from the crop's centre; zero here, sub-pixel for the crops of a training pack);
     heading_gt = heading - 360·k / W after np.roll by k columns (the centre column then shows what
            column W/2 - k showed).
 """
@@ -26,9 +27,9 @@ import csv
 import math
 import os
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from multiprocessing import Pool
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -54,6 +55,13 @@ class KindCache:
     aerial_valid: torch.Tensor  # (N, Hc, Wc) bool
     town: List[str] = field(default_factory=list)
     photo: List[str] = field(default_factory=list)
+    # (N, 2) float32 metres, east/north of the truth from the aerial crop's centre: zero for crops centred on
+    # the truth (build_cache), up to half a pixel for crops cut on a mosaic's pixel grid (pack.read_pack)
+    truth_offset: Optional[torch.Tensor] = None
+
+    def __post_init__(self):
+        if self.truth_offset is None:
+            self.truth_offset = torch.zeros(len(self.ground), 2)
 
     def __len__(self) -> int:
         return self.ground.shape[0]
@@ -62,7 +70,7 @@ class KindCache:
         idx = torch.as_tensor(idx, dtype=torch.long)
         return KindCache(self.kind, self.ground[idx], self.depth[idx], self.heading[idx], self.intrinsics[idx],
                          self.aerial[idx], self.aerial_valid[idx], [self.town[i] for i in idx.tolist()],
-                         [self.photo[i] for i in idx.tolist()])
+                         [self.photo[i] for i in idx.tolist()], self.truth_offset[idx])
 
     @staticmethod
     def concat(parts: Sequence["KindCache"]) -> "KindCache":
@@ -70,14 +78,14 @@ class KindCache:
         if len(parts) == 1:
             return parts[0]
         cat = {k: torch.cat([getattr(p, k) for p in parts]) for k in
-               ("ground", "depth", "heading", "intrinsics", "aerial", "aerial_valid")}
+               ("ground", "depth", "heading", "intrinsics", "aerial", "aerial_valid", "truth_offset")}
         return KindCache(parts[0].kind, **cat, town=[t for p in parts for t in p.town],
                          photo=[f for p in parts for f in p.photo])
 
     def state(self) -> Dict:
         """A dict of tensors and lists (for torch.save / torch.load(weights_only=True))."""
         return {k: getattr(self, k) for k in ("kind", "ground", "depth", "heading", "intrinsics", "aerial",
-                                               "aerial_valid", "town", "photo")}
+                                               "aerial_valid", "town", "photo", "truth_offset")}
 
 
 @dataclass
@@ -94,6 +102,11 @@ class Batch:
     R_gt: torch.Tensor          # (B, 2, 2) xy_local = R_gt xy_bev + t_gt
     t_gt: torch.Tensor          # (B, 2) metres, camera position in the window's local frame
     heading_gt: torch.Tensor    # (B,) degrees
+
+    def to(self, device) -> "Batch":
+        """The same batch with every tensor on ``device``."""
+        return replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self)
+                                if isinstance(getattr(self, f.name), torch.Tensor)})
 
 
 def _rows(dataset_dir: str) -> List[Dict[str, str]]:
@@ -116,35 +129,56 @@ def resample_depth(depth: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
     return out
 
 
-def _load_row(job):
-    """Worker: one manifest row -> (kind, dict of arrays) or (None, message) when it cannot be loaded."""
-    from ..aerial import AerialWindow
+def load_ground_row(dataset_dir: str, row: Dict[str, str], ground_sizes: Dict[str, Tuple[int, int]]):
+    """The ground half of a cache row: (kind, dict with ground uint8 (3, H, W), depth float16 (H, W),
+    heading, intrinsics [fx, fy, cx, cy] at the input size (zeros for panoramas)). Raises Loc2Error."""
     from ..ground import GroundImage
 
-    dataset_dir, row, ground_sizes, crop_px, gsd = job
-    try:
-        hfov = float(row["hfov_deg"]) if row.get("hfov_deg") else None
-        ground = GroundImage.load(os.path.join(dataset_dir, row["photo"]), camera=row["camera"], hfov_deg=hfov)
-        kind = ground.camera.kind
-        H, W = ground_sizes[kind]
-        depth = resample_depth(np.load(os.path.join(dataset_dir, row["depth"])), (H, W))
-        small = ground.resized(W, H)
-        window = AerialWindow.from_raster(os.path.join(dataset_dir, row["aerial"]),
-                                          (float(row["true_x"]), float(row["true_y"])), row["crs"],
-                                          crop_px * gsd, gsd)
-    except Loc2Error as exc:
-        return None, f"skipping {row['photo']}: {exc}"
+    hfov = float(row["hfov_deg"]) if row.get("hfov_deg") else None
+    ground = GroundImage.load(os.path.join(dataset_dir, row["photo"]), camera=row["camera"], hfov_deg=hfov)
+    kind = ground.camera.kind
+    H, W = ground_sizes[kind]
+    depth = resample_depth(np.load(os.path.join(dataset_dir, row["depth"])), (H, W))
+    small = ground.resized(W, H)
     cam = small.camera
     return kind, {
         "ground": np.ascontiguousarray(small.image.transpose(2, 0, 1)),
         "depth": depth.astype(np.float16),
         "heading": float(row["true_heading_deg"]),
         "intrinsics": [cam.fx, cam.fy, cam.cx, cam.cy] if kind == "pinhole" else [0.0] * 4,
+    }
+
+
+def town_name(dataset_dir: str, row: Dict[str, str]) -> str:
+    """The town a row belongs to, unique across pooled datasets (the unit of the validation split)."""
+    return f"{dataset_dir}:{row.get('town') or row['aerial']}"
+
+
+def _load_row(job):
+    """Worker: one manifest row -> (kind, dict of arrays) or (None, message) when it cannot be loaded."""
+    from ..aerial import AerialWindow
+
+    dataset_dir, row, ground_sizes, crop_px, gsd = job
+    try:
+        kind, item = load_ground_row(dataset_dir, row, ground_sizes)
+        window = AerialWindow.from_raster(os.path.join(dataset_dir, row["aerial"]),
+                                          (float(row["true_x"]), float(row["true_y"])), row["crs"],
+                                          crop_px * gsd, gsd)
+    except Loc2Error as exc:
+        return None, f"skipping {row['photo']}: {exc}"
+    return kind, {
+        **item,
         "aerial": np.ascontiguousarray(window.image.transpose(2, 0, 1)),
         "aerial_valid": np.ascontiguousarray(window.valid),
-        "town": f"{dataset_dir}:{row.get('town') or row['aerial']}",
+        "town": town_name(dataset_dir, row),
         "photo": os.path.join(dataset_dir, row["photo"]),
     }
+
+
+def usable_rows(dataset_dir: str) -> List[Dict[str, str]]:
+    """The manifest rows that can supervise training: with truth position, heading and depth."""
+    return [row for row in _rows(dataset_dir)
+            if row.get("true_x") and row.get("true_heading_deg") and row.get("depth")]
 
 
 def build_cache(dataset_dirs: Sequence[str], ground_sizes: Dict[str, Tuple[int, int]], window_px: int, gsd: float,
@@ -157,8 +191,7 @@ def build_cache(dataset_dirs: Sequence[str], ground_sizes: Dict[str, Tuple[int, 
     """
     margin = int(math.ceil(max_offset_m / gsd))
     crop_px = window_px + 2 * margin
-    jobs = [(d, row, ground_sizes, crop_px, gsd) for d in dataset_dirs for row in _rows(d)
-            if row.get("true_x") and row.get("true_heading_deg") and row.get("depth")]
+    jobs = [(d, row, ground_sizes, crop_px, gsd) for d in dataset_dirs for row in usable_rows(d)]
     per_kind: Dict[str, Dict[str, list]] = {}
     with Pool(workers) if workers > 1 else nullcontext() as pool:
         results = pool.imap(_load_row, jobs, chunksize=8) if pool else map(_load_row, jobs)
@@ -233,7 +266,8 @@ def draw_batch(cache: KindCache, idx: torch.Tensor, window_px: int, gsd: float, 
                           for i, r, c in zip(idx.tolist(), r0.tolist(), c0.tolist())]).float() / 255.0
     aerial_valid = torch.stack([cache.aerial_valid[i, r:r + window_px, c:c + window_px]
                                 for i, r, c in zip(idx.tolist(), r0.tolist(), c0.tolist())])
-    t_gt = torch.stack([(margin - c0).double() * gsd, (r0 - margin).double() * gsd], -1).float()
+    t_gt = (torch.stack([(margin - c0).double() * gsd, (r0 - margin).double() * gsd], -1)
+            + cache.truth_offset[idx].double()).float()
 
     hg, wg = H // token_stride, W // token_stride
     uv = grid_centres_uv(hg, wg, token_stride)

@@ -101,14 +101,14 @@ def nce_aerial_to_ground(S: torch.Tensor, idx_a: torch.Tensor, cell_xy: torch.Te
             g_star = (cell_xy[ia] - t_gt[b]) @ R_gt[b]                 # R_gtᵀ (a - t), row vectors
             dmin, j_star = torch.cdist(g_star, pts[b]).min(1)
             keep = dmin <= max_dist
-            rows_b.append(torch.full((int(keep.sum()),), b, dtype=torch.long))
+            rows_b.append(torch.full((int(keep.sum()),), b, dtype=torch.long, device=S.device))
             rows_a.append(ia[keep]), rows_j.append(j_star[keep])
         bb, ia, js = torch.cat(rows_b), torch.cat(rows_a), torch.cat(rows_j)
         far = (pts[bb] - pts[bb, js][:, None]).norm(dim=-1) > neg_radius          # (K, Ng)
         mask = (far & valid[bb]) | F.one_hot(js, Ng).bool()
     logits = S[bb, ia]                                                # (K, Ng): one gather, one backward
     per_row = torch.logsumexp(logits.masked_fill(~mask, float("-inf")), 1) - logits.gather(1, js[:, None])[:, 0]
-    total = torch.zeros(B, dtype=S.dtype).index_add(0, bb, per_row)
+    total = torch.zeros(B, dtype=S.dtype, device=S.device).index_add(0, bb, per_row)
     count = torch.bincount(bb, minlength=B)
     return torch.where(count > 0, total / count.clamp_min(1), torch.full_like(total, float("nan")))
 
@@ -147,7 +147,7 @@ def matcher_losses(model, batch: Batch, conf: LossConf, generator: Optional[torc
     dst = cell_xy[idx_a]
     fit = procrustes_2d(src, dst, wts)
 
-    pts = virtual_points(conf.vce_grid_m, conf.vce_points)
+    pts = virtual_points(conf.vce_grid_m, conf.vce_points).to(batch.R_gt)
     vce = vce_loss(fit, batch.R_gt, batch.t_gt, pts)
     vce = conf.vce_soft_m * torch.log1p(vce / conf.vce_soft_m)
 

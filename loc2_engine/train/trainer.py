@@ -15,7 +15,12 @@ matcher from the pose only (VCE + InfoNCE, `losses`), the mono depth net from th
   with the mono depth net; the median position error with mono depth marks ``best.pt``. The model file
   gets the last state by default (the end of the annealed schedule), or the best one on request.
 * Checkpoints (``ckpt_dir/last.pt`` every few minutes, ``best.pt`` on improvement) hold only tensors and
-  plain containers (``torch.load(weights_only=True)``); ``resume`` continues from ``last.pt``.
+  plain containers (``torch.load(weights_only=True)``); ``resume`` continues from ``last.pt`` (on the device
+  it was written on: the matching generator's state is the device's).
+* On a GPU (``device``): batches are drawn and jittered on the CPU and moved over; the matching draws use a
+  generator on the device. ``init`` fine-tunes from a weight file (fresh optimiser and schedule).
+  ``train_mono = False`` trains the matcher alone and validates with the shipped mono depth net, frozen;
+  training packs (`pack`, for machines without the geo stack) need it, as they hold depth only at tokens.
 """
 
 from __future__ import annotations
@@ -36,11 +41,14 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from .. import matching
-from ..models.mono_depth import MonoDepthNet, save_mono
+from ..errors import Loc2Error
+from ..models.base import build_from_file
+from ..models.mono_depth import MonoDepthNet, load_mono_depth, save_mono
 from ..models.small import SmallMatcher
 from ..ransac import ransac_similarity
 from .augment import jitter
 from .data import Batch, KindCache, build_cache, draw_batch, split_by_town
+from .pack import pack_conf, read_pack
 from .losses import LossConf, matcher_losses, mono_depth_loss
 
 
@@ -60,8 +68,11 @@ class TrainConf:
     cache_workers: int = 2
     export: str = "last"            # "last" or "best" (by validation) state written to the model file
     augment: bool = True            # photometric jitter of training batches (augment.py), never of validation
+    train_mono: bool = True         # False: train the matcher alone; the shipped mono depth net validates, frozen
+    device: str = "cpu"             # where the networks run ("cuda" on a GPU machine); batches are drawn on the CPU
     auto_threads: bool = False      # adapt torch threads to the machine's load (see _adapt_threads)
-    timing_steps: int = 20          # steps timed before fixing total_steps under a wall-clock budget
+    timing_steps: int = 40          # steps timed (the first half left out: warm-up) before fixing total_steps
+                                    # under a wall-clock budget
     seed: int = 0
     loss: LossConf = field(default_factory=LossConf)
     model: Dict = field(default_factory=dict)
@@ -95,9 +106,15 @@ def load_or_build_cache(dataset_dirs: Sequence[str], cache_dir: Path, model: Sma
                         workers: int) -> Dict[str, KindCache]:
     """The pooled dataset cache. Each dataset is cached on its own (``cache_dir/cache-<hash>.pt``) and read
     back when it was built for the same manifest, input sizes and window, so adding a dataset to a run
-    only reads the new one."""
+    only reads the new one. A file instead of a folder is a training pack (`pack.read_pack`)."""
     pooled: Dict[str, list] = {}
     for d in dataset_dirs:
+        if os.path.isfile(d):
+            conf = pack_conf(model.ground_input_sizes, model.aerial_size_px, model.aerial_gsd, model.token_stride,
+                             max_offset_m)
+            for kind, c in read_pack(d, conf).items():
+                pooled.setdefault(kind, []).append(c)
+            continue
         key = json.dumps({"dataset": os.path.abspath(d),
                           "manifest_mtime": os.path.getmtime(os.path.join(d, "manifest.csv")),
                           "sizes": {k: list(v) for k, v in sorted(model.ground_input_sizes.items())},
@@ -122,13 +139,17 @@ def load_or_build_cache(dataset_dirs: Sequence[str], cache_dir: Path, model: Sma
 @torch.no_grad()
 def validate(model: SmallMatcher, mono: MonoDepthNet, batches, n_matches: int = 2048) -> Dict[str, float]:
     """Median position (m) / heading (°) errors of RANSAC poses on fixed validation batches, with the truth
-    range and with the mono depth net lifting the ground tokens; mono depth AbsRel after median scaling."""
+    range and with the mono depth net lifting the ground tokens; mono depth AbsRel after median scaling.
+    The networks run on their device; sampling and RANSAC run on the CPU (the same draws on any device)."""
+    was_training = model.training, mono.training
     model.eval(), mono.eval()
+    device = next(model.parameters()).device
     errs = {"truth": [], "mono": []}
     herrs = {"truth": [], "mono": []}
     absrel = []
     g = torch.Generator().manual_seed(1234)
-    for batch in batches:
+    for truth in batches:
+        batch = truth.to(device)
         A = model.encode_aerial(batch.aerial)
         G = model.encode_ground(batch.ground, batch.kind)
         stride = batch.aerial.shape[-1] // A.desc.shape[-1]
@@ -147,18 +168,18 @@ def validate(model: SmallMatcher, mono: MonoDepthNet, batches, n_matches: int = 
         for name, token_depth in (("truth", batch.token_depth), ("mono", token_pred)):
             valid = torch.isfinite(token_depth) & (token_depth > 0)
             xy_bev = torch.nan_to_num(token_depth)[..., None] * batch.lift_coef
-            P = model.match(A, G, valid, aerial_valid)
+            P = model.match(A, G, valid, aerial_valid).cpu()
+            xy_bev, cells = xy_bev.cpu(), A.xy_local.cpu()
             idx_a, idx_g, w = matching.sample_correspondences(P, n_matches, g)
             for b in range(P.shape[0]):
-                res = ransac_similarity(xy_bev[b, idx_g[b]], A.xy_local[idx_a[b]], w[b], hypotheses=500,
-                                        generator=g)
+                res = ransac_similarity(xy_bev[b, idx_g[b]], cells[idx_a[b]], w[b], hypotheses=500, generator=g)
                 if not res.ok:
                     errs[name].append(float("inf")), herrs[name].append(180.0)
                     continue
-                errs[name].append(float((res.fit.t - batch.t_gt[b]).norm()))
-                d = (res.heading_deg - float(batch.heading_gt[b])) % 360.0
+                errs[name].append(float((res.fit.t - truth.t_gt[b]).norm()))
+                d = (res.heading_deg - float(truth.heading_gt[b])) % 360.0
                 herrs[name].append(min(d, 360.0 - d))
-    model.train(), mono.train()
+    model.train(was_training[0]), mono.train(was_training[1])
     out = {}
     for name in ("truth", "mono"):
         e = np.array(errs[name])
@@ -181,25 +202,37 @@ class Trainer:
     """Holds the models, optimiser, data and counters of one training run (see module docstring)."""
 
     def __init__(self, dataset_dirs: Sequence[str], out_path: str, ckpt_dir: str, conf: TrainConf,
-                 mono_out: Optional[str] = None):
+                 mono_out: Optional[str] = None, init: Optional[str] = None):
+        """init: a matcher weight file to start from (its architecture wins over ``conf.model``)."""
         self.conf = conf
         self.dataset_dirs, self.out_path, self.ckpt_dir = list(dataset_dirs), Path(out_path), Path(ckpt_dir)
         self.mono_out = Path(mono_out) if mono_out else self.out_path.parent / "mono.safetensors"
+        self.device = torch.device(conf.device)
         torch.manual_seed(conf.seed)
         torch.use_deterministic_algorithms(True, warn_only=True)
-        self.model = SmallMatcher(conf.model)
-        self.mono = MonoDepthNet({"pano_size": list(self.model.ground_input_sizes["pano"]),
-                                  "pinhole_size": list(self.model.ground_input_sizes["pinhole"])})
-        params = list(self.model.parameters()) + list(self.mono.parameters())
+        self.init = init
+        self.model = (build_from_file(SmallMatcher, init, None, "the initial matcher").train() if init
+                      else SmallMatcher(conf.model)).to(self.device)
+        if conf.train_mono:
+            self.mono = MonoDepthNet({"pano_size": list(self.model.ground_input_sizes["pano"]),
+                                      "pinhole_size": list(self.model.ground_input_sizes["pinhole"])})
+        else:
+            self.mono = load_mono_depth().requires_grad_(False)
+        self.mono.to(self.device)
+        params = list(self.model.parameters()) + (list(self.mono.parameters()) if conf.train_mono else [])
         self.opt = torch.optim.AdamW(params, lr=conf.lr, weight_decay=conf.weight_decay)
         self.data_gen = torch.Generator().manual_seed(conf.seed + 1)
-        self.match_gen = torch.Generator().manual_seed(conf.seed + 2)
+        self.match_gen = torch.Generator(device=self.device).manual_seed(conf.seed + 2)
         self.step, self.total_steps, self.elapsed_s = 0, None, 0.0
         self.best = {"val_med_m_mono": float("inf")}
         self.history = []
 
     # -- data ---------------------------------------------------------------------------------------------
     def load_data(self) -> None:
+        packs = [d for d in self.dataset_dirs if os.path.isfile(d)]
+        if packs and self.conf.train_mono:
+            raise Loc2Error(f"{packs[0]} is a training pack: it holds depth only where the matcher reads it, "
+                            "so the mono depth network cannot learn from it; train the matcher alone.")
         caches = load_or_build_cache(self.dataset_dirs, self.ckpt_dir, self.model,
                                      self.conf.max_offset_m, self.conf.cache_workers)
         self.train_data, val = split_by_town(caches, self.conf.val_fraction, self.conf.seed)
@@ -226,10 +259,10 @@ class Trainer:
         cache = self.train_data[kind]
         idx = torch.randint(0, len(cache), (self.conf.batch_size,), generator=self.data_gen)
         batch = self._draw(cache, idx, self.data_gen)
-        if not self.conf.augment:
-            return batch
-        return replace(batch, ground=jitter(batch.ground, self.data_gen, circular=kind == "pano"),
-                       aerial=jitter(batch.aerial, self.data_gen))
+        if self.conf.augment:
+            batch = replace(batch, ground=jitter(batch.ground, self.data_gen, circular=kind == "pano"),
+                            aerial=jitter(batch.aerial, self.data_gen))
+        return batch.to(self.device)
 
     # -- checkpoints --------------------------------------------------------------------------------------
     def state(self) -> Dict:
@@ -249,13 +282,13 @@ class Trainer:
         path = self.ckpt_dir / "last.pt"
         if not path.is_file():
             raise FileNotFoundError(f"no checkpoint to resume from at {path}")
-        s = torch.load(path, weights_only=True)
+        s = torch.load(path, weights_only=True, map_location=self.device)
         self.model.load_state_dict(s["model"]), self.mono.load_state_dict(s["mono"])
         self.opt.load_state_dict(s["opt"])
         self.step, self.total_steps, self.elapsed_s = s["step"], s["total_steps"], s["elapsed_s"]
         self.best, self.history = s["best"], json.loads(s["history"])
-        self.data_gen.set_state(s["data_gen"]), self.match_gen.set_state(s["match_gen"])
-        torch.set_rng_state(s["torch_rng"])
+        self.data_gen.set_state(s["data_gen"].cpu()), self.match_gen.set_state(s["match_gen"].cpu())
+        torch.set_rng_state(s["torch_rng"].cpu())
 
     # -- loop ---------------------------------------------------------------------------------------------
     def train_step(self) -> Dict[str, float]:
@@ -263,9 +296,9 @@ class Trainer:
         for group in self.opt.param_groups:
             group["lr"] = self.conf.lr * _lr_factor(self.step, self.total_steps or 10 ** 9, self.conf)
         m = matcher_losses(self.model, batch, self.conf.loss, self.match_gen)
-        d = mono_depth_loss(self.mono, batch, self.conf.loss)
+        d = mono_depth_loss(self.mono, batch, self.conf.loss) if self.conf.train_mono else None
         self.opt.zero_grad(set_to_none=True)
-        (m["total"] + d["total"]).backward()
+        (m["total"] + d["total"] if d else m["total"]).backward()
         params = [p for grp in self.opt.param_groups for p in grp["params"] if p.grad is not None]
         norm = torch.nn.utils.clip_grad_norm_(params, self.conf.grad_clip)
         if torch.isfinite(norm):  # a degenerate fit can poison a step; skip it rather than the run
@@ -273,7 +306,7 @@ class Trainer:
         self.step += 1
         err = m["err_m"][torch.isfinite(m["err_m"])]
         return {"loss": float(m["total"].detach()), "vce": float(m["vce"]), "nce": 0.5 * float(m["nce_g2a"] + m["nce_a2g"]),
-                "depth": float(d["silog"]), "fit_med_m": float(err.median()) if err.numel() else float("nan"),
+                "depth": float(d["silog"]) if d else float("nan"), "fit_med_m": float(err.median()) if err.numel() else float("nan"),
                 "kind": batch.kind}
 
     def run(self, minutes: Optional[float] = None, steps: Optional[int] = None) -> Dict:
@@ -285,6 +318,7 @@ class Trainer:
         start = time.perf_counter()
         deadline = start + minutes * 60 if minutes is not None else float("inf")
         last_ckpt = last_val = start
+        timed_from = (self.step, start)
         val = dict(self.history[-1]) if self.history else {}
         bar = tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
                    mininterval=1.0 if sys.stderr.isatty() else 30.0)  # a log file gets a line every 30 s
@@ -294,8 +328,10 @@ class Trainer:
             logs = self.train_step()
             now = time.perf_counter()
             self.elapsed_s += now - t0
+            if self.total_steps is None and self.step == self.conf.timing_steps // 2:
+                timed_from = (self.step, now)
             if self.total_steps is None and self.step == self.conf.timing_steps:
-                per_step = (now - start) / self.step
+                per_step = (now - timed_from[1]) / (self.step - timed_from[0])
                 self.total_steps = self.step + int((deadline - now) / per_step)
                 bar.reset(total=self.total_steps), bar.update(self.step)
             if self.conf.auto_threads and self.step % 25 == 0:
@@ -334,15 +370,19 @@ class Trainer:
         ``conf.export == "best"``, the best checkpoint by validation median error (noisy on small sets)."""
         best_path = self.ckpt_dir / "best.pt"
         if self.conf.export == "best" and best_path.is_file():
-            s = torch.load(best_path, weights_only=True)
+            s = torch.load(best_path, weights_only=True, map_location=self.device)
             self.model.load_state_dict(s["model"]), self.mono.load_state_dict(s["mono"])
             chosen, step = self.best, s["step"]
         else:
             chosen, step = last_val, self.step
         info = {"step": step, "steps_run": self.step, "total_steps": self.total_steps,
                 "train_seconds": round(self.elapsed_s, 1), "seed": self.conf.seed, "val": chosen,
-                "datasets": [os.path.abspath(d) for d in self.dataset_dirs]}
+                "datasets": [os.path.abspath(d) for d in self.dataset_dirs], "device": str(self.device),
+                "batch_size": self.conf.batch_size, "lr": self.conf.lr,
+                "init": os.path.basename(self.init) if self.init else None,
+                "mono": "trained" if self.conf.train_mono else "shipped, frozen"}
         self.model.eval(), self.mono.eval()
         export_matcher(self.model, self.out_path, info)
-        save_mono(self.mono, self.mono_out)
+        if self.conf.train_mono:
+            save_mono(self.mono, self.mono_out)
         return info
