@@ -19,7 +19,6 @@ import json
 import os
 from typing import Sequence
 
-import torch
 from safetensors.torch import save_file
 
 from loc2_engine.models.base import load_state_file
