@@ -181,6 +181,11 @@ def usable_rows(dataset_dir: str) -> List[Dict[str, str]]:
             if row.get("true_x") and row.get("true_heading_deg") and row.get("depth")]
 
 
+def crop_side_px(window_px: int, gsd: float, max_offset_m: float) -> int:
+    """Side (px) of the aerial crop kept around each photo: the window plus the largest offset on each side."""
+    return window_px + 2 * int(math.ceil(max_offset_m / gsd))
+
+
 def build_cache(dataset_dirs: Sequence[str], ground_sizes: Dict[str, Tuple[int, int]], window_px: int, gsd: float,
                 max_offset_m: float, workers: int = 1, progress: bool = True) -> Dict[str, KindCache]:
     """Read every row (with truth position, heading and depth) of each ``DIR/manifest.csv`` into per-kind caches.
@@ -189,8 +194,7 @@ def build_cache(dataset_dirs: Sequence[str], ground_sizes: Dict[str, Tuple[int, 
     max_offset_m: largest distance of the truth from the window centre (crop margin); workers: processes.
     Rows that fail to load (Loc2Error) are skipped with a message. Towns are named "DIR:town".
     """
-    margin = int(math.ceil(max_offset_m / gsd))
-    crop_px = window_px + 2 * margin
+    crop_px = crop_side_px(window_px, gsd, max_offset_m)
     jobs = [(d, row, ground_sizes, crop_px, gsd) for d in dataset_dirs for row in usable_rows(d)]
     per_kind: Dict[str, Dict[str, list]] = {}
     with Pool(workers) if workers > 1 else nullcontext() as pool:

@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from ..errors import Loc2Error
 from ..models.base import grid_centres_uv
-from .data import KindCache, load_ground_row, town_name, usable_rows
+from .data import KindCache, crop_side_px, load_ground_row, town_name, usable_rows
 
 FORMAT = "loc2-train-pack/1"
 LOG_DEPTH_RANGE = (math.log(0.05), math.log(5000.0))  # metres; uint16 code 0 = no depth
@@ -46,11 +46,6 @@ def pack_conf(ground_sizes: Dict[str, Tuple[int, int]], window_px: int, gsd: flo
     """The model and data settings a pack is made for (checked when it is read)."""
     return {"sizes": {k: list(v) for k, v in sorted(ground_sizes.items())}, "window_px": int(window_px),
             "gsd": float(gsd), "token_stride": int(token_stride), "max_offset_m": float(max_offset_m)}
-
-
-def crop_px(conf: Dict) -> int:
-    """Side (px) of the aerial crop around each photo: the window plus the largest offset on each side."""
-    return conf["window_px"] + 2 * int(math.ceil(conf["max_offset_m"] / conf["gsd"]))
 
 
 def token_lines(kind: str, size: Tuple[int, int], stride: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -75,6 +70,10 @@ def decode_depth(codes: np.ndarray) -> np.ndarray:
     lo, hi = LOG_DEPTH_RANGE
     d = np.exp(lo + (codes.astype(np.float64) - 1.0) / 65534.0 * (hi - lo)).astype(np.float32)
     return np.where(codes > 0, d, np.nan).astype(np.float32)
+
+
+def _crop_px(conf: Dict) -> int:
+    return crop_side_px(conf["window_px"], conf["gsd"], conf["max_offset_m"])
 
 
 def _deflate(array: np.ndarray) -> torch.Tensor:
@@ -104,7 +103,7 @@ def _load_photo(job):
         return None, f"skipping {row['photo']}: {exc}"
     rows, cols = token_lines(kind, item["ground"].shape[1:], conf["token_stride"])
     return kind, {"ground": _jpeg(item["ground"].transpose(1, 2, 0), quality),
-                  "depth": torch.from_numpy(encode_depth(item["depth"].astype(np.float32)[rows][:, cols])),
+                  "depth": encode_depth(item["depth"].astype(np.float32)[rows][:, cols]),
                   "heading": item["heading"], "intrinsics": item["intrinsics"]}
 
 
@@ -117,7 +116,7 @@ def _mosaic(job):
     crs, (x0, y0, x1, y1) = raster_info(path)
     centre = ((x0 + x1) / 2, (y0 + y1) / 2)
     corners = LocalFrame(crs, centre).to_local([[x0, y0], [x0, y1], [x1, y0], [x1, y1]])
-    side_px = int(math.ceil(2 * np.abs(corners).max() / conf["gsd"])) + crop_px(conf) + 2
+    side_px = int(math.ceil(2 * np.abs(corners).max() / conf["gsd"])) + _crop_px(conf) + 2
     return AerialWindow.from_raster(path, centre, crs, side_px * conf["gsd"], conf["gsd"])
 
 
@@ -160,8 +159,8 @@ def write_pack(dataset_dirs: Sequence[str], path: str, conf: Dict, quality: int 
             "mosaic_jpeg": [_jpeg(m.image, quality) for m in mosaics],
             "mosaic_valid": [_deflate(np.packbits(m.valid)) for m in mosaics],
             "mosaic_px": [m.image.shape[0] for m in mosaics],
-            "kinds": {kind: {"ground": k["ground"], "depth": _deflate(torch.stack(k["depth"]).numpy()),
-                             "depth_shape": list(torch.stack(k["depth"]).shape),
+            "kinds": {kind: {"ground": k["ground"], "depth": _deflate(np.stack(k["depth"])),
+                             "depth_shape": [len(k["depth"]), *k["depth"][0].shape],
                              "heading": torch.tensor(k["heading"], dtype=torch.float64),
                              "intrinsics": torch.tensor(k["intrinsics"], dtype=torch.float32),
                              "mosaic": torch.tensor(k["mosaic"], dtype=torch.long),
@@ -202,7 +201,7 @@ def read_pack(path: str, conf: Dict, threads: int = 8) -> Dict[str, KindCache]:
         raise Loc2Error(f"{path} is not a training pack ({FORMAT}).")
     if pack["conf"] != conf:
         raise Loc2Error(f"{path} was packed for {pack['conf']}, but the model needs {conf}; pack it again.")
-    side, gsd = crop_px(conf), conf["gsd"]
+    side, gsd = _crop_px(conf), conf["gsd"]
     with ThreadPoolExecutor(threads) as pool:
         images = list(pool.map(_unjpeg, pack["mosaic_jpeg"]))
         valids = [np.unpackbits(_inflate(v, np.uint8, (-1,)), count=m * m).reshape(m, m).astype(bool)
