@@ -10,12 +10,14 @@ import torch
 
 from loc2_engine.cameras import PanoramaCamera
 from loc2_engine.commands import train as train_cmd
+from loc2_engine.errors import Loc2Error
 from loc2_engine.lifting import lift_coefficients
 from loc2_engine.models import load_model
 from loc2_engine.models.base import grid_centres_uv
 from loc2_engine.models.mono_depth import load_mono_depth
-from loc2_engine.train.data import draw_batch
+from loc2_engine.train.data import build_cache, draw_batch
 from loc2_engine.train.losses import LossConf, matcher_losses
+from loc2_engine.train.pack import crop_mosaic, decode_depth, encode_depth, pack_conf, read_pack
 from loc2_engine.train.trainer import Trainer, TrainConf
 from script_modules import load_script
 
@@ -124,8 +126,6 @@ def test_train_command_exports_resumes_and_is_seeded(dataset, tmp_path):
 # --- training packs (train/pack.py): the same supervision without the geo stack --------------------------
 
 def _pack_conf(model):
-    from loc2_engine.train.pack import pack_conf
-
     return pack_conf(model.ground_input_sizes, model.aerial_size_px, model.aerial_gsd, model.token_stride, 25.0)
 
 
@@ -140,11 +140,7 @@ def pack(dataset, tmp_path_factory):
 def test_pack_gives_the_supervision_of_the_cache(trainer, pack):
     """Crops cut on the mosaic's pixel grid show the same ground as windows centred on the truth, once the
     sub-pixel truth offset is added; ground images and token depths match the cache's."""
-    from loc2_engine.train.pack import read_pack
-
     packed = read_pack(pack, _pack_conf(trainer.model))
-    from loc2_engine.train.data import build_cache
-
     cached = build_cache([trainer.dataset_dirs[0]], trainer.model.ground_input_sizes, 224, 0.5, 25.0, progress=False)
     for kind, c in cached.items():
         p = packed[kind]
@@ -166,8 +162,6 @@ def test_pack_gives_the_supervision_of_the_cache(trainer, pack):
 
 
 def test_crop_mosaic_reports_the_sub_pixel_offset_and_pads_outside():
-    from loc2_engine.train.pack import crop_mosaic
-
     M, gsd = 10, 0.5
     rows, cols = np.mgrid[0:M, 0:M]
     image = np.stack([rows, cols, np.zeros_like(rows)], -1).astype(np.uint8)
@@ -184,8 +178,6 @@ def test_crop_mosaic_reports_the_sub_pixel_offset_and_pads_outside():
 
 
 def test_depth_codes_round_trip_within_their_precision():
-    from loc2_engine.train.pack import decode_depth, encode_depth
-
     d = np.array([0.05, 0.3, 1.0, 17.2, 240.0, 4999.0, np.nan, -1.0, 0.0], np.float32)
     back = decode_depth(encode_depth(d))
     assert np.allclose(back[:6], d[:6], rtol=1e-4)
@@ -193,9 +185,6 @@ def test_depth_codes_round_trip_within_their_precision():
 
 
 def test_pack_is_checked_against_the_model(trainer, pack, tmp_path):
-    from loc2_engine.errors import Loc2Error
-    from loc2_engine.train.pack import read_pack
-
     other = dict(_pack_conf(trainer.model), gsd=0.25)
     with pytest.raises(Loc2Error, match="pack it again"):
         read_pack(pack, other)
@@ -224,8 +213,6 @@ def test_matcher_only_training_from_a_pack_starts_from_init_and_keeps_the_mono_n
 
 
 def test_a_pack_cannot_train_the_mono_net(pack, tmp_path):
-    from loc2_engine.errors import Loc2Error
-
     t = Trainer([pack], str(tmp_path / "m.safetensors"), str(tmp_path / "ck"), TrainConf())
     with pytest.raises(Loc2Error, match="train the matcher alone"):
         t.load_data()

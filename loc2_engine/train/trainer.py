@@ -305,9 +305,9 @@ class Trainer:
             self.opt.step()
         self.step += 1
         err = m["err_m"][torch.isfinite(m["err_m"])]
-        return {"loss": float(m["total"].detach()), "vce": float(m["vce"]), "nce": 0.5 * float(m["nce_g2a"] + m["nce_a2g"]),
-                "depth": float(d["silog"]) if d else float("nan"), "fit_med_m": float(err.median()) if err.numel() else float("nan"),
-                "kind": batch.kind}
+        return {"loss": float(m["total"].detach()), "vce": float(m["vce"]),
+                "nce": 0.5 * float(m["nce_g2a"] + m["nce_a2g"]), "depth": float(d["silog"]) if d else float("nan"),
+                "fit_med_m": float(err.median()) if err.numel() else float("nan"), "kind": batch.kind}
 
     def run(self, minutes: Optional[float] = None, steps: Optional[int] = None) -> Dict:
         """Train until ``steps`` (total) or ``minutes`` of wall clock (this session) run out; export."""
