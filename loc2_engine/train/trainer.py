@@ -17,8 +17,8 @@ matcher from the pose only (VCE + InfoNCE, `losses`), the mono depth net from th
 * Checkpoints (``ckpt_dir/last.pt`` every few minutes, ``best.pt`` on improvement) hold only tensors and
   plain containers (``torch.load(weights_only=True)``); ``resume`` continues from ``last.pt`` (on the device
   it was written on: the matching generator's state is the device's).
-* On a GPU (``device``): batches are drawn and jittered on the CPU and moved over; the matching draws use a
-  generator on the device. ``init`` fine-tunes from a weight file (fresh optimiser and schedule).
+* On a GPU (``device``): batches are drawn on the CPU, moved over and jittered there (`augment.jitter`); the
+  matching draws use a generator on the device. ``init`` fine-tunes from a weight file (fresh optimiser and schedule).
   ``train_mono = False`` trains the matcher alone and validates with the shipped mono depth net, frozen;
   training packs (`pack`, for machines without the geo stack) need it, as they hold depth only at tokens.
 """
@@ -258,11 +258,11 @@ class Trainer:
         kind = self.kinds[int(torch.multinomial(self.kind_p, 1, generator=self.data_gen))]
         cache = self.train_data[kind]
         idx = torch.randint(0, len(cache), (self.conf.batch_size,), generator=self.data_gen)
-        batch = self._draw(cache, idx, self.data_gen)
-        if self.conf.augment:
+        batch = self._draw(cache, idx, self.data_gen).to(self.device)
+        if self.conf.augment:  # on the device: the CPU only draws the crops
             batch = replace(batch, ground=jitter(batch.ground, self.data_gen, circular=kind == "pano"),
                             aerial=jitter(batch.aerial, self.data_gen))
-        return batch.to(self.device)
+        return batch
 
     # -- checkpoints --------------------------------------------------------------------------------------
     def state(self) -> Dict:
