@@ -14,6 +14,8 @@ Model ``dst ≈ s R src + t`` (src: ground BEV points, depth units; dst: aerial 
    coefficients of each hypothesis (coordinates are centred first to keep float32 cancellation small).
 3. Refinement from the best hypothesis: up to ``refine_steps`` times, hard inliers d <= th_inlier; while
    their count is >= 3 and grows, refit the Procrustes on them with binary weights.
+4. With ``ray_noise``: a last refit on the hard inliers, weighted, with each match's error larger along its
+   viewing ray than across it (`refine.refine_pose`), under the same scale, heading and position limits.
 
 Everything runs in float32. ``generator`` makes it reproducible; without one a fixed seed is used, so the
 same input always gives the same pose.
@@ -27,6 +29,7 @@ from typing import Optional, Tuple
 
 import torch
 
+from .refine import RayNoise, refine_pose
 from .solver import SimilarityFit, heading_from_rotation, procrustes_2d
 
 #: heading tolerance used when a heading prior comes without one, degrees
@@ -80,6 +83,7 @@ def ransac_similarity(src: torch.Tensor, dst: torch.Tensor, weights: Optional[to
                       position_prior: Optional[Tuple[float, float]] = None,
                       position_radius: Optional[float] = None,
                       distinct_m: Optional[float] = None,
+                      ray_noise: Optional[RayNoise] = None,
                       generator: Optional[torch.Generator] = None) -> RansacResult:
     """Robust similarity from src (N, 2) to dst (N, 2) with sampling weights (N,) >= 0 (None: uniform).
 
@@ -89,7 +93,8 @@ def ransac_similarity(src: torch.Tensor, dst: torch.Tensor, weights: Optional[to
     ``position_prior`` (2,) dst units with ``position_radius`` restricts where src's origin (the camera)
     may land, so a pose outside the search area is never chosen over a slightly weaker one inside it.
     ``distinct_m`` (default 2 th_soft): how far another hypothesis's camera must be to count as a rival
-    place for ``ambiguity``.
+    place for ``ambiguity``. ``ray_noise``: src's origin is the camera and its points were lifted along rays
+    with this noise; the final pose is refitted with it (step 4).
     Never raises on bad data: returns ok=False with a reason.
     """
     src, dst, weights = _check_inputs(src, dst, weights)
@@ -155,6 +160,13 @@ def ransac_similarity(src: torch.Tensor, dst: torch.Tensor, weights: Optional[to
     # back to the original coordinates: q + q_mean = s R (p + p_mean) + t'  =>  t' = t + q_mean - s R p_mean
     t_full = fit.t + q_mean - fit.s[:, None] * (fit.R @ p_mean[:, None])[..., 0]
     fit = SimilarityFit(fit.R[0], t_full[0], fit.s[0], fit.ok[0], ("",))
+    if ray_noise is not None:
+        p, q, w = src[idx_usable], dst[idx_usable], weights[idx_usable]
+        inl = _residuals(fit, p, q) <= th_inlier
+        uncentred = _Acceptance(scale_range, heading_prior_deg, heading_tolerance_deg,
+                                None if position_prior is None else (torch.zeros(2, dtype=q.dtype), torch.as_tensor(
+                                    position_prior, dtype=q.dtype), float(position_radius)))
+        fit = refine_pose(p[inl], q[inl], w[inl], fit, ray_noise, accept=lambda f: bool(uncentred(f)))
     residuals = torch.full((n_all,), float("nan"), dtype=src.dtype)
     residuals[idx_usable] = _residuals(fit, src[idx_usable], dst[idx_usable])
     inliers = torch.zeros(n_all, dtype=torch.bool)

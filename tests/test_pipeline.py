@@ -25,7 +25,7 @@ from loc2_engine.exif import ExifInfo
 from loc2_engine.georef import LocalFrame, transform_points
 from loc2_engine.ground import GroundImage
 from loc2_engine.models.base import AerialFeatures, GroundFeatures, Matcher, cell_centres_local, grid_centres_uv
-from loc2_engine.pipeline import Localizer, Prior
+from loc2_engine.pipeline import DEFAULT_CONF, Localizer, Prior
 
 CRS = "EPSG:32633"
 ORIGIN = (500000.0, 5000000.0)      # north-west corner of the test raster, UTM metres
@@ -159,14 +159,17 @@ def test_oracle_matches_recover_pose_and_heading(tmp_path, kind):
     scene = _scene(tmp_path, kind)
     matcher = OracleMatcher()
     _oracle_for(scene, matcher)
-    loc = Localizer(model=matcher, depth="truth", device="cpu")
-    res = loc.localize(scene["ground"], scene["raster"], scene["prior"], depth_map=scene["depth"])
-    assert res.ok, res.error
-    err = math.hypot(res.x - scene["true_xy"][0], res.y - scene["true_xy"][1])
-    dh = abs((res.heading_deg - scene["heading"] + 180) % 360 - 180)
-    assert err < 0.3, (err, res)
-    assert dh < 0.5, (res.heading_deg, scene["heading"])
-    assert 0.95 < res.scale < 1.05
+    # the plain Procrustes refit: exact depths, so only the 1 m cells blur the pose; then the default along-ray
+    # refit, which trusts the depths less than these exact ones deserve (0.95° on the panorama)
+    for ray_depth_rel, max_dh in ((0.0, 0.5), (DEFAULT_CONF["ray_depth_rel"], 1.5)):
+        loc = Localizer(model=matcher, depth="truth", device="cpu", ray_depth_rel=ray_depth_rel)
+        res = loc.localize(scene["ground"], scene["raster"], scene["prior"], depth_map=scene["depth"])
+        assert res.ok, res.error
+        err = math.hypot(res.x - scene["true_xy"][0], res.y - scene["true_xy"][1])
+        dh = abs((res.heading_deg - scene["heading"] + 180) % 360 - 180)
+        assert err < 0.3, (err, res)
+        assert dh < max_dh, (res.heading_deg, scene["heading"])
+        assert 0.95 < res.scale < 1.05
     # UTM zone 33 east of its central meridian (15° E) at ~45° N: grid north is east of true north
     frame = LocalFrame(CRS, (res.x, res.y))
     assert res.heading_grid_deg == pytest.approx(res.heading_deg - frame.convergence_deg(), abs=1e-6)
