@@ -25,7 +25,7 @@ from loc2_engine.exif import ExifInfo
 from loc2_engine.georef import LocalFrame, transform_points
 from loc2_engine.ground import GroundImage
 from loc2_engine.models.base import AerialFeatures, GroundFeatures, Matcher, cell_centres_local, grid_centres_uv
-from loc2_engine.pipeline import DEFAULT_CONF, Localizer, Prior
+from loc2_engine.pipeline import Localizer, Prior
 
 CRS = "EPSG:32633"
 ORIGIN = (500000.0, 5000000.0)      # north-west corner of the test raster, UTM metres
@@ -161,7 +161,7 @@ def test_oracle_matches_recover_pose_and_heading(tmp_path, kind):
     _oracle_for(scene, matcher)
     # the plain Procrustes refit: exact depths, so only the 1 m cells blur the pose; then the default along-ray
     # refit, which trusts the depths less than these exact ones deserve (0.95° on the panorama)
-    for ray_depth_rel, max_dh in ((0.0, 0.5), (DEFAULT_CONF["ray_depth_rel"], 1.5)):
+    for ray_depth_rel, max_dh in ((0.0, 0.5), (None, 1.5)):
         loc = Localizer(model=matcher, depth="truth", device="cpu", ray_depth_rel=ray_depth_rel)
         res = loc.localize(scene["ground"], scene["raster"], scene["prior"], depth_map=scene["depth"])
         assert res.ok, res.error

@@ -191,6 +191,8 @@ class OfficialMatcher(Matcher):
 
     #: real photos need real depth; the project's `mono` network is trained on synthetic towns
     default_depth = "depth-anything"
+    #: no along-ray refit (pipeline ``ray_depth_rel``): the reference ends with the plain Procrustes (method.md §4.2)
+    ray_depth_rel = 0.0
 
     def __init__(self, variant: Variant, backbone: Dinov2Backbone, heads: Optional[OfficialHeads] = None):
         super().__init__()
