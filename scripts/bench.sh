@@ -8,7 +8,9 @@
 #   4. the mono run again on two copies with another look (scripts/restyle_dataset.py: "graded" colours,
 #      and "degraded": hue cross-talk, half-resolution orthophotos, vignetting, strong JPEG), a stand-in
 #      for another renderer or camera;
-#   5. each run writes out/bench-<name>.json (per-photo records + tables) and out/bench-<name>.md, and
+#   5. the mono run is repeated with the sampling and RANSAC seeds 0, 1, 2 pooled (mono-3seeds): one seed's
+#      medians move by tens of per cent on 100 photos;
+#   6. each run writes out/bench-<name>.json (per-photo records + tables) and out/bench-<name>.md, and
 #      prints its markdown tables.
 # Environment: BENCH_DATA (default data/bench), BENCH_OUT (default out), BENCH_LIMIT (photos per run,
 # spread over the manifest; default all), BENCH_MODEL (default "default"), PY (default .venv/bin/python).
@@ -37,6 +39,7 @@ run() {
 }
 
 run mono --depth mono
+run mono-3seeds --depth mono --seeds 3
 run truth --depth truth
 run plane --depth plane
 run mono-noscale --depth mono --no-scale

@@ -230,3 +230,32 @@ def test_composite_objects_are_kept_or_dropped_whole():
     grounded = {k.group for k in town.blocks if k.group >= 0 and k.z0 < 0.5}
     elevated = {k.group for k in town.blocks if k.group >= 0 and k.z0 >= 0.5}
     assert elevated and elevated <= grounded
+
+
+def test_bench_pools_the_runs_of_several_seeds(tiny_dataset, tmp_path):
+    """`loc2 bench --seeds 2`: every photo localized once per seed, the tables over both runs (random weights:
+    poses or specific failures, either way one record per photo and seed)."""
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    from loc2_engine.cli import main
+    from loc2_engine.models.small import SmallMatcher
+
+    torch.manual_seed(0)
+    model = SmallMatcher()
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "random.safetensors"),
+              metadata={"conf": json.dumps(model.conf)})
+    n_photos = len(read_manifest(os.path.join(tiny_dataset, "manifest.csv")))
+    runs = {}
+    for seeds in (1, 2):
+        out = tmp_path / f"seeds{seeds}.json"
+        assert main(["bench", str(tiny_dataset), "--model", str(tmp_path / "random.safetensors"), "--depth", "truth",
+                     "--device", "cpu", "--seeds", str(seeds), "--json", str(out)]) == 0
+        runs[seeds] = json.loads(out.read_text())
+        assert runs[seeds]["config"]["seeds"] == seeds and len(runs[seeds]["photos"]) == seeds * n_photos
+    # seed 0 first: the pooled records start with the single run's (same poses; runtimes differ)
+    for a, b in zip(runs[2]["photos"][:n_photos], runs[1]["photos"]):
+        assert (a["photo"], a["status"], a["pos_err_m"]) == (b["photo"], b["status"], b["pos_err_m"])
+    assert main(["bench", str(tiny_dataset), "--seeds", "0"]) == 2
