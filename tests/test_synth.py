@@ -238,15 +238,13 @@ def test_bench_pools_the_runs_of_several_seeds(tiny_dataset, tmp_path):
     import json
 
     import torch
-    from safetensors.torch import save_file
 
     from loc2_engine.cli import main
     from loc2_engine.models.small import SmallMatcher
+    from loc2_engine.train.trainer import export_matcher
 
     torch.manual_seed(0)
-    model = SmallMatcher()
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "random.safetensors"),
-              metadata={"conf": json.dumps(model.conf)})
+    export_matcher(SmallMatcher(), tmp_path / "random.safetensors", {})
     n_photos = len(read_manifest(os.path.join(tiny_dataset, "manifest.csv")))
     runs = {}
     for seeds in (1, 2):
