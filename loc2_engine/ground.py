@@ -97,6 +97,37 @@ class GroundImage:
         pixels = Image.fromarray(self.image).resize((int(width), int(height)), Image.BILINEAR)
         return replace(self, image=np.array(pixels), camera=self.camera.resized(int(width), int(height)))
 
+    def fitted(self, width: int, height: int, letterbox: bool = True) -> "ModelInput":
+        """The photo as a matcher input of width x height px: with ``letterbox``, a pinhole photo wider than
+        that aspect is letterboxed (`models.base.letterbox_rows`); anything else is resized to fill it."""
+        from .models.base import letterbox_rows, pad_rows  # torch: only when a model runs
+
+        size = (int(height), int(width))
+        # a panorama's rows are fixed elevations: it always fills the input
+        boxed = letterbox and self.camera.kind == "pinhole"
+        top, rows = letterbox_rows(self.image.shape[:2], size) if boxed else (0, size[0])
+        content = self.resized(size[1], rows)
+        return ModelInput(pad_rows(content.image, top, size[0]), content, top)
+
+
+@dataclass
+class ModelInput:
+    """A photo fitted to a matcher's ground input (`GroundImage.fitted`).
+
+    image: (H, W, 3) uint8, what the matcher sees. content: the photo resized to W x n px (its camera
+    resized with it), which fills rows top .. top + n of ``image``; the rows above and below repeat its
+    edge rows and have no depth. top = 0 and n = H when the photo fills the input.
+    """
+
+    image: np.ndarray
+    content: GroundImage
+    top: int
+
+    @property
+    def rows(self) -> Tuple[int, int]:
+        """(top, n): the input rows the photo fills (`Matcher.ground_tokens`)."""
+        return self.top, self.content.height
+
 
 def hfov_from_exif(exif: ExifInfo, width: int, height: int) -> Tuple[Optional[float], Optional[str]]:
     """Horizontal FOV (degrees) of the upright ``width`` x ``height`` image from EXIF optics.

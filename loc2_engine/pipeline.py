@@ -3,8 +3,9 @@
 The CLI, `batch`, the Processing algorithm and the QGIS plugin all call `Localizer.localize`; nothing else
 runs the method. Steps for one photo:
 
-  1. `GroundImage` (EXIF orientation applied, camera model) -> resized to the model's ground input (a
-     known-orientation model's panorama is rolled so that north is at its centre, see `orientation`);
+  1. `GroundImage` (EXIF orientation applied, camera model) -> fitted to the model's ground input (a pinhole
+     photo wider than it letterboxed, `GroundImage.fitted`; a known-orientation model's panorama is rolled
+     so that north is at its centre, see `orientation`);
   2. prior: the argument, else the photo's EXIF GPS (`PriorError` when neither);
   3. `AerialWindow` of the model's size and gsd centred on the prior (a known-orientation pinhole model's is
      √2 wider, turned so that the heading prior points east and centre-cropped, see `orientation`); its
@@ -263,7 +264,7 @@ class Localizer:
         info.update(crs=frame.crs.to_string(), window=window, frame=frame)
 
         H, W = self.matcher.ground_input_size_for(kind)
-        ground_in = ground.resized(W, H)
+        ground_in = ground.fitted(W, H, letterbox=getattr(self.matcher, "letterbox", True))
         xy_bev_tok, valid = self._lifted_tokens(ground_in, depth_map, roll)
         idx_a, idx_g, w, xy_aerial, cell_m = self._correspondences(window, ground_in, valid, view)
         xy_bev = xy_bev_tok[idx_g]
@@ -294,7 +295,7 @@ class Localizer:
         lon, lat = frame.local_to_lonlat(t_local[None])[0]
         s = float(fit.s)
         layout_xy = (s * xy_bev_tok[valid] @ fit.R.detach().float().T + fit.t.detach().float()).numpy()
-        uv_photo = self.matcher.ground_tokens(ground.camera, self.depth.kind)[0].float()  # (Ng, 2)
+        uv_photo = self.matcher.ground_tokens(ground.camera, self.depth.kind, ground_in.rows)[0].float()
         uv_photo = unroll_uv(uv_photo, roll, W, ground.camera.width).numpy() if roll else uv_photo.numpy()
         return Result(
             photo=photo_id, status=status_from(quality["confidence"], quality["inliers"]), error="",
@@ -313,20 +314,24 @@ class Localizer:
     def _lifted_tokens(self, ground_in, depth_map, roll: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
         """Each ground token lifted to the BEV: xy_bev (Ng, 2) float32 depth units, valid (Ng,) bool.
 
+        ground_in: the `ground.ModelInput`; depth is taken of its content (the photo without letterbox
+        padding) and the tokens read it where they fall on the photo.
         roll: columns the matcher's input is rolled right (`_canonical_view`): the depth is rolled with it
         (after the official nearest resize to the input) and the points turned back into the photo's frame.
 
-        Invalid: no depth (sky, above the horizon) or, for metric depth, at or beyond conf ``max_range_m``,
-        else the matcher's own clip ``max_depth_m`` on its ``max_depth_kind`` (official models: 35 m of range
-        VIGOR / 40 m of z-depth KITTI, method.md §3), else half the window (farther than it can show).
+        Invalid: no depth (sky, above the horizon, letterbox padding) or, for metric depth, at or beyond conf
+        ``max_range_m``, else the matcher's own clip ``max_depth_m`` on its ``max_depth_kind`` (official models:
+        35 m of range VIGOR / 40 m of z-depth KITTI, method.md §3), else half the window (farther than it can
+        show).
         Raises LocalizationError when too few tokens remain (an all-sky photo).
         """
-        depth = self._depth(ground_in, depth_map)
+        photo = ground_in.content
+        depth = self._depth(photo, depth_map)
         if roll:
-            depth = rolled_depth(depth, ground_in.image.shape[:2], roll)
+            depth = rolled_depth(depth, photo.image.shape[:2], roll)
         # tokens where the depth map's own grid has them (no resampling of depth, see depth.as_depth_map)
-        depth_camera = ground_in.camera.resized(depth.shape[1], depth.shape[0])
-        uv_depth, coef = self.matcher.ground_tokens(depth_camera, self.depth.kind)  # (Ng, 2) px, (Ng, 2)
+        depth_camera = photo.camera.resized(depth.shape[1], depth.shape[0])
+        uv_depth, coef = self.matcher.ground_tokens(depth_camera, self.depth.kind, ground_in.rows)  # (Ng, 2) each
         # bilinear: token centres fall between pixels; an exact pixel (official grids) reads that pixel
         depth_tok = sample_depth_at(torch.from_numpy(depth)[None].double(), uv_depth[None].double(),
                                     mode="bilinear")[0]  # (Ng,)
@@ -344,7 +349,7 @@ class Localizer:
                 f"The photo shows no usable ground: only {int(valid.sum())} of {len(valid)} image regions have "
                 f"depth from '{self.depth.name}' (the rest is sky, above the horizon, or too far); there is "
                 "nothing to match against the aerial image.")
-        return unroll_bev(xy_bev, roll, ground_in.image.shape[1]).float(), valid
+        return unroll_bev(xy_bev, roll, photo.image.shape[1]).float(), valid
 
     def _correspondences(self, window, ground_in, valid, view: CanonicalView = CanonicalView()):
         """Sample matches from P: idx_a (N,), idx_g (N,) long, weights (N,) float32, xy_aerial (N, 2) local m,
@@ -379,7 +384,7 @@ class Localizer:
         3.51 -> 3.22 m unknown) but not the shipped step-6101 weights (2.01 -> 1.77 m and 1.68 -> 1.66 m,
         median heading error 1.4 -> 2.4° and 3.2 -> 3.8°), so it is off unless asked for.
         """
-        kind = ground_in.camera.kind
+        kind = ground_in.content.camera.kind
         n = self.conf["pano_rolls"] or getattr(self.matcher, "pano_rolls", 1)
         n = int(n) if kind == "pano" and roll == 0 else 1
         x = to_input(ground_in.image).to(self.device)  # (1, 3, H, W)
@@ -457,8 +462,9 @@ class Localizer:
                              "prior's CRS.")
         return crs
 
-    def _depth(self, ground_in, depth_map) -> np.ndarray:
-        """Depth (h, w) float32 of the model-input-sized photo (same aspect, any resolution), NaN invalid."""
-        h, w = ground_in.image.shape[:2]
-        return as_depth_map(self.depth(ground_in, truth_path=depth_map), (h, w), ground_in.camera)
+    def _depth(self, photo, depth_map) -> np.ndarray:
+        """Depth (h, w) float32 of ``photo`` (`ModelInput.content`; the map may have any resolution of the same
+        aspect), NaN invalid."""
+        h, w = photo.image.shape[:2]
+        return as_depth_map(self.depth(photo, truth_path=depth_map), (h, w), photo.camera)
 

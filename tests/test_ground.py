@@ -12,6 +12,7 @@ from loc2_engine.cameras import PanoramaCamera, PinholeCamera
 from loc2_engine.errors import CameraError, PhotoError
 from loc2_engine.exif import ExifInfo
 from loc2_engine.ground import DEFAULT_HFOV_DEG, GroundImage, hfov_from_exif
+from loc2_engine.models.base import letterbox_rows
 
 
 def _hfov_35(f35, w, h):
@@ -102,6 +103,32 @@ def test_resized_scales_image_and_camera(tmp_path):
     assert small.hfov_deg == pytest.approx(70.0) and small.hfov_source == "user" and g.image.shape == (48, 64, 3)
     pano = GroundImage.load(_photo(tmp_path / "pano.jpg", size=(128, 64))).resized(64, 32)
     assert pano.camera == PanoramaCamera(64, 32)
+
+
+@pytest.mark.parametrize("size, top, rows", [((640, 360), 18, 108), ((600, 400), 8, 128), ((640, 480), 0, 144),
+                                             ((360, 480), 0, 144), ((645, 480), 0, 144)])
+def test_letterbox_rows_keep_a_wider_photo_undistorted(size, top, rows):
+    # a 192 x 144 input (4:3): 16:9 and 3:2 photos keep their aspect, 4:3, portrait and within-1 % fill it
+    assert letterbox_rows(size[::-1], (144, 192)) == (top, rows)
+
+
+def test_fitted_wide_pinhole_is_letterboxed_with_its_edge_rows(tmp_path):
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 255, (90, 160, 3), dtype=np.uint8)  # 16:9
+    Image.fromarray(pixels).save(tmp_path / "w.png")
+    g = GroundImage.load(tmp_path / "w.png", hfov_deg=80.0)
+    fit = g.fitted(64, 48)
+    assert fit.image.shape == (48, 64, 3) and fit.rows == (6, 36) and fit.content.image.shape == (36, 64, 3)
+    assert np.array_equal(fit.image[6:42], fit.content.image)
+    assert (fit.image[:6] == fit.content.image[0]).all() and (fit.image[42:] == fit.content.image[-1]).all()
+    # the content keeps the photo's optics: square pixels, the same HFOV, the principal point in its middle
+    cam = fit.content.camera
+    assert cam.fx == pytest.approx(cam.fy) and fit.content.hfov_deg == pytest.approx(80.0)
+    assert cam.cy == pytest.approx(17.5)
+    # stretched when asked (official models), and panoramas always fill the input
+    assert g.fitted(64, 48, letterbox=False).rows == (0, 48)
+    Image.fromarray(pixels[:80]).save(tmp_path / "pano.png")
+    assert GroundImage.load(tmp_path / "pano.png").fitted(64, 32).rows == (0, 32)
 
 
 def test_16_bit_grey_png_is_scaled_not_clipped(tmp_path):

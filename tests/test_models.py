@@ -11,7 +11,7 @@ import torch
 from loc2_engine.cameras import PanoramaCamera, PinholeCamera
 from loc2_engine.errors import ModelError
 from loc2_engine.models import MODEL_REGISTRY, load_model
-from loc2_engine.models.base import cell_centres_local, grid_centres_uv, load_state_file
+from loc2_engine.models.base import cell_centres_local, grid_centres_uv, letterbox_image, load_state_file
 from loc2_engine.models.heads import LinearAttentionLayer, PositionEncodingSine, ProjectionHead
 from loc2_engine.models.mono_depth import MonoDepthNet, build_mono, predict_depth, save_mono
 from loc2_engine.models.small import SmallMatcher, build
@@ -108,6 +108,19 @@ def test_ground_tokens_scale_to_the_camera_and_lift(matcher):
     assert torch.allclose(coef_p[:, 1], torch.ones(18 * 24))  # z-depth: forward coefficient 1
 
 
+def test_ground_tokens_of_a_letterboxed_photo_read_it_where_it_lies(matcher):
+    # a 640 x 360 photo in the 192 x 144 input fills rows 18-126: token rows 0-1 and 16-17 are padding
+    cam = PinholeCamera.from_hfov(640, 360, 90.0)
+    uv, coef = matcher.ground_tokens(cam, "z", rows=(18, 108))
+    full_uv, full_coef = matcher.ground_tokens(PinholeCamera.from_hfov(640, 480, 90.0), "z")
+    v = uv[:, 1].reshape(18, 24)
+    assert (v[:2] < -0.5).all() and (v[16:] > 359.5).all() and ((v[2:16] > 0) & (v[2:16] < 359)).all()
+    assert torch.allclose(uv[:, 0], full_uv[:, 0])  # columns as when filling the input
+    # square pixels either way: the same rays as the 4:3 photo's tokens 60 px lower
+    assert torch.allclose(uv[:, 1] + 60.0, full_uv[:, 1], atol=1e-4)
+    assert torch.allclose(coef, full_coef, atol=1e-5)
+
+
 def _save_tmp(model, path):
     export_matcher(model, path, {"test": True})
     return path
@@ -201,3 +214,16 @@ def test_mono_depth_predicts_range_with_sky_as_nan(tmp_path):
     x = torch.rand(1, 3, 144, 192)
     with torch.no_grad():
         assert torch.equal(net(x)[0], again(x)[0])
+
+
+def test_mono_depth_of_a_wide_photo_is_its_rows_of_the_letterboxed_input():
+    torch.manual_seed(0)
+    net = MonoDepthNet().eval()
+    H, W = net.input_sizes["pinhole"]
+    image = np.random.default_rng(1).integers(0, 255, (108, W, 3), dtype=np.uint8)  # 16:9 at the input width
+    boxed, top, rows = letterbox_image(image, (H, W))
+    assert (top, rows) == ((H - 108) // 2, 108)
+    whole = predict_depth(net, boxed, PinholeCamera.from_hfov(W, H, 70.0))
+    depth = predict_depth(net, image, PinholeCamera.from_hfov(W, 108, 70.0))
+    assert depth.shape == (108, W)
+    np.testing.assert_allclose(depth, whole[top:top + rows], rtol=1e-5)

@@ -423,6 +423,10 @@ def test_kitti_pose_in_official_frames_is_recovered_in_project_frames(vigor, fil
     assert torch.allclose(coef, lift_coefficients(KITTI_CAM, uv, "z"), atol=0.03)
     with pytest.raises(CameraError):
         kitti.ground_tokens(PanoramaCamera(2048, 1024), "range")
+    # the reference's loaders stretch every photo to the input: no letterbox rows
+    assert not kitti.letterbox and torch.equal(kitti.ground_tokens(KITTI_CAM, "z", rows=(0, 364))[0], uv)
+    with pytest.raises(ValueError, match="letterboxed"):
+        kitti.ground_tokens(KITTI_CAM, "z", rows=(20, 300))
 
 
 def test_aerial_cells_are_the_official_edge_to_edge_grid_in_east_north():

@@ -132,7 +132,7 @@ def test_depth_maps_of_another_size_are_resized_then_rolled_as_the_official_load
     column; the lifted point's horizontal distance is d·sinθ (the rotation back keeps lengths)."""
     photo, depth = photo_of(1024, 2048), depth_map(1024, 2048)
     loc = Localizer(model=scene(vigor, depth), depth="truth", device="cpu")
-    xy, valid = loc._lifted_tokens(photo.resized(1428, 714), depth, roll=K)
+    xy, valid = loc._lifted_tokens(photo.fitted(1428, 714), depth, roll=K)
     want = official_points(depth).norm(dim=1)
     assert torch.equal(valid, torch.isfinite(want) & (canonical_token_depth(depth) < 35.0))
     assert torch.allclose(xy[valid].double().norm(dim=1), want[valid], rtol=1e-5, atol=1e-5)

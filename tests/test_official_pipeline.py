@@ -61,7 +61,7 @@ def test_kitti_sized_photo_runs_end_to_end_with_the_official_depth_reading(files
     # the plane beyond 40 m near the horizon is clipped; a 45 m range everywhere is < 40 m of z-depth only
     # towards the image sides (the official clip is on z-depth)
     for depth in (depth, np.full((375, 1242), 45.0, np.float32)):
-        xy, valid = loc._lifted_tokens(photo.resized(1232, 364), depth)
+        xy, valid = loc._lifted_tokens(photo.fitted(1232, 364, letterbox=False), depth)
         want_xy, want_valid = official_kitti_tokens(depth)
         assert torch.equal(valid, want_valid)
         assert 100 < int(valid.sum()) < 2288 // 2
@@ -86,9 +86,9 @@ def test_official_depth_clip_masks_tokens_unless_max_range_overrides(vigor):
     depth[:, 64:] = 35.5
     assert (vigor.max_depth_m, vigor.max_depth_kind) == (35.0, "range") and vigor.aerial_size_m / 2 > 35.5
     assert (OfficialMatcher(KITTI, vigor.backbone, vigor.heads).max_depth_kind) == "z"  # see the KITTI test
-    _, valid = Localizer(model=vigor, depth="truth", device="cpu")._lifted_tokens(photo.resized(1428, 714), depth)
+    _, valid = Localizer(model=vigor, depth="truth", device="cpu")._lifted_tokens(photo.fitted(1428, 714), depth)
     far = torch.arange(102).repeat(51) * 14 * 128 // 1428 >= 64  # token columns that read the far half
     assert torch.equal(valid, ~far)
     _, valid = Localizer(model=vigor, depth="truth", device="cpu", max_range_m=36.0)._lifted_tokens(
-        photo.resized(1428, 714), depth)
+        photo.fitted(1428, 714), depth)
     assert bool(valid.all())

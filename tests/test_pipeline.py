@@ -114,8 +114,8 @@ def _ground_range(el):
     return np.where(rng * np.cos(el) <= MAX_RANGE, rng, np.nan)
 
 
-def _scene(tmp_path, kind):
-    """Raster, ground image, truth depth, truth pose; returns a dict."""
+def _scene(tmp_path, kind, pinhole_size=(256, 192)):
+    """Raster, ground image, truth depth, truth pose; returns a dict. pinhole_size: (w, h) px."""
     true_xy = np.array([ORIGIN[0] + 103.0, ORIGIN[1] - 96.0])
     prior_xy = true_xy + np.array([4.0, -3.0])
     heading = 70.0
@@ -125,7 +125,7 @@ def _scene(tmp_path, kind):
         v, u = np.mgrid[0:h, 0:w].astype(np.float64)
         az, el = _pano_rays(h, w, np.stack([u, v], -1))
     else:
-        h, w = 192, 256  # twice the model input: exercises the resize
+        w, h = pinhole_size  # default: twice the model input, which exercises the resize
         cam = PinholeCamera.from_hfov(w, h, 90.0)
         v, u = np.mgrid[0:h, 0:w].astype(np.float64)
         az, el = _pinhole_rays(cam, np.stack([u, v], -1))
@@ -136,8 +136,9 @@ def _scene(tmp_path, kind):
                 prior=Prior(prior_xy[0], prior_xy[1], CRS, radius_m=15.0), heading=heading, kind=kind)
 
 
-def _oracle_for(scene, matcher, **conf):
-    """Set the oracle's true token positions in the frame of the window a Localizer with ``conf`` cuts."""
+def _oracle_for(scene, matcher, top=0, rows=None, **conf):
+    """Set the oracle's true token positions in the frame of the window a Localizer with ``conf`` cuts;
+    top, rows: the input rows a letterboxed pinhole photo fills."""
     loc = Localizer(model=matcher, depth="truth", device="cpu", **conf)
     frame = loc.aerial_window(scene["raster"], scene["prior"]).frame
     cam_local = frame.to_local(scene["true_xy"][None])[0]
@@ -147,7 +148,7 @@ def _oracle_for(scene, matcher, **conf):
     if kind == "pano":
         az, el = _pano_rays(H, W, uv_in)
     else:
-        az, el = _pinhole_rays(scene["ground"].camera.resized(W, H), uv_in)
+        az, el = _pinhole_rays(scene["ground"].camera.resized(W, rows or H), uv_in - np.array([0.0, top]))
     dist = _ground_range(el) * np.cos(el)  # horizontal distance
     bearing = np.radians(scene["heading"]) + az  # clockwise from true north
     xy = cam_local + np.stack([dist * np.sin(bearing), dist * np.cos(bearing)], -1)
@@ -187,6 +188,22 @@ def test_oracle_matches_recover_pose_and_heading(tmp_path, kind):
     placed = res.layout_xy
     assert np.isfinite(placed).all()
     assert res.runtime_s > 0 and res.model == "oracle" and res.depth == "truth" and res.camera == kind
+
+
+def test_wide_pinhole_is_letterboxed_and_its_padding_never_matched(tmp_path):
+    # 16:9 into the oracle's 128 x 96 input: the photo fills input rows 12-84; the 3 token rows below it would
+    # see the ground just in front of the camera if the padding were not masked
+    scene = _scene(tmp_path, "pinhole", pinhole_size=(256, 144))
+    matcher = OracleMatcher()
+    _oracle_for(scene, matcher, top=12, rows=72)
+    loc = Localizer(model=matcher, depth="truth", device="cpu", ray_depth_rel=0.0)
+    res = loc.localize(scene["ground"], scene["raster"], scene["prior"], depth_map=scene["depth"])
+    assert res.ok, res.error
+    assert math.hypot(res.x - scene["true_xy"][0], res.y - scene["true_xy"][1]) < 0.3
+    assert abs((res.heading_deg - scene["heading"] + 180) % 360 - 180) < 0.5
+    assert 0.95 < res.scale < 1.05
+    assert (res.uv_ground[:, 1] >= 0).all() and (res.uv_ground[:, 1] < 144).all()
+    assert (res.layout_uv[:, 1] < 144).all() and res.layout_uv[:, 1].max() > 130  # the photo's lowest rows
 
 
 class ContentOracle(OracleMatcher):

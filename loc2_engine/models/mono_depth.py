@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ModelError
-from .base import build_from_file, merge_conf, resize_image, to_input
+from .base import build_from_file, letterbox_image, merge_conf, resize_image, to_input
 from .heads import BasicBlock, pad
 from .small import DownConv, upsample2
 
@@ -93,6 +93,8 @@ def load_mono_depth(device="cpu", weights=None) -> MonoDepthNet:
 def predict_depth(net: MonoDepthNet, image: np.ndarray, camera) -> np.ndarray:
     """Relative range of a photo: image uint8 (H, W, 3), camera its `cameras` model (``.kind``).
 
+    A pinhole photo wider than the network's input is letterboxed into it (`letterbox_image`), as the
+    matcher's input is, and the prediction of the padding dropped.
     Returns float32 (H, W) relative range (arbitrary global scale, kind ``MONO_DEPTH_KIND``), NaN where the
     network sees sky.
     """
@@ -101,9 +103,14 @@ def predict_depth(net: MonoDepthNet, image: np.ndarray, camera) -> np.ndarray:
     if size is None:
         raise ModelError(f"the mono depth network has no input size for camera kind {camera.kind!r}")
     device = next(net.parameters()).device
-    x = to_input(resize_image(image, size)).to(device)
-    log_range, sky_logit = net(x, circular=camera.kind == "pano")
+    if camera.kind == "pinhole":
+        fitted, top, rows = letterbox_image(image, size)
+    else:
+        fitted, top, rows = resize_image(image, size), 0, size[0]
+    log_range, sky_logit = net(to_input(fitted).to(device), circular=camera.kind == "pano")
     out = torch.stack([log_range, sky_logit], 1)
+    if rows != size[0]:
+        out = F.interpolate(out, size=size, mode="bilinear", align_corners=False)[..., top:top + rows, :]
     out = F.interpolate(out, size=(H, W), mode="bilinear", align_corners=False)[0]
     depth = torch.exp(out[0])
     sky = torch.sigmoid(out[1]) > net.conf["sky_threshold"]

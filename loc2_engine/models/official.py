@@ -193,6 +193,8 @@ class OfficialMatcher(Matcher):
     default_depth = "depth-anything"
     #: no along-ray refit (pipeline ``ray_depth_rel``): the reference ends with the plain Procrustes (method.md §4.2)
     ray_depth_rel = 0.0
+    #: photos are stretched to the input, as the reference's loaders do
+    letterbox = False
 
     def __init__(self, variant: Variant, backbone: Dinov2Backbone, heads: Optional[OfficialHeads] = None):
         super().__init__()
@@ -232,9 +234,11 @@ class OfficialMatcher(Matcher):
         uv = torch.stack([c.flatten(), r.flatten()], -1).to(torch.float32) * PATCH
         return GroundFeatures(desc, uv.to(desc.device), tuple(ground.shape[-2:]))
 
-    def ground_tokens(self, camera, depth_kind: str = "range") -> Tuple[torch.Tensor, torch.Tensor]:
+    def ground_tokens(self, camera, depth_kind: str = "range",
+                      rows: Optional[Tuple[int, int]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """uv_px (Ng, 2) camera pixels (centres at integers) where each token reads depth, and lift_coef (Ng, 2)
-        with xy_bev = depth * lift_coef in the project's BEV frame (x right, y forward).
+        with xy_bev = depth * lift_coef in the project's BEV frame (x right, y forward). rows: as
+        `Matcher.ground_tokens`; only a photo that fills the input (no letterbox) is accepted.
 
         Depth is read where the official loader reads it: the photo-size map is resized to the ground input
         size by nearest neighbour, then to the token grid by nearest neighbour, i.e. input pixel (14r, 14c).
@@ -245,6 +249,9 @@ class OfficialMatcher(Matcher):
             raise CameraError(f"{self.variant.name} was trained on {want}; this photo is a {camera.kind} "
                               f"camera. Use {other} or the default model.")
         H, W = self.variant.ground_size
+        if rows is not None and tuple(rows) != (0, H):
+            raise ValueError(f"{self.variant.name} reads depth of photos stretched to its input, not letterboxed "
+                             f"(rows {tuple(rows)} of {H})")
         hg, wg = H // PATCH, W // PATCH
         r, c = torch.meshgrid(torch.arange(hg), torch.arange(wg), indexing="ij")
         r, c = r.flatten(), c.flatten()
