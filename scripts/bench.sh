@@ -10,7 +10,9 @@
 #      for another renderer or camera;
 #   5. the mono run is repeated with the sampling and RANSAC seeds 0, 1, 2 pooled (mono-3seeds): one seed's
 #      medians move by tens of per cent on 100 photos;
-#   6. each run writes out/bench-<name>.json (per-photo records + tables) and out/bench-<name>.md, and
+#   6. the mono run on the pinhole photos cropped to 16:9 and to 3:4 portrait (scripts/reframe_dataset.py),
+#      phone framings that the model's 4:3 input does not have;
+#   7. each run writes out/bench-<name>.json (per-photo records + tables) and out/bench-<name>.md, and
 #      prints its markdown tables.
 # Environment: BENCH_DATA (default data/bench), BENCH_OUT (default out), BENCH_LIMIT (photos per run,
 # spread over the manifest; default all), BENCH_MODEL (default "default"), PY (default .venv/bin/python).
@@ -57,4 +59,11 @@ for look in graded degraded; do
         "$PY" scripts/restyle_dataset.py "$DATA" "$DATA-$look" "$look"
     fi
     DATA="$DATA-$look" run "mono-$look" --depth mono
+done
+
+for aspect in 16x9 3x4; do
+    if [[ ! -f "$DATA-$aspect/manifest.csv" ]]; then
+        "$PY" scripts/reframe_dataset.py "$DATA" "$DATA-$aspect" "${aspect/x/:}"
+    fi
+    DATA="$DATA-$aspect" run "mono-$aspect" --depth mono
 done
