@@ -17,13 +17,14 @@ import argparse
 import csv
 import math
 import os
+from typing import Tuple
 
 import numpy as np
 import piexif
 from PIL import Image, ImageOps
 
 
-def crop_box(width: int, height: int, aspect: float):
+def crop_box(width: int, height: int, aspect: float) -> Tuple[int, int, int, int]:
     """(left, top, right, bottom) px of the centred crop of a width x height image to ``aspect`` (w / h)."""
     if width / height > aspect:
         w = int(round(height * aspect))
@@ -84,8 +85,8 @@ def reframe_dataset(src: str, dst: str, aspect: float) -> None:
             left, top, right, bottom = box
             out = os.path.join(dst, row["depth"])
             os.makedirs(os.path.dirname(out), exist_ok=True)
-            rows_, cols = slice(round(top * sy), round(bottom * sy)), slice(round(left * sx), round(right * sx))
-            np.save(out, depth[rows_, cols])
+            band, cols = slice(round(top * sy), round(bottom * sy)), slice(round(left * sx), round(right * sx))
+            np.save(out, depth[band, cols])
     with open(os.path.join(dst, "manifest.csv.part"), "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()

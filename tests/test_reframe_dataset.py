@@ -19,9 +19,8 @@ FIELDS = ["photo", "aerial", "camera", "hfov_deg", "depth", "exif_orientation", 
 @pytest.fixture
 def dataset(tmp_path):
     root = tmp_path / "src"
-    for sub in ("aerial", "photos", "depth"):
-        (root / sub).mkdir(parents=True)
-    rng = np.random.default_rng(0)
+    (root / "photos").mkdir(parents=True)
+    (root / "depth").mkdir()
     gps = {piexif.GPSIFD.GPSLatitudeRef: b"N", piexif.GPSIFD.GPSLatitude: ((45, 1), (7, 1), (0, 1)),
            piexif.GPSIFD.GPSLongitudeRef: b"E", piexif.GPSIFD.GPSLongitude: ((9, 1), (0, 1), (0, 1))}
     # stored 80 x 60 with Orientation 6: upright it is a 60 x 80 portrait
@@ -32,7 +31,7 @@ def dataset(tmp_path):
     Image.fromarray(ramp).save(root / "photos" / "p.jpg", exif=exif, quality=100)
     np.save(root / "depth" / "p.npy", np.arange(80 * 60, dtype=np.float32).reshape(80, 60))  # upright size
     exif = piexif.dump({"0th": {piexif.ImageIFD.Orientation: 1}, "Exif": {piexif.ExifIFD.FocalLengthIn35mmFilm: 28}})
-    Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(root / "photos" / "l.jpg", exif=exif,
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(root / "photos" / "l.jpg", exif=exif,
                                                                              quality=100)
     np.save(root / "depth" / "l.npy", np.arange(120 * 160, dtype=np.float32).reshape(120, 160))  # twice the size
     Image.fromarray(np.zeros((40, 80, 3), np.uint8)).save(root / "photos" / "pano.jpg")
