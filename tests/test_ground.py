@@ -125,9 +125,10 @@ def test_fitted_wide_pinhole_is_letterboxed_with_its_edge_rows(tmp_path):
     cam = fit.content.camera
     assert cam.fx == pytest.approx(cam.fy) and fit.content.hfov_deg == pytest.approx(80.0)
     assert cam.cy == pytest.approx(17.5)
-    # stretched when asked (official models), and panoramas always fill the input
+    # stretched when asked (official models); a 2:1 image is letterboxed as a pinhole, never as a panorama
     assert g.fitted(64, 48, letterbox=False).rows == (0, 48)
     Image.fromarray(pixels[:80]).save(tmp_path / "pano.png")
+    assert GroundImage.load(tmp_path / "pano.png", camera="pinhole", hfov_deg=90.0).fitted(64, 48).rows == (8, 32)
     assert GroundImage.load(tmp_path / "pano.png").fitted(64, 32).rows == (0, 32)
 
 

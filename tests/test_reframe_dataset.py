@@ -1,6 +1,7 @@
 """scripts/reframe_dataset.py (the phone-framing rows of `make bench`): pinhole photos cropped upright to another
 aspect, with their depth maps, HFOV and EXIF following; panoramas left out."""
 
+import argparse
 import csv
 import math
 
@@ -87,7 +88,7 @@ def test_narrower_aspect_crops_columns_and_narrows_the_hfov(dataset, tmp_path):
 
 def test_bad_aspect_and_no_pinholes_are_refused(dataset, tmp_path):
     script = load_script("reframe_dataset")
-    with pytest.raises(Exception, match="W:H"):
+    with pytest.raises(argparse.ArgumentTypeError, match="W:H"):
         script.parse_aspect("wide")
     (tmp_path / "panos").mkdir()
     (tmp_path / "panos" / "manifest.csv").write_text("photo,camera\nphotos/pano.jpg,pano\n")
