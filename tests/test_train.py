@@ -216,3 +216,30 @@ def test_a_pack_cannot_train_the_mono_net(pack, tmp_path):
     t = Trainer([pack], str(tmp_path / "m.safetensors"), str(tmp_path / "ck"), TrainConf())
     with pytest.raises(Loc2Error, match="train the matcher alone"):
         t.load_data()
+
+
+# --- the mono depth network alone (--depth-only) ---------------------------------------------------------
+
+def test_depth_only_training_learns_depth_and_leaves_the_matcher_alone(dataset, tmp_path):
+    conf = TrainConf(batch_size=2, cache_workers=1, train_matcher=False, mono={"channels": [8, 16, 24, 32]},
+                     warmup_steps=1, lr=3e-3)
+    t = Trainer([dataset], str(tmp_path / "mono.safetensors"), str(tmp_path / "ck"), conf)
+    t.load_data()
+    shipped = load_model("default").state_dict()
+    assert not any(p.requires_grad for p in t.model.parameters()) and not t.model.training
+    assert {id(p) for g in t.opt.param_groups for p in g["params"]} == {id(p) for p in t.mono.parameters()}
+    t.total_steps = 40
+    losses = [t.train_step()["loss"] for _ in range(40)]
+    assert np.isfinite(losses).all()
+    assert np.mean(losses[-8:]) < 0.8 * np.mean(losses[:8]), losses
+    assert all(torch.equal(v, t.model.state_dict()[k]) for k, v in shipped.items())
+
+
+def test_depth_only_command_writes_the_depth_network_with_its_channels(dataset, tmp_path):
+    out = tmp_path / "d" / "mono.safetensors"
+    assert train_cmd.run(_args(dataset, out, steps=2, depth_only=True, mono_channels="8,16,24,32")) == 0
+    mono = load_mono_depth(weights=str(out))
+    assert mono.conf["channels"] == [8, 16, 24, 32] and not mono.training
+    assert sorted(p.name for p in out.parent.iterdir()) == ["ckpt", "mono.safetensors"]  # no matcher file
+    assert train_cmd.run(_args(dataset, out, steps=1, depth_only=True, matcher_only=True)) == 2
+    assert train_cmd.run(_args(dataset, out, steps=1, depth_only=True, mono_channels="8,16")) == 2

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-HELP = "train the default matcher (and the mono depth network) on a `loc2 synth --preset train` dataset"
+HELP = "train the default matcher and/or the mono depth network on a `loc2 synth --preset train` dataset"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder(s) with manifest.csv (truth and depth), or training packs "
                              "(scripts/pack_training_data.py, for machines without the geo stack); all are pooled")
     parser.add_argument("--out", required=True, metavar="MODEL_FILE",
-                        help="matcher weights to write (.safetensors)")
+                        help="matcher weights to write (.safetensors); with --depth-only, the mono depth network's")
     parser.add_argument("--mono-out", metavar="FILE",
                         help="mono depth weights to write (default: mono.safetensors beside MODEL_FILE)")
     parser.add_argument("--minutes", type=float, help="wall-clock budget of the training loop (not the caching)")
@@ -37,6 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--matcher-only", action="store_true",
                         help="train the matcher alone; the shipped mono depth network is used, frozen, for "
                              "validation and is not written (needed for training packs)")
+    parser.add_argument("--depth-only", action="store_true",
+                        help="train the mono depth network alone (written to MODEL_FILE); the matcher (--init or the "
+                             "shipped one) stays frozen and only validates it by localization")
+    parser.add_argument("--mono-channels", metavar="C1,C2,C3,C4",
+                        help="channels of the mono depth network's four levels (default 16,32,64,96)")
     parser.add_argument("--device", default="cpu", help="torch device of the networks, e.g. cuda (default: cpu)")
     parser.add_argument("--no-augment", action="store_true",
                         help="train on the rendered colours as they are (default: random exposure, white balance, "
@@ -52,12 +57,26 @@ def run(args) -> int:
     if args.minutes is None and args.steps is None:
         print("loc2 train: give --minutes and/or --steps", file=sys.stderr)
         return 2
+    if args.matcher_only and args.depth_only:
+        print("loc2 train: --matcher-only and --depth-only exclude each other", file=sys.stderr)
+        return 2
+    mono = {}
+    if args.mono_channels:
+        try:
+            mono["channels"] = [int(c) for c in args.mono_channels.split(",")]
+        except ValueError:
+            mono["channels"] = []
+        if len(mono["channels"]) != 4 or min(mono["channels"]) < 1:
+            print(f"loc2 train: --mono-channels needs four positive integers, got {args.mono_channels!r}",
+                  file=sys.stderr)
+            return 2
     if args.threads not in (None, "auto"):
         torch.set_num_threads(int(args.threads))
     ckpt_dir = args.ckpt_dir or str(Path(args.out).resolve().parent / "ckpt")
     conf = TrainConf(batch_size=args.batch_size, lr=args.lr, seed=args.seed, cache_workers=args.workers,
                      auto_threads=args.threads == "auto", export=args.export,
-                     augment=not args.no_augment, train_mono=not args.matcher_only, device=args.device)
+                     augment=not args.no_augment, train_mono=not args.matcher_only,
+                     train_matcher=not args.depth_only, device=args.device, mono=mono)
     try:
         trainer = Trainer(args.dataset, args.out, ckpt_dir, conf, mono_out=args.mono_out, init=args.init)
         trainer.load_data()

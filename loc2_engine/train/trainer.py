@@ -21,6 +21,9 @@ matcher from the pose only (VCE + InfoNCE, `losses`), the mono depth net from th
   matching draws use a generator on the device. ``init`` fine-tunes from a weight file (fresh optimiser and schedule).
   ``train_mono = False`` trains the matcher alone and validates with the shipped mono depth net, frozen;
   training packs (`pack`, for machines without the geo stack) need it, as they hold depth only at tokens.
+  ``train_matcher = False`` trains the mono depth net alone (architecture ``conf.mono``), on photos and depth
+  maps mirrored left-right half of the time (a mirrored photo is as valid a depth sample, though not a valid
+  ground–aerial pair); the matcher (``init`` or the shipped one, frozen) only validates it by localization.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from tqdm import tqdm
 
 from .. import matching
 from ..errors import Loc2Error
+from ..models import load_model
 from ..models.base import build_from_file
 from ..models.mono_depth import MonoDepthNet, load_mono_depth, save_mono
 from ..models.small import SmallMatcher
@@ -69,6 +73,7 @@ class TrainConf:
     export: str = "last"            # "last" or "best" (by validation) state written to the model file
     augment: bool = True            # photometric jitter of training batches (augment.py), never of validation
     train_mono: bool = True         # False: train the matcher alone; the shipped mono depth net validates, frozen
+    train_matcher: bool = True      # False: train the mono depth net alone; the matcher validates, frozen
     device: str = "cpu"             # where the networks run ("cuda" on a GPU machine); batches are drawn on the CPU
     auto_threads: bool = False      # adapt torch threads to the machine's load (see _adapt_threads)
     timing_steps: int = 40          # steps timed (the first half left out: warm-up) before fixing total_steps
@@ -76,6 +81,7 @@ class TrainConf:
     seed: int = 0
     loss: LossConf = field(default_factory=LossConf)
     model: Dict = field(default_factory=dict)
+    mono: Dict = field(default_factory=dict)    # mono depth architecture (`mono_depth.DEFAULT_CONF` keys)
 
 
 def _lr_factor(step: int, total: int, conf: TrainConf) -> float:
@@ -210,16 +216,26 @@ class Trainer:
         self.device = torch.device(conf.device)
         torch.manual_seed(conf.seed)
         torch.use_deterministic_algorithms(True, warn_only=True)
+        if not (conf.train_mono or conf.train_matcher):
+            raise ValueError("nothing to train: train_mono and train_matcher are both off")
         self.init = init
-        self.model = (build_from_file(SmallMatcher, init, None, "the initial matcher").train() if init
-                      else SmallMatcher(conf.model)).to(self.device)
+        if init:
+            self.model = build_from_file(SmallMatcher, init, None, "the initial matcher").train()
+        elif conf.train_matcher:
+            self.model = SmallMatcher(conf.model)
+        else:
+            self.model = load_model("default")
+        if not conf.train_matcher:
+            self.model.eval().requires_grad_(False)
+        self.model.to(self.device)
         if conf.train_mono:
-            self.mono = MonoDepthNet({"pano_size": list(self.model.ground_input_sizes["pano"]),
+            self.mono = MonoDepthNet({**conf.mono, "pano_size": list(self.model.ground_input_sizes["pano"]),
                                       "pinhole_size": list(self.model.ground_input_sizes["pinhole"])})
         else:
             self.mono = load_mono_depth().requires_grad_(False)
         self.mono.to(self.device)
-        params = list(self.model.parameters()) + (list(self.mono.parameters()) if conf.train_mono else [])
+        params = ((list(self.model.parameters()) if conf.train_matcher else [])
+                  + (list(self.mono.parameters()) if conf.train_mono else []))
         self.opt = torch.optim.AdamW(params, lr=conf.lr, weight_decay=conf.weight_decay)
         self.data_gen = torch.Generator().manual_seed(conf.seed + 1)
         self.match_gen = torch.Generator(device=self.device).manual_seed(conf.seed + 2)
@@ -295,19 +311,25 @@ class Trainer:
         batch = self.next_batch()
         for group in self.opt.param_groups:
             group["lr"] = self.conf.lr * _lr_factor(self.step, self.total_steps or 10 ** 9, self.conf)
-        m = matcher_losses(self.model, batch, self.conf.loss, self.match_gen)
+        if not self.conf.train_matcher and bool(torch.rand(1, generator=self.data_gen) < 0.5):
+            batch = replace(batch, ground=batch.ground.flip(-1), depth=batch.depth.flip(-1))
+        m = matcher_losses(self.model, batch, self.conf.loss, self.match_gen) if self.conf.train_matcher else None
         d = mono_depth_loss(self.mono, batch, self.conf.loss) if self.conf.train_mono else None
         self.opt.zero_grad(set_to_none=True)
-        (m["total"] + d["total"] if d else m["total"]).backward()
+        sum(x["total"] for x in (m, d) if x is not None).backward()
         params = [p for grp in self.opt.param_groups for p in grp["params"] if p.grad is not None]
         norm = torch.nn.utils.clip_grad_norm_(params, self.conf.grad_clip)
         if torch.isfinite(norm):  # a degenerate fit can poison a step; skip it rather than the run
             self.opt.step()
         self.step += 1
-        err = m["err_m"][torch.isfinite(m["err_m"])]
-        return {"loss": float(m["total"].detach()), "vce": float(m["vce"]),
-                "nce": 0.5 * float(m["nce_g2a"] + m["nce_a2g"]), "depth": float(d["silog"]) if d else float("nan"),
-                "fit_med_m": float(err.median()) if err.numel() else float("nan"), "kind": batch.kind}
+        nan = float("nan")
+        logs = {"loss": float(sum(x["total"].detach() for x in (m, d) if x is not None)),
+                "depth": float(d["silog"]) if d else nan, "vce": nan, "nce": nan, "fit_med_m": nan, "kind": batch.kind}
+        if m is not None:
+            err = m["err_m"][torch.isfinite(m["err_m"])]
+            logs.update(vce=float(m["vce"]), nce=0.5 * float(m["nce_g2a"] + m["nce_a2g"]),
+                        fit_med_m=float(err.median()) if err.numel() else nan)
+        return logs
 
     def run(self, minutes: Optional[float] = None, steps: Optional[int] = None) -> Dict:
         """Train until ``steps`` (total) or ``minutes`` of wall clock (this session) run out; export."""
@@ -380,9 +402,11 @@ class Trainer:
                 "datasets": [os.path.abspath(d) for d in self.dataset_dirs], "device": str(self.device),
                 "batch_size": self.conf.batch_size, "lr": self.conf.lr,
                 "init": os.path.basename(self.init) if self.init else None,
-                "mono": "trained" if self.conf.train_mono else "shipped, frozen"}
+                "mono": "trained" if self.conf.train_mono else "shipped, frozen",
+                "matcher": "trained" if self.conf.train_matcher else "frozen"}
         self.model.eval(), self.mono.eval()
-        export_matcher(self.model, self.out_path, info)
+        if self.conf.train_matcher:
+            export_matcher(self.model, self.out_path, info)
         if self.conf.train_mono:
-            save_mono(self.mono, self.mono_out)
+            save_mono(self.mono, self.mono_out if self.conf.train_matcher else self.out_path)
         return info
