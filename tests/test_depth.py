@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from loc2_engine.cameras import PanoramaCamera, PinholeCamera
 from loc2_engine.depth import DEPTH_PROVIDERS, as_depth_map, get_depth_provider, register_depth_provider
@@ -103,6 +104,17 @@ def test_registry_names_and_lazy_entries(tmp_path):
         del DEPTH_PROVIDERS["flat"]
     with pytest.raises(ValueError):
         register_depth_provider("bad", "no_colon")
+
+
+def test_a_weight_file_selects_the_mono_network_with_those_weights(tmp_path):
+    from loc2_engine.models.mono_depth import MonoDepthNet, save_mono
+
+    torch.manual_seed(0)
+    save_mono(MonoDepthNet({"channels": [8, 8, 16, 16]}), tmp_path / "mine.safetensors")
+    provider = get_depth_provider(str(tmp_path / "mine.safetensors"))
+    assert provider.name == "mono" and provider._net.conf["channels"] == [8, 8, 16, 16]
+    with pytest.raises(DepthError, match="mono weight file"):
+        get_depth_provider(str(tmp_path / "missing.safetensors"))
 
 
 def test_as_depth_map_masks_invalid():

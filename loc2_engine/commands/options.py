@@ -15,7 +15,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--backbone", help="backbone weights (DINOv2 ViT-L/14: Meta .pth or a transformers folder)")
     g.add_argument("--depth", default=None,
                    help="depth provider (truth, plane, mono, depth-anything, ...); a folder selects "
-                        "depth-anything weights; default: the model's own choice")
+                        "depth-anything weights, a file mono weights (loc2 train --depth-only); default: the "
+                        "model's own choice")
     g.add_argument("--device", choices=("cpu", "cuda"), default=None,
                    help="default: cuda when available, else cpu")
 

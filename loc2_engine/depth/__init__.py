@@ -14,7 +14,8 @@ states:
 
 Registry entries are strings so that optional providers (depth-anything, which needs large weights) cost
 nothing until used; `register_depth_provider` lets another module add one. A folder path selects
-depth-anything with that folder as its weights.
+depth-anything with that folder as its weights, a file path the `mono` network with that file's weights
+(`loc2 train --depth-only` writes one).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ DEPTH_PROVIDERS: Dict[str, str] = {
 
 #: provider used for a folder path (its weights)
 FOLDER_PROVIDER = "depth-anything"
+#: provider used for a file path (its weights)
+FILE_PROVIDER = "mono"
 
 #: camera height above the ground, metres, when none is given (hand-held or tripod; a car roof is ~2.5 m)
 DEFAULT_CAMERA_HEIGHT_M = 1.6
@@ -90,7 +93,7 @@ def _load_class(name: str):
 
 
 def get_depth_provider(name_or_path: str, **options) -> DepthProvider:
-    """Instantiate a provider by registry name, or depth-anything for a folder path.
+    """Instantiate a provider by registry name, depth-anything for a folder path, mono for a weight file.
 
     options: passed to the provider's constructor (e.g. ``camera_height_m`` for plane, ``device`` for mono).
     Raises DepthError for an unknown name, naming the known ones.
@@ -99,9 +102,11 @@ def get_depth_provider(name_or_path: str, **options) -> DepthProvider:
         return _load_class(name_or_path)(**options)
     if os.path.isdir(name_or_path):
         return _load_class(FOLDER_PROVIDER)(weights=name_or_path, **options)
+    if os.path.isfile(name_or_path):
+        return _load_class(FILE_PROVIDER)(weights=name_or_path, **options)
     known = ", ".join(sorted(DEPTH_PROVIDERS))
-    raise DepthError(f"Unknown depth provider {name_or_path!r}: use one of {known}, or a folder of "
-                     f"{FOLDER_PROVIDER} weights.")
+    raise DepthError(f"Unknown depth provider {name_or_path!r}: use one of {known}, a folder of "
+                     f"{FOLDER_PROVIDER} weights or a {FILE_PROVIDER} weight file.")
 
 
 def as_depth_map(depth, shape: Tuple[int, int], camera=None) -> np.ndarray:
