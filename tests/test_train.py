@@ -3,10 +3,12 @@ and export weights that load without executing code."""
 
 import argparse
 import dataclasses
+import json
 
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
 
 from loc2_engine.cameras import PanoramaCamera
 from loc2_engine.commands import train as train_cmd
@@ -240,6 +242,9 @@ def test_depth_only_command_writes_the_depth_network_with_its_channels(dataset, 
     assert train_cmd.run(_args(dataset, out, steps=2, depth_only=True, mono_channels="8,16,24,32")) == 0
     mono = load_mono_depth(weights=str(out))
     assert mono.conf["channels"] == [8, 16, 24, 32] and not mono.training
+    with safe_open(str(out), "pt") as f:
+        info = json.loads(f.metadata()["training"])
+    assert info["steps_run"] == 2 and info["matcher"] == "frozen" and info["mono"] == "trained"
     assert sorted(p.name for p in out.parent.iterdir()) == ["ckpt", "mono.safetensors"]  # no matcher file
     assert train_cmd.run(_args(dataset, out, steps=1, depth_only=True, matcher_only=True)) == 2
     assert train_cmd.run(_args(dataset, out, steps=1, depth_only=True, mono_channels="8,16")) == 2

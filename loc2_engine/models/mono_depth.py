@@ -118,10 +118,14 @@ def predict_depth(net: MonoDepthNet, image: np.ndarray, camera) -> np.ndarray:
     return depth.cpu().numpy().astype(np.float32)
 
 
-def save_mono(net: MonoDepthNet, path) -> None:
-    """Write the network's weights and configuration to a safetensors file."""
+def save_mono(net: MonoDepthNet, path, info: Optional[dict] = None) -> None:
+    """Write the network's weights and configuration (and ``info``, the training summary, under the metadata
+    key ``training``) to a safetensors file."""
     from safetensors.torch import save_file
 
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(path), metadata={"conf": json.dumps(net.conf), "arch": "mono_depth"})
+    metadata = {"conf": json.dumps(net.conf), "arch": "mono_depth"}
+    if info is not None:
+        metadata["training"] = json.dumps(info)
+    save_file(state, str(path), metadata=metadata)

@@ -408,5 +408,5 @@ class Trainer:
         if self.conf.train_matcher:
             export_matcher(self.model, self.out_path, info)
         if self.conf.train_mono:
-            save_mono(self.mono, self.mono_out if self.conf.train_matcher else self.out_path)
+            save_mono(self.mono, self.mono_out if self.conf.train_matcher else self.out_path, info)
         return info
