@@ -57,8 +57,9 @@ def run(args) -> int:
     if args.minutes is None and args.steps is None:
         print("loc2 train: give --minutes and/or --steps", file=sys.stderr)
         return 2
-    if args.matcher_only and args.depth_only:
-        print("loc2 train: --matcher-only and --depth-only exclude each other", file=sys.stderr)
+    if args.depth_only and (args.matcher_only or args.mono_out):
+        print("loc2 train: --depth-only writes the mono depth network to --out; it excludes --matcher-only and "
+              "--mono-out", file=sys.stderr)
         return 2
     mono = {}
     if args.mono_channels:
