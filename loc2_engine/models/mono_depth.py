@@ -108,9 +108,7 @@ def predict_depth(net: MonoDepthNet, image: np.ndarray, camera) -> np.ndarray:
     else:
         fitted, top, rows = resize_image(image, size), 0, size[0]
     log_range, sky_logit = net(to_input(fitted).to(device), circular=camera.kind == "pano")
-    out = torch.stack([log_range, sky_logit], 1)
-    if rows != size[0]:
-        out = F.interpolate(out, size=size, mode="bilinear", align_corners=False)[..., top:top + rows, :]
+    out = torch.stack([log_range, sky_logit], 1)[..., top:top + rows, :]  # the net answers at its input size
     out = F.interpolate(out, size=(H, W), mode="bilinear", align_corners=False)[0]
     depth = torch.exp(out[0])
     sky = torch.sigmoid(out[1]) > net.conf["sky_threshold"]
