@@ -69,6 +69,33 @@ def test_rolled_panorama_keeps_the_world_in_place(trainer):
     assert torch.allclose(a[perm][ok], b[ok], atol=1e-2)
 
 
+@pytest.mark.parametrize("kind", ["pano", "pinhole"])
+def test_mirrored_samples_show_the_mirrored_world(trainer, kind):
+    cache = trainer.train_data[kind]
+    idx = torch.arange(8) % len(cache)
+    plain = draw_batch(cache, idx, 224, 0.5, 8, 25.0, True, torch.Generator().manual_seed(3))
+    mirr = draw_batch(cache, idx, 224, 0.5, 8, 25.0, True, torch.Generator().manual_seed(3), mirror=True)
+    flip = ~(mirr.ground == plain.ground).flatten(1).all(1)
+    assert 0 < flip.sum() < 8
+    assert torch.equal(mirr.ground[flip], plain.ground[flip].flip(-1))
+    assert torch.equal(mirr.aerial[flip], plain.aerial[flip].flip(-1))
+    assert torch.equal(mirr.aerial_valid[flip], plain.aerial_valid[flip].flip(-1))
+    assert torch.equal(mirr.aerial[~flip], plain.aerial[~flip]) and torch.equal(mirr.t_gt[~flip], plain.t_gt[~flip])
+    assert torch.allclose(mirr.t_gt[flip], plain.t_gt[flip] * torch.tensor([-1.0, 1.0]))
+
+    def token_world(b):  # (B, hg, wg, 2) xy_local of the tokens lifted with their truth range
+        xy_bev = b.token_depth[..., None] * b.lift_coef
+        xy = torch.einsum("bij,bnj->bni", b.R_gt, xy_bev) + b.t_gt[:, None]
+        H, W = b.ground.shape[-2:]
+        return xy.view(len(xy), H // 8, W // 8, 2)
+
+    a, m = token_world(plain)[flip], token_world(mirr)[flip]
+    expected = a.flip(2) * torch.tensor([-1.0, 1.0])  # token column c shows plain column wg - 1 - c, x negated
+    ok = torch.isfinite(expected).all(-1)
+    assert ok.sum() > 50
+    assert torch.allclose(m[ok], expected[ok], atol=5e-3)  # float32 headings; a half-pixel slip is ~0.1 m
+
+
 def test_batch_truth_offsets_stay_within_the_radius(trainer):
     kind, cache = next(iter(trainer.train_data.items()))
     batch = draw_batch(cache, torch.zeros(16, dtype=torch.long), 224, 0.5, 8, 25.0, True,
@@ -161,6 +188,12 @@ def test_pack_gives_the_supervision_of_the_cache(trainer, pack):
         assert torch.equal(ok, torch.isfinite(bp.token_depth))
         assert torch.allclose(bp.token_depth[ok], bc.token_depth[ok], rtol=2e-3)
         assert torch.allclose(bp.t_gt - bc.t_gt, p.truth_offset, atol=1e-5)
+        # mirrored samples read the pack's token depths too (it holds pinhole range only at token columns)
+        mc = draw_batch(c, idx, 224, 0.5, 8, 25.0, True, torch.Generator().manual_seed(2), mirror=True)
+        mp = draw_batch(p, idx, 224, 0.5, 8, 25.0, True, torch.Generator().manual_seed(2), mirror=True)
+        assert not torch.equal(mc.heading_gt, bc.heading_gt)
+        assert torch.equal(torch.isfinite(mp.token_depth), torch.isfinite(mc.token_depth))
+        assert torch.equal(ok.sum(1), torch.isfinite(mp.token_depth).sum(1))
 
 
 def test_crop_mosaic_reports_the_sub_pixel_offset_and_pads_outside():

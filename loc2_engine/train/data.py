@@ -242,9 +242,10 @@ def split_by_town(caches: Dict[str, KindCache], val_fraction: float, seed: int
 
 
 def draw_batch(cache: KindCache, idx: torch.Tensor, window_px: int, gsd: float, token_stride: int,
-               max_offset_m: float, roll: bool, generator: torch.Generator) -> Batch:
+               max_offset_m: float, roll: bool, generator: torch.Generator, mirror: bool = False) -> Batch:
     """Assemble a Batch from photos ``idx`` (B,) of ``cache``: random window offsets (uniform over the disk
-    of radius max_offset_m, whole pixels) and, when ``roll`` and the kind is pano, random column rolls."""
+    of radius max_offset_m, whole pixels), when ``roll`` and the kind is pano, random column rolls, and when
+    ``mirror``, half of the samples mirrored east–west (`mirror_world`)."""
     B = idx.numel()
     Hc = cache.aerial.shape[-1]
     margin = (Hc - window_px) // 2
@@ -279,9 +280,42 @@ def draw_batch(cache: KindCache, idx: torch.Tensor, window_px: int, gsd: float, 
     cols = torch.floor(uv[:, 0] + 0.5).long()
     rows = torch.floor(uv[:, 1] + 0.5).long()
     token_depth = depth[:, rows, cols]
-    lift_coef = token_lift_coefficients(cache.kind, cache.intrinsics[idx], (H, W), uv)
+    intrinsics = cache.intrinsics[idx]
+    if mirror:
+        flip = torch.rand(B, generator=generator) < 0.5
+        ground, depth, token_depth, aerial, aerial_valid, t_gt, heading, intrinsics = mirror_world(
+            flip, ground, depth, token_depth.view(B, hg, wg), aerial, aerial_valid, t_gt, heading, intrinsics,
+            cache.kind)
+        token_depth = token_depth.reshape(B, hg * wg)
+    lift_coef = token_lift_coefficients(cache.kind, intrinsics, (H, W), uv)
     return Batch(cache.kind, ground, depth, token_depth, lift_coef, aerial, aerial_valid,
                  rotation_from_heading(heading).float(), t_gt, heading.float())
+
+
+def mirror_world(flip: torch.Tensor, ground: torch.Tensor, depth: torch.Tensor, token_depth: torch.Tensor,
+                 aerial: torch.Tensor, aerial_valid: torch.Tensor, t_gt: torch.Tensor, heading: torch.Tensor,
+                 intrinsics: torch.Tensor, kind: str):
+    """The samples where ``flip`` (B,) bool is set, seen in the world mirrored about the window's north–south
+    axis: photo (B, 3, H, W), range (B, H, W) and token range (B, hg, wg) left–right, aerial window
+    (B, 3, Hw, Ww) and validity east–west, camera x (t_gt (B, 2) metres) and heading (B,) degrees negated,
+    pinhole cx (intrinsics (B, 4), pixel-index units) moved to W - 1 - cx. Exact for both cameras (panorama
+    azimuth (u + 0.5)/W·360 - 180, the token centres and aerial x = (col + 0.5 - W/2)·gsd are odd under
+    u -> W - 1 - u), and a mirrored town is as plausible as the town: it doubles the layouts the matcher
+    sees. The token range is flipped as tokens, not re-read from the flipped range, because a pack holds
+    pinhole range only at the token columns. Returns the eight inputs, mirrored where ``flip``."""
+    f = flip.view(-1, 1, 1, 1)
+    ground = torch.where(f, ground.flip(-1), ground)
+    aerial = torch.where(f, aerial.flip(-1), aerial)
+    depth = torch.where(f[:, 0], depth.flip(-1), depth)
+    token_depth = torch.where(f[:, 0], token_depth.flip(-1), token_depth)
+    aerial_valid = torch.where(f[:, 0], aerial_valid.flip(-1), aerial_valid)
+    t_gt = torch.where(flip[:, None], t_gt * t_gt.new_tensor([-1.0, 1.0]), t_gt)
+    heading = torch.where(flip, torch.remainder(-heading, 360.0), heading)
+    if kind != "pano":
+        W = ground.shape[-1]
+        intrinsics = intrinsics.clone()
+        intrinsics[flip, 2] = W - 1 - intrinsics[flip, 2]
+    return ground, depth, token_depth, aerial, aerial_valid, t_gt, heading, intrinsics
 
 
 def token_lift_coefficients(kind: str, intrinsics: torch.Tensor, size: Tuple[int, int], uv: torch.Tensor

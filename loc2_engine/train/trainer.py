@@ -9,7 +9,8 @@ matcher from the pose only (VCE + InfoNCE, `losses`), the mono depth net from th
   run (up to the non-determinism of multi-threaded CPU kernels).
 * Batches alternate camera kinds in proportion to their numbers of photos; panoramas are rolled by a
   random number of columns (unknown orientation) and every window is offset from the truth by up to
-  ``max_offset_m``. Training batches (not validation) get a photometric jitter (`augment`), so the matcher
+  ``max_offset_m``. With ``mirror``, half of the samples show the east–west mirrored world (photo, range and
+  aerial window flipped, heading negated: `data.mirror_world`). Training batches (not validation) get a photometric jitter (`augment`), so the matcher
   does not learn one renderer's colours.
 * Validation on held-out towns: RANSAC on matches sampled from P, ground lifted with the truth range and
   with the mono depth net; the median position error with mono depth marks ``best.pt``. The model file
@@ -21,9 +22,8 @@ matcher from the pose only (VCE + InfoNCE, `losses`), the mono depth net from th
   matching draws use a generator on the device. ``init`` fine-tunes from a weight file (fresh optimiser and schedule).
   ``train_mono = False`` trains the matcher alone and validates with the shipped mono depth net, frozen;
   training packs (`pack`, for machines without the geo stack) need it, as they hold depth only at tokens.
-  ``train_matcher = False`` trains the mono depth net alone (architecture ``conf.mono``), on photos and depth
-  maps mirrored left-right half of the time (a mirrored photo is as valid a depth sample, though not a valid
-  ground–aerial pair); the matcher (``init`` or the shipped one, frozen) only validates it by localization.
+  ``train_matcher = False`` trains the mono depth net alone (architecture ``conf.mono``), always with
+  ``mirror``; the matcher (``init`` or the shipped one, frozen) only validates it by localization.
 """
 
 from __future__ import annotations
@@ -72,6 +72,7 @@ class TrainConf:
     cache_workers: int = 2
     export: str = "last"            # "last" or "best" (by validation) state written to the model file
     augment: bool = True            # photometric jitter of training batches (augment.py), never of validation
+    mirror: bool = False            # half of the training samples in the east–west mirrored world (data.mirror_world)
     train_mono: bool = True         # False: train the matcher alone; the shipped mono depth net validates, frozen
     train_matcher: bool = True      # False: train the mono depth net alone; the matcher validates, frozen
     device: str = "cpu"             # where the networks run ("cuda" on a GPU machine); batches are drawn on the CPU
@@ -266,15 +267,17 @@ class Trainer:
         self.kind_p = torch.tensor([counts[k] for k in self.kinds], dtype=torch.float64)
         tqdm.write(f"train photos {counts}, validation photos { {k: len(c) for k, c in val.items()} }")
 
-    def _draw(self, cache: KindCache, idx: torch.Tensor, g: torch.Generator) -> Batch:
+    def _draw(self, cache: KindCache, idx: torch.Tensor, g: torch.Generator, mirror: bool = False) -> Batch:
         return draw_batch(cache, idx, self.model.aerial_size_px, self.model.aerial_gsd, self.model.token_stride,
-                          self.conf.max_offset_m, True, g)
+                          self.conf.max_offset_m, True, g, mirror)
 
     def next_batch(self) -> Batch:
         kind = self.kinds[int(torch.multinomial(self.kind_p, 1, generator=self.data_gen))]
         cache = self.train_data[kind]
         idx = torch.randint(0, len(cache), (self.conf.batch_size,), generator=self.data_gen)
-        batch = self._draw(cache, idx, self.data_gen).to(self.device)
+        # a mirrored photo is always a valid depth sample, so depth-only training always mirrors
+        mirror = self.conf.mirror or not self.conf.train_matcher
+        batch = self._draw(cache, idx, self.data_gen, mirror).to(self.device)
         if self.conf.augment:  # on the device: the CPU only draws the crops
             batch = replace(batch, ground=jitter(batch.ground, self.data_gen, circular=kind == "pano"),
                             aerial=jitter(batch.aerial, self.data_gen))
@@ -311,8 +314,6 @@ class Trainer:
         batch = self.next_batch()
         for group in self.opt.param_groups:
             group["lr"] = self.conf.lr * _lr_factor(self.step, self.total_steps or 10 ** 9, self.conf)
-        if not self.conf.train_matcher and bool(torch.rand(1, generator=self.data_gen) < 0.5):
-            batch = replace(batch, ground=batch.ground.flip(-1), depth=batch.depth.flip(-1))
         m = matcher_losses(self.model, batch, self.conf.loss, self.match_gen) if self.conf.train_matcher else None
         d = mono_depth_loss(self.mono, batch, self.conf.loss) if self.conf.train_mono else None
         self.opt.zero_grad(set_to_none=True)
