@@ -43,7 +43,7 @@ from .georef import transform_points
 from .lifting import sample_depth_at
 from .matching import sample_correspondences
 from .models import load_model
-from .models.base import AerialFeatures, Matcher, to_input
+from .models.base import AerialFeatures, GroundFeatures, Matcher, to_input
 from .orientation import (CanonicalView, canonical_view, rolled_depth, turned_px, turned_tile, unroll_bev,
                           unroll_uv, unturn)
 from .ransac import ransac_similarity
@@ -93,6 +93,9 @@ DEFAULT_CONF = {
     # panoramas: matching probabilities averaged over this many rolls of the photo (None: the matcher's
     # `pano_rolls`, 1 for every shipped model); a known-orientation model's canonical roll is never ensembled
     "pano_rolls": None,
+    # matching probabilities averaged with those of the east-west mirrored world (photo and aerial window
+    # flipped, the matcher's answer flipped back): a test-time ensemble over the world's mirror symmetry
+    "mirror_tta": False,
     # camera height above the ground, metres, for depth measured on the ground plane (plane, and relative
     # depth put in metres from it); None: the providers' default (depth.DEFAULT_CAMERA_HEIGHT_M, 1.6 m)
     "camera_height_m": None,
@@ -199,21 +202,28 @@ class Localizer:
                 "aerial_gsd.")
         return window
 
-    def _aerial_features(self, window: AerialWindow, turn_deg: Optional[float] = None):
-        """Features of ``window`` (cached by ``window.key`` and ``turn_deg``) and the (Na,) validity of its cells.
+    def _aerial_features(self, window: AerialWindow, turn_deg: Optional[float] = None, mirrored: bool = False):
+        """Features of ``window`` (cached by ``window.key``, ``turn_deg`` and ``mirrored``) and the (Na,) validity
+        of its cells.
 
         turn_deg: the model sees the window's centre turned that many degrees clockwise (`turned_tile`) and
         places its cells in that tile's frame, which are turned back into the window's local frame.
+        mirrored: the model sees the tile flipped east–west; its descriptors are flipped back, so cell i is
+        the same place as without the mirror.
         """
         key = window.key if turn_deg is None else f"{window.key}|turned {turn_deg:.9g}"
+        key += "|mirrored" if mirrored else ""
         with self._cache_lock:
             if key in self._features:
                 self._features.move_to_end(key)
                 return self._features[key]
         n = int(self.matcher.aerial_size_px)
         image = window.image if turn_deg is None else turned_tile(window, turn_deg, n)
+        x = to_input(image).to(self.device)
         with torch.no_grad():
-            feats = self.matcher.encode_aerial(to_input(image).to(self.device))
+            feats = self.matcher.encode_aerial(x.flip(-1) if mirrored else x)
+        if mirrored:
+            feats = AerialFeatures(feats.desc.flip(-1), feats.xy_local)
         if turn_deg is not None:
             feats = AerialFeatures(feats.desc, unturn(feats.xy_local, turn_deg))
         # a cell is usable when the raster has data at its centre
@@ -359,8 +369,8 @@ class Localizer:
         photo and the window have nothing in common, and any pose would be a guess.
         view: how the inputs are turned before encoding (`_canonical_view`).
         """
-        feats_a, cell_valid = self._aerial_features(window, view.aerial_turn_deg)
-        P = self._probabilities(feats_a, cell_valid, ground_in, valid, view.roll)
+        feats_a, _ = self._aerial_features(window, view.aerial_turn_deg)
+        P = self._probabilities(window, ground_in, valid, view)
         expected, needed = float(P.sum()), float(self.conf["min_expected_matches"])
         if expected < needed:
             raise LocalizationError(
@@ -374,8 +384,25 @@ class Localizer:
         cell_m = self.window_size_m / math.sqrt(feats_a.xy_local.shape[0])
         return idx_a, idx_g, w[drawn].float(), feats_a.xy_local.detach().cpu().float()[idx_a], cell_m
 
-    def _probabilities(self, feats_a, cell_valid, ground_in, valid, roll: int) -> torch.Tensor:
-        """Matching probabilities P (1, Na, Ng), ground tokens in the photo's token order.
+    def _probabilities(self, window, ground_in, valid, view: CanonicalView = CanonicalView()) -> torch.Tensor:
+        """Matching probabilities P (1, Na, Ng) of ``window``'s cells and the ground tokens (in the order of the
+        photo as the matcher sees it, rolled by ``view.roll``); valid (Ng,) bool marks tokens with depth.
+
+        With conf ``mirror_tta``, P is averaged with the P of the east–west mirrored world (window and photo
+        flipped, the answer flipped back): the matcher is not mirror-equivariant, and the two answers differ
+        where it is unsure.
+        """
+        total = 0.0
+        mirrors = (False, True) if self.conf["mirror_tta"] else (False,)
+        for mirrored in mirrors:
+            feats_a, cell_valid = self._aerial_features(window, view.aerial_turn_deg, mirrored)
+            total = total + self._rolled_probabilities(feats_a, cell_valid, ground_in, valid, view.roll, mirrored)
+        return total / len(mirrors)
+
+    def _rolled_probabilities(self, feats_a, cell_valid, ground_in, valid, roll: int, mirrored: bool = False
+                              ) -> torch.Tensor:
+        """Matching probabilities P (1, Na, Ng) against aerial features ``feats_a``, ground tokens in the photo's
+        token order.
 
         A panorama is also matched rolled by i/n of its width (i < n = ``pano_rolls``, whole tokens) and the
         n P's, rolled back, are averaged: a test-time ensemble over the one symmetry of a 360° view, which
@@ -383,6 +410,8 @@ class Localizer:
         helped the default model's step-2962 weights (panorama medians 1.98 -> 1.33 m known orientation,
         3.51 -> 3.22 m unknown) but not the shipped step-6101 weights (2.01 -> 1.77 m and 1.68 -> 1.66 m,
         median heading error 1.4 -> 2.4° and 3.2 -> 3.8°), so it is off unless asked for.
+        mirrored: the matcher sees the photo flipped left–right (with ``feats_a`` of the flipped window) and
+        its token descriptors are flipped back into the photo's token order.
         """
         kind = ground_in.content.camera.kind
         n = self.conf["pano_rolls"] or getattr(self.matcher, "pano_rolls", 1)
@@ -395,7 +424,10 @@ class Localizer:
             for i in range(n):
                 cols = grid[1] * i // n  # tokens the photo is rolled right by
                 shift = roll + (cols * self.matcher.token_stride if cols else 0)
-                feats_g = self.matcher.encode_ground(torch.roll(x, shift, dims=-1), kind)
+                x_i = torch.roll(x, shift, dims=-1)
+                feats_g = self.matcher.encode_ground(x_i.flip(-1) if mirrored else x_i, kind)
+                if mirrored:
+                    feats_g = GroundFeatures(feats_g.desc.flip(-1), feats_g.uv, feats_g.input_size)
                 valid_i = torch.roll(valid.view(grid), cols, dims=1).reshape(1, -1)
                 P = self.matcher.match(feats_a, feats_g, valid_i, cell_valid)  # (1, Na, Ng), rolled order
                 P = torch.roll(P.view(1, -1, *grid), -cols, dims=-1).reshape(P.shape)

@@ -25,6 +25,7 @@ from loc2_engine.exif import ExifInfo
 from loc2_engine.georef import LocalFrame, transform_points
 from loc2_engine.ground import GroundImage
 from loc2_engine.models.base import AerialFeatures, GroundFeatures, Matcher, cell_centres_local, grid_centres_uv
+from loc2_engine.models.small import SmallMatcher
 from loc2_engine.pipeline import Localizer, Prior
 
 CRS = "EPSG:32633"
@@ -247,6 +248,40 @@ def test_panorama_roll_ensemble_keeps_token_order(tmp_path):
         poses.append((res.x, res.y, res.heading_deg))
     np.testing.assert_allclose(poses[1], poses[0], atol=1e-6)
     assert math.hypot(poses[0][0] - scene["true_xy"][0], poses[0][1] - scene["true_xy"][1]) < 0.3
+
+
+@pytest.mark.parametrize("kind", ["pano", "pinhole"])
+def test_mirror_ensemble_answers_the_mirrored_world_with_the_mirrored_matches(kind):
+    """With ``mirror_tta``, matching the mirrored world (window flipped east–west, photo left–right) gives
+    exactly the world's P with cells and tokens mirrored: the mirrored pass's answer goes back onto the right
+    cells and tokens on both sides (a missed flip on either side breaks this). Without the ensemble the
+    matcher alone is not mirror-equivariant, so the check could fail."""
+    torch.manual_seed(0)
+    matcher = SmallMatcher().eval()
+    rng = np.random.default_rng(1)
+    n, gsd = matcher.aerial_size_px, matcher.aerial_gsd
+    aerial = rng.integers(0, 255, (n, n, 3), dtype=np.uint8)
+    H, W = matcher.ground_input_size_for(kind)
+    photo = rng.integers(0, 255, (H, W, 3), dtype=np.uint8)
+    camera = PanoramaCamera(W, H) if kind == "pano" else PinholeCamera.from_hfov(W, H, 70.0)
+    frame = LocalFrame(CRS, ORIGIN)
+    hg, wg = matcher.token_grid(kind)
+    valid = torch.ones(hg * wg, dtype=torch.bool)
+
+    def probabilities(loc, mirrored):
+        flip = (lambda a: a[:, ::-1].copy()) if mirrored else (lambda a: a)
+        window = AerialWindow(flip(aerial), np.ones((n, n), bool), gsd, frame, f"mirrored {mirrored}")
+        ground_in = GroundImage("p.png", flip(photo), camera, ExifInfo(), kind).fitted(W, H)
+        P = loc._probabilities(window, ground_in, valid)[0]
+        return P.view(n // 4, n // 4, hg, wg)  # cells (rows, cols) x tokens (rows, cols)
+
+    def mirror_gap(**conf):
+        loc = Localizer(model=matcher, depth="truth", device="cpu", **conf)
+        P, Pm = probabilities(loc, False), probabilities(loc, True)
+        return float((Pm - P.flip(1).flip(3)).abs().max() / P.max())
+
+    assert mirror_gap(mirror_tta=True) < 1e-4
+    assert mirror_gap() > 1e-2
 
 
 def test_heading_prior_is_honoured(tmp_path):
