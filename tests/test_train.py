@@ -277,7 +277,7 @@ def test_depth_only_command_writes_the_depth_network_with_its_channels(dataset, 
     assert mono.conf["channels"] == [8, 16, 24, 32] and not mono.training
     with safe_open(str(out), "pt") as f:
         info = json.loads(f.metadata()["training"])
-    assert info["steps_run"] == 2 and info["matcher"] == "frozen" and info["mono"] == "trained"
+    assert info["steps_run"] == 2 and info["matcher"] == "frozen" and info["mono"] == "trained" and info["mirror"]
     assert sorted(p.name for p in out.parent.iterdir()) == ["ckpt", "mono.safetensors"]  # no matcher file
     assert train_cmd.run(_args(dataset, out, steps=1, depth_only=True, matcher_only=True)) == 2
     assert train_cmd.run(_args(dataset, out, steps=1, depth_only=True, mono_out=tmp_path / "m.safetensors")) == 2

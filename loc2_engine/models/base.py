@@ -94,6 +94,9 @@ class Matcher(nn.Module):
         test-time ensemble; 1 = none): worth it only for a cheap ground encoder trained on rolled panoramas.
     letterbox: whether a pinhole photo wider than the input is letterboxed (`letterbox_rows`) rather than
         stretched to fill it.
+    mirror_tta: whether the pipeline averages the matching probabilities with those of the east–west mirrored
+        world (a test-time ensemble; measured on the default model, whose towns have a mirror-symmetric sun;
+        off for the official models, as in the reference).
     """
 
     ground_input_sizes: Dict[str, Tuple[int, int]]
@@ -103,6 +106,7 @@ class Matcher(nn.Module):
     tau: float
     pano_rolls: int = 1
     letterbox: bool = True
+    mirror_tta: bool = False
 
     @property
     def aerial_size_m(self) -> float:

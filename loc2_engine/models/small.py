@@ -114,6 +114,8 @@ def upsample2(x: torch.Tensor, circular: bool) -> torch.Tensor:
 class SmallMatcher(Matcher):
     """Default Loc² matcher (see module docstring); ``conf`` overrides `DEFAULT_CONF` entries."""
 
+    mirror_tta = True  # the pipeline's mirror ensemble (pipeline.DEFAULT_CONF) helps its panoramas
+
     def __init__(self, conf: Optional[dict] = None):
         super().__init__()
         self.conf = merge_conf(DEFAULT_CONF, conf, "the default model")

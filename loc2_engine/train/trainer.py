@@ -401,7 +401,8 @@ class Trainer:
         info = {"step": step, "steps_run": self.step, "total_steps": self.total_steps,
                 "train_seconds": round(self.elapsed_s, 1), "seed": self.conf.seed, "val": chosen,
                 "datasets": [os.path.abspath(d) for d in self.dataset_dirs], "device": str(self.device),
-                "batch_size": self.conf.batch_size, "lr": self.conf.lr,
+                "batch_size": self.conf.batch_size, "lr": self.conf.lr, "augment": self.conf.augment,
+                "mirror": self.conf.mirror or not self.conf.train_matcher,
                 "init": os.path.basename(self.init) if self.init else None,
                 "mono": "trained" if self.conf.train_mono else "shipped, frozen",
                 "matcher": "trained" if self.conf.train_matcher else "frozen"}
