@@ -10,8 +10,8 @@ matcher from the pose only (VCE + InfoNCE, `losses`), the mono depth net from th
 * Batches alternate camera kinds in proportion to their numbers of photos; panoramas are rolled by a
   random number of columns (unknown orientation) and every window is offset from the truth by up to
   ``max_offset_m``. With ``mirror``, half of the samples show the east–west mirrored world (photo, range and
-  aerial window flipped, heading negated: `data.mirror_world`). Training batches (not validation) get a photometric jitter (`augment`), so the matcher
-  does not learn one renderer's colours.
+  aerial window flipped, heading negated: `data.mirror_world`). Training batches (not validation) get a
+  photometric jitter (`augment`), so the matcher does not learn one renderer's colours.
 * Validation on held-out towns: RANSAC on matches sampled from P, ground lifted with the truth range and
   with the mono depth net; the median position error with mono depth marks ``best.pt``. The model file
   gets the last state by default (the end of the annealed schedule), or the best one on request.
