@@ -273,7 +273,8 @@ def test_mirror_ensemble_answers_the_mirrored_world_with_the_mirrored_matches(ki
         window = AerialWindow(flip(aerial), np.ones((n, n), bool), gsd, frame, f"mirrored {mirrored}")
         ground_in = GroundImage("p.png", flip(photo), camera, ExifInfo(), kind).fitted(W, H)
         P = loc._probabilities(window, ground_in, valid)[0]
-        return P.view(n // 4, n // 4, hg, wg)  # cells (rows, cols) x tokens (rows, cols)
+        side = math.isqrt(P.shape[0])  # square window of square cells
+        return P.view(side, side, hg, wg)  # cells (rows, cols) x tokens (rows, cols)
 
     def mirror_gap(**conf):
         loc = Localizer(model=matcher, depth="truth", device="cpu", **conf)

@@ -267,6 +267,12 @@ class Trainer:
         self.kind_p = torch.tensor([counts[k] for k in self.kinds], dtype=torch.float64)
         tqdm.write(f"train photos {counts}, validation photos { {k: len(c) for k, c in val.items()} }")
 
+    @property
+    def mirrors(self) -> bool:
+        """Whether training samples are mirrored (a mirrored photo is always a valid depth sample, so depth-only
+        training always mirrors)."""
+        return self.conf.mirror or not self.conf.train_matcher
+
     def _draw(self, cache: KindCache, idx: torch.Tensor, g: torch.Generator, mirror: bool = False) -> Batch:
         return draw_batch(cache, idx, self.model.aerial_size_px, self.model.aerial_gsd, self.model.token_stride,
                           self.conf.max_offset_m, True, g, mirror)
@@ -275,9 +281,7 @@ class Trainer:
         kind = self.kinds[int(torch.multinomial(self.kind_p, 1, generator=self.data_gen))]
         cache = self.train_data[kind]
         idx = torch.randint(0, len(cache), (self.conf.batch_size,), generator=self.data_gen)
-        # a mirrored photo is always a valid depth sample, so depth-only training always mirrors
-        mirror = self.conf.mirror or not self.conf.train_matcher
-        batch = self._draw(cache, idx, self.data_gen, mirror).to(self.device)
+        batch = self._draw(cache, idx, self.data_gen, self.mirrors).to(self.device)
         if self.conf.augment:  # on the device: the CPU only draws the crops
             batch = replace(batch, ground=jitter(batch.ground, self.data_gen, circular=kind == "pano"),
                             aerial=jitter(batch.aerial, self.data_gen))
@@ -402,7 +406,7 @@ class Trainer:
                 "train_seconds": round(self.elapsed_s, 1), "seed": self.conf.seed, "val": chosen,
                 "datasets": [os.path.abspath(d) for d in self.dataset_dirs], "device": str(self.device),
                 "batch_size": self.conf.batch_size, "lr": self.conf.lr, "augment": self.conf.augment,
-                "mirror": self.conf.mirror or not self.conf.train_matcher,
+                "mirror": self.mirrors,
                 "init": os.path.basename(self.init) if self.init else None,
                 "mono": "trained" if self.conf.train_mono else "shipped, frozen",
                 "matcher": "trained" if self.conf.train_matcher else "frozen"}
