@@ -96,6 +96,36 @@ def test_mirrored_samples_show_the_mirrored_world(trainer, kind):
     assert torch.allclose(m[ok], expected[ok], atol=5e-3)  # float32 headings; a half-pixel slip is ~0.1 m
 
 
+@pytest.mark.parametrize("kind", ["pano", "pinhole"])
+def test_turned_samples_show_the_turned_world(trainer, kind):
+    cache = trainer.train_data[kind]
+    idx = torch.arange(8) % len(cache)
+    plain = draw_batch(cache, idx, 224, 0.5, 8, 25.0, True, torch.Generator().manual_seed(3))
+    turned = draw_batch(cache, idx, 224, 0.5, 8, 25.0, True, torch.Generator().manual_seed(3), turn=True)
+    assert torch.equal(turned.ground, plain.ground)
+    assert torch.allclose(turned.token_depth, plain.token_depth, atol=0, rtol=0, equal_nan=True)
+    quarters = [next(q for q in range(4) if torch.equal(torch.rot90(p, q, (-2, -1)), t))
+                for p, t in zip(plain.aerial, turned.aerial)]
+    assert len(set(quarters)) > 1
+
+    def colour_under_tokens(b):  # (B, Ng, 3) aerial colour under each token lifted with its truth range
+        xy = torch.einsum("bij,bnj->bni", b.R_gt, b.token_depth[..., None] * b.lift_coef) + b.t_gt[:, None]
+        n = b.aerial.shape[-1]
+        col = torch.round(xy[..., 0] / 0.5 + n / 2 - 0.5).long()
+        row = torch.round(n / 2 - 0.5 - xy[..., 1] / 0.5).long()
+        inside = torch.isfinite(xy).all(-1) & (col >= 0) & (col < n) & (row >= 0) & (row < n)
+        rgb = torch.stack([b.aerial[i][:, row[i].clamp(0, n - 1), col[i].clamp(0, n - 1)].T for i in range(len(xy))])
+        return rgb, inside
+
+    a, ok_a = colour_under_tokens(plain)
+    t, ok_t = colour_under_tokens(turned)
+    assert torch.equal(ok_a, ok_t) and ok_a.sum() > 100
+    # a sign slip in the position or the heading puts the tokens on other pixels; float32 headings can move
+    # a token across a pixel edge, so allow a few
+    same = (a == t).all(-1)[ok_a].float().mean()
+    assert same > 0.95
+
+
 def test_batch_truth_offsets_stay_within_the_radius(trainer):
     kind, cache = next(iter(trainer.train_data.items()))
     batch = draw_batch(cache, torch.zeros(16, dtype=torch.long), 224, 0.5, 8, 25.0, True,

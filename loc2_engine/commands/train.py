@@ -46,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mirror", action="store_true",
                         help="show half of the training samples in the east-west mirrored world: photo, depth and "
                              "aerial window flipped, heading negated (always on with --depth-only)")
+    parser.add_argument("--turn", action="store_true",
+                        help="turn each training sample's world by a random multiple of 90 degrees: aerial window, "
+                             "camera position and heading turned (the sun turns with it, so shadows fall any way)")
     parser.add_argument("--no-augment", action="store_true",
                         help="train on the rendered colours as they are (default: random exposure, white balance, "
                              "contrast, saturation, gamma, noise and blur, see train/augment.py)")
@@ -79,7 +82,7 @@ def run(args) -> int:
     ckpt_dir = args.ckpt_dir or str(Path(args.out).resolve().parent / "ckpt")
     conf = TrainConf(batch_size=args.batch_size, lr=args.lr, seed=args.seed, cache_workers=args.workers,
                      auto_threads=args.threads == "auto", export=args.export,
-                     augment=not args.no_augment, mirror=args.mirror, train_mono=not args.matcher_only,
+                     augment=not args.no_augment, mirror=args.mirror, turn=args.turn, train_mono=not args.matcher_only,
                      train_matcher=not args.depth_only, device=args.device, mono=mono)
     try:
         trainer = Trainer(args.dataset, args.out, ckpt_dir, conf, mono_out=args.mono_out, init=args.init)

@@ -242,10 +242,12 @@ def split_by_town(caches: Dict[str, KindCache], val_fraction: float, seed: int
 
 
 def draw_batch(cache: KindCache, idx: torch.Tensor, window_px: int, gsd: float, token_stride: int,
-               max_offset_m: float, roll: bool, generator: torch.Generator, mirror: bool = False) -> Batch:
+               max_offset_m: float, roll: bool, generator: torch.Generator, mirror: bool = False,
+               turn: bool = False) -> Batch:
     """Assemble a Batch from photos ``idx`` (B,) of ``cache``: random window offsets (uniform over the disk
-    of radius max_offset_m, whole pixels), when ``roll`` and the kind is pano, random column rolls, and when
-    ``mirror``, half of the samples mirrored east–west (`mirror_world`)."""
+    of radius max_offset_m, whole pixels), when ``roll`` and the kind is pano, random column rolls, when
+    ``mirror``, half of the samples mirrored east–west (`mirror_world`), and when ``turn``, each sample's
+    world turned by a random number of quarter turns (`turn_world`)."""
     B = idx.numel()
     Hc = cache.aerial.shape[-1]
     margin = (Hc - window_px) // 2
@@ -287,6 +289,9 @@ def draw_batch(cache: KindCache, idx: torch.Tensor, window_px: int, gsd: float, 
             flip, ground, depth, token_depth.view(B, hg, wg), aerial, aerial_valid, t_gt, heading, intrinsics,
             cache.kind)
         token_depth = token_depth.reshape(B, hg * wg)
+    if turn:
+        quarters = torch.randint(0, 4, (B,), generator=generator)
+        aerial, aerial_valid, t_gt, heading = turn_world(quarters, aerial, aerial_valid, t_gt, heading)
     lift_coef = token_lift_coefficients(cache.kind, intrinsics, (H, W), uv)
     return Batch(cache.kind, ground, depth, token_depth, lift_coef, aerial, aerial_valid,
                  rotation_from_heading(heading).float(), t_gt, heading.float())
@@ -316,6 +321,26 @@ def mirror_world(flip: torch.Tensor, ground: torch.Tensor, depth: torch.Tensor, 
         intrinsics = intrinsics.clone()
         intrinsics[flip, 2] = W - 1 - intrinsics[flip, 2]
     return ground, depth, token_depth, aerial, aerial_valid, t_gt, heading, intrinsics
+
+
+def turn_world(quarters: torch.Tensor, aerial: torch.Tensor, aerial_valid: torch.Tensor, t_gt: torch.Tensor,
+               heading: torch.Tensor):
+    """Each sample's world turned counter-clockwise by ``quarters`` (B,) long quarter turns about the window's
+    centre: aerial window (B, 3, Hw, Hw, square) and validity (B, Hw, Hw) turned, camera position t_gt (B, 2)
+    metres turned, (x, y) -> (-y, x) per quarter, heading (B,) degrees less 90 per quarter. The photo is
+    unchanged: it does not know where north is. The sun turns with the world, so the shadows in the window
+    fall in any direction, as they do on real sites at other latitudes and times (the synthetic sun is
+    always in the southern half of the sky). Exact: a square window's cell centres map onto each other.
+    Returns the four inputs, turned."""
+    k = quarters.view(-1)
+    aerial = torch.stack([torch.rot90(a, int(q), dims=(-2, -1)) for a, q in zip(aerial, k)])
+    aerial_valid = torch.stack([torch.rot90(v, int(q), dims=(-2, -1)) for v, q in zip(aerial_valid, k)])
+    angle = k.to(torch.float64) * (math.pi / 2)
+    c, s = torch.cos(angle).round(), torch.sin(angle).round()
+    x, y = t_gt[:, 0].double(), t_gt[:, 1].double()
+    t_gt = torch.stack([c * x - s * y, s * x + c * y], -1).to(t_gt.dtype)
+    heading = torch.remainder(heading - 90.0 * k.to(heading.dtype), 360.0)
+    return aerial, aerial_valid, t_gt, heading
 
 
 def token_lift_coefficients(kind: str, intrinsics: torch.Tensor, size: Tuple[int, int], uv: torch.Tensor

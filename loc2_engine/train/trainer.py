@@ -10,7 +10,8 @@ matcher from the pose only (VCE + InfoNCE, `losses`), the mono depth net from th
 * Batches alternate camera kinds in proportion to their numbers of photos; panoramas are rolled by a
   random number of columns (unknown orientation) and every window is offset from the truth by up to
   ``max_offset_m``. With ``mirror``, half of the samples show the east–west mirrored world (photo, range and
-  aerial window flipped, heading negated: `data.mirror_world`). Training batches (not validation) get a
+  aerial window flipped, heading negated: `data.mirror_world`); with ``turn``, each sample's world is turned by
+  random quarter turns (aerial window, position and heading: `data.turn_world`). Training batches (not validation) get a
   photometric jitter (`augment`), so the matcher does not learn one renderer's colours.
 * Validation on held-out towns: RANSAC on matches sampled from P, ground lifted with the truth range and
   with the mono depth net; the median position error with mono depth marks ``best.pt``. The model file
@@ -73,6 +74,7 @@ class TrainConf:
     export: str = "last"            # "last" or "best" (by validation) state written to the model file
     augment: bool = True            # photometric jitter of training batches (augment.py), never of validation
     mirror: bool = False            # half of the training samples in the east–west mirrored world (data.mirror_world)
+    turn: bool = False              # each training sample's world turned by random quarter turns (data.turn_world)
     train_mono: bool = True         # False: train the matcher alone; the shipped mono depth net validates, frozen
     train_matcher: bool = True      # False: train the mono depth net alone; the matcher validates, frozen
     device: str = "cpu"             # where the networks run ("cuda" on a GPU machine); batches are drawn on the CPU
@@ -273,15 +275,16 @@ class Trainer:
         training always mirrors)."""
         return self.conf.mirror or not self.conf.train_matcher
 
-    def _draw(self, cache: KindCache, idx: torch.Tensor, g: torch.Generator, mirror: bool = False) -> Batch:
+    def _draw(self, cache: KindCache, idx: torch.Tensor, g: torch.Generator, mirror: bool = False,
+              turn: bool = False) -> Batch:
         return draw_batch(cache, idx, self.model.aerial_size_px, self.model.aerial_gsd, self.model.token_stride,
-                          self.conf.max_offset_m, True, g, mirror)
+                          self.conf.max_offset_m, True, g, mirror, turn)
 
     def next_batch(self) -> Batch:
         kind = self.kinds[int(torch.multinomial(self.kind_p, 1, generator=self.data_gen))]
         cache = self.train_data[kind]
         idx = torch.randint(0, len(cache), (self.conf.batch_size,), generator=self.data_gen)
-        batch = self._draw(cache, idx, self.data_gen, self.mirrors).to(self.device)
+        batch = self._draw(cache, idx, self.data_gen, self.mirrors, self.conf.turn).to(self.device)
         if self.conf.augment:  # on the device: the CPU only draws the crops
             batch = replace(batch, ground=jitter(batch.ground, self.data_gen, circular=kind == "pano"),
                             aerial=jitter(batch.aerial, self.data_gen))
@@ -406,7 +409,7 @@ class Trainer:
                 "train_seconds": round(self.elapsed_s, 1), "seed": self.conf.seed, "val": chosen,
                 "datasets": [os.path.abspath(d) for d in self.dataset_dirs], "device": str(self.device),
                 "batch_size": self.conf.batch_size, "lr": self.conf.lr, "augment": self.conf.augment,
-                "mirror": self.mirrors,
+                "mirror": self.mirrors, "turn": self.conf.turn,
                 "init": os.path.basename(self.init) if self.init else None,
                 "mono": "trained" if self.conf.train_mono else "shipped, frozen",
                 "matcher": "trained" if self.conf.train_matcher else "frozen"}
