@@ -257,3 +257,12 @@ def test_bench_pools_the_runs_of_several_seeds(tiny_dataset, tmp_path):
     for a, b in zip(runs[2]["photos"][:n_photos], runs[1]["photos"]):
         assert (a["photo"], a["status"], a["pos_err_m"]) == (b["photo"], b["status"], b["pos_err_m"])
     assert main(["bench", str(tiny_dataset), "--seeds", "0"]) == 2
+
+
+def test_another_sun_lights_the_same_town():
+    """--sun-azimuth redraws only the sun: the same seed builds the same town, lit from the asked range."""
+    south = T.make_town("g", "downtown", 5, "EPSG:32632", ORIGIN, 160.0)
+    north = T.make_town("g", "downtown", 5, "EPSG:32632", ORIGIN, 160.0, sun_azimuth_deg=(280.0, 440.0))
+    assert 100.0 <= south.sun_az_deg < 260.0
+    assert north.sun_az_deg == pytest.approx((south.sun_az_deg + 180.0) % 360.0)
+    assert north.sun_el_deg == south.sun_el_deg and north.blocks == south.blocks and north.roads == south.roads

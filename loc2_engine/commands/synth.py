@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import time
 
 HELP = "generate a synthetic dataset: procedural towns, orthophotos, ground photos with EXIF and exact depth"
@@ -18,6 +19,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--views", type=int, default=None,
                         help="views per town (about half panoramas, half pinholes); default: the preset's")
     parser.add_argument("--workers", type=int, default=1, help="parallel processes, one town each (default 1)")
+    parser.add_argument("--sun-azimuth", metavar="MIN,MAX", default=None,
+                        help="grid azimuth range the sun is drawn from, degrees clockwise from north (default "
+                             "100,260: the southern sky; 0,360: anywhere); the same seed gives the same towns and "
+                             "photos under another sun")
 
 
 def run(args) -> int:
@@ -28,6 +33,16 @@ def run(args) -> int:
     if args.views is not None:
         n_pano = (args.views + 1) // 2
         preset = dataclasses.replace(preset, n_pano=n_pano, n_pinhole=args.views - n_pano)
+    if args.sun_azimuth is not None:
+        try:
+            lo, hi = (float(v) for v in args.sun_azimuth.split(","))
+        except ValueError:
+            lo = hi = float("nan")
+        if not (0.0 <= hi - lo <= 360.0):
+            print(f"loc2 synth: --sun-azimuth needs MIN,MAX degrees with MIN <= MAX <= MIN + 360, got "
+                  f"{args.sun_azimuth!r}", file=sys.stderr)
+            return 2
+        preset = dataclasses.replace(preset, sun_azimuth_deg=(lo, hi))
     t0 = time.perf_counter()
     rows = generate(args.out_dir, preset, seed=args.seed, towns=args.towns, workers=max(1, args.workers))
     print(f"wrote {len(rows)} photos to {os.path.join(args.out_dir, 'manifest.csv')} "

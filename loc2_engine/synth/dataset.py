@@ -54,7 +54,7 @@ def town_seed(preset: Preset, seed: int, index: int) -> int:
 def build_town(preset: Preset, spec: TownSpec, seed: int, index: int) -> Town:
     crs, origin = town_origin(spec)
     return make_town(spec.name, spec.style, town_seed(preset, seed, index), crs, origin, preset.size_m,
-                     default_style(spec.style, preset.variant))
+                     default_style(spec.style, preset.variant), preset.sun_azimuth_deg)
 
 
 @dataclass

@@ -39,6 +39,7 @@ class Preset:
     compass_fraction: float = 0.3        # photos with a noisy GPSImgDirection
     camera_margin_m: float = 60.0        # cameras stay this far inside the town edge
     supersample: int = 1                 # k x k colour samples per pixel (anti-aliasing; depth at centres)
+    sun_azimuth_deg: Tuple[float, float] = (100.0, 260.0)  # grid azimuth range of the sun (southern sky)
 
 
 # origins slightly off the real centres; zones 31-34 north, latitudes 46-70 degrees

@@ -172,12 +172,15 @@ ASPHALT, PAVING, KERB, WHITE, GRASS, CONCRETE = (
 
 
 def make_town(name: str, style: str, seed: int, crs: str, origin_xy, size_m: float = 256.0,
-              params: Optional[StyleParams] = None) -> Town:
-    """Build a town deterministically from ``seed``; see the module docstring for the frame."""
+              params: Optional[StyleParams] = None, sun_azimuth_deg: Tuple[float, float] = (100.0, 260.0)) -> Town:
+    """Build a town deterministically from ``seed``; see the module docstring for the frame.
+
+    sun_azimuth_deg: (min, max) grid azimuth the sun is drawn from, degrees clockwise from grid north; the
+    default keeps it in the southern sky; another range draws the same towns under another sun."""
     rng = np.random.default_rng(seed)
     params = params or default_style(style)
     town = Town(name=name, style=style, seed=seed, crs=crs, origin_xy=(float(origin_xy[0]), float(origin_xy[1])),
-                size_m=float(size_m), sun_az_deg=float(rng.uniform(100, 260)), sun_el_deg=float(rng.uniform(28, 62)),
+                size_m=float(size_m), sun_az_deg=float(rng.uniform(*sun_azimuth_deg)) % 360.0, sun_el_deg=float(rng.uniform(28, 62)),
                 params=params)
     if style == "suburb":
         _suburb(town, rng)
