@@ -266,3 +266,14 @@ def test_another_sun_lights_the_same_town():
     assert 100.0 <= south.sun_az_deg < 260.0
     assert north.sun_az_deg == pytest.approx((south.sun_az_deg + 180.0) % 360.0)
     assert north.sun_el_deg == south.sun_el_deg and north.blocks == south.blocks and north.roads == south.roads
+
+
+def test_photos_can_have_a_sun_of_their_own():
+    """--photo-sun independent: the photos' sun is drawn apart from the orthophoto's, for the same town."""
+    from loc2_engine.synth.dataset import photo_sun_town
+
+    town = T.make_town("g", "downtown", 5, "EPSG:32632", ORIGIN, 160.0)
+    lit = photo_sun_town(town, dataclasses.replace(get_preset("bench"), photo_sun="independent"))
+    assert lit.blocks is town.blocks and lit.buildings is town.buildings
+    assert abs(lit.sun_az_deg - town.sun_az_deg) > 1.0 and 100.0 <= lit.sun_az_deg < 260.0
+    assert T.SUN_ELEVATION_DEG[0] <= lit.sun_el_deg <= T.SUN_ELEVATION_DEG[1]

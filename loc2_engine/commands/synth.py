@@ -19,6 +19,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--views", type=int, default=None,
                         help="views per town (about half panoramas, half pinholes); default: the preset's")
     parser.add_argument("--workers", type=int, default=1, help="parallel processes, one town each (default 1)")
+    parser.add_argument("--photo-sun", choices=("same", "independent"), default="same",
+                        help="'independent': light the photos with a sun drawn apart from the orthophoto's, as if "
+                             "taken at another time (default: the same sun)")
     parser.add_argument("--sun-azimuth", metavar="MIN,MAX", default=None,
                         help="grid azimuth range the sun is drawn from, degrees clockwise from north (default "
                              "100,260: the southern sky; 0,360: anywhere); the same seed gives the same towns and "
@@ -43,6 +46,7 @@ def run(args) -> int:
                   f"{args.sun_azimuth!r}", file=sys.stderr)
             return 2
         preset = dataclasses.replace(preset, sun_azimuth_deg=(lo, hi))
+    preset = dataclasses.replace(preset, photo_sun=args.photo_sun)
     t0 = time.perf_counter()
     rows = generate(args.out_dir, preset, seed=args.seed, towns=args.towns, workers=max(1, args.workers))
     print(f"wrote {len(rows)} photos to {os.path.join(args.out_dir, 'manifest.csv')} "

@@ -15,7 +15,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing import Pool
 from typing import Dict, List, Optional
 
@@ -32,7 +32,7 @@ from .ortho import ortho_transform, render_ortho, write_geotiff
 from .photos import exif_bytes, photometric, rotate_for_orientation, save_jpeg
 from .presets import Preset, TownSpec
 from .render import Renderer
-from .town import Town, default_style, make_town
+from .town import SUN_ELEVATION_DEG, Town, default_style, make_town
 
 def utm_crs(lon: float, lat: float) -> str:
     """EPSG code string of the standard UTM zone of a lon/lat (no Norway/Svalbard exceptions)."""
@@ -99,6 +99,14 @@ def _fmt(v, digits=3) -> str:
     return "" if v is None else f"{v:.{digits}f}"
 
 
+def photo_sun_town(town: Town, preset: Preset) -> Town:
+    """``town`` under a sun drawn apart from its own, from the preset's ranges, with a stream of its own (the
+    town, its views and photo noise stay those of the seed)."""
+    rng = np.random.default_rng(town.seed + 202)
+    return replace(town, sun_az_deg=float(rng.uniform(*preset.sun_azimuth_deg)) % 360.0,
+                   sun_el_deg=float(rng.uniform(*SUN_ELEVATION_DEG)))
+
+
 def generate_town(job) -> List[Dict[str, str]]:
     """Render one town's orthophoto and views into ``out_dir``; returns its manifest rows (in order)."""
     preset, spec, seed, index, out_dir = job
@@ -106,13 +114,16 @@ def generate_town(job) -> List[Dict[str, str]]:
     town = build_town(preset, spec, seed, index)
     renderer = Renderer(town, build_mesh(town), make_albedo(town))
     aerial_rel = f"aerial/{spec.name}.tif"
+    lit = photo_sun_town(town, preset) if preset.photo_sun == "independent" else town  # the photos' sun
     write_geotiff(os.path.join(out_dir, aerial_rel), render_ortho(renderer, preset.gsd), ortho_transform(town, preset.gsd),
                   town.crs)
     with open(os.path.join(out_dir, f"aerial/{spec.name}.json"), "w") as f:
         json.dump({"name": spec.name, "style": spec.style, "seed": town.seed, "crs": town.crs,
                    "origin_xy": town.origin_xy, "lonlat": [spec.lon, spec.lat], "size_m": town.size_m,
                    "gsd": preset.gsd, "sun_grid_azimuth_deg": town.sun_az_deg, "sun_elevation_deg": town.sun_el_deg,
-                   "buildings": len(town.buildings), "trees": len(town.trees)}, f, indent=1)
+                   "buildings": len(town.buildings), "trees": len(town.trees),
+                   "photo_sun_grid_azimuth_deg": lit.sun_az_deg, "photo_sun_elevation_deg": lit.sun_el_deg}, f, indent=1)
+    renderer.sun = lit.sun_dir.astype(np.float32)
     frame = LocalFrame(town.crs, town.origin_xy)
     to_lonlat = pyproj.Transformer.from_crs(town.crs, "EPSG:4326", always_xy=True)
     rng = np.random.default_rng(town.seed + 101)

@@ -40,6 +40,8 @@ class Preset:
     camera_margin_m: float = 60.0        # cameras stay this far inside the town edge
     supersample: int = 1                 # k x k colour samples per pixel (anti-aliasing; depth at centres)
     sun_azimuth_deg: Tuple[float, float] = (100.0, 260.0)  # grid azimuth range of the sun (southern sky)
+    photo_sun: str = "same"              # "independent": the photos' sun drawn apart from the orthophoto's
+                                         # (taken at another time of day or year, as real ones are)
 
 
 # origins slightly off the real centres; zones 31-34 north, latitudes 46-70 degrees

@@ -171,6 +171,10 @@ ASPHALT, PAVING, KERB, WHITE, GRASS, CONCRETE = (
     (0.55, 0.54, 0.50))
 
 
+#: elevation range of the sun above the horizon, degrees
+SUN_ELEVATION_DEG = (28.0, 62.0)
+
+
 def make_town(name: str, style: str, seed: int, crs: str, origin_xy, size_m: float = 256.0,
               params: Optional[StyleParams] = None, sun_azimuth_deg: Tuple[float, float] = (100.0, 260.0)) -> Town:
     """Build a town deterministically from ``seed``; see the module docstring for the frame.
@@ -180,7 +184,7 @@ def make_town(name: str, style: str, seed: int, crs: str, origin_xy, size_m: flo
     rng = np.random.default_rng(seed)
     params = params or default_style(style)
     town = Town(name=name, style=style, seed=seed, crs=crs, origin_xy=(float(origin_xy[0]), float(origin_xy[1])),
-                size_m=float(size_m), sun_az_deg=float(rng.uniform(*sun_azimuth_deg)) % 360.0, sun_el_deg=float(rng.uniform(28, 62)),
+                size_m=float(size_m), sun_az_deg=float(rng.uniform(*sun_azimuth_deg)) % 360.0, sun_el_deg=float(rng.uniform(*SUN_ELEVATION_DEG)),
                 params=params)
     if style == "suburb":
         _suburb(town, rng)
