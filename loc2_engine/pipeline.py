@@ -100,6 +100,11 @@ DEFAULT_CONF = {
     # 66 -> 69 % (90 % bootstrap interval of the change [+2, +5] points), pinholes without a heading prior
     # 6.42 -> 5.63 m, panoramas without one 1.74 -> 1.48 m; both encoders run twice (0.23 -> 0.29 s/photo)
     "mirror_tta": None,
+    # matching probabilities averaged over 1, 2 or 4 quarter turns of the aerial window (each turned window
+    # encoded, its cells turned back): a test-time ensemble over the directions the sun can shine from, for
+    # a matcher trained on turned worlds (`loc2 train --turn`); None: the matcher's `aerial_quarters` (4 for
+    # weights trained with --turn, else 1). Only for unknown-orientation inputs (no canonical roll or turn)
+    "aerial_quarters": None,
     # camera height above the ground, metres, for depth measured on the ground plane (plane, and relative
     # depth put in metres from it); None: the providers' default (depth.DEFAULT_CAMERA_HEIGHT_M, 1.6 m)
     "camera_height_m": None,
@@ -154,6 +159,9 @@ class Localizer:
         if unknown:
             raise TypeError(f"unknown Localizer settings {sorted(unknown)}; known: {sorted(DEFAULT_CONF)}")
         self.conf = {**DEFAULT_CONF, **conf}
+        if self.conf["aerial_quarters"] not in (None, 1, 2, 4):
+            raise ValueError(f"aerial_quarters must be 1, 2 or 4 (quarter turns that form a group), got "
+                             f"{self.conf['aerial_quarters']!r}")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if isinstance(model, Matcher):
             self.matcher, self.model_name = model, getattr(model, "name", type(model).__name__)
@@ -177,6 +185,12 @@ class Localizer:
         """Whether matching averages in the mirrored world (conf ``mirror_tta``, else the matcher's own)."""
         own = self.conf["mirror_tta"]
         return bool(getattr(self.matcher, "mirror_tta", False) if own is None else own)
+
+    @property
+    def aerial_quarters(self) -> int:
+        """Quarter turns of the aerial window that matching averages over (conf, else the matcher's own)."""
+        own = self.conf["aerial_quarters"]
+        return int(getattr(self.matcher, "aerial_quarters", 1) if own is None else own)
 
     @property
     def window_size_m(self) -> float:
@@ -212,17 +226,20 @@ class Localizer:
                 "aerial_gsd.")
         return window
 
-    def _aerial_features(self, window: AerialWindow, turn_deg: Optional[float] = None, mirrored: bool = False):
-        """Features of ``window`` (cached by ``window.key``, ``turn_deg`` and ``mirrored``) and the (Na,) validity
-        of its cells.
+    def _aerial_features(self, window: AerialWindow, turn_deg: Optional[float] = None, mirrored: bool = False,
+                         quarters: int = 0):
+        """Features of ``window`` (cached by ``window.key``, ``turn_deg``, ``mirrored`` and ``quarters``) and the
+        (Na,) validity of its cells.
 
         turn_deg: the model sees the window's centre turned that many degrees clockwise (`turned_tile`) and
         places its cells in that tile's frame, which are turned back into the window's local frame.
-        mirrored: the model sees the tile flipped east–west; its descriptors are flipped back, so cell i is
-        the same place as without the mirror.
+        mirrored: the model sees the tile flipped east–west; quarters: then turned that many quarter turns
+        counter-clockwise (exact on the square tile). The descriptors are turned and flipped back, so cell i
+        is the same place whatever the model saw.
         """
         key = window.key if turn_deg is None else f"{window.key}|turned {turn_deg:.9g}"
         key += "|mirrored" if mirrored else ""
+        key += f"|quarters {quarters}" if quarters else ""
         with self._cache_lock:
             if key in self._features:
                 self._features.move_to_end(key)
@@ -230,10 +247,11 @@ class Localizer:
         n = int(self.matcher.aerial_size_px)
         image = window.image if turn_deg is None else turned_tile(window, turn_deg, n)
         x = to_input(image).to(self.device)
+        x = torch.rot90(x.flip(-1) if mirrored else x, quarters, dims=(-2, -1))
         with torch.no_grad():
-            feats = self.matcher.encode_aerial(x.flip(-1) if mirrored else x)
-        if mirrored:
-            feats = AerialFeatures(feats.desc.flip(-1), feats.xy_local)
+            feats = self.matcher.encode_aerial(x)
+        desc = torch.rot90(feats.desc, -quarters, dims=(-2, -1))
+        feats = AerialFeatures(desc.flip(-1) if mirrored else desc, feats.xy_local)
         if turn_deg is not None:
             feats = AerialFeatures(feats.desc, unturn(feats.xy_local, turn_deg))
         # a cell is usable when the raster has data at its centre
@@ -244,8 +262,9 @@ class Localizer:
         cell_valid = torch.from_numpy(window.valid[rows, cols]).to(self.device)[None]
         with self._cache_lock:
             self._features[key] = (feats, cell_valid)
-            # the mirror ensemble keeps two feature sets per window
-            while len(self._features) > max(1, int(self.conf["cache_size"])) * (2 if self.mirror_tta else 1):
+            # the ensembles keep a feature set per mirror and quarter turn of each window
+            per_window = (2 if self.mirror_tta else 1) * self.aerial_quarters
+            while len(self._features) > max(1, int(self.conf["cache_size"])) * per_window:
                 self._features.popitem(last=False)
         return feats, cell_valid
 
@@ -400,20 +419,22 @@ class Localizer:
         photo as the matcher sees it, rolled by ``view.roll``); valid (Ng,) bool marks tokens with depth.
 
         With conf ``mirror_tta``, P is averaged with the P of the east–west mirrored world (window and photo
-        flipped, the answer flipped back): the matcher is not mirror-equivariant, and the two answers differ
-        where it is unsure.
+        flipped, the answer flipped back), and with ``aerial_quarters`` over the window turned by quarter turns
+        (the photo, which does not know north, unchanged): the matcher is equivariant to neither, and the
+        answers differ where it is unsure. A canonical view (known orientation) is never turned.
         """
         total = 0.0
         mirrors = (False, True) if self.mirror_tta else (False,)
+        canonical = view.roll or view.aerial_turn_deg is not None
+        quarters = range(1 if canonical else self.aerial_quarters)
         for mirrored in mirrors:
-            feats_a, cell_valid = self._aerial_features(window, view.aerial_turn_deg, mirrored)
-            total = total + self._rolled_probabilities(feats_a, cell_valid, ground_in, valid, view.roll, mirrored)
+            aerials = [self._aerial_features(window, view.aerial_turn_deg, mirrored, q) for q in quarters]
+            total = total + self._rolled_probabilities(aerials, ground_in, valid, view.roll, mirrored)
         return total / len(mirrors)
 
-    def _rolled_probabilities(self, feats_a, cell_valid, ground_in, valid, roll: int, mirrored: bool = False
-                              ) -> torch.Tensor:
-        """Matching probabilities P (1, Na, Ng) against aerial features ``feats_a``, ground tokens in the photo's
-        token order.
+    def _rolled_probabilities(self, aerials, ground_in, valid, roll: int, mirrored: bool = False) -> torch.Tensor:
+        """Matching probabilities P (1, Na, Ng), averaged over ``aerials``, a list of (aerial features, (1, Na)
+        cell validity) of one window, ground tokens in the photo's token order.
 
         A panorama is also matched rolled by i/n of its width (i < n = ``pano_rolls``, whole tokens) and the
         n P's, rolled back, are averaged: a test-time ensemble over the one symmetry of a 360° view, which
@@ -421,7 +442,7 @@ class Localizer:
         helped the default model's step-2962 weights (panorama medians 1.98 -> 1.33 m known orientation,
         3.51 -> 3.22 m unknown) but not the shipped step-6101 weights (2.01 -> 1.77 m and 1.68 -> 1.66 m,
         median heading error 1.4 -> 2.4° and 3.2 -> 3.8°), so it is off unless asked for.
-        mirrored: the matcher sees the photo flipped left–right (with ``feats_a`` of the flipped window) and
+        mirrored: the matcher sees the photo flipped left–right (with ``aerials`` of the flipped window) and
         its token descriptors are flipped back into the photo's token order.
         """
         kind = ground_in.content.camera.kind
@@ -440,10 +461,11 @@ class Localizer:
                 if mirrored:
                     feats_g = GroundFeatures(feats_g.desc.flip(-1), feats_g.uv, feats_g.input_size)
                 valid_i = torch.roll(valid.view(grid), cols, dims=1).reshape(1, -1)
-                P = self.matcher.match(feats_a, feats_g, valid_i, cell_valid)  # (1, Na, Ng), rolled order
-                P = torch.roll(P.view(1, -1, *grid), -cols, dims=-1).reshape(P.shape)
-                total = P if total is None else total + P
-        return total / n
+                for feats_a, cell_valid in aerials:
+                    P = self.matcher.match(feats_a, feats_g, valid_i, cell_valid)  # (1, Na, Ng), rolled order
+                    P = torch.roll(P.view(1, -1, *grid), -cols, dims=-1).reshape(P.shape)
+                    total = P if total is None else total + P
+        return total / (n * len(aerials))
 
     # -- helpers ---------------------------------------------------------------------------------------------
     def _ray_noise(self, camera, cell_m: float) -> Optional[RayNoise]:

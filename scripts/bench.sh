@@ -12,7 +12,11 @@
 #      medians move by tens of per cent on 100 photos;
 #   6. the mono run on the pinhole photos cropped to 16:9 and to 3:4 portrait (scripts/reframe_dataset.py),
 #      phone framings that the model's 4:3 input does not have;
-#   7. each run writes out/bench-<name>.json (per-photo records + tables) and out/bench-<name>.md, and
+#   7. the mono run on the bench preset's towns and photos (seed 0, generated beside $DATA) under other suns:
+#      from anywhere in the sky (`loc2 synth --sun-azimuth 0,360`; the training towns' sun is always in the
+#      southern half) and with the photos lit by a sun of their own (`--photo-sun independent`), as real
+#      photos and orthophotos are taken at different times;
+#   8. each run writes out/bench-<name>.json (per-photo records + tables) and out/bench-<name>.md, and
 #      prints its markdown tables.
 # Environment: BENCH_DATA (default data/bench), BENCH_OUT (default out), BENCH_LIMIT (photos per run,
 # spread over the manifest; default all), BENCH_MODEL (default "default"), PY (default .venv/bin/python).
@@ -66,4 +70,12 @@ for aspect in 16x9 3x4; do
         "$PY" scripts/reframe_dataset.py "$DATA" "$DATA-$aspect" "${aspect/x/:}"
     fi
     DATA="$DATA-$aspect" run "mono-$aspect" --depth mono
+done
+
+for sun in anysun photosun; do
+    if [[ ! -f "$DATA-$sun/manifest.csv" ]]; then
+        if [[ $sun == anysun ]]; then opts=(--sun-azimuth 0,360); else opts=(--photo-sun independent); fi
+        "$PY" -m loc2_engine synth "$DATA-$sun" --preset bench --workers 2 "${opts[@]}"
+    fi
+    DATA="$DATA-$sun" run "mono-$sun" --depth mono
 done

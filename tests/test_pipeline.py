@@ -285,6 +285,42 @@ def test_mirror_ensemble_answers_the_mirrored_world_with_the_mirrored_matches(ki
     assert mirror_gap(mirror_tta=False) > 1e-2
 
 
+@pytest.mark.parametrize("kind", ["pano", "pinhole"])
+def test_quarter_turn_ensemble_answers_the_turned_window_with_the_turned_matches(kind, tmp_path):
+    """With ``aerial_quarters`` = 4 (and the mirror ensemble: together the eight symmetries of the square),
+    the window turned a quarter counter-clockwise gives exactly the P of the window with its cells turned:
+    each turned pass's answer goes back onto the right cells. Weights trained on turned worlds ask for it."""
+    from loc2_engine.train.trainer import export_matcher
+
+    torch.manual_seed(0)
+    matcher = SmallMatcher().eval()
+    rng = np.random.default_rng(2)
+    n, gsd = matcher.aerial_size_px, matcher.aerial_gsd
+    aerial = rng.integers(0, 255, (n, n, 3), dtype=np.uint8)
+    H, W = matcher.ground_input_size_for(kind)
+    camera = PanoramaCamera(W, H) if kind == "pano" else PinholeCamera.from_hfov(W, H, 70.0)
+    ground_in = GroundImage("p.png", rng.integers(0, 255, (H, W, 3), dtype=np.uint8), camera, ExifInfo(),
+                            kind).fitted(W, H)
+    valid = torch.ones(ground_in.image.shape[0] * ground_in.image.shape[1] // matcher.token_stride ** 2,
+                       dtype=torch.bool)
+
+    def turn_gap(loc):
+        P = [loc._probabilities(AerialWindow(np.ascontiguousarray(np.rot90(aerial, q)), np.ones((n, n), bool),
+                                             gsd, LocalFrame(CRS, ORIGIN), f"turned {q}"), ground_in, valid)[0]
+             for q in (0, 1)]
+        side = math.isqrt(P[0].shape[0])
+        expected = torch.rot90(P[0].view(side, side, -1), 1, dims=(0, 1)).reshape(P[0].shape)
+        return float((P[1] - expected).abs().max() / P[0].max())
+
+    assert turn_gap(Localizer(model=matcher, depth="truth", device="cpu", aerial_quarters=4)) < 1e-4
+    assert turn_gap(Localizer(model=matcher, depth="truth", device="cpu")) > 1e-2  # off for these weights
+    for turned in (True, False):
+        export_matcher(matcher, tmp_path / "m.safetensors", {"turn": turned})
+        assert Localizer(model=str(tmp_path / "m.safetensors"), depth="truth").aerial_quarters == (4 if turned else 1)
+    with pytest.raises(ValueError, match="aerial_quarters"):
+        Localizer(model=matcher, depth="truth", aerial_quarters=3)
+
+
 def test_heading_prior_is_honoured(tmp_path):
     scene = _scene(tmp_path, "pano")
     matcher = OracleMatcher()

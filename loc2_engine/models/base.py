@@ -97,6 +97,9 @@ class Matcher(nn.Module):
     mirror_tta: whether the pipeline averages the matching probabilities with those of the east–west mirrored
         world (a test-time ensemble; measured on the default model, whose towns have a mirror-symmetric sun;
         off for the official models, as in the reference).
+    aerial_quarters: over how many quarter turns of the aerial window (1, 2 or 4) the pipeline averages the
+        matching probabilities (a test-time ensemble over the sun's direction; 1 = none); `build_from_file`
+        sets 4 for weights trained on turned worlds (`loc2 train --turn`).
     """
 
     ground_input_sizes: Dict[str, Tuple[int, int]]
@@ -107,6 +110,7 @@ class Matcher(nn.Module):
     pano_rolls: int = 1
     letterbox: bool = True
     mirror_tta: bool = False
+    aerial_quarters: int = 1
 
     @property
     def aerial_size_m(self) -> float:
@@ -295,6 +299,8 @@ def build_from_file(cls, weights, conf: Optional[dict], what: str) -> nn.Module:
         raise ModelError(f"The weight file {weights} does not fit {what}: {exc}") from exc
     if "confidence" in meta:  # the model's own calibration of its pose confidence (confidence.py)
         net.confidence_calibration = json.loads(meta["confidence"])
+    if isinstance(net, Matcher) and json.loads(meta.get("training", "{}")).get("turn"):  # sun from every side
+        net.aerial_quarters = 4
     return net.eval()
 
 
