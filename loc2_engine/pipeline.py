@@ -247,11 +247,11 @@ class Localizer:
         n = int(self.matcher.aerial_size_px)
         image = window.image if turn_deg is None else turned_tile(window, turn_deg, n)
         x = to_input(image).to(self.device)
-        x = torch.rot90(x.flip(-1) if mirrored else x, quarters, dims=(-2, -1))
+        x = torch.rot90(x.flip(-1) if mirrored else x, quarters, dims=(-2, -1)).contiguous()
         with torch.no_grad():
             feats = self.matcher.encode_aerial(x)
         desc = torch.rot90(feats.desc, -quarters, dims=(-2, -1))
-        feats = AerialFeatures(desc.flip(-1) if mirrored else desc, feats.xy_local)
+        feats = AerialFeatures((desc.flip(-1) if mirrored else desc).contiguous(), feats.xy_local)
         if turn_deg is not None:
             feats = AerialFeatures(feats.desc, unturn(feats.xy_local, turn_deg))
         # a cell is usable when the raster has data at its centre
