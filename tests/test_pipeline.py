@@ -250,23 +250,31 @@ def test_panorama_roll_ensemble_keeps_token_order(tmp_path):
     assert math.hypot(poses[0][0] - scene["true_xy"][0], poses[0][1] - scene["true_xy"][1]) < 0.3
 
 
+def _random_world(kind, seed):
+    """A random SmallMatcher with a random aerial tile (n, n, 3) uint8 and photo (H, W, 3) uint8 of its input
+    sizes, the photo's camera, and every ground token valid (Ng,) bool."""
+    torch.manual_seed(0)
+    matcher = SmallMatcher().eval()
+    rng = np.random.default_rng(seed)
+    n = matcher.aerial_size_px
+    H, W = matcher.ground_input_size_for(kind)
+    camera = PanoramaCamera(W, H) if kind == "pano" else PinholeCamera.from_hfov(W, H, 70.0)
+    valid = torch.ones(math.prod(matcher.token_grid(kind)), dtype=torch.bool)
+    return (matcher, rng.integers(0, 255, (n, n, 3), dtype=np.uint8), rng.integers(0, 255, (H, W, 3), dtype=np.uint8),
+            camera, valid)
+
+
 @pytest.mark.parametrize("kind", ["pano", "pinhole"])
 def test_mirror_ensemble_answers_the_mirrored_world_with_the_mirrored_matches(kind):
     """With ``mirror_tta``, matching the mirrored world (window flipped east–west, photo left–right) gives
     exactly the world's P with cells and tokens mirrored: the mirrored pass's answer goes back onto the right
     cells and tokens on both sides (a missed flip on either side breaks this). Without the ensemble the
     matcher alone is not mirror-equivariant, so the check could fail."""
-    torch.manual_seed(0)
-    matcher = SmallMatcher().eval()
-    rng = np.random.default_rng(1)
+    matcher, aerial, photo, camera, valid = _random_world(kind, 1)
     n, gsd = matcher.aerial_size_px, matcher.aerial_gsd
-    aerial = rng.integers(0, 255, (n, n, 3), dtype=np.uint8)
     H, W = matcher.ground_input_size_for(kind)
-    photo = rng.integers(0, 255, (H, W, 3), dtype=np.uint8)
-    camera = PanoramaCamera(W, H) if kind == "pano" else PinholeCamera.from_hfov(W, H, 70.0)
     frame = LocalFrame(CRS, ORIGIN)
     hg, wg = matcher.token_grid(kind)
-    valid = torch.ones(hg * wg, dtype=torch.bool)
 
     def probabilities(loc, mirrored):
         flip = (lambda a: a[:, ::-1].copy()) if mirrored else (lambda a: a)
@@ -292,17 +300,10 @@ def test_quarter_turn_ensemble_answers_the_turned_window_with_the_turned_matches
     each turned pass's answer goes back onto the right cells. Weights trained on turned worlds ask for it."""
     from loc2_engine.train.trainer import export_matcher
 
-    torch.manual_seed(0)
-    matcher = SmallMatcher().eval()
-    rng = np.random.default_rng(2)
+    matcher, aerial, photo, camera, valid = _random_world(kind, 2)
     n, gsd = matcher.aerial_size_px, matcher.aerial_gsd
-    aerial = rng.integers(0, 255, (n, n, 3), dtype=np.uint8)
     H, W = matcher.ground_input_size_for(kind)
-    camera = PanoramaCamera(W, H) if kind == "pano" else PinholeCamera.from_hfov(W, H, 70.0)
-    ground_in = GroundImage("p.png", rng.integers(0, 255, (H, W, 3), dtype=np.uint8), camera, ExifInfo(),
-                            kind).fitted(W, H)
-    valid = torch.ones(ground_in.image.shape[0] * ground_in.image.shape[1] // matcher.token_stride ** 2,
-                       dtype=torch.bool)
+    ground_in = GroundImage("p.png", photo, camera, ExifInfo(), kind).fitted(W, H)
 
     def turn_gap(loc):
         P = [loc._probabilities(AerialWindow(np.ascontiguousarray(np.rot90(aerial, q)), np.ones((n, n), bool),

@@ -69,12 +69,17 @@ def test_rolled_panorama_keeps_the_world_in_place(trainer):
     assert torch.allclose(a[perm][ok], b[ok], atol=1e-2)
 
 
-@pytest.mark.parametrize("kind", ["pano", "pinhole"])
-def test_mirrored_samples_show_the_mirrored_world(trainer, kind):
+def _plain_and_changed(trainer, kind, **change):
+    """Eight samples of ``kind`` drawn plainly and with ``change`` (draw_batch's mirror / turn), same seed."""
     cache = trainer.train_data[kind]
     idx = torch.arange(8) % len(cache)
-    plain = draw_batch(cache, idx, 224, 0.5, 8, 25.0, True, torch.Generator().manual_seed(3))
-    mirr = draw_batch(cache, idx, 224, 0.5, 8, 25.0, True, torch.Generator().manual_seed(3), mirror=True)
+    return [draw_batch(cache, idx, 224, 0.5, 8, 25.0, True, torch.Generator().manual_seed(3), **kw)
+            for kw in ({}, change)]
+
+
+@pytest.mark.parametrize("kind", ["pano", "pinhole"])
+def test_mirrored_samples_show_the_mirrored_world(trainer, kind):
+    plain, mirr = _plain_and_changed(trainer, kind, mirror=True)
     flip = ~(mirr.ground == plain.ground).flatten(1).all(1)
     assert 0 < flip.sum() < 8
     assert torch.equal(mirr.ground[flip], plain.ground[flip].flip(-1))
@@ -98,10 +103,7 @@ def test_mirrored_samples_show_the_mirrored_world(trainer, kind):
 
 @pytest.mark.parametrize("kind", ["pano", "pinhole"])
 def test_turned_samples_show_the_turned_world(trainer, kind):
-    cache = trainer.train_data[kind]
-    idx = torch.arange(8) % len(cache)
-    plain = draw_batch(cache, idx, 224, 0.5, 8, 25.0, True, torch.Generator().manual_seed(3))
-    turned = draw_batch(cache, idx, 224, 0.5, 8, 25.0, True, torch.Generator().manual_seed(3), turn=True)
+    plain, turned = _plain_and_changed(trainer, kind, turn=True)
     assert torch.equal(turned.ground, plain.ground)
     assert torch.allclose(turned.token_depth, plain.token_depth, atol=0, rtol=0, equal_nan=True)
     quarters = [next(q for q in range(4) if torch.equal(torch.rot90(p, q, (-2, -1)), t))

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Tuple
 
+from .town import SOUTHERN_SKY_AZIMUTH_DEG
+
 
 @dataclass(frozen=True)
 class TownSpec:
@@ -39,7 +41,7 @@ class Preset:
     compass_fraction: float = 0.3        # photos with a noisy GPSImgDirection
     camera_margin_m: float = 60.0        # cameras stay this far inside the town edge
     supersample: int = 1                 # k x k colour samples per pixel (anti-aliasing; depth at centres)
-    sun_azimuth_deg: Tuple[float, float] = (100.0, 260.0)  # grid azimuth range of the sun (southern sky)
+    sun_azimuth_deg: Tuple[float, float] = SOUTHERN_SKY_AZIMUTH_DEG  # grid azimuth range of the sun
     photo_sun: str = "same"              # "independent": the photos' sun drawn apart from the orthophoto's
                                          # (taken at another time of day or year, as real ones are)
 

@@ -173,10 +173,13 @@ ASPHALT, PAVING, KERB, WHITE, GRASS, CONCRETE = (
 
 #: elevation range of the sun above the horizon, degrees
 SUN_ELEVATION_DEG = (28.0, 62.0)
+#: default grid azimuth range of the sun, degrees clockwise from grid north: the southern sky
+SOUTHERN_SKY_AZIMUTH_DEG = (100.0, 260.0)
 
 
 def make_town(name: str, style: str, seed: int, crs: str, origin_xy, size_m: float = 256.0,
-              params: Optional[StyleParams] = None, sun_azimuth_deg: Tuple[float, float] = (100.0, 260.0)) -> Town:
+              params: Optional[StyleParams] = None,
+              sun_azimuth_deg: Tuple[float, float] = SOUTHERN_SKY_AZIMUTH_DEG) -> Town:
     """Build a town deterministically from ``seed``; see the module docstring for the frame.
 
     sun_azimuth_deg: (min, max) grid azimuth the sun is drawn from, degrees clockwise from grid north; the
@@ -184,8 +187,8 @@ def make_town(name: str, style: str, seed: int, crs: str, origin_xy, size_m: flo
     rng = np.random.default_rng(seed)
     params = params or default_style(style)
     town = Town(name=name, style=style, seed=seed, crs=crs, origin_xy=(float(origin_xy[0]), float(origin_xy[1])),
-                size_m=float(size_m), sun_az_deg=float(rng.uniform(*sun_azimuth_deg)) % 360.0, sun_el_deg=float(rng.uniform(*SUN_ELEVATION_DEG)),
-                params=params)
+                size_m=float(size_m), sun_az_deg=float(rng.uniform(*sun_azimuth_deg)) % 360.0,
+                sun_el_deg=float(rng.uniform(*SUN_ELEVATION_DEG)), params=params)
     if style == "suburb":
         _suburb(town, rng)
     else:
