@@ -277,3 +277,5 @@ def test_photos_can_have_a_sun_of_their_own():
     assert lit.blocks is town.blocks and lit.buildings is town.buildings
     assert abs(lit.sun_az_deg - town.sun_az_deg) > 1.0 and 100.0 <= lit.sun_az_deg < 260.0
     assert T.SUN_ELEVATION_DEG[0] <= lit.sun_el_deg <= T.SUN_ELEVATION_DEG[1]
+    with pytest.raises(ValueError, match="photo_sun"):
+        generate("unused", dataclasses.replace(get_preset("bench"), photo_sun="later"))

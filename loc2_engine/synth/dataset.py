@@ -179,6 +179,8 @@ def generate_town(job) -> List[Dict[str, str]]:
 
 def generate(out_dir: str, preset: Preset, seed: int = 0, towns: Optional[int] = None, workers: int = 1) -> List[Dict]:
     """Write the whole dataset; ``towns`` limits the number of towns (first N of the preset)."""
+    if preset.photo_sun not in ("same", "independent"):
+        raise ValueError(f"photo_sun must be 'same' or 'independent', got {preset.photo_sun!r}")
     specs = preset.towns[: towns or len(preset.towns)]
     for sub in ("aerial", "photos", "depth"):
         os.makedirs(os.path.join(out_dir, sub), exist_ok=True)

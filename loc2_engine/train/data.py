@@ -335,11 +335,9 @@ def turn_world(quarters: torch.Tensor, aerial: torch.Tensor, aerial_valid: torch
     k = quarters.view(-1)
     aerial = torch.stack([torch.rot90(a, int(q), dims=(-2, -1)) for a, q in zip(aerial, k)])
     aerial_valid = torch.stack([torch.rot90(v, int(q), dims=(-2, -1)) for v, q in zip(aerial_valid, k)])
-    angle = k.to(torch.float64) * (math.pi / 2)
-    c, s = torch.cos(angle).round(), torch.sin(angle).round()
-    x, y = t_gt[:, 0].double(), t_gt[:, 1].double()
-    t_gt = torch.stack([c * x - s * y, s * x + c * y], -1).to(t_gt.dtype)
-    heading = torch.remainder(heading - 90.0 * k.to(heading.dtype), 360.0)
+    turn_deg = -90.0 * k.to(torch.float64)  # counter-clockwise: a negative heading turn
+    t_gt = (rotation_from_heading(turn_deg) @ t_gt.double()[..., None])[..., 0].to(t_gt.dtype)
+    heading = torch.remainder(heading + turn_deg.to(heading.dtype), 360.0)
     return aerial, aerial_valid, t_gt, heading
 
 
