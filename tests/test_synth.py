@@ -224,6 +224,26 @@ def test_orthophoto_shadow_falls_away_from_the_sun():
     assert abs(brightness(0.0, 16.0 + 10.0) - south) < 0.15 * south  # beyond the shadow: lit again
 
 
+def test_an_overcast_sky_softens_the_shadows_not_the_light():
+    """--overcast: with little direct sun the building's shadow all but goes, and the ground stays about as
+    bright as sunlit ground (more sky light), so an overcast orthophoto is not just a dark one."""
+    town, r = _one_building_town()
+    clear = render_ortho(r, 0.2).astype(float)
+    town.sun_strength = 0.1
+    r.light(town)
+    grey = render_ortho(r, 0.2).astype(float)
+    half = town.size_m / 2
+
+    def brightness(img, x, y):
+        row, col = int((half - y) / 0.2), int((x + half) / 0.2)
+        return img[row - 2:row + 3, col - 2:col + 3].mean()
+
+    shadow, lit = (0.0, 16.0 + 4.0), (0.0, 10.0 - 4.0)
+    assert brightness(clear, *shadow) < 0.8 * brightness(clear, *lit)
+    assert brightness(grey, *shadow) > 0.9 * brightness(grey, *lit)
+    assert 0.75 < brightness(grey, *lit) / brightness(clear, *lit) < 1.05
+
+
 def test_composite_objects_are_kept_or_dropped_whole():
     """No lamp head, sign plate or car cabin floats without the grounded part of its object."""
     town = T.make_town("g", "downtown", 5, "EPSG:32632", ORIGIN, 160.0)
@@ -279,3 +299,29 @@ def test_photos_can_have_a_sun_of_their_own():
     assert T.SUN_ELEVATION_DEG[0] <= lit.sun_el_deg <= T.SUN_ELEVATION_DEG[1]
     with pytest.raises(ValueError, match="photo_sun"):
         generate("unused", dataclasses.replace(get_preset("bench"), photo_sun="later"))
+
+
+def test_sun_height_and_overcast_are_drawn_apart_from_the_town():
+    """--sun-elevation and --overcast change the light only; overcast skies are drawn per town and per photo
+    sun, each from a stream of its own."""
+    from loc2_engine.synth.dataset import build_town, photo_sun_town
+
+    preset = get_preset("bench")
+    plain = build_town(preset, preset.towns[0], 0, 0)
+    low = dataclasses.replace(preset, sun_elevation_deg=(8.0, 12.0), overcast=1.0, photo_sun="independent")
+    town = build_town(low, preset.towns[0], 0, 0)
+    assert plain.sun_strength == 1.0 and plain.blocks == town.blocks and plain.sun_az_deg == town.sun_az_deg
+    assert 8.0 <= town.sun_el_deg <= 12.0 and T.OVERCAST_SUN_STRENGTH[0] <= town.sun_strength <= T.OVERCAST_SUN_STRENGTH[1]
+    lit = photo_sun_town(town, low)
+    assert 8.0 <= lit.sun_el_deg <= 12.0 and lit.sun_strength != town.sun_strength
+    overcast = [T.draw_sun_strength(np.random.default_rng(seed), 0.3) < 1.0 for seed in range(400)]
+    assert 0.2 < np.mean(overcast) < 0.4  # 400 draws: about 4 standard deviations either side
+
+
+@pytest.mark.parametrize("option, value", [("--sun-elevation", "40,20"), ("--sun-elevation", "0,30"),
+                                           ("--sun-azimuth", "10"), ("--overcast", "1.5")])
+def test_light_options_out_of_range_are_refused_before_anything_is_written(tmp_path, capsys, option, value):
+    from loc2_engine.cli import main
+
+    assert main(["synth", str(tmp_path / "out"), "--preset", "demo", option, value]) == 2
+    assert option in capsys.readouterr().err and not (tmp_path / "out").exists()

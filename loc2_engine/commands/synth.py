@@ -26,6 +26,22 @@ def add_arguments(parser) -> None:
                         help="grid azimuth range the sun is drawn from, degrees clockwise from north (default "
                              "100,260: the southern sky; 0,360: anywhere); the same seed gives the same towns and "
                              "photos under another sun")
+    parser.add_argument("--sun-elevation", metavar="MIN,MAX", default=None,
+                        help="elevation range of the sun above the horizon, degrees (default 28,62; 8,75 adds long "
+                             "winter shadows and short summer ones)")
+    parser.add_argument("--overcast", type=float, metavar="FRACTION", default=0.0,
+                        help="fraction of skies that are overcast: little direct sun, soft or no shadows, a grey "
+                             "sky; drawn for the orthophoto and (with --photo-sun independent) the photos apart "
+                             "(default 0)")
+
+
+def _parse_range(text: str, lowest: float, highest: float, widest: float):
+    """(min, max) from 'MIN,MAX' within [lowest, highest] and at most ``widest`` apart, else None."""
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        return None
+    return (lo, hi) if lowest <= lo and hi <= highest and 0.0 <= hi - lo <= widest else None
 
 
 def run(args) -> int:
@@ -36,17 +52,20 @@ def run(args) -> int:
     if args.views is not None:
         n_pano = (args.views + 1) // 2
         preset = dataclasses.replace(preset, n_pano=n_pano, n_pinhole=args.views - n_pano)
-    if args.sun_azimuth is not None:
-        try:
-            lo, hi = (float(v) for v in args.sun_azimuth.split(","))
-        except ValueError:
-            lo = hi = float("nan")
-        if not (0.0 <= hi - lo <= 360.0):
-            print(f"loc2 synth: --sun-azimuth needs MIN,MAX degrees with MIN <= MAX <= MIN + 360, got "
-                  f"{args.sun_azimuth!r}", file=sys.stderr)
+    light = {"photo_sun": args.photo_sun, "overcast": args.overcast}
+    for option, text, field, limits, rule in (
+            ("--sun-azimuth", args.sun_azimuth, "sun_azimuth_deg", (-360.0, 720.0, 360.0), "MIN <= MAX <= MIN + 360, within -360..720"),
+            ("--sun-elevation", args.sun_elevation, "sun_elevation_deg", (1.0, 89.0, 88.0), "1 <= MIN <= MAX <= 89")):
+        if text is None:
+            continue
+        light[field] = _parse_range(text, *limits)
+        if light[field] is None:
+            print(f"loc2 synth: {option} needs MIN,MAX degrees with {rule}, got {text!r}", file=sys.stderr)
             return 2
-        preset = dataclasses.replace(preset, sun_azimuth_deg=(lo, hi))
-    preset = dataclasses.replace(preset, photo_sun=args.photo_sun)
+    if not 0.0 <= args.overcast <= 1.0:
+        print(f"loc2 synth: --overcast is a fraction of skies, 0 to 1, got {args.overcast}", file=sys.stderr)
+        return 2
+    preset = dataclasses.replace(preset, **light)
     t0 = time.perf_counter()
     rows = generate(args.out_dir, preset, seed=args.seed, towns=args.towns, workers=max(1, args.workers))
     print(f"wrote {len(rows)} photos to {os.path.join(args.out_dir, 'manifest.csv')} "

@@ -32,7 +32,7 @@ from .ortho import ortho_transform, render_ortho, write_geotiff
 from .photos import exif_bytes, photometric, rotate_for_orientation, save_jpeg
 from .presets import Preset, TownSpec
 from .render import Renderer
-from .town import SUN_ELEVATION_DEG, Town, default_style, make_town
+from .town import Town, default_style, draw_sun_strength, make_town
 
 def utm_crs(lon: float, lat: float) -> str:
     """EPSG code string of the standard UTM zone of a lon/lat (no Norway/Svalbard exceptions)."""
@@ -53,8 +53,11 @@ def town_seed(preset: Preset, seed: int, index: int) -> int:
 
 def build_town(preset: Preset, spec: TownSpec, seed: int, index: int) -> Town:
     crs, origin = town_origin(spec)
-    return make_town(spec.name, spec.style, town_seed(preset, seed, index), crs, origin, preset.size_m,
-                     default_style(spec.style, preset.variant), preset.sun_azimuth_deg)
+    town = make_town(spec.name, spec.style, town_seed(preset, seed, index), crs, origin, preset.size_m,
+                     default_style(spec.style, preset.variant), preset.sun_azimuth_deg, preset.sun_elevation_deg)
+    # a stream of its own: the town, its views and photo noise stay those of the seed, overcast or not
+    town.sun_strength = draw_sun_strength(np.random.default_rng(town.seed + 303), preset.overcast)
+    return town
 
 
 @dataclass
@@ -104,7 +107,8 @@ def photo_sun_town(town: Town, preset: Preset) -> Town:
     town, its views and photo noise stay those of the seed)."""
     rng = np.random.default_rng(town.seed + 202)
     return replace(town, sun_az_deg=float(rng.uniform(*preset.sun_azimuth_deg)) % 360.0,
-                   sun_el_deg=float(rng.uniform(*SUN_ELEVATION_DEG)))
+                   sun_el_deg=float(rng.uniform(*preset.sun_elevation_deg)),
+                   sun_strength=draw_sun_strength(rng, preset.overcast))
 
 
 def generate_town(job) -> List[Dict[str, str]]:
@@ -121,9 +125,10 @@ def generate_town(job) -> List[Dict[str, str]]:
         json.dump({"name": spec.name, "style": spec.style, "seed": town.seed, "crs": town.crs,
                    "origin_xy": town.origin_xy, "lonlat": [spec.lon, spec.lat], "size_m": town.size_m,
                    "gsd": preset.gsd, "sun_grid_azimuth_deg": town.sun_az_deg, "sun_elevation_deg": town.sun_el_deg,
+                   "sun_strength": town.sun_strength, "photo_sun_strength": lit.sun_strength,
                    "buildings": len(town.buildings), "trees": len(town.trees),
                    "photo_sun_grid_azimuth_deg": lit.sun_az_deg, "photo_sun_elevation_deg": lit.sun_el_deg}, f, indent=1)
-    renderer.sun = lit.sun_dir.astype(np.float32)
+    renderer.light(lit)
     frame = LocalFrame(town.crs, town.origin_xy)
     to_lonlat = pyproj.Transformer.from_crs(town.crs, "EPSG:4326", always_xy=True)
     rng = np.random.default_rng(town.seed + 101)

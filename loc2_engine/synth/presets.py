@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Tuple
 
-from .town import SOUTHERN_SKY_AZIMUTH_DEG
+from .town import SOUTHERN_SKY_AZIMUTH_DEG, SUN_ELEVATION_DEG
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,8 @@ class Preset:
     camera_margin_m: float = 60.0        # cameras stay this far inside the town edge
     supersample: int = 1                 # k x k colour samples per pixel (anti-aliasing; depth at centres)
     sun_azimuth_deg: Tuple[float, float] = SOUTHERN_SKY_AZIMUTH_DEG  # grid azimuth range of the sun
+    sun_elevation_deg: Tuple[float, float] = SUN_ELEVATION_DEG      # elevation range of the sun, degrees
+    overcast: float = 0.0                # fraction of skies (orthophoto's and photos' apart) that are overcast
     photo_sun: str = "same"              # "independent": the photos' sun drawn apart from the orthophoto's
                                          # (taken at another time of day or year, as real ones are)
 

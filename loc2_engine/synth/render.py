@@ -26,6 +26,8 @@ from .mesh import SceneMesh
 
 AMBIENT = 0.42      # sky light on an upward-facing surface
 SUN = 0.78          # direct sun on a surface facing the sun
+OVERCAST_SKY_GAIN = 0.9  # extra sky light per unit of direct sun that clouds take away (a grey day is bright)
+OVERCAST_GREY = np.array([0.72, 0.74, 0.77], np.float32)
 HORIZON = np.array([0.83, 0.87, 0.92], np.float32)
 ZENITH = np.array([0.42, 0.58, 0.84], np.float32)
 
@@ -79,12 +81,17 @@ class Renderer:
         self.scene = rtcs.EmbreeScene()
         TriangleMesh(self.scene, mesh.triangles)
         self.normals = mesh.normals
-        self.sun = town.sun_dir.astype(np.float32)
+        self.light(town)
         # clouds: periodic smooth noise on a plane 1 km up (a 25 km tile), coverage drawn per town
         crng = np.random.default_rng(town.seed + 5)
         noise = ndimage.gaussian_filter(crng.standard_normal((256, 256)), 6, mode="wrap")
         self.clouds = (noise / noise.std()).astype(np.float32)
         self.cloud_level = float(crng.uniform(0.3, 1.6))   # threshold in std units: higher = fewer clouds
+
+    def light(self, town: T.Town) -> None:
+        """Shade with ``town``'s sun (direction and strength): the photos may be lit apart from the orthophoto."""
+        self.sun = town.sun_dir.astype(np.float32)
+        self.sun_strength = float(town.sun_strength)
 
     def cast(self, origins: np.ndarray, dirs: np.ndarray):
         """origins, dirs (N, 3) -> (range (N,) float32 metres with NaN for no hit, face id (N,) int, -1 none)."""
@@ -138,7 +145,8 @@ class Renderer:
                                   np.ascontiguousarray(np.broadcast_to(self.sun, o.shape), np.float32),
                                   query="OCCLUDED")
             lit[facing] = (occl < 0).astype(np.float32)
-        light = AMBIENT * (0.7 + 0.3 * n[:, 2]) + SUN * ndl * lit
+        sky_light = AMBIENT * (1.0 + OVERCAST_SKY_GAIN * (1.0 - self.sun_strength))
+        light = sky_light * (0.7 + 0.3 * n[:, 2]) + SUN * self.sun_strength * ndl * lit
         col = alb * light[:, None]
         haze = (1.0 - np.exp(-t[hit] / 1800.0))[:, None]
         out[hit] = col * (1 - haze) + HORIZON * haze
@@ -146,8 +154,9 @@ class Renderer:
 
     def _sky(self, d: np.ndarray) -> np.ndarray:
         el = np.clip(d[:, 2], 0, 1)[:, None]
-        glow = np.clip(d @ self.sun, 0, 1)[:, None] ** 32 * 0.4
-        sky = HORIZON * (1 - el) + ZENITH * el + glow
+        glow = np.clip(d @ self.sun, 0, 1)[:, None] ** 32 * 0.4 * self.sun_strength
+        clear = HORIZON * (1 - el) + ZENITH * el + glow
+        sky = clear * self.sun_strength + OVERCAST_GREY * (1.0 - self.sun_strength)
         # where the ray meets the cloud plane (1 km up), in texels of 100 m
         s = 10.0 / np.maximum(d[:, 2], 0.05)
         c = ndimage.map_coordinates(self.clouds, [d[:, 1] * s, d[:, 0] * s], order=1, mode="grid-wrap")

@@ -121,6 +121,7 @@ class Town:
     sun_az_deg: float                # grid azimuth of the sun, clockwise from grid north
     sun_el_deg: float
     params: StyleParams
+    sun_strength: float = 1.0        # direct sunlight, 1 = clear sky; overcast skies keep a fraction of it
     roads: List[Road] = field(default_factory=list)
     buildings: List[Building] = field(default_factory=list)
     trees: List[Tree] = field(default_factory=list)
@@ -175,20 +176,29 @@ ASPHALT, PAVING, KERB, WHITE, GRASS, CONCRETE = (
 SUN_ELEVATION_DEG = (28.0, 62.0)
 #: default grid azimuth range of the sun, degrees clockwise from grid north: the southern sky
 SOUTHERN_SKY_AZIMUTH_DEG = (100.0, 260.0)
+#: the direct sunlight an overcast sky lets through, as a fraction of a clear sky's: soft or no shadows
+OVERCAST_SUN_STRENGTH = (0.0, 0.35)
+
+
+def draw_sun_strength(rng, overcast: float) -> float:
+    """1.0 (clear sky), or with probability ``overcast`` a strength drawn from `OVERCAST_SUN_STRENGTH`."""
+    return float(rng.uniform(*OVERCAST_SUN_STRENGTH)) if rng.random() < overcast else 1.0
 
 
 def make_town(name: str, style: str, seed: int, crs: str, origin_xy, size_m: float = 256.0,
               params: Optional[StyleParams] = None,
-              sun_azimuth_deg: Tuple[float, float] = SOUTHERN_SKY_AZIMUTH_DEG) -> Town:
+              sun_azimuth_deg: Tuple[float, float] = SOUTHERN_SKY_AZIMUTH_DEG,
+              sun_elevation_deg: Tuple[float, float] = SUN_ELEVATION_DEG) -> Town:
     """Build a town deterministically from ``seed``; see the module docstring for the frame.
 
-    sun_azimuth_deg: (min, max) grid azimuth the sun is drawn from, degrees clockwise from grid north; the
-    default keeps it in the southern sky; another range draws the same towns under another sun."""
+    sun_azimuth_deg, sun_elevation_deg: (min, max) grid azimuth (degrees clockwise from grid north) and
+    elevation the sun is drawn from; the defaults keep it in the southern sky, 28-62° high; other ranges
+    draw the same towns under another sun (one draw each from the town's stream, whatever the range)."""
     rng = np.random.default_rng(seed)
     params = params or default_style(style)
     town = Town(name=name, style=style, seed=seed, crs=crs, origin_xy=(float(origin_xy[0]), float(origin_xy[1])),
                 size_m=float(size_m), sun_az_deg=float(rng.uniform(*sun_azimuth_deg)) % 360.0,
-                sun_el_deg=float(rng.uniform(*SUN_ELEVATION_DEG)), params=params)
+                sun_el_deg=float(rng.uniform(*sun_elevation_deg)), params=params)
     if style == "suburb":
         _suburb(town, rng)
     else:
