@@ -15,7 +15,8 @@
 #   7. the mono run on the bench preset's towns and photos (seed 0, generated beside $DATA) under other suns:
 #      from anywhere in the sky (`loc2 synth --sun-azimuth 0,360`; the training towns' sun is always in the
 #      southern half) and with the photos lit by a sun of their own (`--photo-sun independent`), as real
-#      photos and orthophotos are taken at different times;
+#      photos and orthophotos are taken at different times; and under any weather ("light": sun from
+#      anywhere, 10-75 degrees high, half the skies overcast, drawn apart for the photos and the orthophoto);
 #   8. each run writes out/bench-<name>.json (per-photo records + tables) and out/bench-<name>.md, and
 #      prints its markdown tables.
 # Environment: BENCH_DATA (default data/bench), BENCH_OUT (default out), BENCH_LIMIT (photos per run,
@@ -72,9 +73,11 @@ for aspect in 16x9 3x4; do
     DATA="$DATA-$aspect" run "mono-$aspect" --depth mono
 done
 
-for sun in anysun photosun; do
+declare -A SUN_OPTS=([anysun]="--sun-azimuth 0,360" [photosun]="--photo-sun independent"
+                     [light]="--sun-azimuth 0,360 --sun-elevation 10,75 --overcast 0.5 --photo-sun independent")
+for sun in anysun photosun light; do
     if [[ ! -f "$DATA-$sun/manifest.csv" ]]; then
-        if [[ $sun == anysun ]]; then opts=(--sun-azimuth 0,360); else opts=(--photo-sun independent); fi
+        read -ra opts <<< "${SUN_OPTS[$sun]}"
         "$PY" -m loc2_engine synth "$DATA-$sun" --preset bench --workers 2 "${opts[@]}"
     fi
     DATA="$DATA-$sun" run "mono-$sun" --depth mono
