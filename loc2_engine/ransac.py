@@ -24,7 +24,7 @@ same input always gives the same pose.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional, Tuple
 
 import torch
@@ -73,6 +73,15 @@ class RansacResult:
         """Heading of the fit, degrees clockwise from north in [0, 360) (NaN when not ok)."""
         return float(heading_from_rotation(self.fit.R))
 
+    def refitted(self, fit: SimilarityFit, src: torch.Tensor, dst: torch.Tensor, th_inlier: float
+                 ) -> "RansacResult":
+        """This result with another final ``fit`` (e.g. `dense_refit.dense_refit`'s): residuals, inliers and
+        soft score of the same correspondences src, dst (N, 2) recomputed under it; the search's own
+        numbers (hypotheses, ambiguity) kept."""
+        src, dst, _ = _check_inputs(src, dst, None)
+        residuals, inliers, soft = _final_scores(fit, src, dst, self.residuals.isfinite(), th_inlier)
+        return replace(self, fit=fit, inliers=inliers, residuals=residuals, soft_score=soft)
+
 
 def ransac_similarity(src: torch.Tensor, dst: torch.Tensor, weights: Optional[torch.Tensor] = None, *,
                       hypotheses: int = 2000, sample_size: int = 3, th_inlier: float = 2.5,
@@ -103,8 +112,6 @@ def ransac_similarity(src: torch.Tensor, dst: torch.Tensor, weights: Optional[to
             f"need hypotheses >= 1, sample_size >= 2, refine_steps >= 0 and positive thresholds; got "
             f"hypotheses={hypotheses}, sample_size={sample_size}, refine_steps={refine_steps}, "
             f"th_inlier={th_inlier}, th_soft={th_soft}")
-    if heading_prior_deg is not None and heading_tolerance_deg is None:
-        heading_tolerance_deg = DEFAULT_HEADING_TOLERANCE_DEG
     if (position_prior is None) != (position_radius is None):
         raise ValueError("position_prior and position_radius go together")
     if generator is None:
@@ -122,7 +129,7 @@ def ransac_similarity(src: torch.Tensor, dst: torch.Tensor, weights: Optional[to
     # centre both point sets: the pose is solved and scored in centred coordinates, then shifted back
     p_mean, q_mean = (w[:, None] * p).sum(0) / w.sum(), (w[:, None] * q).sum(0) / w.sum()
     p, q = p - p_mean, q - q_mean
-    accept = _Acceptance(scale_range, heading_prior_deg, heading_tolerance_deg,
+    accept = PoseLimits(scale_range, heading_prior_deg, heading_tolerance_deg,
                          None if position_prior is None else (-p_mean, torch.as_tensor(
                              position_prior, dtype=q.dtype) - q_mean, float(position_radius)))
 
@@ -163,18 +170,25 @@ def ransac_similarity(src: torch.Tensor, dst: torch.Tensor, weights: Optional[to
     if ray_noise is not None:
         p, q, w = src[idx_usable], dst[idx_usable], weights[idx_usable]
         inl = _residuals(fit, p, q) <= th_inlier
-        uncentred = _Acceptance(scale_range, heading_prior_deg, heading_tolerance_deg,
+        uncentred = PoseLimits(scale_range, heading_prior_deg, heading_tolerance_deg,
                                 None if position_prior is None else (torch.zeros(2, dtype=q.dtype), torch.as_tensor(
                                     position_prior, dtype=q.dtype), float(position_radius)))
         fit = refine_pose(p[inl], q[inl], w[inl], fit, ray_noise, accept=lambda f: bool(uncentred(f)))
-    residuals = torch.full((n_all,), float("nan"), dtype=src.dtype)
-    residuals[idx_usable] = _residuals(fit, src[idx_usable], dst[idx_usable])
-    inliers = torch.zeros(n_all, dtype=torch.bool)
-    inliers[idx_usable] = residuals[idx_usable] <= th_inlier
-    beta = 5.0 / th_inlier
-    soft = float(torch.sigmoid(beta * (th_inlier - residuals[idx_usable])).sum())
+    residuals, inliers, soft = _final_scores(fit, src, dst, usable, th_inlier)
     return RansacResult(fit=fit, inliers=inliers, residuals=residuals, soft_score=soft,
                         n_hypotheses_valid=n_valid, ok=True, reason="", ambiguity=ambiguity)
+
+
+def _final_scores(fit: SimilarityFit, src: torch.Tensor, dst: torch.Tensor, usable: torch.Tensor,
+                  th_inlier: float):
+    """Residuals (N,) (NaN where not ``usable``), inliers (N,) bool and the soft inlier count of an unbatched
+    ``fit`` over src, dst (N, 2) (`RansacResult`)."""
+    residuals = torch.full((src.shape[0],), float("nan"), dtype=src.dtype)
+    residuals[usable] = _residuals(fit, src[usable], dst[usable])
+    inliers = usable & (residuals <= th_inlier)
+    beta = 5.0 / th_inlier
+    soft = float(torch.sigmoid(beta * (th_inlier - residuals[usable])).sum())
+    return residuals, inliers, soft
 
 
 def _ambiguity(hyp: SimilarityFit, scores: torch.Tensor, best: int, origin: torch.Tensor,
@@ -261,14 +275,17 @@ def _draw_samples(w: torch.Tensor, hypotheses: int, k: int, generator: torch.Gen
     return torch.cat(kept)
 
 
-class _Acceptance:
+class PoseLimits:
     """Scale range, heading prior and position prior as a per-hypothesis boolean test.
 
-    area: None, or (origin (2,) in centred src coordinates, centre (2,) in centred dst coordinates, radius):
-    the fit must map the origin within radius of the centre.
+    heading_tolerance_deg: None takes DEFAULT_HEADING_TOLERANCE_DEG when there is a heading prior.
+    area: None, or (origin (2,) src coordinates, centre (2,) dst coordinates, radius): the fit must map the
+    origin (the camera) within radius of the centre.
     """
 
     def __init__(self, scale_range, heading_prior_deg, heading_tolerance_deg, area=None):
+        if heading_prior_deg is not None and heading_tolerance_deg is None:
+            heading_tolerance_deg = DEFAULT_HEADING_TOLERANCE_DEG
         if scale_range is not None and not (0 < scale_range[0] <= scale_range[1]):
             raise ValueError(f"scale_range must be (min, max) with 0 < min <= max, got {scale_range}")
         self.scale_range = scale_range

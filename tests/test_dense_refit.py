@@ -1,0 +1,91 @@
+"""The last refit of the pose against the whole matching probability matrix (`dense_refit`)."""
+
+import math
+
+import pytest
+import torch
+
+from loc2_engine.dense_refit import dense_refit
+from loc2_engine.ransac import PoseLimits, ransac_similarity
+from loc2_engine.solver import SimilarityFit, heading_from_rotation, rotation_from_heading
+
+CELL_M = 2.0
+
+
+def _scene(seed=0, heading=30.0, t=(3.0, -2.0), scale=1.2, n_tokens=150, spread_m=1.5):
+    """Tokens lifted around a camera, a 2 m cell grid, and P spreading each token's mass over the cells
+    near where the true pose puts it (Gaussian, ``spread_m``), plus a uniform floor of clutter."""
+    g = torch.Generator().manual_seed(seed)
+    angle = torch.rand(n_tokens, generator=g) * 2 * math.pi
+    dist = 3.0 + 20.0 * torch.rand(n_tokens, generator=g)
+    bev = torch.stack([dist * torch.cos(angle), dist * torch.sin(angle)], -1) / scale
+    axis = (torch.arange(56, dtype=torch.float64) + 0.5 - 28.0) * CELL_M
+    cells = torch.stack(torch.meshgrid(axis, axis, indexing="xy"), -1).reshape(-1, 2)
+    truth = SimilarityFit(rotation_from_heading(torch.tensor(heading, dtype=torch.float64)),
+                          torch.tensor(t, dtype=torch.float64), torch.tensor(scale, dtype=torch.float64),
+                          torch.tensor(True), ("",))
+    where = scale * bev.double() @ truth.R.T + truth.t
+    d2 = ((cells[:, None, :] - where[None]) ** 2).sum(-1)
+    P = torch.exp(-d2 / (2 * spread_m ** 2)) + 1e-4 * torch.rand(d2.shape, generator=g, dtype=torch.float64)
+    P = P / P.sum() * n_tokens * 0.5
+    return P.float(), cells.float(), bev.float(), truth
+
+
+def _start(truth, dh=4.0, dt=(1.6, -1.2)):
+    h = float(heading_from_rotation(truth.R)) + dh
+    return SimilarityFit(rotation_from_heading(torch.tensor(h)), (truth.t + torch.tensor(dt)).float(),
+                         truth.s.float(), torch.tensor(True), ("",))
+
+
+def test_the_refit_climbs_to_the_pose_the_probabilities_support():
+    P, cells, bev, truth = _scene()
+    start = _start(truth)
+    fit = dense_refit(P, cells, bev, start)
+    assert float((fit.t - truth.t.float()).norm()) < 0.15
+    assert abs(float(heading_from_rotation(fit.R)) - 30.0) < 0.3
+    assert float(fit.s) == float(start.s)  # the scale is RANSAC's
+    assert float((start.t - truth.t.float()).norm()) > 1.9  # it had somewhere to go
+
+
+def test_a_pinhole_refit_moves_the_position_and_keeps_the_heading():
+    P, cells, bev, truth = _scene(heading=250.0)
+    start = _start(truth, dh=0.0)
+    fit = dense_refit(P, cells, bev, start, turn=False)
+    torch.testing.assert_close(fit.R, start.R)
+    assert float((fit.t - truth.t.float()).norm()) < 0.15
+
+
+def test_the_refit_stays_inside_the_limits():
+    """A search circle that excludes the supported pose: every step is refused, RANSAC's pose stays."""
+    P, cells, bev, truth = _scene()
+    start = _start(truth)
+    limits = PoseLimits(None, None, None, (torch.zeros(2), start.t, 0.01))
+    fit = dense_refit(P, cells, bev, start, accept=lambda f: bool(limits(f)))
+    torch.testing.assert_close(fit.t, start.t)
+    torch.testing.assert_close(fit.R, start.R)
+    heading = PoseLimits(None, float(heading_from_rotation(start.R)), 1.0)
+    fit = dense_refit(P, cells, bev, start, accept=lambda f: bool(heading(f)))
+    assert abs(float(heading_from_rotation(fit.R)) - float(heading_from_rotation(start.R))) <= 1.0
+
+
+def test_a_refitted_ransac_result_scores_the_matches_under_the_new_pose():
+    P, cells, bev, truth = _scene(spread_m=0.5)
+    flat = P.flatten()
+    pick = torch.multinomial(flat, 600, replacement=True, generator=torch.Generator().manual_seed(1))
+    src, dst = bev[pick % P.shape[1]], cells[pick // P.shape[1]]
+    result = ransac_similarity(src, dst, torch.ones(len(src)), hypotheses=500)
+    moved = _start(truth, dh=10.0, dt=(6.0, 0.0))
+    again = result.refitted(moved, src, dst, 2.5)
+    residuals = (moved.s * src @ moved.R.T + moved.t - dst).norm(dim=-1)
+    torch.testing.assert_close(again.residuals, residuals)
+    assert torch.equal(again.inliers, residuals <= 2.5)
+    assert again.inliers.sum() < result.inliers.sum() and again.soft_score < result.soft_score
+    assert again.ambiguity == result.ambiguity and again.fit is moved
+
+
+@pytest.mark.parametrize("turn", [True, False])
+def test_nothing_to_refit_against_leaves_the_pose(turn):
+    _, cells, bev, truth = _scene()
+    start = _start(truth)
+    fit = dense_refit(torch.zeros(cells.shape[0], bev.shape[0]), cells, bev, start, turn=turn)
+    torch.testing.assert_close(fit.t, start.t)
