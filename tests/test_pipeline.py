@@ -27,6 +27,7 @@ from loc2_engine.ground import GroundImage
 from loc2_engine.models.base import AerialFeatures, GroundFeatures, Matcher, cell_centres_local, grid_centres_uv
 from loc2_engine.models.small import SmallMatcher
 from loc2_engine.pipeline import Localizer, Prior
+from loc2_engine.solver import rotation_from_heading
 
 CRS = "EPSG:32633"
 ORIGIN = (500000.0, 5000000.0)      # north-west corner of the test raster, UTM metres
@@ -181,6 +182,11 @@ def test_oracle_matches_recover_pose_and_heading(tmp_path, kind):
     assert res.uv_ground.shape == (n, 2) and res.xy_bev.shape == (n, 2) and res.xy_aerial.shape == (n, 2)
     assert res.weights.shape == res.inlier_mask.shape == res.residuals_m.shape == (n,)
     assert len(res.layout_xy) == len(res.layout_uv) >= n
+    # the residuals and inliers explain the pose reported, the one refitted after RANSAC (`dense_refit`)
+    R = rotation_from_heading(torch.tensor(res.heading_deg, dtype=torch.float64)).numpy()
+    placed = res.scale * res.xy_bev @ R.T + res.frame.to_local(np.array([[res.x, res.y]]))[0]
+    np.testing.assert_allclose(np.linalg.norm(placed - res.xy_aerial, axis=1), res.residuals_m, atol=2e-3)
+    assert (res.inlier_mask == (res.residuals_m <= loc.conf["th_inlier_m"])).all()
     # matched photo pixels are in the photo's own grid and below the horizon
     h, w = scene["ground"].image.shape[:2]
     assert (res.uv_ground[:, 0] >= 0).all() and (res.uv_ground[:, 0] < w).all()
