@@ -48,7 +48,7 @@ from .models import load_model
 from .models.base import AerialFeatures, GroundFeatures, Matcher, to_input
 from .orientation import (CanonicalView, canonical_view, rolled_depth, turned_px, turned_tile, unroll_bev,
                           unroll_uv, unturn)
-from .ransac import PoseLimits, ransac_similarity
+from .ransac import ransac_similarity
 from .refine import RayNoise
 from .result import Result
 from .solver import heading_from_rotation
@@ -326,13 +326,12 @@ class Localizer:
         cell_m = self.window_size_m / math.sqrt(cells.shape[0])
 
         prior_local = frame.to_local(transform_points([[prior.x, prior.y]], prior.crs, frame.crs))[0]
-        heading_prior = None if prior.heading_deg is None else float(prior.heading_deg) % 360.0
         ransac = ransac_similarity(
             xy_bev, xy_aerial, w, hypotheses=int(self.conf["hypotheses"]),
             sample_size=int(self.conf["sample_size"]), th_inlier=self.conf["th_inlier_m"],
             th_soft=self.conf["th_soft_m"], with_scale=bool(self.conf["with_scale"]),
             scale_range=self.depth.scale_range if self.depth.metric else None,
-            heading_prior_deg=heading_prior,
+            heading_prior_deg=None if prior.heading_deg is None else float(prior.heading_deg) % 360.0,
             heading_tolerance_deg=prior.heading_tolerance_deg,  # None: ransac's default
             position_prior=tuple(map(float, prior_local)), position_radius=float(prior.radius_m),
             ray_noise=self._ray_noise(ground.camera, cell_m),
@@ -340,11 +339,8 @@ class Localizer:
         if not ransac.ok:
             raise LocalizationError(f"No consistent pose from {len(w)} matches: {ransac.reason}")
         if self.conf["dense_sigmas_m"]:
-            limits = PoseLimits(None, heading_prior, prior.heading_tolerance_deg,
-                                (torch.zeros(2), torch.as_tensor(prior_local, dtype=torch.float32),
-                                 float(prior.radius_m)))
             fit = dense_refit(P[:, valid], cells, xy_bev_tok[valid], ransac.fit, turn=kind == "pano",
-                              sigmas_m=self.conf["dense_sigmas_m"], accept=lambda f: bool(limits(f)))
+                              sigmas_m=self.conf["dense_sigmas_m"], accept=lambda f: bool(ransac.limits(f)))
             ransac = ransac.refitted(fit, xy_bev, xy_aerial, self.conf["th_inlier_m"])
         fit = ransac.fit
         t_local = fit.t.detach().double().numpy().reshape(2)

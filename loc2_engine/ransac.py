@@ -57,6 +57,8 @@ class RansacResult:
         more than ``distinct_m`` from the winner's position, over the winner's score: near 1, another
         place explains the matches about as well (repeated structure, a symmetric street); 0 when no
         other place gets any support.
+    limits: the scale, heading and position limits every pose had to meet, in src / dst coordinates (the
+        camera at src's origin), for refits after RANSAC (`dense_refit`); None when not ok.
     """
 
     fit: SimilarityFit
@@ -67,6 +69,7 @@ class RansacResult:
     ok: bool
     reason: str = ""
     ambiguity: float = 0.0
+    limits: Optional["PoseLimits"] = None
 
     @property
     def heading_deg(self) -> float:
@@ -167,16 +170,16 @@ def ransac_similarity(src: torch.Tensor, dst: torch.Tensor, weights: Optional[to
     # back to the original coordinates: q + q_mean = s R (p + p_mean) + t'  =>  t' = t + q_mean - s R p_mean
     t_full = fit.t + q_mean - fit.s[:, None] * (fit.R @ p_mean[:, None])[..., 0]
     fit = SimilarityFit(fit.R[0], t_full[0], fit.s[0], fit.ok[0], ("",))
+    uncentred = PoseLimits(scale_range, heading_prior_deg, heading_tolerance_deg,
+                           None if position_prior is None else (torch.zeros(2, dtype=dst.dtype), torch.as_tensor(
+                               position_prior, dtype=dst.dtype), float(position_radius)))
     if ray_noise is not None:
         p, q, w = src[idx_usable], dst[idx_usable], weights[idx_usable]
         inl = _residuals(fit, p, q) <= th_inlier
-        uncentred = PoseLimits(scale_range, heading_prior_deg, heading_tolerance_deg,
-                                None if position_prior is None else (torch.zeros(2, dtype=q.dtype), torch.as_tensor(
-                                    position_prior, dtype=q.dtype), float(position_radius)))
         fit = refine_pose(p[inl], q[inl], w[inl], fit, ray_noise, accept=lambda f: bool(uncentred(f)))
     residuals, inliers, soft = _final_scores(fit, src, dst, usable, th_inlier)
     return RansacResult(fit=fit, inliers=inliers, residuals=residuals, soft_score=soft,
-                        n_hypotheses_valid=n_valid, ok=True, reason="", ambiguity=ambiguity)
+                        n_hypotheses_valid=n_valid, ok=True, reason="", ambiguity=ambiguity, limits=uncentred)
 
 
 def _final_scores(fit: SimilarityFit, src: torch.Tensor, dst: torch.Tensor, usable: torch.Tensor,

@@ -81,6 +81,10 @@ def test_a_refitted_ransac_result_scores_the_matches_under_the_new_pose():
     assert torch.equal(again.inliers, residuals <= 2.5)
     assert again.inliers.sum() < result.inliers.sum() and again.soft_score < result.soft_score
     assert again.ambiguity == result.ambiguity and again.fit is moved
+    # the limits RANSAC kept to are handed on for the refit: the moved pose leaves a 3 m search circle
+    bounded = ransac_similarity(src, dst, torch.ones(len(src)), hypotheses=500,
+                                position_prior=tuple(truth.t.tolist()), position_radius=3.0)
+    assert bool(bounded.limits(bounded.fit)) and not bool(bounded.limits(moved))
 
 
 @pytest.mark.parametrize("turn", [True, False])
