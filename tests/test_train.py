@@ -314,3 +314,22 @@ def test_depth_only_command_writes_the_depth_network_with_its_channels(dataset, 
     assert train_cmd.run(_args(dataset, out, steps=1, depth_only=True, matcher_only=True)) == 2
     assert train_cmd.run(_args(dataset, out, steps=1, depth_only=True, mono_out=tmp_path / "m.safetensors")) == 2
     assert train_cmd.run(_args(dataset, out, steps=1, depth_only=True, mono_channels="8,16")) == 2
+
+
+def test_mono_init_fine_tunes_the_given_depth_network(dataset, tmp_path):
+    first = tmp_path / "a" / "mono.safetensors"
+    assert train_cmd.run(_args(dataset, first, steps=1, depth_only=True, mono_channels="8,16,24,32")) == 0
+    start = load_mono_depth(weights=str(first)).state_dict()
+    # the file's architecture wins over the default channels; the weights are the file's before any step
+    t = Trainer([dataset], str(tmp_path / "b" / "mono.safetensors"), str(tmp_path / "ck"),
+                TrainConf(batch_size=2, cache_workers=1, train_matcher=False), mono_init=str(first))
+    assert t.mono.conf["channels"] == [8, 16, 24, 32] and t.mono.training
+    assert all(torch.equal(v, t.mono.state_dict()[k]) for k, v in start.items())
+    out = tmp_path / "c" / "mono.safetensors"
+    assert train_cmd.run(_args(dataset, out, steps=2, depth_only=True, mono_init=first)) == 0
+    tuned = load_mono_depth(weights=str(out))
+    assert tuned.conf["channels"] == [8, 16, 24, 32]
+    assert any(not torch.equal(v, tuned.state_dict()[k]) for k, v in start.items() if v.is_floating_point())
+    with safe_open(str(out), "pt") as f:
+        assert json.loads(f.metadata()["training"])["mono_init"] == "mono.safetensors"
+    assert train_cmd.run(_args(dataset, out, steps=1, matcher_only=True, mono_init=first)) == 2

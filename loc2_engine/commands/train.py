@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=2, help="processes that read the dataset into the cache")
     parser.add_argument("--init", metavar="MODEL_FILE",
                         help="start the matcher from these weights (fine-tuning; a fresh optimiser and schedule)")
+    parser.add_argument("--mono-init", metavar="FILE",
+                        help="start the mono depth network from these weights (fine-tuning; a fresh optimiser and "
+                             "schedule; its architecture wins over --mono-channels)")
     parser.add_argument("--matcher-only", action="store_true",
                         help="train the matcher alone; the shipped mono depth network is used, frozen, for "
                              "validation and is not written (needed for training packs)")
@@ -63,6 +66,10 @@ def run(args) -> int:
     if args.minutes is None and args.steps is None:
         print("loc2 train: give --minutes and/or --steps", file=sys.stderr)
         return 2
+    if args.mono_init and args.matcher_only:
+        print("loc2 train: --mono-init starts a mono depth network that is trained; --matcher-only freezes the "
+              "shipped one", file=sys.stderr)
+        return 2
     if args.depth_only and (args.matcher_only or args.mono_out):
         print("loc2 train: --depth-only writes the mono depth network to --out; it excludes --matcher-only and "
               "--mono-out", file=sys.stderr)
@@ -85,7 +92,8 @@ def run(args) -> int:
                      augment=not args.no_augment, mirror=args.mirror, turn=args.turn, train_mono=not args.matcher_only,
                      train_matcher=not args.depth_only, device=args.device, mono=mono)
     try:
-        trainer = Trainer(args.dataset, args.out, ckpt_dir, conf, mono_out=args.mono_out, init=args.init)
+        trainer = Trainer(args.dataset, args.out, ckpt_dir, conf, mono_out=args.mono_out, init=args.init,
+                          mono_init=args.mono_init)
         trainer.load_data()
     except Loc2Error as exc:
         print(f"loc2 train: {exc}", file=sys.stderr)

@@ -48,7 +48,7 @@ from .. import matching
 from ..errors import Loc2Error
 from ..models import load_model
 from ..models.base import build_from_file
-from ..models.mono_depth import MonoDepthNet, load_mono_depth, save_mono
+from ..models.mono_depth import MonoDepthNet, build_mono, load_mono_depth, save_mono
 from ..models.small import SmallMatcher
 from ..ransac import ransac_similarity
 from .augment import jitter
@@ -211,8 +211,9 @@ class Trainer:
     """Holds the models, optimiser, data and counters of one training run (see module docstring)."""
 
     def __init__(self, dataset_dirs: Sequence[str], out_path: str, ckpt_dir: str, conf: TrainConf,
-                 mono_out: Optional[str] = None, init: Optional[str] = None):
-        """init: a matcher weight file to start from (its architecture wins over ``conf.model``)."""
+                 mono_out: Optional[str] = None, init: Optional[str] = None, mono_init: Optional[str] = None):
+        """init: a matcher weight file to start from (its architecture wins over ``conf.model``); mono_init:
+        a mono depth weight file to start from (its architecture wins over ``conf.mono``)."""
         self.conf = conf
         self.dataset_dirs, self.out_path, self.ckpt_dir = list(dataset_dirs), Path(out_path), Path(ckpt_dir)
         self.mono_out = Path(mono_out) if mono_out else self.out_path.parent / "mono.safetensors"
@@ -231,7 +232,12 @@ class Trainer:
         if not conf.train_matcher:
             self.model.eval().requires_grad_(False)
         self.model.to(self.device)
-        if conf.train_mono:
+        if mono_init and not conf.train_mono:
+            raise ValueError("mono_init needs train_mono: a frozen mono depth network is always the shipped one")
+        self.mono_init = mono_init
+        if mono_init:
+            self.mono = build_mono(mono_init).train()
+        elif conf.train_mono:
             self.mono = MonoDepthNet({**conf.mono, "pano_size": list(self.model.ground_input_sizes["pano"]),
                                       "pinhole_size": list(self.model.ground_input_sizes["pinhole"])})
         else:
@@ -411,6 +417,7 @@ class Trainer:
                 "batch_size": self.conf.batch_size, "lr": self.conf.lr, "augment": self.conf.augment,
                 "mirror": self.mirrors, "turn": self.conf.turn,
                 "init": os.path.basename(self.init) if self.init else None,
+                "mono_init": os.path.basename(self.mono_init) if self.mono_init else None,
                 "mono": "trained" if self.conf.train_mono else "shipped, frozen",
                 "matcher": "trained" if self.conf.train_matcher else "frozen"}
         self.model.eval(), self.mono.eval()
