@@ -59,6 +59,9 @@ class RansacResult:
         other place gets any support.
     limits: the scale, heading and position limits every pose had to meet, in src / dst coordinates (the
         camera at src's origin), for refits after RANSAC (`dense_refit`); None when not ok.
+    rivals: up to ``rivals`` runner-up poses (unbatched SimilarityFit, finished like ``fit``), best first,
+        each at another place or heading than ``fit`` and every other rival (``distinct_m``,
+        ``distinct_deg``): the candidates a later, denser score may prefer (`dense_refit.DenseMass`).
     """
 
     fit: SimilarityFit
@@ -70,6 +73,7 @@ class RansacResult:
     reason: str = ""
     ambiguity: float = 0.0
     limits: Optional["PoseLimits"] = None
+    rivals: Tuple[SimilarityFit, ...] = ()
 
     @property
     def heading_deg(self) -> float:
@@ -78,7 +82,7 @@ class RansacResult:
 
     def refitted(self, fit: SimilarityFit, src: torch.Tensor, dst: torch.Tensor, th_inlier: float
                  ) -> "RansacResult":
-        """This result with another final ``fit`` (e.g. `dense_refit.dense_refit`'s): residuals, inliers and
+        """This result with another final ``fit`` (e.g. `dense_refit.refit_best`'s): residuals, inliers and
         soft score of the same correspondences src, dst (N, 2) recomputed under it; the search's own
         numbers (hypotheses, ambiguity) kept."""
         src, dst, _ = _check_inputs(src, dst, None)
@@ -96,6 +100,7 @@ def ransac_similarity(src: torch.Tensor, dst: torch.Tensor, weights: Optional[to
                       position_radius: Optional[float] = None,
                       distinct_m: Optional[float] = None,
                       ray_noise: Optional[RayNoise] = None,
+                      rivals: int = 0, rival_distinct_m: float = 4.0, rival_distinct_deg: float = 30.0,
                       generator: Optional[torch.Generator] = None) -> RansacResult:
     """Robust similarity from src (N, 2) to dst (N, 2) with sampling weights (N,) >= 0 (None: uniform).
 
@@ -106,7 +111,9 @@ def ransac_similarity(src: torch.Tensor, dst: torch.Tensor, weights: Optional[to
     may land, so a pose outside the search area is never chosen over a slightly weaker one inside it.
     ``distinct_m`` (default 2 th_soft): how far another hypothesis's camera must be to count as a rival
     place for ``ambiguity``. ``ray_noise``: src's origin is the camera and its points were lifted along rays
-    with this noise; the final pose is refitted with it (step 4).
+    with this noise; the final pose is refitted with it (step 4). ``rivals``: how many runner-up poses to
+    finish (steps 3-4) and return besides the best, each with its camera more than ``rival_distinct_m``
+    (dst units) or its heading more than ``rival_distinct_deg`` from the best's and every other rival's.
     Never raises on bad data: returns ok=False with a reason.
     """
     src, dst, weights = _check_inputs(src, dst, weights)
@@ -153,33 +160,43 @@ def ransac_similarity(src: torch.Tensor, dst: torch.Tensor, weights: Optional[to
     scores = _soft_scores(hyp, valid, p, q, th_soft)
     best = int(torch.argmax(scores))
     ambiguity = _ambiguity(hyp, scores, best, -p_mean, 2.0 * th_soft if distinct_m is None else distinct_m)
-    fit = hyp[best]
-    fit = SimilarityFit(fit.R[None], fit.t[None], fit.s[None], fit.ok[None], fit.reason)
-
-    count_prev = 3
-    for _ in range(refine_steps):
-        inl = _residuals(fit, p, q) <= th_inlier
-        count = int(inl.sum())
-        if count < 3 or count <= count_prev:
-            break
-        refit = procrustes_2d(p[None], q[None], inl[None].to(p.dtype), with_scale=with_scale)
-        if not bool(refit.ok[0] & accept(refit)[0]):
-            break
-        fit, count_prev = refit, count
-
-    # back to the original coordinates: q + q_mean = s R (p + p_mean) + t'  =>  t' = t + q_mean - s R p_mean
-    t_full = fit.t + q_mean - fit.s[:, None] * (fit.R @ p_mean[:, None])[..., 0]
-    fit = SimilarityFit(fit.R[0], t_full[0], fit.s[0], fit.ok[0], ("",))
     uncentred = PoseLimits(scale_range, heading_prior_deg, heading_tolerance_deg,
                            None if position_prior is None else (torch.zeros(2, dtype=dst.dtype), torch.as_tensor(
                                position_prior, dtype=dst.dtype), float(position_radius)))
-    if ray_noise is not None:
-        p, q, w = src[idx_usable], dst[idx_usable], weights[idx_usable]
-        inl = _residuals(fit, p, q) <= th_inlier
-        fit = refine_pose(p[inl], q[inl], w[inl], fit, ray_noise, accept=lambda f: bool(uncentred(f)))
+
+    def finish(i: int) -> SimilarityFit:
+        """Hypothesis i refined on its inliers (step 3), uncentred, refitted along the rays (step 4)."""
+        fit = hyp[i]
+        fit = SimilarityFit(fit.R[None], fit.t[None], fit.s[None], fit.ok[None], fit.reason)
+        count_prev = 3
+        for _ in range(refine_steps):
+            inl = _residuals(fit, p, q) <= th_inlier
+            count = int(inl.sum())
+            if count < 3 or count <= count_prev:
+                break
+            refit = procrustes_2d(p[None], q[None], inl[None].to(p.dtype), with_scale=with_scale)
+            if not bool(refit.ok[0] & accept(refit)[0]):
+                break
+            fit, count_prev = refit, count
+        # back to the original coordinates: q + q_mean = s R (p + p_mean) + t'  =>  t' = t + q_mean - s R p_mean
+        t_full = fit.t + q_mean - fit.s[:, None] * (fit.R @ p_mean[:, None])[..., 0]
+        fit = SimilarityFit(fit.R[0], t_full[0], fit.s[0], fit.ok[0], ("",))
+        if ray_noise is not None:
+            src_u, dst_u, w_u = src[idx_usable], dst[idx_usable], weights[idx_usable]
+            inl = _residuals(fit, src_u, dst_u) <= th_inlier
+            fit = refine_pose(src_u[inl], dst_u[inl], w_u[inl], fit, ray_noise, accept=lambda f: bool(uncentred(f)))
+        return fit
+
+    fit = finish(best)
+    finished = [fit]
+    for i in _distinct_runners(hyp, scores, best, -p_mean, rivals, rival_distinct_m, rival_distinct_deg):
+        rival = finish(i)  # two distinct hypotheses can refine to one pose: keep it once
+        if all(_apart(rival, other, rival_distinct_m, rival_distinct_deg) for other in finished):
+            finished.append(rival)
     residuals, inliers, soft = _final_scores(fit, src, dst, usable, th_inlier)
     return RansacResult(fit=fit, inliers=inliers, residuals=residuals, soft_score=soft,
-                        n_hypotheses_valid=n_valid, ok=True, reason="", ambiguity=ambiguity, limits=uncentred)
+                        n_hypotheses_valid=n_valid, ok=True, reason="", ambiguity=ambiguity, limits=uncentred,
+                        rivals=tuple(finished[1:]))
 
 
 def _final_scores(fit: SimilarityFit, src: torch.Tensor, dst: torch.Tensor, usable: torch.Tensor,
@@ -208,6 +225,32 @@ def _ambiguity(hyp: SimilarityFit, scores: torch.Tensor, best: int, origin: torc
     if rival.numel() == 0 or top <= 0:
         return 0.0
     return float(min(1.0, max(0.0, float(rival.max()) / top)))
+
+
+def _distinct_runners(hyp: SimilarityFit, scores: torch.Tensor, best: int, origin: torch.Tensor, n: int,
+                      distinct_m: float, distinct_deg: float) -> list:
+    """Indices of up to n hypotheses, best score first, each distinct from ``best`` and from one another:
+    its camera more than distinct_m away or its heading more than distinct_deg off (greedy suppression of
+    every hypothesis near one already chosen). hyp, scores, origin as in `_ambiguity`."""
+    cam = hyp.s[:, None] * (hyp.R @ origin) + hyp.t        # (H, 2) camera positions
+    head = heading_from_rotation(hyp.R)                     # (H,)
+    left = scores.clone()
+    chosen, i = [], best
+    while True:
+        near = ((cam - cam[i]).norm(dim=-1) <= distinct_m) & (
+            (torch.remainder(head - head[i] + 180.0, 360.0) - 180.0).abs() <= distinct_deg)
+        left[near] = -math.inf
+        if len(chosen) == n or not bool(torch.isfinite(left).any()):
+            return chosen
+        i = int(torch.argmax(left))
+        chosen.append(i)
+
+
+def _apart(a: SimilarityFit, b: SimilarityFit, distinct_m: float, distinct_deg: float) -> bool:
+    """Whether two unbatched, uncentred fits put the camera (src's origin, i.e. t) more than distinct_m
+    apart or differ in heading by more than distinct_deg."""
+    turn = float(torch.remainder(heading_from_rotation(a.R) - heading_from_rotation(b.R) + 180.0, 360.0) - 180.0)
+    return float((a.t - b.t).norm()) > distinct_m or abs(turn) > distinct_deg
 
 
 def two_point_similarity(src: torch.Tensor, dst: torch.Tensor, with_scale: bool = True) -> SimilarityFit:

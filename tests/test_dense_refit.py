@@ -1,11 +1,12 @@
-"""The last refit of the pose against the whole matching probability matrix (`dense_refit`)."""
+"""The last refit of the pose against the whole matching probability matrix (`dense_refit`), and the choice
+between RANSAC's pose and its rivals by the matching mass they explain."""
 
 import math
 
 import pytest
 import torch
 
-from loc2_engine.dense_refit import dense_refit
+from loc2_engine.dense_refit import DenseMass, refit_best, sharpness
 from loc2_engine.ransac import PoseLimits, ransac_similarity
 from loc2_engine.solver import SimilarityFit, heading_from_rotation, rotation_from_heading
 
@@ -40,7 +41,7 @@ def _start(truth, dh=4.0, dt=(1.6, -1.2)):
 def test_the_refit_climbs_to_the_pose_the_probabilities_support():
     P, cells, bev, truth = _scene()
     start = _start(truth)
-    fit = dense_refit(P, cells, bev, start)
+    fit = DenseMass(P, cells, bev).refit(start)
     assert float((fit.t - truth.t.float()).norm()) < 0.15
     assert abs(float(heading_from_rotation(fit.R)) - 30.0) < 0.3
     assert float(fit.s) == float(start.s)  # the scale is RANSAC's
@@ -50,7 +51,7 @@ def test_the_refit_climbs_to_the_pose_the_probabilities_support():
 def test_a_pinhole_refit_moves_the_position_and_keeps_the_heading():
     P, cells, bev, truth = _scene(heading=250.0)
     start = _start(truth, dh=0.0)
-    fit = dense_refit(P, cells, bev, start, turn=False)
+    fit = DenseMass(P, cells, bev).refit(start, turn=False)
     torch.testing.assert_close(fit.R, start.R)
     assert float((fit.t - truth.t.float()).norm()) < 0.15
 
@@ -60,11 +61,11 @@ def test_the_refit_stays_inside_the_limits():
     P, cells, bev, truth = _scene()
     start = _start(truth)
     limits = PoseLimits(None, None, None, (torch.zeros(2), start.t, 0.01))
-    fit = dense_refit(P, cells, bev, start, accept=lambda f: bool(limits(f)))
+    fit = DenseMass(P, cells, bev).refit(start, accept=lambda f: bool(limits(f)))
     torch.testing.assert_close(fit.t, start.t)
     torch.testing.assert_close(fit.R, start.R)
     heading = PoseLimits(None, float(heading_from_rotation(start.R)), 1.0)
-    fit = dense_refit(P, cells, bev, start, accept=lambda f: bool(heading(f)))
+    fit = DenseMass(P, cells, bev).refit(start, accept=lambda f: bool(heading(f)))
     assert abs(float(heading_from_rotation(fit.R)) - float(heading_from_rotation(start.R))) <= 1.0
 
 
@@ -91,5 +92,26 @@ def test_a_refitted_ransac_result_scores_the_matches_under_the_new_pose():
 def test_nothing_to_refit_against_leaves_the_pose(turn):
     _, cells, bev, truth = _scene()
     start = _start(truth)
-    fit = dense_refit(torch.zeros(cells.shape[0], bev.shape[0]), cells, bev, start, turn=turn)
+    fit = DenseMass(torch.zeros(cells.shape[0], bev.shape[0]), cells, bev).refit(start, turn=turn)
     torch.testing.assert_close(fit.t, start.t)
+
+
+def test_the_sharpest_pose_is_chosen_among_the_rivals_and_ransacs_own_wins_a_tie():
+    """P supports the true pose tightly and a turned one 15 m away loosely, with more mass within 1.5 m of it: from starts
+    near each, the refit of the tight one wins in either order. Two poses supported alike: the first
+    candidate (RANSAC's own) keeps its place."""
+    P, cells, bev, truth = _scene(spread_m=0.8)
+    P_loose, _, _, other = _scene(heading=150.0, t=(-12.0, 9.0), spread_m=3.0)
+    mass = DenseMass(P + 4.0 * P_loose, cells, bev)
+    near_truth, near_other = _start(truth), _start(other)
+    for order in [(near_other, near_truth), (near_truth, near_other)]:
+        assert float((refit_best(mass, order).t - truth.t.float()).norm()) < 0.2
+    assert sharpness(mass, refit_best(mass, [near_other]), 1.5) < sharpness(mass, refit_best(mass, [near_truth]), 1.5)
+    P_alike, _, _, _ = _scene(heading=150.0, t=(-12.0, 9.0), spread_m=0.8)
+    alike = DenseMass(P + P_alike, cells, bev)
+    assert float((refit_best(alike, (near_other, near_truth)).t - other.t.float()).norm()) < 0.2
+    assert float((refit_best(alike, (near_truth, near_other)).t - truth.t.float()).norm()) < 0.2
+    # a margin against RANSAC's own pose hands the tie to the rival
+    assert float((refit_best(alike, (near_other, near_truth), margin=-1.0).t - truth.t.float()).norm()) < 0.2
+    not_ok = SimilarityFit(near_truth.R, near_truth.t, near_truth.s, torch.tensor(False), ("",))
+    assert mass.score(not_ok, 1.5) == 0.0 and sharpness(mass, not_ok, 1.5) == -math.inf

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loc2_engine.ransac import ransac_similarity
-from loc2_engine.solver import rotation_from_heading
+from loc2_engine.solver import heading_from_rotation, rotation_from_heading
 
 
 def _angle_diff(a, b):
@@ -114,6 +114,31 @@ def test_ambiguity_measures_a_rival_place():
     assert ransac_similarity(src_a, dst_a, w_a).ambiguity < 0.1  # no outliers: nothing else fits
 
 
+def test_rivals_are_the_runner_up_poses_at_other_places_or_headings():
+    """Three structures: A (300 points) wins; B (200 points) 30 m away and C (150 points) at A's place but
+    turned 120 degrees are its rivals, each finished to its own exact pose; near-copies of A are not."""
+    src_a, dst_a, w_a, _ = make_problem(30.0, 1.0, 0.0, 0.0, 3, n=300, outlier_ratio=0.0)
+    src_b, dst_b, w_b, _ = make_problem(30.0, 1.0, 30.0, 0.0, 4, n=200, outlier_ratio=0.0)
+    src_c, dst_c, w_c, _ = make_problem(150.0, 1.0, 0.0, 0.0, 5, n=150, outlier_ratio=0.0)
+    src, dst, w = torch.cat([src_a, src_b, src_c]), torch.cat([dst_a, dst_b, dst_c]), torch.cat([w_a, w_b, w_c])
+    assert ransac_similarity(src, dst, w).rivals == ()
+    res = ransac_similarity(src, dst, w, hypotheses=4000, rivals=4)
+    assert float(res.fit.t.norm()) < 0.1 and abs(_angle_diff(res.heading_deg, 30.0)) < 0.5
+    assert 1 <= len(res.rivals) <= 4
+    poses = [(f.t, float(heading_from_rotation(f.R))) for f in (res.fit,) + res.rivals]
+    for i, (t_i, h_i) in enumerate(poses):
+        for t_j, h_j in poses[:i]:
+            assert float((t_i - t_j).norm()) > 4.0 or abs(_angle_diff(h_i, h_j)) > 30.0
+    def found(t, heading):
+        return any(float((f.t - torch.tensor(t)).norm()) < 0.1 and abs(_angle_diff(
+            float(heading_from_rotation(f.R)), heading)) < 0.5 for f in res.rivals)
+    assert found((30.0, 0.0), 30.0) and found((0.0, 0.0), 150.0)
+    # rivals keep to the same limits as the winner
+    bounded = ransac_similarity(src, dst, w, hypotheses=4000, rivals=4, position_prior=(0.0, 0.0),
+                                position_radius=10.0)
+    assert bounded.rivals and all(float(f.t.norm()) <= 10.0 for f in bounded.rivals)
+
+
 def test_unsatisfiable_prior_fails_with_reason():
     src, dst, w, _ = make_problem(0.0, 1.0, 0.0, 0.0, 5, outlier_ratio=0.0)
     res = ransac_similarity(src, dst, w, scale_range=(50.0, 60.0))
@@ -164,7 +189,7 @@ def test_bad_arguments_raise():
 def test_two_point_samples_recover_the_pose_and_reject_coincident_points():
     """sample_size=2 uses the exact two-point similarity; coincident pairs are degenerate, not garbage."""
     from loc2_engine.ransac import two_point_similarity
-    from loc2_engine.solver import rotation_from_heading
+    from loc2_engine.solver import heading_from_rotation, rotation_from_heading
     g = torch.Generator().manual_seed(3)
     src = torch.randn(400, 2, generator=g) * 10
     R = rotation_from_heading(torch.tensor(211.0)).float()
