@@ -9,7 +9,12 @@ position is within `HIT_RADIUS_M` of the truth:
 
 Features: log(1 + inliers); soft_ratio = soft_score / matches (the reference's soft inlier count at
 th_inlier, per match); ambiguity (RANSAC: best support at another place over the winner's, see
-`ransac.RansacResult.ambiguity`); log sigma_m; inlier_weight_share (Σ inlier match probabilities / Σ all).
+`ransac.RansacResult.ambiguity`); log sigma_m; inlier_weight_share (Σ inlier match probabilities / Σ all);
+dense_share (the share of the matching mass, each token's most probable cells, that lies within the last
+kernel width of where the pose puts its token, `dense_refit.DenseMass.share`) and sharpness (log of the
+mass within that width over the mass within four times it, `dense_refit.sharpness`): how much of all of P,
+not only of the drawn matches, the pose explains, and how tightly. A calibration without a feature (one
+fitted before it existed) gives it no weight.
 
 Without a calibration (e.g. the official checkpoints) a monotone heuristic stands in, and is only a ranking:
 
@@ -47,7 +52,9 @@ MAX_INDEPENDENT_INLIERS = 50
 HIT_RADIUS_M = 5.0
 #: quality features a calibration weighs, in order (see the module docstring)
 FEATURE_NAMES = ("log_inliers", "soft_ratio", "ambiguity", "log_sigma", "inlier_weight_share", "panorama",
-                 "heading_prior")
+                 "heading_prior", "dense_share", "sharpness")
+#: sharpness (a log ratio, <= 0, -inf without mass near the pose) is clipped below at this
+_SHARPNESS_FLOOR = -5.0
 #: sigma_m is clipped to this range (metres) before its logarithm: beyond it the pose is equally good or bad
 _SIGMA_CLIP_M = (0.05, 200.0)
 
@@ -59,18 +66,21 @@ MIN_INLIERS = 10
 
 
 def quality_features(inliers: int, soft_ratio: float, ambiguity: float, sigma_m: float,
-                     inlier_weight_share: float, panorama: bool = True,
-                     heading_prior: bool = False) -> Dict[str, float]:
+                     inlier_weight_share: float, panorama: bool = True, heading_prior: bool = False,
+                     dense_share: float = 0.0, sharpness: float = _SHARPNESS_FLOOR) -> Dict[str, float]:
     """The `FEATURE_NAMES` of one pose (sigma_m NaN, i.e. fewer than 3 inliers, counts as the clip maximum).
 
     panorama / heading_prior: the camera type and whether the heading was constrained, because the same
     inlier numbers mean more for a 360° view and for a search over ±20° than over the full circle.
+    dense_share in [0, 1] and sharpness <= 0: the pose against the whole of P (module docstring); their
+    defaults are those of a pose that explains none of it.
     """
     sigma = _SIGMA_CLIP_M[1] if not math.isfinite(sigma_m) else min(max(sigma_m, _SIGMA_CLIP_M[0]), _SIGMA_CLIP_M[1])
     return {"log_inliers": math.log1p(max(inliers, 0)), "soft_ratio": float(soft_ratio),
             "ambiguity": float(ambiguity), "log_sigma": math.log(sigma),
             "inlier_weight_share": float(inlier_weight_share), "panorama": float(bool(panorama)),
-            "heading_prior": float(bool(heading_prior))}
+            "heading_prior": float(bool(heading_prior)), "dense_share": float(dense_share),
+            "sharpness": max(float(sharpness), _SHARPNESS_FLOOR)}
 
 
 def confidence_from(features: Dict[str, float], calibration: Optional[Dict[str, float]] = None) -> float:
@@ -79,7 +89,7 @@ def confidence_from(features: Dict[str, float], calibration: Optional[Dict[str, 
     if inliers < 2.5 or not features["soft_ratio"] > 0:
         return 0.0
     if calibration:
-        z = calibration["intercept"] + sum(calibration[k] * features[k] for k in FEATURE_NAMES)
+        z = calibration["intercept"] + sum(calibration.get(k, 0.0) * features[k] for k in FEATURE_NAMES)
         return float(1.0 / (1.0 + math.exp(-min(max(z, -50.0), 50.0))))
     return float((1.0 - math.exp(-inliers / COUNT_SCALE))
                  * (1.0 - math.exp(-(features["soft_ratio"] / RATIO_SCALE) ** 2))
@@ -89,6 +99,7 @@ def confidence_from(features: Dict[str, float], calibration: Optional[Dict[str, 
 def pose_quality(residuals: torch.Tensor, inliers: torch.Tensor, weights: torch.Tensor, soft_score: float,
                  n: int, *, ambiguity: float = 0.0, panorama: bool = True, heading_prior: bool = False,
                  dst: Optional[torch.Tensor] = None, position: Optional[torch.Tensor] = None,
+                 dense_share: float = 0.0, sharpness: float = _SHARPNESS_FLOOR,
                  calibration: Optional[Dict[str, float]] = None) -> dict:
     """Quality numbers of one pose for the ``camera_poses`` layer.
 
@@ -96,7 +107,8 @@ def pose_quality(residuals: torch.Tensor, inliers: torch.Tensor, weights: torch.
     RANSAC soft inlier count, n the number of matches the pose was fitted on, ambiguity from RANSAC,
     panorama / heading_prior: the camera type and whether a heading prior constrained the fit.
     Optional dst (N, 2) local metres of the matches and position (2,) of the camera add the lever-arm term
-    to sigma_m. calibration: the model's logistic weights (None: the heuristic).
+    to sigma_m. dense_share, sharpness: the pose against the whole of P (`quality_features`).
+    calibration: the model's logistic weights (None: the heuristic).
 
     Returns dict(matches int, inliers int, inlier_ratio, confidence, residual_m (inlier RMS, NaN if none),
     sigma_m (NaN if fewer than 3 inliers), inlier_weight_share (Σ inlier weights / Σ weights), features).
@@ -111,7 +123,7 @@ def pose_quality(residuals: torch.Tensor, inliers: torch.Tensor, weights: torch.
     sigma_m = _sigma_m(r, dst[inl].double() if dst is not None else None, position)
     share = float(w[inl].sum()) / w_total if w_total > 0 else 0.0
     features = quality_features(k, soft_score / matches if matches else 0.0, ambiguity, sigma_m, share,
-                                panorama, heading_prior)
+                                panorama, heading_prior, dense_share, sharpness)
     return dict(
         matches=matches,
         inliers=k,

@@ -66,6 +66,11 @@ class DenseMass:
         """(k, Ng) P · exp(-|x_c - (R src_g + t)|² / 2σ²); src (k, Ng, 2) the scaled BEV points."""
         return self.prob * torch.exp(-((self.target - (src @ R.T + t)) ** 2).sum(-1) / (2.0 * sigma_m * sigma_m))
 
+    def share(self, fit: SimilarityFit, sigma_m: float) -> float:
+        """`score` over the whole mass considered (each token's top_k cells): in [0, 1], 0 without mass."""
+        total = float(self.prob.sum())
+        return self.score(fit, sigma_m) / total if total > 0.0 else 0.0
+
     def score(self, fit: SimilarityFit, sigma_m: float) -> float:
         """S of the module docstring under the unbatched ``fit``: the matches expected within about ``sigma_m``
         of where it puts them (0 for a fit that is not ok)."""

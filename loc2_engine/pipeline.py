@@ -39,7 +39,7 @@ import torch
 
 from .aerial import AerialWindow
 from .confidence import pose_quality, status_from
-from .dense_refit import DEFAULT_SIGMAS_M, DenseMass, refit_best
+from .dense_refit import DEFAULT_SIGMAS_M, DenseMass, refit_best, sharpness
 from .depth import DepthProvider, as_depth_map, get_depth_provider
 from .errors import AerialError, LocalizationError, Loc2Error, PriorError
 from .georef import transform_points
@@ -346,18 +346,20 @@ class Localizer:
             generator=torch.Generator().manual_seed(int(self.conf["seed"])))
         if not ransac.ok:
             raise LocalizationError(f"No consistent pose from {len(w)} matches: {ransac.reason}")
+        mass = DenseMass(P[:, valid], cells, xy_bev_tok[valid])
         if self.conf["dense_sigmas_m"]:
-            fit = refit_best(DenseMass(P[:, valid], cells, xy_bev_tok[valid]), (ransac.fit,) + ransac.rivals,
-                             turn=kind == "pano", sigmas_m=self.conf["dense_sigmas_m"],
-                             accept=lambda f: bool(ransac.limits(f)))
+            fit = refit_best(mass, (ransac.fit,) + ransac.rivals, turn=kind == "pano",
+                             sigmas_m=self.conf["dense_sigmas_m"], accept=lambda f: bool(ransac.limits(f)))
             ransac = ransac.refitted(fit, xy_bev, xy_aerial, self.conf["th_inlier_m"])
         fit = ransac.fit
+        kernel_m = (self.conf["dense_sigmas_m"] or DEFAULT_SIGMAS_M)[-1]
         t_local = fit.t.detach().double().numpy().reshape(2)
 
         quality = pose_quality(ransac.residuals, ransac.inliers, w, ransac.soft_score, len(w),
                                ambiguity=ransac.ambiguity, panorama=kind == "pano",
                                heading_prior=prior.heading_deg is not None,
                                dst=xy_aerial, position=fit.t.detach().float(),
+                               dense_share=mass.share(fit, kernel_m), sharpness=sharpness(mass, fit, kernel_m),
                                calibration=getattr(self.matcher, "confidence_calibration", None))
         heading = float(heading_from_rotation(fit.R.detach().double()))
         xy_crs = frame.from_local(t_local[None])[0]

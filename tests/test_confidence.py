@@ -39,19 +39,27 @@ def test_calibrated_confidence_is_the_logistic_of_the_features():
     assert _conf(2, 0.9, calibration=cal) == 0.0
     # sigma_m NaN (fewer than 3 inliers) and absurd values are clipped, never NaN
     assert 0.0 <= _conf(3, 0.5, 0.0, float("nan"), 0.5, cal) < _conf(3, 0.5, 0.0, 1.0, 0.5, cal)
+    # a calibration from before the dense features gives them no weight; a newer one weighs them
+    dense = quality_features(40, 0.2, 0.3, 2.0, 0.6, True, False, dense_share=0.4, sharpness=-0.7)
+    assert confidence_from(dense, cal) == pytest.approx(1 / (1 + math.exp(-z)))
+    newer = {**cal, "dense_share": 3.0, "sharpness": 1.5}
+    assert confidence_from(dense, newer) == pytest.approx(1 / (1 + math.exp(-(z + 3.0 * 0.4 - 1.5 * 0.7))))
+    # no mass near the pose: sharpness -inf is clipped, never NaN
+    assert math.isfinite(confidence_from(quality_features(40, 0.2, 0.3, 2.0, 0.6, sharpness=-math.inf), newer))
 
 
 def test_pose_quality_numbers():
     residuals = torch.tensor([0.3, 0.4, 1.2, 5.0, 9.0, float("nan")])
     inliers = torch.tensor([True, True, True, False, False, False])
     weights = torch.tensor([1.0, 1.0, 2.0, 1.0, 5.0, 0.0])
-    q = pose_quality(residuals, inliers, weights, soft_score=2.8, n=6, ambiguity=0.25)
+    q = pose_quality(residuals, inliers, weights, soft_score=2.8, n=6, ambiguity=0.25, dense_share=0.3,
+                     sharpness=-1.2)
     assert (q["matches"], q["inliers"]) == (6, 3)
     assert q["inlier_ratio"] == pytest.approx(0.5)
     assert q["residual_m"] == pytest.approx(math.sqrt((0.09 + 0.16 + 1.44) / 3))
     assert q["sigma_m"] == pytest.approx(math.sqrt((0.09 + 0.16 + 1.44) / 1 / 3))
     assert q["inlier_weight_share"] == pytest.approx(0.4)
-    assert q["features"] == quality_features(3, 2.8 / 6, 0.25, q["sigma_m"], 0.4, True, False)
+    assert q["features"] == quality_features(3, 2.8 / 6, 0.25, q["sigma_m"], 0.4, True, False, 0.3, -1.2)
     assert q["confidence"] == pytest.approx(confidence_from(q["features"]))
 
 

@@ -115,3 +115,12 @@ def test_the_sharpest_pose_is_chosen_among_the_rivals_and_ransacs_own_wins_a_tie
     assert float((refit_best(alike, (near_other, near_truth), margin=-1.0).t - truth.t.float()).norm()) < 0.2
     not_ok = SimilarityFit(near_truth.R, near_truth.t, near_truth.s, torch.tensor(False), ("",))
     assert mass.score(not_ok, 1.5) == 0.0 and sharpness(mass, not_ok, 1.5) == -math.inf
+
+
+def test_the_share_is_the_part_of_the_mass_a_pose_explains():
+    P, cells, bev, truth = _scene(spread_m=0.8)
+    mass = DenseMass(P, cells, bev)
+    at_truth = mass.share(mass.refit(_start(truth)), 1.5)
+    assert 0.5 < at_truth <= 1.0
+    assert mass.share(_start(truth, dh=90.0, dt=(15.0, 0.0)), 1.5) < 0.1 * at_truth
+    assert DenseMass(torch.zeros_like(P), cells, bev).share(_start(truth), 1.5) == 0.0
