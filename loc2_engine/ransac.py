@@ -16,6 +16,8 @@ Model ``dst ≈ s R src + t`` (src: ground BEV points, depth units; dst: aerial 
    their count is >= 3 and grows, refit the Procrustes on them with binary weights.
 4. With ``ray_noise``: a last refit on the hard inliers, weighted, with each match's error larger along its
    viewing ray than across it (`refine.refine_pose`), under the same scale, heading and position limits.
+5. With ``rivals``: the best-scored hypotheses at other places or headings (each one chosen suppresses every
+   hypothesis near it), finished by steps 3-4 like the winner and returned beside it.
 
 Everything runs in float32. ``generator`` makes it reproducible; without one a fixed seed is used, so the
 same input always gives the same pose.
@@ -60,8 +62,8 @@ class RansacResult:
     limits: the scale, heading and position limits every pose had to meet, in src / dst coordinates (the
         camera at src's origin), for refits after RANSAC (`dense_refit`); None when not ok.
     rivals: up to ``rivals`` runner-up poses (unbatched SimilarityFit, finished like ``fit``), best first,
-        each at another place or heading than ``fit`` and every other rival (``distinct_m``,
-        ``distinct_deg``): the candidates a later, denser score may prefer (`dense_refit.DenseMass`).
+        each at another place or heading than ``fit`` and every other rival (``rival_distinct_m``,
+        ``rival_distinct_deg``): the candidates a later, denser score may prefer (`dense_refit.refit_best`).
     """
 
     fit: SimilarityFit
