@@ -38,10 +38,14 @@ DEFAULT_TOP_K = 32
 DEFAULT_ITERATIONS = 5
 #: `sharpness` compares the mass within the last kernel width with that within this many times it
 WIDE_KERNEL_RATIO = 4.0
-#: how much sharper (log ratio) a rival must be than RANSAC's own pose to replace it (`refit_best`). Chosen
-#: with RANSAC's 8 rivals on 500 photos (data/calib, calib2, calib-degraded, calib-anysun, calib-light) and
-#: checked on 600 others (data/bench, calib3..5), default model: median 1.83 -> 1.70 m, within 5 m 74.7 ->
-#: 77.7 %; 0 gave 1.85 m / 74.7 %, 0.25 1.73 m / 77.5 %
+#: `refit_best` ranks a candidate by sharpness + RIVAL_MASS_WEIGHT · log(share) (+ the margin for RANSAC's own
+#: pose): sharper wins, but a rival that explains far less of P needs to be much sharper (at 0.1, half the
+#: mass costs 0.07). Chosen with the margin on RANSAC's 8 rivals of 500 photos (data/calib, calib2,
+#: calib-degraded, calib-anysun, calib-light) and checked on 600 others (data/bench, calib3..5), default model,
+#: against RANSAC's own pose: median 1.83 -> 1.67 m, within 5 m 74.7 -> 78.2 % (without the mass term 1.70 m /
+#: 77.7 %; on the 500: 1.92 -> 1.91 m, 71.6 -> 72.0 %). A margin of 0 gave 1.85 m / 74.7 %, 0.25 1.73 / 77.5 %
+RIVAL_MASS_WEIGHT = 0.1
+#: how much higher a rival must rank than RANSAC's own pose to replace it (`refit_best`; see above)
 DEFAULT_RIVAL_MARGIN = 0.125
 
 
@@ -115,14 +119,20 @@ def refit_best(mass: DenseMass, fits: Sequence[SimilarityFit], *, turn: bool = T
                accept: Optional[Callable[[SimilarityFit], bool]] = None,
                margin: float = DEFAULT_RIVAL_MARGIN) -> SimilarityFit:
     """Each candidate pose of ``fits`` (RANSAC's best first, then its rivals) refitted to ``mass``
-    (`DenseMass.refit`); returns the sharpest (`sharpness`), RANSAC's own pose getting ``margin`` ahead.
+    (`DenseMass.refit`); returns the one ranked first by `sharpness` + RIVAL_MASS_WEIGHT · log(`DenseMass.share`),
+    RANSAC's own pose getting ``margin`` ahead.
 
-    RANSAC ranks poses by how many of the few thousand drawn matches they explain; this ranks them by how
-    tightly they explain all of P. Where two places fit, the wrong one tends to gather mass loosely.
+    RANSAC ranks poses by how many of the few thousand drawn matches they explain; this ranks them mostly by
+    how tightly they explain all of P. Where two places fit, the wrong one tends to gather mass loosely.
     """
     refits = [mass.refit(f, turn=turn, sigmas_m=sigmas_m, accept=accept) for f in fits]
-    ranks = [sharpness(mass, f, sigmas_m[-1]) + (margin if i == 0 else 0.0) for i, f in enumerate(refits)]
+    ranks = [_rank(mass, f, sigmas_m[-1]) + (margin if i == 0 else 0.0) for i, f in enumerate(refits)]
     return refits[ranks.index(max(ranks))]
+
+
+def _rank(mass: DenseMass, fit: SimilarityFit, sigma_m: float) -> float:
+    share = mass.share(fit, sigma_m)
+    return sharpness(mass, fit, sigma_m) + RIVAL_MASS_WEIGHT * math.log(share) if share > 0.0 else -math.inf
 
 
 def sharpness(mass: DenseMass, fit: SimilarityFit, sigma_m: float) -> float:

@@ -113,6 +113,14 @@ def test_the_sharpest_pose_is_chosen_among_the_rivals_and_ransacs_own_wins_a_tie
     assert float((refit_best(alike, (near_truth, near_other)).t - truth.t.float()).norm()) < 0.2
     # a margin against RANSAC's own pose hands the tie to the rival
     assert float((refit_best(alike, (near_other, near_truth), margin=-1.0).t - truth.t.float()).norm()) < 0.2
+    # a little sharper with a third of the mass is not enough: without a margin the heavier pose wins in
+    # either order
+    P_wide, _, _, _ = _scene(spread_m=1.0)
+    P_light, _, _, _ = _scene(heading=150.0, t=(-12.0, 9.0), spread_m=0.5)
+    heavier = DenseMass(P_wide + 0.3 * P_light, cells, bev)
+    assert sharpness(heavier, heavier.refit(near_other), 1.5) > sharpness(heavier, heavier.refit(near_truth), 1.5)
+    for order in [(near_other, near_truth), (near_truth, near_other)]:
+        assert float((refit_best(heavier, order, margin=0.0).t - truth.t.float()).norm()) < 0.2
     not_ok = SimilarityFit(near_truth.R, near_truth.t, near_truth.s, torch.tensor(False), ("",))
     assert mass.score(not_ok, 1.5) == 0.0 and sharpness(mass, not_ok, 1.5) == -math.inf
 
