@@ -136,9 +136,9 @@ DEFAULT_CONF = {
     "dense_sigmas_m": DEFAULT_SIGMAS_M,
     # RANSAC's runner-up poses at other places or headings (`ransac.RansacResult.rivals`), refitted to P
     # like its own; the sharpest wins (`dense_refit.refit_best`; needs dense_sigmas_m; 0: RANSAC's pose).
-    # Default model, seed 0, 800 bench-style photos, 0 -> 8: median 1.85 -> 1.69 m (90 % bootstrap interval
-    # of the change [-0.27, -0.08]), within 5 m 74.0 -> 77.6 %; pinholes with a heading prior 3.02 -> 2.63 m,
-    # without 4.16 -> 3.74 m; panoramas within 5 m +2 points each
+    # Default model, seed 0, 800 bench-style photos, 0 -> 8: median 1.85 -> 1.67 m (90 % bootstrap interval
+    # of the change [-0.29, -0.09]), within 5 m 74.0 -> 77.9 %; pinholes with a heading prior 3.02 -> 2.67 m,
+    # without 4.16 -> 3.74 m; panoramas within 5 m +3 points each
     "rivals": 8,
 }
 
