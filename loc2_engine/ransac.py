@@ -166,6 +166,8 @@ def ransac_similarity(src: torch.Tensor, dst: torch.Tensor, weights: Optional[to
                            None if position_prior is None else (torch.zeros(2, dtype=dst.dtype), torch.as_tensor(
                                position_prior, dtype=dst.dtype), float(position_radius)))
 
+    src_u, dst_u, w_u = src[idx_usable], dst[idx_usable], weights[idx_usable]  # uncentred, for step 4
+
     def finish(i: int) -> SimilarityFit:
         """Hypothesis i refined on its inliers (step 3), uncentred, refitted along the rays (step 4)."""
         fit = hyp[i]
@@ -184,7 +186,6 @@ def ransac_similarity(src: torch.Tensor, dst: torch.Tensor, weights: Optional[to
         t_full = fit.t + q_mean - fit.s[:, None] * (fit.R @ p_mean[:, None])[..., 0]
         fit = SimilarityFit(fit.R[0], t_full[0], fit.s[0], fit.ok[0], ("",))
         if ray_noise is not None:
-            src_u, dst_u, w_u = src[idx_usable], dst[idx_usable], weights[idx_usable]
             inl = _residuals(fit, src_u, dst_u) <= th_inlier
             fit = refine_pose(src_u[inl], dst_u[inl], w_u[inl], fit, ray_noise, accept=lambda f: bool(uncentred(f)))
         return fit
@@ -240,7 +241,7 @@ def _distinct_runners(hyp: SimilarityFit, scores: torch.Tensor, best: int, origi
     chosen, i = [], best
     while True:
         near = ((cam - cam[i]).norm(dim=-1) <= distinct_m) & (
-            (torch.remainder(head - head[i] + 180.0, 360.0) - 180.0).abs() <= distinct_deg)
+            _turn_deg(head, head[i]).abs() <= distinct_deg)
         left[near] = -math.inf
         if len(chosen) == n or not bool(torch.isfinite(left).any()):
             return chosen
@@ -251,8 +252,13 @@ def _distinct_runners(hyp: SimilarityFit, scores: torch.Tensor, best: int, origi
 def _apart(a: SimilarityFit, b: SimilarityFit, distinct_m: float, distinct_deg: float) -> bool:
     """Whether two unbatched, uncentred fits put the camera (src's origin, i.e. t) more than distinct_m
     apart or differ in heading by more than distinct_deg."""
-    turn = float(torch.remainder(heading_from_rotation(a.R) - heading_from_rotation(b.R) + 180.0, 360.0) - 180.0)
+    turn = float(_turn_deg(heading_from_rotation(a.R), heading_from_rotation(b.R)))
     return float((a.t - b.t).norm()) > distinct_m or abs(turn) > distinct_deg
+
+
+def _turn_deg(a, b) -> torch.Tensor:
+    """Signed heading difference a - b in [-180, 180) degrees (tensors or numbers, broadcast)."""
+    return torch.remainder(torch.as_tensor(a) - b + 180.0, 360.0) - 180.0
 
 
 def two_point_similarity(src: torch.Tensor, dst: torch.Tensor, with_scale: bool = True) -> SimilarityFit:
@@ -346,8 +352,8 @@ class PoseLimits:
         if self.scale_range is not None:
             ok = ok & (fit.s >= self.scale_range[0]) & (fit.s <= self.scale_range[1])
         if self.heading_prior_deg is not None:
-            diff = torch.remainder(heading_from_rotation(fit.R) - self.heading_prior_deg + 180.0, 360.0) - 180.0
-            ok = ok & (diff.abs() <= self.heading_tolerance_deg)
+            turn = _turn_deg(heading_from_rotation(fit.R), self.heading_prior_deg)
+            ok = ok & (turn.abs() <= self.heading_tolerance_deg)
         if self.area is not None:
             origin, centre, radius = self.area
             cam = fit.s[..., None] * (fit.R @ origin.to(fit.R.dtype)) + fit.t
