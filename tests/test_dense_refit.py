@@ -97,9 +97,9 @@ def test_nothing_to_refit_against_leaves_the_pose(turn):
 
 
 def test_the_sharpest_pose_is_chosen_among_the_rivals_and_ransacs_own_wins_a_tie():
-    """P supports the true pose tightly and a turned one 15 m away loosely, with more mass within 1.5 m of it: from starts
-    near each, the refit of the tight one wins in either order. Two poses supported alike: the first
-    candidate (RANSAC's own) keeps its place."""
+    """P supports the true pose tightly and a turned one 15 m away loosely, with more mass within 1.5 m of
+    it: from starts near each, the refit of the tight one wins in either order. Two poses supported alike:
+    the first candidate (RANSAC's own) keeps its place."""
     P, cells, bev, truth = _scene(spread_m=0.8)
     P_loose, _, _, other = _scene(heading=150.0, t=(-12.0, 9.0), spread_m=3.0)
     mass = DenseMass(P + 4.0 * P_loose, cells, bev)
