@@ -221,7 +221,7 @@ def _ambiguity(hyp: SimilarityFit, scores: torch.Tensor, best: int, origin: torc
     hyp: H hypotheses in centred coordinates, scores (H,) (-inf invalid), origin (2,) the camera (src
     origin) in centred src coordinates.
     """
-    cam = hyp.s[:, None] * (hyp.R @ origin) + hyp.t                   # (H, 2) camera positions
+    cam = _cameras(hyp, origin)
     far = (cam - cam[best]).norm(dim=-1) > distinct_m
     rival = scores[far & torch.isfinite(scores)]
     top = float(scores[best])
@@ -230,12 +230,17 @@ def _ambiguity(hyp: SimilarityFit, scores: torch.Tensor, best: int, origin: torc
     return float(min(1.0, max(0.0, float(rival.max()) / top)))
 
 
+def _cameras(hyp: SimilarityFit, origin: torch.Tensor) -> torch.Tensor:
+    """(H, 2) where each of the H hypotheses puts ``origin`` (2,), the camera in centred src coordinates."""
+    return hyp.s[:, None] * (hyp.R @ origin) + hyp.t
+
+
 def _distinct_runners(hyp: SimilarityFit, scores: torch.Tensor, best: int, origin: torch.Tensor, n: int,
                       distinct_m: float, distinct_deg: float) -> list:
     """Indices of up to n hypotheses, best score first, each distinct from ``best`` and from one another:
     its camera more than distinct_m away or its heading more than distinct_deg off (greedy suppression of
     every hypothesis near one already chosen). hyp, scores, origin as in `_ambiguity`."""
-    cam = hyp.s[:, None] * (hyp.R @ origin) + hyp.t        # (H, 2) camera positions
+    cam = _cameras(hyp, origin)
     head = heading_from_rotation(hyp.R)                     # (H,)
     left = scores.clone()
     chosen, i = [], best
