@@ -16,7 +16,7 @@ from loc2_engine.errors import Loc2Error
 from loc2_engine.lifting import lift_coefficients
 from loc2_engine.models import load_model
 from loc2_engine.models.base import grid_centres_uv
-from loc2_engine.models.mono_depth import load_mono_depth
+from loc2_engine.models.mono_depth import MonoDepthNet, load_mono_depth, save_mono
 from loc2_engine.train.data import build_cache, draw_batch
 from loc2_engine.train.losses import LossConf, matcher_losses
 from loc2_engine.train.pack import crop_mosaic, decode_depth, encode_depth, pack_conf, read_pack
@@ -333,3 +333,9 @@ def test_mono_init_fine_tunes_the_given_depth_network(dataset, tmp_path):
     with safe_open(str(out), "pt") as f:
         assert json.loads(f.metadata()["training"])["mono_init"] == "mono.safetensors"
     assert train_cmd.run(_args(dataset, out, steps=1, matcher_only=True, mono_init=first)) == 2
+    # a depth network made for other input sizes is refused before anything trains or is written
+    other = tmp_path / "other.safetensors"
+    save_mono(MonoDepthNet({"channels": [8, 16, 24, 32], "pinhole_size": [96, 128]}), other)
+    assert train_cmd.run(_args(dataset, tmp_path / "d" / "mono.safetensors", steps=1, depth_only=True,
+                               mono_init=other)) == 1
+    assert not (tmp_path / "d" / "mono.safetensors").exists()

@@ -237,6 +237,10 @@ class Trainer:
         self.mono_init = mono_init
         if mono_init:
             self.mono = build_mono(mono_init).train()
+            if self.mono.input_sizes != {k: tuple(v) for k, v in self.model.ground_input_sizes.items()}:
+                raise Loc2Error(f"{mono_init} is a mono depth network for inputs {self.mono.input_sizes}, but the "
+                                f"matcher's ground inputs are {dict(self.model.ground_input_sizes)}; start from a "
+                                "file made for this matcher, or train a new one without --mono-init")
         elif conf.train_mono:
             self.mono = MonoDepthNet({**conf.mono, "pano_size": list(self.model.ground_input_sizes["pano"]),
                                       "pinhole_size": list(self.model.ground_input_sizes["pinhole"])})
