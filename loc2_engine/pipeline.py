@@ -13,7 +13,8 @@ runs the method. Steps for one photo:
   4. depth provider -> depth map (its own resolution, photo aspect) -> depth at each ground token (bilinear
      at the token's position in that grid); tokens without depth (sky, above the horizon, metric depth
      beyond the model's depth limit or half the window) are masked out of the matching;
-  5. matcher: probabilities P (aerial cells x ground tokens) -> correspondences sampled ∝ P;
+  5. matcher (the model's expert for the photo's camera kind, if it has one, `Matcher.for_kind`):
+     probabilities P (aerial cells x ground tokens) -> correspondences sampled ∝ P;
   6. ground tokens lifted to the camera BEV frame (``xy_bev = depth * lift_coef``);
   7. weighted scale-aware RANSAC (`ransac.ransac_similarity`) -> ``xy_local = s R xy_bev + t``, then its pose
      and its runner-up poses at other places refitted to the whole of P near each, and the one that
@@ -249,9 +250,11 @@ class Localizer:
         return window
 
     def _aerial_features(self, window: AerialWindow, turn_deg: Optional[float] = None, mirrored: bool = False,
-                         quarters: int = 0):
-        """Features of ``window`` (cached by ``window.key``, ``turn_deg``, ``mirrored`` and ``quarters``) and the
-        (Na,) validity of its cells.
+                         quarters: int = 0, kind: Optional[str] = None):
+        """Features of ``window`` (cached by ``window.key``, ``turn_deg``, ``mirrored``, ``quarters`` and the network)
+        and the (Na,) validity of its cells.
+
+        kind: the camera kind whose network (`Matcher.for_kind`) encodes the window; None: the model's own.
 
         turn_deg: the model sees the window's centre turned that many degrees clockwise (`turned_tile`) and
         places its cells in that tile's frame, which are turned back into the window's local frame.
@@ -262,6 +265,8 @@ class Localizer:
         key = window.key if turn_deg is None else f"{window.key}|turned {turn_deg:.9g}"
         key += "|mirrored" if mirrored else ""
         key += f"|quarters {quarters}" if quarters else ""
+        matcher = self.matcher if kind is None else self.matcher.for_kind(kind)
+        key += f"|{kind} expert" if matcher is not self.matcher else ""
         with self._cache_lock:
             if key in self._features:
                 self._features.move_to_end(key)
@@ -271,7 +276,7 @@ class Localizer:
         x = to_input(image).to(self.device)
         x = torch.rot90(x.flip(-1) if mirrored else x, quarters, dims=(-2, -1)).contiguous()
         with torch.no_grad():
-            feats = self.matcher.encode_aerial(x)
+            feats = matcher.encode_aerial(x)
         desc = torch.rot90(feats.desc, -quarters, dims=(-2, -1))
         feats = AerialFeatures((desc.flip(-1) if mirrored else desc).contiguous(), feats.xy_local)
         if turn_deg is not None:
@@ -284,8 +289,8 @@ class Localizer:
         cell_valid = torch.from_numpy(window.valid[rows, cols]).to(self.device)[None]
         with self._cache_lock:
             self._features[key] = (feats, cell_valid)
-            # the ensembles keep a feature set per mirror and quarter turn of each window
-            per_window = (2 if self.mirror_tta else 1) * self.aerial_quarters
+            # the ensembles keep a feature set per mirror and quarter turn of each window and network
+            per_window = (2 if self.mirror_tta else 1) * self.aerial_quarters * (1 + len(self.matcher.expert_kinds))
             while len(self._features) > max(1, int(self.conf["cache_size"])) * per_window:
                 self._features.popitem(last=False)
         return feats, cell_valid
@@ -430,7 +435,8 @@ class Localizer:
         photo and the window have nothing in common, and any pose would be a guess.
         view: how the inputs are turned before encoding (`_canonical_view`).
         """
-        feats_a, _ = self._aerial_features(window, view.aerial_turn_deg)
+        kind = ground_in.content.camera.kind
+        feats_a, _ = self._aerial_features(window, view.aerial_turn_deg, kind=kind)
         P = self._probabilities(window, ground_in, valid, view)
         expected, needed = float(P.sum()), float(self.conf["min_expected_matches"])
         if expected < needed:
@@ -454,17 +460,19 @@ class Localizer:
         answers differ where it is unsure. A canonical view (known orientation) is never turned.
         """
         total = 0.0
+        kind = ground_in.content.camera.kind
         mirrors = (False, True) if self.mirror_tta else (False,)
         canonical = view.roll or view.aerial_turn_deg is not None
         quarters = range(1 if canonical else self.aerial_quarters)
         for mirrored in mirrors:
-            aerials = [self._aerial_features(window, view.aerial_turn_deg, mirrored, q) for q in quarters]
+            aerials = [self._aerial_features(window, view.aerial_turn_deg, mirrored, q, kind) for q in quarters]
             total = total + self._rolled_probabilities(aerials, ground_in, valid, view.roll, mirrored)
         return total / len(mirrors)
 
     def _rolled_probabilities(self, aerials, ground_in, valid, roll: int, mirrored: bool = False) -> torch.Tensor:
-        """Matching probabilities P (1, Na, Ng), averaged over ``aerials``, a list of (aerial features, (1, Na)
-        cell validity) of one window, ground tokens in the photo's token order.
+        """Matching probabilities P (1, Na, Ng) of the network for the photo's camera kind (`Matcher.for_kind`),
+        averaged over ``aerials``, a list of (that network's aerial features, (1, Na) cell validity) of one
+        window, ground tokens in the photo's token order.
 
         A panorama is also matched rolled by i/n of its width (i < n = ``pano_rolls``, whole tokens) and the
         n P's, rolled back, are averaged: a test-time ensemble over the one symmetry of a 360° view, which
@@ -476,6 +484,7 @@ class Localizer:
         its token descriptors are flipped back into the photo's token order.
         """
         kind = ground_in.content.camera.kind
+        matcher = self.matcher.for_kind(kind)
         n = self.conf["pano_rolls"] or getattr(self.matcher, "pano_rolls", 1)
         n = int(n) if kind == "pano" and roll == 0 else 1
         x = to_input(ground_in.image).to(self.device)  # (1, 3, H, W)
@@ -487,12 +496,12 @@ class Localizer:
                 cols = grid[1] * i // n  # tokens the photo is rolled right by
                 shift = roll + (cols * self.matcher.token_stride if cols else 0)
                 x_i = torch.roll(x, shift, dims=-1)
-                feats_g = self.matcher.encode_ground(x_i.flip(-1) if mirrored else x_i, kind)
+                feats_g = matcher.encode_ground(x_i.flip(-1) if mirrored else x_i, kind)
                 if mirrored:
                     feats_g = GroundFeatures(feats_g.desc.flip(-1), feats_g.uv, feats_g.input_size)
                 valid_i = torch.roll(valid.view(grid), cols, dims=1).reshape(1, -1)
                 for feats_a, cell_valid in aerials:
-                    P = self.matcher.match(feats_a, feats_g, valid_i, cell_valid)  # (1, Na, Ng), rolled order
+                    P = matcher.match(feats_a, feats_g, valid_i, cell_valid)  # (1, Na, Ng), rolled order
                     P = torch.roll(P.view(1, -1, *grid), -cols, dims=-1).reshape(P.shape)
                     total = P if total is None else total + P
         return total / (n * len(aerials))

@@ -100,6 +100,11 @@ class Matcher(nn.Module):
     aerial_quarters: over how many quarter turns of the aerial window (1, 2 or 4) the pipeline averages the
         matching probabilities (a test-time ensemble over the sun's direction; 1 = none); `build_from_file`
         sets 4 for weights trained on turned worlds (`loc2 train --turn`).
+
+    A matcher may hold an *expert* per camera kind (`add_expert`, saved in its weight file under
+    ``experts.<kind>.``): a network of the same geometry that the pipeline matches that kind's photos with
+    (`for_kind`). The test-time ensembles, the confidence calibration and every other setting stay this
+    network's.
     """
 
     ground_input_sizes: Dict[str, Tuple[int, int]]
@@ -131,6 +136,33 @@ class Matcher(nn.Module):
     def encode_aerial(self, aerial: torch.Tensor) -> AerialFeatures:
         """aerial (B, 3, aerial_size_px, aerial_size_px) RGB in [0, 1] -> AerialFeatures."""
         raise NotImplementedError
+
+    @property
+    def expert_kinds(self) -> Tuple[str, ...]:
+        """The camera kinds this matcher has an expert for (sorted)."""
+        return tuple(sorted(self._modules["experts"])) if "experts" in self._modules else ()
+
+    def for_kind(self, kind: str) -> "Matcher":
+        """The network that matches photos of camera ``kind``: its expert (`add_expert`), else this one."""
+        return self._modules["experts"][kind] if kind in self.expert_kinds else self
+
+    def add_expert(self, kind: str, expert: "Matcher") -> None:
+        """Match photos of camera ``kind`` with ``expert`` from now on (replacing any expert of that kind).
+
+        The expert must see the same inputs and give cells and tokens on the same grids: the pipeline lifts,
+        samples and solves with this network's geometry. Raises ModelError otherwise, or when ``expert``
+        has experts of its own.
+        """
+        if kind not in self.ground_input_sizes:
+            raise ModelError(f"no camera kind {kind!r} to add an expert for; kinds: {sorted(self.ground_input_sizes)}")
+        geometry = ("ground_input_sizes", "token_stride", "aerial_gsd", "aerial_size_px")
+        differ = [g for g in geometry if getattr(expert, g, None) != getattr(self, g)]
+        if differ or expert.expert_kinds:
+            why = f"its {', '.join(differ)} differ" if differ else "it has experts of its own"
+            raise ModelError(f"The {kind} expert cannot join this matcher: {why}.")
+        if "experts" not in self._modules:
+            self.experts = nn.ModuleDict()
+        self._modules["experts"][kind] = expert
 
     def encode_ground(self, ground: torch.Tensor, kind: Optional[str] = None) -> GroundFeatures:
         """ground (B, 3, H, W) RGB in [0, 1] at ``ground_input_size_for(kind)`` -> GroundFeatures.
@@ -293,6 +325,8 @@ def build_from_file(cls, weights, conf: Optional[dict], what: str) -> nn.Module:
     if "conf" in meta:
         conf = json.loads(meta["conf"])
     net = cls(conf)
+    for kind in sorted({k.split(".")[1] for k in state if k.startswith("experts.")}):
+        net.add_expert(kind, cls(conf))  # an expert is of its file's architecture (Matcher.add_expert)
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -212,8 +212,9 @@ class Trainer:
 
     def __init__(self, dataset_dirs: Sequence[str], out_path: str, ckpt_dir: str, conf: TrainConf,
                  mono_out: Optional[str] = None, init: Optional[str] = None, mono_init: Optional[str] = None):
-        """init: a matcher weight file to start from (its architecture wins over ``conf.model``); mono_init:
-        a mono depth weight file to start from (its architecture wins over ``conf.mono``)."""
+        """init: a matcher weight file to start from (its architecture wins over ``conf.model``; of a file with
+        per-kind experts, the general network alone); mono_init: a mono depth weight file to start from (its
+        architecture wins over ``conf.mono``)."""
         self.conf = conf
         self.dataset_dirs, self.out_path, self.ckpt_dir = list(dataset_dirs), Path(out_path), Path(ckpt_dir)
         self.mono_out = Path(mono_out) if mono_out else self.out_path.parent / "mono.safetensors"
@@ -225,6 +226,8 @@ class Trainer:
         self.init = init
         if init:
             self.model = build_from_file(SmallMatcher, init, None, "the initial matcher").train()
+            if self.model.expert_kinds:  # the run trains and writes one network; experts join afterwards
+                del self.model.experts
         elif conf.train_matcher:
             self.model = SmallMatcher(conf.model)
         else:
