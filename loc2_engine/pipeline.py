@@ -40,7 +40,7 @@ import torch
 
 from .aerial import AerialWindow
 from .confidence import pose_quality, status_from
-from .dense_refit import DEFAULT_SIGMAS_M, DenseMass, refit_best, sharpness
+from .dense_refit import KIND_SETTINGS, SCORE_SIGMA_M, DenseMass, refit_best, sharpness
 from .depth import DepthProvider, as_depth_map, get_depth_provider
 from .errors import AerialError, LocalizationError, Loc2Error, PriorError
 from .georef import transform_points
@@ -128,13 +128,17 @@ DEFAULT_CONF = {
     "min_expected_matches": 0.25,
     # kernel widths (m) of the last refit of RANSAC's pose against the whole matching probability matrix
     # (`dense_refit`: EM on P's mass near where the pose puts each token; panoramas' heading and position,
-    # pinholes' position); empty: RANSAC's pose as it is. Default model (of the ninth session), seed 0,
+    # pinholes' position); empty: RANSAC's pose as it is; None: per camera kind (`dense_refit.KIND_SETTINGS`,
+    # a panorama's narrowing on to 1 m). Default model (of the ninth session), seed 0,
     # 800 bench-style photos (data/bench, calib..calib5), RANSAC -> refit: median 2.36 -> 1.95 m (90 %
     # bootstrap interval of the change [-0.54, -0.29]), within 1 m 25 -> 30 %, within 5 m 71 -> 73 %;
     # panoramas with a heading prior 1.41 -> 1.07 m, without 1.47 -> 1.15 m; pinholes with 2.98 -> 2.81 m,
     # without 4.11 -> 3.82 m. Settings chosen on 300 of them (kernel widths; the scale kept: refitting it too
     # made pinholes worse, 3.07 -> 3.92 m; pinholes' heading kept), confirmed on the other 500
-    "dense_sigmas_m": DEFAULT_SIGMAS_M,
+    "dense_sigmas_m": None,
+    # relative depth error the refit's kernel allows along each ray (0: isotropic); None: per camera kind
+    # (0.2 for panoramas, 0 for pinholes; measurements in `dense_refit`)
+    "dense_ray_rel": None,
     # RANSAC's runner-up poses at other places or headings (`ransac.RansacResult.rivals`), refitted to P
     # like its own; the sharpest wins (`dense_refit.refit_best`; needs dense_sigmas_m; 0: RANSAC's pose).
     # Default model, seed 0, 800 bench-style photos, 0 -> 8: median 1.85 -> 1.67 m (90 % bootstrap interval
@@ -338,6 +342,11 @@ class Localizer:
         cell_m = self.window_size_m / math.sqrt(cells.shape[0])
 
         prior_local = frame.to_local(transform_points([[prior.x, prior.y]], prior.crs, frame.crs))[0]
+        sigmas_m, ray_rel = KIND_SETTINGS[kind]
+        if self.conf["dense_sigmas_m"] is not None:
+            sigmas_m = tuple(self.conf["dense_sigmas_m"])
+        if self.conf["dense_ray_rel"] is not None:
+            ray_rel = float(self.conf["dense_ray_rel"])
         ransac = ransac_similarity(
             xy_bev, xy_aerial, w, hypotheses=int(self.conf["hypotheses"]),
             sample_size=int(self.conf["sample_size"]), th_inlier=self.conf["th_inlier_m"],
@@ -347,17 +356,17 @@ class Localizer:
             heading_tolerance_deg=prior.heading_tolerance_deg,  # None: ransac's default
             position_prior=tuple(map(float, prior_local)), position_radius=float(prior.radius_m),
             ray_noise=self._ray_noise(ground.camera, cell_m),
-            rivals=int(self.conf["rivals"]) if self.conf["dense_sigmas_m"] else 0,
+            rivals=int(self.conf["rivals"]) if sigmas_m else 0,
             generator=torch.Generator().manual_seed(int(self.conf["seed"])))
         if not ransac.ok:
             raise LocalizationError(f"No consistent pose from {len(w)} matches: {ransac.reason}")
         mass = DenseMass(P[:, valid], cells, xy_bev_tok[valid])
-        if self.conf["dense_sigmas_m"]:
-            fit = refit_best(mass, (ransac.fit,) + ransac.rivals, turn=kind == "pano",
-                             sigmas_m=self.conf["dense_sigmas_m"], accept=lambda f: bool(ransac.limits(f)))
+        if sigmas_m:
+            fit = refit_best(mass, (ransac.fit,) + ransac.rivals, turn=kind == "pano", sigmas_m=sigmas_m,
+                             accept=lambda f: bool(ransac.limits(f)), ray_rel=ray_rel)
             ransac = ransac.refitted(fit, xy_bev, xy_aerial, self.conf["th_inlier_m"])
         fit = ransac.fit
-        kernel_m = (self.conf["dense_sigmas_m"] or DEFAULT_SIGMAS_M)[-1]
+        kernel_m = SCORE_SIGMA_M
         t_local = fit.t.detach().double().numpy().reshape(2)
 
         quality = pose_quality(ransac.residuals, ransac.inliers, w, ransac.soft_score, len(w),

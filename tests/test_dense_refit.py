@@ -132,3 +132,24 @@ def test_the_share_is_the_part_of_the_mass_a_pose_explains():
     assert 0.5 < at_truth <= 1.0
     assert mass.share(_start(truth, dh=90.0, dt=(15.0, 0.0)), 1.5) < 0.1 * at_truth
     assert DenseMass(torch.zeros_like(P), cells, bev).share(_start(truth), 1.5) == 0.0
+
+
+@pytest.mark.parametrize("turn", [True, False])
+def test_a_kernel_long_along_the_rays_absorbs_a_one_sided_depth_error(turn):
+    """Depth 30 % too far on one side of the camera and too near on the other (a monocular depth map's
+    correlated error): the isotropic kernel pulls the position sideways to absorb it, the kernel that allows
+    the depth error along each ray leaves the bearings to place the camera."""
+    P, cells, bev, truth = _scene(spread_m=1.0)
+    bev_wrong = bev * (1.0 + 0.3 * torch.sin(torch.atan2(bev[:, 1], bev[:, 0])))[:, None]
+    start = _start(truth, dh=4.0 if turn else 0.0)
+    mass = DenseMass(P, cells, bev_wrong)
+    off = {rel: float((mass.refit(start, turn=turn, ray_rel=rel, sigmas_m=(3.0, 2.0, 1.5, 1.0)).t
+                       - truth.t.float()).norm()) for rel in (0.0, 0.2)}
+    assert off[0.0] > 0.8 and off[0.2] < 0.75 * off[0.0]
+    fit = mass.refit(start, turn=turn, ray_rel=0.2, sigmas_m=(3.0, 2.0, 1.5, 1.0))
+    if turn:
+        assert abs(float(heading_from_rotation(fit.R)) - 30.0) < 0.3
+    else:
+        torch.testing.assert_close(fit.R, start.R)
+    # without the error both kernels find the pose
+    assert float((DenseMass(P, cells, bev).refit(start, turn=turn, ray_rel=0.2).t - truth.t.float()).norm()) < 0.15
