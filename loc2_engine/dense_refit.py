@@ -90,13 +90,14 @@ class DenseMass:
     def _weights(self, src: torch.Tensor, R: torch.Tensor, t: torch.Tensor, sigma_m: float,
                  ray_rel: float = 0.0) -> torch.Tensor:
         """(k, Ng) P · exp(-½ rᵀ Λ r), r = x_c - (R src_g + t); src (k, Ng, 2) the scaled BEV points (depth
-        units), R (2, 2), t (2,) local m. Λ = I / σ², with ray_rel > 0 `_ray_information`'s."""
+        units), R (2, 2), t (2,) local m. Λ = I / σ², with ray_rel > 0 the long kernel's (`_ray_frame`)."""
         ray = src @ R.T
         r = self.target - (ray + t)
         if ray_rel <= 0.0:
             return self.prob * torch.exp(-(r ** 2).sum(-1) / (2.0 * sigma_m * sigma_m))
-        info = _ray_information(ray, sigma_m, ray_rel)
-        return self.prob * torch.exp(-0.5 * torch.einsum("...i,...ij,...j->...", r, info, r))
+        u, v, _, info_along = _ray_frame(ray, sigma_m, ray_rel)
+        along, across = (r * u).sum(-1), (r * v).sum(-1)
+        return self.prob * torch.exp(-0.5 * (info_along * along ** 2 + across ** 2 / (sigma_m * sigma_m)))
 
     def share(self, fit: SimilarityFit, sigma_m: float) -> float:
         """`score` over the whole mass considered (each token's top_k cells): in [0, 1], 0 without mass."""
@@ -176,30 +177,33 @@ def sharpness(mass: DenseMass, fit: SimilarityFit, sigma_m: float) -> float:
     return math.log(narrow / wide) if narrow > 0.0 else -math.inf
 
 
-def _ray_information(ray: torch.Tensor, sigma_m: float, ray_rel: float) -> torch.Tensor:
-    """(..., 2, 2) inverse covariance of a kernel with variance σ² + (ray_rel · d)² along ``ray`` (..., 2),
-    the camera-to-point vector in local m (d its length), and σ² across it."""
+def _ray_frame(ray: torch.Tensor, sigma_m: float, ray_rel: float):
+    """The long kernel at points ``ray`` (..., 2), camera-to-point vectors in local m: their directions u and
+    normals v (..., 2), distances d (...) and the inverse variance along the ray 1 / (σ² + (ray_rel · d)²)
+    (...); across it the inverse variance is 1 / σ²."""
     d = ray.norm(dim=-1).clamp_min(1e-6)
     u = ray / d[..., None]
-    v = torch.stack([-u[..., 1], u[..., 0]], -1)
-    along = 1.0 / (sigma_m * sigma_m + (ray_rel * d) ** 2)
-    outer = lambda a: a[..., :, None] * a[..., None, :]
-    return along[..., None, None] * outer(u) + outer(v) / (sigma_m * sigma_m)
+    return u, torch.stack([-u[..., 1], u[..., 0]], -1), d, 1.0 / (sigma_m * sigma_m + (ray_rel * d) ** 2)
 
 
 def _ray_step(src: torch.Tensor, target: torch.Tensor, w: torch.Tensor, R: torch.Tensor, t: torch.Tensor,
               sigma_m: float, ray_rel: float, turn: bool):
-    """The M-step under the long kernel: one Gauss–Newton step of Σ w rᵀ Λ r, r = R src + t - target, in
-    (heading, t), or in t alone (turn False); src, target (k, Ng, 2), w (k, Ng), Λ of `_ray_information`.
-    Returns (R, t), or None when the system is singular."""
+    """The M-step under the long kernel: one Gauss–Newton step of Σ w (r_u² / var_along + r_v² / σ²) in
+    (heading, t), or in t alone (turn False), with r = R src + t - target split along (u) and across (v) each
+    ray (`_ray_frame`); src, target (k, Ng, 2), w (k, Ng). Returns (R, t), or None when singular."""
     ray = src @ R.T
+    u, v, d, info_along = _ray_frame(ray, sigma_m, ray_rel)
     r = ray + t - target
-    info = w[..., None, None] * _ray_information(ray, sigma_m, ray_rel)  # (k, Ng, 2, 2)
-    J = torch.eye(2, dtype=src.dtype).expand(*r.shape[:-1], 2, 2)        # d r / d t
+    # gradients of r·u and r·v over (heading, tx, ty): turning moves a point by d across its ray
+    grad_u, grad_v = u, v
     if turn:
-        J = torch.cat([torch.stack([-ray[..., 1], ray[..., 0]], -1)[..., None], J], -1)  # d r / d heading first
-    Jt_info = J.transpose(-1, -2) @ info
-    delta, singular = torch.linalg.solve_ex((Jt_info @ J).sum((0, 1)), -(Jt_info @ r[..., None]).sum((0, 1))[:, 0])
+        grad_u = torch.cat([torch.zeros_like(d)[..., None], u], -1)
+        grad_v = torch.cat([d[..., None], v], -1)
+    w_u, w_v = w * info_along, w / (sigma_m * sigma_m)
+    A = torch.einsum("kn,kni,knj->ij", w_u, grad_u, grad_u) + torch.einsum("kn,kni,knj->ij", w_v, grad_v, grad_v)
+    b = (torch.einsum("kn,kni->i", w_u * (r * u).sum(-1), grad_u)
+         + torch.einsum("kn,kni->i", w_v * (r * v).sum(-1), grad_v))
+    delta, singular = torch.linalg.solve_ex(A, -b)
     if int(singular) != 0 or not bool(torch.isfinite(delta).all()):
         return None
     if not turn:
