@@ -366,14 +366,14 @@ class Localizer:
                              accept=lambda f: bool(ransac.limits(f)), ray_rel=ray_rel)
             ransac = ransac.refitted(fit, xy_bev, xy_aerial, self.conf["th_inlier_m"])
         fit = ransac.fit
-        kernel_m = SCORE_SIGMA_M
         t_local = fit.t.detach().double().numpy().reshape(2)
 
         quality = pose_quality(ransac.residuals, ransac.inliers, w, ransac.soft_score, len(w),
                                ambiguity=ransac.ambiguity, panorama=kind == "pano",
                                heading_prior=prior.heading_deg is not None,
                                dst=xy_aerial, position=fit.t.detach().float(),
-                               dense_share=mass.share(fit, kernel_m), sharpness=sharpness(mass, fit, kernel_m),
+                               dense_share=mass.share(fit, SCORE_SIGMA_M),
+                               sharpness=sharpness(mass, fit, SCORE_SIGMA_M),
                                calibration=getattr(self.matcher, "confidence_calibration", None))
         heading = float(heading_from_rotation(fit.R.detach().double()))
         xy_crs = frame.from_local(t_local[None])[0]

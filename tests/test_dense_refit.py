@@ -143,10 +143,10 @@ def test_a_kernel_long_along_the_rays_absorbs_a_one_sided_depth_error(turn):
     bev_wrong = bev * (1.0 + 0.3 * torch.sin(torch.atan2(bev[:, 1], bev[:, 0])))[:, None]
     start = _start(truth, dh=4.0 if turn else 0.0)
     mass = DenseMass(P, cells, bev_wrong)
-    off = {rel: float((mass.refit(start, turn=turn, ray_rel=rel, sigmas_m=(3.0, 2.0, 1.5, 1.0)).t
-                       - truth.t.float()).norm()) for rel in (0.0, 0.2)}
+    fits = {rel: mass.refit(start, turn=turn, ray_rel=rel, sigmas_m=(3.0, 2.0, 1.5, 1.0)) for rel in (0.0, 0.2)}
+    off = {rel: float((fit.t - truth.t.float()).norm()) for rel, fit in fits.items()}
     assert off[0.0] > 0.8 and off[0.2] < 0.75 * off[0.0]
-    fit = mass.refit(start, turn=turn, ray_rel=0.2, sigmas_m=(3.0, 2.0, 1.5, 1.0))
+    fit = fits[0.2]
     if turn:
         assert abs(float(heading_from_rotation(fit.R)) - 30.0) < 0.3
     else:
