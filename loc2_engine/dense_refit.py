@@ -20,21 +20,25 @@ its few lifted points are uncertain mostly along their rays (depth), and an isot
 that error for heading (on 800 bench-style photos, refitting a pinhole's heading too made its heading
 error worse by about 1° for no gain in position).
 
-A panorama's kernel is long along each ray (``ray_rel``): its variance there is σ² + (ray_rel · d)² at the
-point's distance d, σ² across it, as in RANSAC's last refit (`refine`). Monocular depth is wrong in a
-correlated way (a whole side of a street too far), and an isotropic kernel pulls the pose sideways to
-absorb that; the long kernel lets the bearings, which are exact up to a token's width, fix heading and
-position. Its M-step has no closed form: a Gauss–Newton step in (heading, t), which need not raise S as
-the Procrustes step does. With it the kernel narrows on to half a cell.
+The kernel is long along each ray (``ray_rel``): its variance there is σ² + (ray_rel · d)² at the point's
+distance d, σ² across it, as in RANSAC's last refit (`refine`). Monocular depth is wrong in a correlated way
+(a whole side of a street too far), and an isotropic kernel pulls the pose sideways to absorb that; the long
+kernel lets the bearings, which are exact up to a token's width, fix heading and position. Its M-step has no
+closed form: a Gauss–Newton step in (heading, t), or t alone, which need not raise S as the Procrustes step
+does. A panorama's refit uses it and narrows on to half a cell; a pinhole's keeps the isotropic kernel
+(below).
 
-Measured with the thirteenth session's default model (seed 0, mono depth, the 440 panoramas of data/bench,
-calib..calib5, calib-anysun, calib-light, calib-degraded, each photo's P computed once and stored as float16
-for all the variants; paired bootstrap over photos, 90 %): without a heading prior median 1.03 -> 0.91 m
-[-0.15, -0.04], heading 2.10 -> 1.87° [-0.45, -0.01], within 5 m 87.8 -> 88.3 %; with one 0.98 -> 0.91 m, 2.27
--> 1.72° [-0.73, -0.09], 92.9 -> 93.3 %. The isotropic kernel narrowed to 1.0 m alone made the heading worse
-(without a prior 2.10 -> 2.34°); ray_rel 0.3 did about as well as 0.2, 0.4 and 1.0 less well. On the 460
-pinholes of these sets the long kernel (position only, or heading too) lost 1-2 points within 5 m and moved no
-median out of the noise, so pinholes keep the isotropic one.
+Measured with the thirteenth session's default model (seed 0, mono depth, the 440 panoramas and 460 pinholes
+of data/bench, calib..calib5, calib-anysun, calib-light, calib-degraded, each photo's P computed once and
+stored as float16 for all the variants; paired bootstrap over photos, 90 %). Panoramas: without a heading
+prior median 1.03 -> 0.91 m [-0.15, -0.04], heading 2.10 -> 1.87° [-0.45, -0.01], within 5 m 87.8 -> 88.3 %;
+with one 0.98 -> 0.91 m, heading 2.27 -> 1.72° [-0.73, -0.09], 92.9 -> 93.3 %. The isotropic kernel narrowed
+to 1.0 m alone made the heading worse (without a prior 2.10 -> 2.34°); ray_rel 0.3 did about as well as 0.2,
+0.4 and 1.0 less well. Pinholes: narrowed to 1.0 m the long kernel lost 1-2 points within 5 m. Stopping at
+1.5 m (position only) it gained a little on these photos, inside the noise (P in float32, as the pipeline
+has it: with a heading prior 2.40 -> 2.28 m [-0.21, +0.05], without one 4.14 -> 4.01 m [-0.32, +0.05]), but
+on data/bench over seeds 0-2 those without a heading prior lost (2.66 -> 2.74 m, ≥ 60° wide 2.58 -> 2.70 m,
+within 5 m 75 -> 72 %) and a pinhole took 0.15 s longer, so pinholes keep the isotropic kernel.
 """
 
 from __future__ import annotations

@@ -137,7 +137,7 @@ DEFAULT_CONF = {
     # made pinholes worse, 3.07 -> 3.92 m; pinholes' heading kept), confirmed on the other 500
     "dense_sigmas_m": None,
     # relative depth error the refit's kernel allows along each ray (0: isotropic); None: per camera kind
-    # (0.2 for panoramas, 0 for pinholes; measurements in `dense_refit`)
+    # (`dense_refit.KIND_SETTINGS`: 0.2 for panoramas, 0 for pinholes; measurements in `dense_refit`)
     "dense_ray_rel": None,
     # RANSAC's runner-up poses at other places or headings (`ransac.RansacResult.rivals`), refitted to P
     # like its own; the sharpest wins (`dense_refit.refit_best`; needs dense_sigmas_m; 0: RANSAC's pose).
