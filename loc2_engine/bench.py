@@ -1,7 +1,7 @@
-"""Benchmark: localize every photo of a dataset (DESIGN §3 manifest) and tabulate errors against the truth.
+"""Benchmark: localize every photo of a dataset (docs/manifest.md) and tabulate errors against the truth.
 
 Groups: camera type (pano / pinhole) x orientation (known = the row has a heading prior, unknown = not),
-plus the pinholes at least `WIDE_PINHOLE_DEG` wide (the group issue 4's pinhole target is set on), then the
+plus the pinholes at least `WIDE_PINHOLE_DEG` wide (the group of the pinhole target in docs/evaluation.md), then the
 camera groups split by status (ok / low_confidence) so that the confidence can be judged.
 
 Per group: count, mean / median position error (m), recall at 1 m and 5 m, mean / median heading error
@@ -199,7 +199,7 @@ def spread_subset(n_rows: int, limit: Optional[int]) -> List[int]:
 def run_bench(dataset_dir, localizer, limit: Optional[int] = None,
               progress: Optional[Callable[[int, int, PhotoRecord], None]] = None,
               on_result: Optional[Callable[[object, PhotoRecord], None]] = None) -> List[PhotoRecord]:
-    """Localize the dataset's photos (DESIGN §3 ``manifest.csv``) and score them against the truth.
+    """Localize the dataset's photos (``manifest.csv``, docs/manifest.md) and score them against the truth.
 
     Uses the batch loop's per-photo path (`batch.localize_job`), so the benchmark runs exactly what users
     run. progress(done, total, record) after each photo; on_result(result, record) sees the full `Result`

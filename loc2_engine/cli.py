@@ -1,4 +1,4 @@
-"""`loc2` console script: one sub-command per module in `loc2_engine.commands` (DESIGN.md §4)."""
+"""`loc2` console script: one sub-command per module in `loc2_engine.commands` (docs/cli.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Field of view of a localized camera on the ground, as a polygon ring (the `view_frustums` layer, DESIGN §5).
+"""Field of view of a localized camera on the ground, as a polygon ring (`view_frustums`, docs/geopackage.md).
 
 Pinhole: a wedge from the camera position, ``hfov_deg`` wide, centred on the heading, out to ``range_m``.
 Panorama: a circle of radius ``range_m`` around the camera (it sees all around).

@@ -1,4 +1,4 @@
-"""GeoPackage output (DESIGN.md §5): five styled layers written incrementally, one transaction per photo.
+"""GeoPackage output (docs/geopackage.md): five styled layers written incrementally, one transaction per photo.
 
 `GeoPackageWriter(path, crs)` creates the file (or opens an existing one and appends: rows are never
 dropped), embeds the QGIS styles of ``resources/styles/*.qml`` in the ``layer_styles`` table once, and
@@ -102,7 +102,7 @@ def _point(x: float, y: float) -> ogr.Geometry:
 
 
 class GeoPackageWriter:
-    """Incremental, crash-safe writer of the DESIGN.md §5 layers.
+    """Incremental, crash-safe writer of the layers of docs/geopackage.md.
 
     path: the .gpkg file (created with its parents if missing; appended to if it exists).
     crs: output CRS, anything pyproj accepts (normally the aerial raster's). When the file already has a

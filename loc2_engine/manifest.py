@@ -1,9 +1,9 @@
-"""Dataset manifest (DESIGN.md §3): ``manifest.csv`` read into typed rows, and written back.
+"""Dataset manifest (docs/manifest.md): ``manifest.csv`` read into typed rows, and written back.
 
 Reading resolves paths against the manifest's folder, turns empty cells into None, parses numbers, and checks
 each row, raising `ManifestError` with a sentence that names the file, the line and the column. Columns not in
-§3 are kept, as strings, in ``ManifestRow.extra`` and written back after the standard ones, so tools can add
-their own columns (synth adds town, pitch, ...) without breaking other readers.
+docs/manifest.md are kept, as strings, in ``ManifestRow.extra`` and written back after the standard ones, so
+tools can add their own columns (synth adds town, pitch, ...) without breaking other readers.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pyproj.exceptions import CRSError
 
 from .errors import ManifestError
 
-#: DESIGN.md §3 columns, in the order they are written
+#: the columns of docs/manifest.md, in the order they are written
 MANIFEST_COLUMNS = ("photo", "aerial", "camera", "hfov_deg", "crs", "prior_x", "prior_y", "radius_m",
                     "heading_prior_deg", "heading_tolerance_deg", "true_x", "true_y", "true_heading_deg", "depth")
 _PATH_COLUMNS = ("photo", "aerial", "depth")
@@ -91,7 +91,7 @@ def read_manifest(csv_path) -> List[ManifestRow]:
 
 
 def write_manifest(path, rows: Iterable[Union[ManifestRow, Mapping[str, object]]]) -> None:
-    """Write rows (ManifestRow or dicts keyed by column) as a DESIGN §3 CSV, atomically.
+    """Write rows (ManifestRow or dicts keyed by column) as a manifest CSV (docs/manifest.md), atomically.
 
     Standard columns come first, then extra columns in first-seen order. Absolute paths are written relative
     to the manifest's folder. Floats use Python's shortest round-trip form; dict values are written as given.

@@ -1,4 +1,4 @@
-"""Matching ground tokens to aerial cells (method.md §2.2): similarity / τ, dustbin, dual softmax, sampling.
+"""Matching ground tokens to aerial cells (docs/method.md §2.2): similarity / τ, dustbin, dual softmax, sampling.
 
 Shapes: B batch, C descriptor channels, Na aerial cells, Ng ground tokens.
 

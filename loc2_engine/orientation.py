@@ -1,6 +1,6 @@
 """Known-orientation checkpoints: their inputs turned by the heading prior as in training, and back.
 
-Panoramas (VIGOR ``known_ori``, method.md §1.1). The checkpoints were trained with ρ = 0, i.e. only on
+Panoramas (VIGOR ``known_ori``, docs/method.md §1.1). The checkpoints were trained with ρ = 0, i.e. only on
 panoramas as VIGOR stores them: north at the centre column, azimuth clockwise to the right. A panorama whose
 centre column faces h (clockwise from true north) looks like that when rolled right by k = round(h·W/360)
 columns of its W-px model input (north then sits at the centre within 180/W degrees). The official loader
@@ -10,7 +10,7 @@ the photo's forward turned k·360/W degrees anticlockwise. `unroll_bev` turns th
 heading prior and the result all stay in the photo's own frame; `unroll_uv` maps the rolled tokens' pixels
 back to the photo.
 
-Pinhole photos (KITTI ``ori_noise10``, method.md §1.2). The aerial map was turned by -heading so that the car
+Pinhole photos (KITTI ``ori_noise10``, docs/method.md §1.2). The aerial map was turned by -heading so that the car
 heads east (right), ±10°, then centre-cropped. Here a north-up window `turned_px` wide is turned clockwise by
 ``aerial_turn_deg(h)`` about its centre and its centre cropped (`turned_tile`); the model's cells, which it
 places in that tile's (right, up) frame, are turned back into the east-north local frame by `unturn`.
@@ -46,7 +46,7 @@ class CanonicalView:
 def canonical_view(heading_deg: float, kind: str, width: int) -> CanonicalView:
     """The view of a ``kind`` photo ("pano" | "pinhole") facing ``heading_deg`` (clockwise from true north):
     a panorama is rolled (``width``: its model input's width), a pinhole photo keeps its pixels and the aerial
-    window is turned instead (the two known-orientation checkpoints, method.md §1.1 / §1.2)."""
+    window is turned instead (the two known-orientation checkpoints, docs/method.md §1.1 / §1.2)."""
     if kind == "pano":
         return CanonicalView(roll=canonical_roll(heading_deg, width))
     return CanonicalView(aerial_turn_deg=aerial_turn_deg(heading_deg))

@@ -1,7 +1,7 @@
 """The answer for one photo: pose, confidence, and the matches that explain it.
 
 A `Result` is what every consumer reads: QGIS layers, the GeoPackage writer, figures, JSON output and the
-benchmark. Pose fields follow DESIGN.md §5 (`camera_poses`); explanation arrays are in the window's local
+benchmark. Pose fields follow docs/geopackage.md (`camera_poses`); explanation arrays are in the window's local
 east-north frame (metres) unless their name says otherwise.
 """
 
@@ -13,7 +13,7 @@ from typing import Optional
 
 import numpy as np
 
-#: field names and order of the `camera_poses` layer (DESIGN.md §5)
+#: field names and order of the `camera_poses` layer (docs/geopackage.md)
 POSE_FIELDS = (
     "photo", "x", "y", "lon", "lat", "heading_deg", "heading_grid_deg", "scale", "matches", "inliers",
     "inlier_ratio", "confidence", "residual_m", "sigma_m", "status", "error", "camera", "model", "depth",
@@ -89,7 +89,7 @@ class Result:
                    error_code=getattr(exc, "code", "error"), **fields)
 
     def pose_row(self) -> dict:
-        """The `camera_poses` attributes (DESIGN.md §5), JSON-serialisable; NaN becomes None."""
+        """The `camera_poses` attributes (docs/geopackage.md), JSON-serialisable; NaN becomes None."""
         row = {}
         for name in POSE_FIELDS:
             value = getattr(self, name)

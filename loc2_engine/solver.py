@@ -1,6 +1,6 @@
 """Weighted, scale-aware 2-D Procrustes (Umeyama), batched and differentiable; heading <-> rotation.
 
-Model (method.md §4.1): ``dst ≈ s R src + t`` with ``src`` the ground BEV points (depth units) and ``dst``
+Model (docs/method.md §4.1): ``dst ≈ s R src + t`` with ``src`` the ground BEV points (depth units) and ``dst``
 their aerial matches (local metres). In 2-D the Umeyama SVD solution has a closed form: with centred points
 g̃, ã and normalised weights ŵ,
 

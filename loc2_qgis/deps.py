@@ -1,11 +1,11 @@
 """Python packages the engine needs inside QGIS, and a first-run installer for the missing ones.
 
-QGIS ships its own Python; torch is usually not in it. Following the Deepness plugin (qgis-environment.md
-§2.7), missing pip-installable packages go into a plugin-local folder ``<plugin>/python3.X`` with
+QGIS ships its own Python; torch is usually not in it. Following the Deepness plugin (docs/environment.md),
+missing pip-installable packages go into a plugin-local folder ``<plugin>/python3.X`` with
 ``<QGIS python> -m pip install --target``, run in a background thread, and that folder is *appended* to
 ``sys.path`` so QGIS's own packages (numpy, pyproj, GDAL) always win. Geo packages (pyproj) are never
-pip-installed: their wheels bundle their own PROJ/GDAL and clash with QGIS's (§2.3); they are reported with
-advice instead.
+pip-installed: their wheels bundle their own PROJ/GDAL and clash with QGIS's (docs/environment.md); they are
+reported with advice instead.
 """
 
 from __future__ import annotations

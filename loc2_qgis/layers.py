@@ -1,4 +1,4 @@
-"""A `Result` as QGIS layers: one layer group per photo with the five DESIGN §5 layers, styled from QML.
+"""A `Result` as QGIS layers: one layer group per photo with the five layers of docs/geopackage.md, styled from QML.
 
 Layer names, geometry types and fields are those of the GeoPackage (`loc2_engine.gpkg.LAYERS`), so what the
 dock shows and what it exports are the same tables; geometries are placed exactly as the writer places

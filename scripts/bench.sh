@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make bench`: the benchmark of the default model on the synthetic bench preset (DESIGN §7, issue 4).
+# `make bench`: the benchmark of the default model on the synthetic bench preset (docs/evaluation.md).
 #   1. data/bench is generated with `loc2 synth data/bench --preset bench` when it has no manifest;
 #   2. `loc2 bench` with mono depth (the default pipeline), truth depth, plane depth, and the ablation
 #      without scale estimation (rigid fit) with mono and with truth depth;

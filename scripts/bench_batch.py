@@ -7,7 +7,7 @@ must stay flat (Results are not kept; the aerial feature cache is bounded): the 
 first and the second half of the run are compared. --tracemalloc also tracks the
 Python heap (slower: every allocation is traced).
 
-    .venv/bin/python -m loc2_engine synth data/bench --preset bench      # once (owner: synth)
+    .venv/bin/python -m loc2_engine synth data/bench --preset bench      # once
     .venv/bin/python scripts/bench_batch.py data/bench --n 100 [--model default] [--depth truth]
 """
 

@@ -2,7 +2,7 @@
 
 Usage: .venv/bin/python scripts/contact_sheet.py DATASET_DIR [--town NAME] [--out sheet.png] [--width 1600] [--panos 4] [--pinholes 6] [--palette]
 
-Reads the dataset through its manifest (DESIGN.md §3), so it also checks that the manifest, the GeoTIFF
+Reads the dataset through its manifest (docs/manifest.md), so it also checks that the manifest, the GeoTIFF
 georeference, EXIF orientation and the depth files agree: each camera is drawn at its true position with a
 short line along its true heading (converted to grid north for the map), and its prior as a cross.
 """

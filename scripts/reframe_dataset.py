@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A copy of a dataset's pinhole photos (DESIGN §3 manifest) cropped to another aspect: phone framings.
+"""A copy of a dataset's pinhole photos (docs/manifest.md) cropped to another aspect: phone framings.
 
     python scripts/reframe_dataset.py data/bench data/bench-16x9 16:9
     python scripts/reframe_dataset.py data/bench data/bench-3x4 3:4

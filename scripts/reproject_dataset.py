@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A copy of a dataset (DESIGN §3 manifest) whose aerial rasters are warped to another CRS.
+"""A copy of a dataset (docs/manifest.md) whose aerial rasters are warped to another CRS.
 
     python scripts/reproject_dataset.py data/bench data/bench-3857 EPSG:3857
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A copy of a dataset (DESIGN §3 manifest) with another look: a stand-in for another renderer or camera.
+"""A copy of a dataset (docs/manifest.md) with another look: a stand-in for another renderer or camera.
 
     python scripts/restyle_dataset.py data/bench data/bench-graded graded
     python scripts/restyle_dataset.py data/bench data/bench-degraded degraded

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent setup: Debian's QGIS + geo stack, and a --system-site-packages venv from /usr/bin/python3
-# holding only torch and pure-Python tools (see docs in ../shared/docs/qgis-environment.md §2.6).
+# holding only torch and pure-Python tools (why: docs/environment.md).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 VENV=${VENV:-.venv}

@@ -70,7 +70,7 @@ def write_raster(path, n=200):
 
 
 def make_folder(root):
-    """photos/ with GOOD photos and the broken ones of issue 6, plus aerial.tif; returns (folder, raster,
+    """photos/ with GOOD photos and broken ones (empty, truncated, ...), plus aerial.tif; returns (folder, raster,
     {name: expected error fragment})."""
     folder = root / "photos"
     folder.mkdir()

@@ -2,7 +2,7 @@
 
 A tiny DINOv2 (hidden 1024 so that the full-size official heads fit, 1 layer) saved in Meta's and
 transformers' formats, and the 163 official matcher tensors, random; a random GeoTIFF; and the KITTI ground
-tokens written out from method.md (a flat ground's range map and its official lifted points).
+tokens written out from docs/method.md (a flat ground's range map and its official lifted points).
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def ground_plane_range(camera, height_m: float = 1.65) -> np.ndarray:
 
 
 def official_kitti_tokens(range_map: np.ndarray):
-    """The official KITTI tokens of a 375×1242 range map, written out from method.md §1.2 / §3.
+    """The official KITTI tokens of a 375×1242 range map, written out from docs/method.md §1.2 / §3.
 
     Depth: nearest to 364×1232, then nearest to 26×88 (pixel (14r, 14c)); intrinsics scaled to 1232×364 and
     divided by 14; u_c = linspace(0, 88, 88), v_r = linspace(0, 26, 26); z-depth = range / ray length on that

@@ -42,7 +42,8 @@ def test_groups_by_camera_orientation_and_status():
         "pano / known / ok", "pano / known / low_confidence", "pinhole / unknown / ok"]
     md = markdown_table(tables["by_camera"])
     assert md.splitlines()[0].startswith("| group | n | mean m") and len(md.splitlines()) == 5
-    # the wide pinholes (issue 4's target group) get their own rows; a narrow one and a panorama do not count
+    # the wide pinholes (the pinhole target's group, docs/evaluation.md) get their own rows; a narrow one and a
+    # panorama do not count
     wide = [dataclasses.replace(_rec("pinhole", "unknown", "ok", e, 1), hfov_deg=h)
             for e, h in ((1.0, 90.0), (3.0, 60.0), (50.0, 45.0))]
     rows = {r["group"]: r for r in group_tables(recs + wide)["by_camera"]}

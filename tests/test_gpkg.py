@@ -1,4 +1,4 @@
-"""GeoPackageWriter: the five DESIGN §5 layers, append-only reopening, one transaction per photo, and
+"""GeoPackageWriter: the five layers of docs/geopackage.md, append-only reopening, one transaction per photo, and
 styles stored in ``layer_styles`` that QGIS applies when it opens the file."""
 
 import math

@@ -1,4 +1,4 @@
-"""Manifest (DESIGN §3): typed rows, paths relative to the folder, extras kept, bad rows named by line."""
+"""Manifest (docs/manifest.md): typed rows, paths relative to the folder, extras kept, bad rows named by line."""
 
 import os
 

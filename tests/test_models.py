@@ -20,7 +20,7 @@ from loc2_engine.train.trainer import export_matcher
 
 def test_official_head_sizes_and_state_dict_names():
     head = ProjectionHead(1024, [512, 256, 128], num_att_layers=3, nhead=8, positional_encoding=True)
-    assert sum(p.numel() for p in head.parameters()) == 10_769_920  # method.md §2.2
+    assert sum(p.numel() for p in head.parameters()) == 10_769_920  # docs/method.md §2.1
     keys = set(head.state_dict())
     assert len(keys) == 81
     for k in ("resblocks.0.conv1.weight", "resblocks.0.bn1.num_batches_tracked", "resblocks.2.shortcut.weight",

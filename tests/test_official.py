@@ -31,7 +31,7 @@ from official_fixtures import KITTI_CAM, files, tiny_dinov2, vigor  # noqa: E402
 # --- checkpoint format -------------------------------------------------------------------------------------
 
 def official_key_shapes():
-    """The 163 official tensors, written out from method.md §6 (independently of heads.py)."""
+    """The 163 official tensors, written out from docs/method.md §8 (independently of heads.py)."""
     shapes = {"dustbin_score": ()}
     blocks = [("resblocks.0", 1024, 512), ("resblocks.1", 512, 256), ("resblocks.2", 256, 128),
               ("final_block", 128, 128)]
@@ -87,7 +87,7 @@ def test_checkpoint_loads_strictly_and_runs_end_to_end(files, vigor):
 
 
 def official_matcher_forward(sd, grd_feat, sat_feat, mask):
-    """The official CrossViewMatcher forward restated from method.md §2.2 on a state dict: P (B, Na, Ng)."""
+    """The official CrossViewMatcher forward restated from docs/method.md §2.2 on a state dict: P (B, Na, Ng)."""
     def bn(x, k):
         return F.batch_norm(x, sd[k + ".running_mean"], sd[k + ".running_var"], sd[k + ".weight"], sd[k + ".bias"],
                             training=False, eps=1e-5)
@@ -376,7 +376,7 @@ def test_vigor_pose_in_official_frames_is_recovered_in_project_frames(vigor, psi
     r = torch.arange(51).repeat_interleave(102).double()
     c = torch.arange(102).repeat(51).double()
     d = torch.rand(5202, generator=torch.Generator().manual_seed(3), dtype=torch.float64) * 14 + 1
-    theta, phi = r * math.pi / 50, c * 2 * math.pi / 101  # method.md §1.1, written out independently
+    theta, phi = r * math.pi / 50, c * 2 * math.pi / 101  # docs/method.md §1.1, written out independently
     g_off = torch.stack([d * torch.sin(theta) * torch.cos(phi), -d * torch.sin(theta) * torch.sin(phi)], -1)
     psi, s, t_off = math.radians(psi_deg), 1.3, (3.0, -5.0)  # t_off = (down, right) metres
     inside, xy_local = solve_from_official_pose(vigor, cam, "range", g_off, psi, s, t_off)
@@ -411,7 +411,7 @@ def test_kitti_pose_in_official_frames_is_recovered_in_project_frames(vigor, fil
     cx = 609.5593 * 1232 / 1242 / 14
     u = c * 88 / 87  # linspace(0, 88, 88)
     d = torch.rand(2288, generator=torch.Generator().manual_seed(4), dtype=torch.float64) * 20 + 2
-    g_off = torch.stack([-d, (u - cx) * d / fx], -1)  # method.md §1.2: forward = -down
+    g_off = torch.stack([-d, (u - cx) * d / fx], -1)  # docs/method.md §1.2: forward = -down
     psi, s, t_off = math.radians(psi_deg), 0.8, (-4.0, 2.5)
     inside, xy_local = solve_from_official_pose(kitti, KITTI_CAM, "z", g_off, psi, s, t_off)
     bev = d[inside, None] * coef[inside].double()

@@ -4,7 +4,7 @@
    `loc2 synth --preset demo`.
 2. Localize every photo with the default model (the same per-photo path as `loc2 batch`).
 3. Print a table of errors against the truth, then the benchmark summary tables.
-4. Write ``DIR/demo.gpkg`` (DESIGN §5 layers, rewritten on each run) and one figure per photo in
+4. Write ``DIR/demo.gpkg`` (the layers of docs/geopackage.md, rewritten on each run) and one figure per photo in
    ``DIR/figures/``.
 """
 

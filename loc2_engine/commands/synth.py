@@ -1,4 +1,4 @@
-"""`loc2 synth OUT_DIR --preset demo|train|bench`: generate a synthetic georeferenced dataset (DESIGN.md §3)."""
+"""`loc2 synth OUT_DIR --preset demo|train|bench`: generate a synthetic georeferenced dataset (docs/manifest.md)."""
 
 from __future__ import annotations
 

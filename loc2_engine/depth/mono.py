@@ -4,8 +4,7 @@ The network predicts *relative* range (one unknown global scale per photo, train
 synthetic depth) with sky as NaN. The provider puts it in metres from the flat ground in front of the
 camera (`plane.ground_scale`: the ground below the horizon seen from an assumed camera height), so the
 solver's scale can be bounded. Unbounded, the scale-aware fit of a pinhole's narrow view trades scale for
-translation along the viewing direction: on data/bench, pinholes with the exact range but a free scale
-were localized about 3x worse (median 10-11 m vs 3.1-3.4 m) than with the scale held near 1.
+translation along the viewing direction (docs/evaluation.md, "Pipeline settings").
 
 The scale range (`plane.GROUND_SCALED_RANGE`) covers camera heights of about 1.35-2.55 m against the
 assumed 1.6 m and the spread of the ground estimate.

@@ -85,8 +85,8 @@ def ground_scale(relative_range: np.ndarray, camera, camera_height_m: float = DE
 #: median range a photo without visible ground is scaled to, metres (a typical street view)
 TYPICAL_RANGE_M = 12.0
 #: solver scale range for relative depth put in metres by `metres_from_ground`: camera heights of about
-#: 1.35-2.55 m against the assumed 1.6 m (hand-held to a car roof). On data/bench (cameras 1.4-2.5 m) it
-#: beat a looser (0.7, 2.0): pinhole medians 6.6 -> 5.4 m with a heading prior, 8.8 -> 7.4 m without
+#: 1.35-2.55 m against the assumed 1.6 m (hand-held to a car roof); a looser range let pinholes trade scale
+#: for distance (docs/evaluation.md, "Pipeline settings")
 GROUND_SCALED_RANGE = (0.85, 1.6)
 
 

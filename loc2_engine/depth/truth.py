@@ -1,4 +1,4 @@
-"""`truth` depth: the dataset's ground-truth range map (DESIGN.md §3 `depth` column), for evaluation only."""
+"""`truth` depth: the dataset's ground-truth range map (the manifest's `depth` column), for evaluation only."""
 
 from __future__ import annotations
 

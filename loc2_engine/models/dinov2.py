@@ -1,4 +1,4 @@
-"""Frozen DINOv2 ViT-L/14 backbone of the official Loc² models (method.md §2.1), on transformers' Dinov2Model.
+"""Frozen DINOv2 ViT-L/14 backbone of the official Loc² models (docs/method.md §2.1), on transformers' Dinov2Model.
 
 Weights come from a local path only (nothing is downloaded):
     * Meta's ``dinov2_vitl14_pretrain.pth`` (keys ``blocks.N.attn.qkv`` ...), remapped by `meta_to_hf`;

@@ -1,4 +1,4 @@
-"""Loc² projection head (method.md §2.2), generic in channels and depth, with the official module names.
+"""Loc² projection head (docs/method.md §2.1), generic in channels and depth, with the official module names.
 
 One head: residual conv blocks (BN) -> LoFTR-style linear self-attention layers -> one residual block
 without the final ReLU -> L2 normalisation over channels. The ground head adds a 2-D sinusoidal positional

@@ -2,7 +2,7 @@
 
 The pipeline's `mono` depth provider uses it through `load_mono_depth` and `predict_depth`. Its depth is
 *relative* (up to an unknown global scale, trained with a scale-invariant loss): the scale-aware solver
-absorbs the scale (method.md §3). It predicts **range** (Euclidean distance along the ray) for both camera
+absorbs the scale (docs/method.md §3). It predicts **range** (Euclidean distance along the ray) for both camera
 kinds, like the synthetic truth, so the lifting kind is ``MONO_DEPTH_KIND = "range"``.
 
 Network: a 4-level encoder (strides 2–16) and a decoder with skip connections back to stride 2, two

@@ -1,10 +1,10 @@
 """The official Loc² matchers (vita-epfl/Loc2 checkpoints) on a frozen DINOv2 ViT-L/14: loc2-vigor, loc2-kitti.
 
-The trainable part (`OfficialHeads`) has exactly the official ``CrossViewMatcher`` state dict (method.md §6):
+The trainable part (`OfficialHeads`) has exactly the official ``CrossViewMatcher`` state dict (docs/method.md §8):
 ``dustbin_score`` (0-d) and two `heads.ProjectionHead`s ``grd_projector`` (with the sine positional encoding)
 / ``sat_projector``, 163 tensors, loaded with ``strict=True`` from a ``torch.load(weights_only=True)`` file.
 
-Conventions reproduced (method.md §1-§3): un-normalised [0, 1] inputs at the official sizes; the aerial
+Conventions reproduced (docs/method.md §1-§3): un-normalised [0, 1] inputs at the official sizes; the aerial
 45×45 (VIGOR) / 36×36 (KITTI) DINOv2 tokens resized bilinearly (align_corners=False) to 41×41 cells before
 the head; τ = 0.1, single-scalar dustbin and dual softmax (`matching.dual_softmax`); ground token depth
 sampled at the top-left pixel (14r, 14c) of each patch; the official token angles / intrinsics grids.
@@ -73,7 +73,7 @@ class Variant:
     beyond it; exposed for the pipeline); max_depth_kind: the depth it clips, the one the model was trained
     with ("range": UniK3D on VIGOR, "z": Depth Anything V2 on KITTI); weights_names: default file names
     searched in $LOC2_MODELS; checkpoint: what the user should download; orientation: "unknown" (trained
-    on any orientation) | "known" (VIGOR: panoramas with north at the centre column only, method.md §1.1;
+    on any orientation) | "known" (VIGOR: panoramas with north at the centre column only, docs/method.md §1.1;
     KITTI: aerial tiles turned so that the car heads east, ±10°, §1.2).
     """
 
@@ -89,7 +89,7 @@ class Variant:
     orientation: str = "unknown"
 
 
-#: checkpoint folder of each orientation's model, per dataset (method.md §6)
+#: checkpoint folder of each orientation's model, per dataset (docs/method.md §8)
 CHECKPOINT_FOLDERS = {"vigor": {"unknown": "unknown_ori", "known": "known_ori"},
                       "kitti": {"unknown": "ori_noise180", "known": "ori_noise10"}}
 
@@ -191,7 +191,8 @@ class OfficialMatcher(Matcher):
 
     #: real photos need real depth; the project's `mono` network is trained on synthetic towns
     default_depth = "depth-anything"
-    #: no along-ray refit (pipeline ``ray_depth_rel``): the reference ends with the plain Procrustes (method.md §4.2)
+    #: no along-ray refit (``PoseConfig.ray_depth_rel``): the reference ends with the plain Procrustes
+    #: (docs/method.md §4.2)
     ray_depth_rel = 0.0
     #: photos are stretched to the input, as the reference's loaders do
     letterbox = False

@@ -1,4 +1,4 @@
-"""Generate a dataset folder (DESIGN.md §3): aerial/<town>.tif, photos/*.jpg, depth/*.npy, manifest.csv.
+"""Generate a dataset folder (docs/manifest.md): aerial/<town>.tif, photos/*.jpg, depth/*.npy, manifest.csv.
 
 Deterministic: every random draw comes from generators seeded by (preset seed offset, --seed, town index),
 and towns are written in a fixed order whatever the number of worker processes.

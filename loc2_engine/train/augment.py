@@ -4,9 +4,8 @@ Real orthophotos and street photos differ from the synthetic towns, and from eac
 balance, contrast, saturation, tone curve, sensor noise and sharpness. Each image of a batch gets, with
 probability ``p``, an independent random draw of all of these; the ground photo and the aerial window of a
 sample are jittered independently (they were never taken by the same camera). Geometry is untouched, so the
-pose supervision stays exact. The ranges are wide because a model trained without any jitter (the step-6101
-default model) fell from 3.9 m median / 56 % within 5 m on data/bench to 15.4 m / 6 % on its "graded" copy
-(scripts/restyle_dataset.py: a colour grade of orthophotos and photos).
+pose supervision stays exact. The ranges are wide because a model trained without any jitter lost most of
+its accuracy on a colour-graded copy of the bench (docs/evaluation.md, "Photometric augmentation").
 
 All draws come from the caller's CPU generator: the same generator state gives the same batch on a device.
 The images may live on any device and are jittered there (a GPU run does not wait for the CPU): only the

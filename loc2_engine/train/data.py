@@ -1,6 +1,6 @@
 """Training data: an in-memory cache of a `loc2 synth` dataset and random batches drawn from it.
 
-Building the cache reads each manifest row once (DESIGN §3: photo, aerial raster, camera, truth, depth):
+Building the cache reads each manifest row once (docs/manifest.md: photo, aerial raster, camera, truth, depth):
 
 * the photo, EXIF-oriented and resized to the model's ground input (`GroundImage.load(...).resized`, the
   same resize as at inference), as uint8 (3, H, W);

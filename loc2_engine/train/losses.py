@@ -1,4 +1,4 @@
-"""Training losses (method.md §5): virtual-correspondence pose loss + bidirectional InfoNCE; mono depth loss.
+"""Training losses (docs/method.md §7): virtual-correspondence pose loss + bidirectional InfoNCE; mono depth loss.
 
 Weak supervision from the pose only, as in Loc²: the truth depth lifts ground tokens to BEV points
 (``xy_bev``, metres), and the ground-truth pose ``xy_local = R_gt xy_bev + t_gt`` says which aerial cell each

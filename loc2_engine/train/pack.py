@@ -1,6 +1,6 @@
 """Training packs: a `loc2 synth` dataset squeezed into one small file that trains without the geo stack.
 
-A GPU machine lent for training has torch but no rasterio or pyproj, and takes a few tens of MB of input,
+A GPU machine for training may have torch but no rasterio or pyproj, and takes a few tens of MB of input,
 while the training cache of data/train is about 1 GB (an aerial crop per photo). A pack holds instead:
 
 * one **mosaic per town**: the town's orthophoto read once as a north-up `AerialWindow` at the model's gsd,

@@ -97,7 +97,7 @@ def _lr_factor(step: int, total: int, conf: TrainConf) -> float:
 def _adapt_threads() -> None:
     """Use every core while this run is alone on the machine and one thread when others load it: on a
     shared 2-core machine, two threads that wait for each other behind another process's job are slower
-    than one (models-and-data.md §5). Decided from the 1-minute load average with hysteresis."""
+    than one. Decided from the 1-minute load average with hysteresis."""
     cores = os.cpu_count() or 1
     current = torch.get_num_threads()
     load = os.getloadavg()[0]
@@ -353,7 +353,7 @@ class Trainer:
         return logs
 
     def run(self, minutes: Optional[float] = None, steps: Optional[int] = None) -> Dict:
-        """Train until ``steps`` (total) or ``minutes`` of wall clock (this session) run out; export."""
+        """Train until ``steps`` (total) or ``minutes`` of wall clock (this run) run out; export."""
         if minutes is None and steps is None:
             raise ValueError("give a step count, a time budget in minutes, or both")
         if steps is not None:  # also on resume: --steps is the new total
