@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, List, Optional, Sequence
 
+from . import defaults
 from .errors import AerialError, Loc2Error, PhotoError
 from .result import Result
 
@@ -96,18 +97,18 @@ def folder_jobs(folder, recursive: bool = False, prior=None, exif_heading: bool 
 
 
 def manifest_jobs(rows: Iterable, radius_m: Optional[float] = None) -> List[PhotoJob]:
-    """Jobs from `manifest.ManifestRow` rows (DESIGN.md §3; paths already absolute).
+    """Jobs from `manifest.ManifestRow` rows (docs/manifest.md; paths already absolute).
 
     Each row's prior (prior_x/prior_y in ``crs``, radius_m, heading_prior_deg/heading_tolerance_deg) is
     used; a row without a prior position uses the photo's EXIF GPS. ``radius_m`` overrides the rows' radius.
     """
-    from .pipeline import DEFAULT_RADIUS_M, Prior
+    from .pipeline import Prior
 
     jobs = []
     for row in rows:
         radius = radius_m if radius_m is not None else row.radius_m
         prior = Prior(x=row.prior_x, y=row.prior_y, crs=row.crs,
-                      radius_m=radius if radius is not None else DEFAULT_RADIUS_M,
+                      radius_m=radius if radius is not None else defaults.RADIUS_M,
                       heading_deg=row.heading_prior_deg, heading_tolerance_deg=row.heading_tolerance_deg)
         camera = None if row.camera in (None, "auto") else row.camera
         jobs.append(PhotoJob(photo=row.photo, prior=prior, aerial=row.aerial, camera=camera,

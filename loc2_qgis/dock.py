@@ -21,6 +21,8 @@ from qgis.PyQt.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDockW
                                  QHBoxLayout, QHeaderView, QLabel, QProgressBar, QPushButton, QTableWidget,
                                  QTableWidgetItem, QVBoxLayout, QWidget)
 
+from loc2_engine import defaults
+
 from . import deps, settings
 from .map_tools import WGS84, PriorMarker, PriorTool
 from .render import LayerRenderer, crs_definition
@@ -53,7 +55,7 @@ def engine_choices():
 
         from loc2_engine.models import MODEL_REGISTRY
     except ImportError:
-        return ["default"], depths, ["cpu"]
+        return [defaults.MODEL], depths, ["cpu"]
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     return list(MODEL_REGISTRY), depths, devices
 
@@ -130,12 +132,13 @@ class Loc2Dock(QDockWidget):
         self.radius = QgsDoubleSpinBox()
         self.radius.setRange(1.0, 500.0)
         self.radius.setSuffix(" m")
-        self.radius.setClearValue(25.0)
+        self.radius.setClearValue(defaults.RADIUS_M)
         self.radius.valueChanged.connect(self._show_prior)
         form.addRow("Search radius", self.radius)
 
         self.camera = QComboBox()
         self.camera.addItems(["auto", "pano", "pinhole"])
+        self.camera.setCurrentText(defaults.CAMERA)
         form.addRow("Camera", self.camera)
         self.hfov = QgsDoubleSpinBox()
         self.hfov.setRange(0.0, 179.0)
@@ -147,10 +150,10 @@ class Loc2Dock(QDockWidget):
         self.camera_height.setRange(0.3, 20.0)
         self.camera_height.setSingleStep(0.1)
         self.camera_height.setSuffix(" m")
-        self.camera_height.setClearValue(1.6)
-        self.camera_height.setToolTip("Height of the camera above the ground: about 1.6 m hand-held, 2.5 m on a "
-                                      "car roof. Monocular depth is put in metres from it, and the pose's depth "
-                                      "scale is searched around it.")
+        self.camera_height.setClearValue(defaults.CAMERA_HEIGHT_M)
+        self.camera_height.setToolTip(f"Height of the camera above the ground: about {defaults.CAMERA_HEIGHT_M:g} m "
+                                      "hand-held, 2.5 m on a car roof. Monocular depth is put in metres from it, "
+                                      "and the pose's depth scale is searched around it.")
         form.addRow("Camera height", self.camera_height)
 
         self.heading_known = QCheckBox("known")
@@ -160,7 +163,8 @@ class Loc2Dock(QDockWidget):
         self.heading.setWrapping(True)
         self.tolerance = QgsDoubleSpinBox()
         self.tolerance.setRange(1.0, 180.0)
-        self.tolerance.setValue(30.0)
+        self.tolerance.setClearValue(defaults.HEADING_TOLERANCE_DEG)
+        self.tolerance.setValue(defaults.HEADING_TOLERANCE_DEG)
         self.tolerance.setPrefix("± ")
         self.tolerance.setSuffix("°")
         self.heading_known.toggled.connect(self.heading.setEnabled)
@@ -177,7 +181,7 @@ class Loc2Dock(QDockWidget):
         self.model = QComboBox()
         self.model.addItems(models)
         form.addRow("Model", self.model)
-        # the official loc2-* models need files the plugin does not ship (DESIGN §4 --weights / --backbone)
+        # the official loc2-* models need files the plugin does not ship (docs/cli.md: --weights / --backbone)
         self.weights = _weights_picker("loc2_weights", "Matcher checkpoint of this model (the official loc2-* "
                                        "models need one); empty: the registry's file, or the one in $LOC2_MODELS")
         form.addRow("Weights", self.weights)

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from qgis.core import QgsSettings
 
+from loc2_engine import defaults
+
 _PREFIX = "loc2/"
 
 #: key -> (default, type); types are explicit because QSettings returns strings from the ini file.
 #: "weights" is kept per model, as "weights/<model name>": each official model has its own checkpoint
 DEFAULTS = {
     "last_raster": ("", str),        # layer id of the aerial layer last used
-    "radius_m": (25.0, float),
-    "camera_height_m": (1.6, float),  # loc2_engine.depth.DEFAULT_CAMERA_HEIGHT_M (a test keeps them equal)
-    "model": ("default", str),
+    "radius_m": (defaults.RADIUS_M, float),
+    "camera_height_m": (defaults.CAMERA_HEIGHT_M, float),
+    "model": (defaults.MODEL, str),
     "depth": ("mono", str),
     "export_folder": ("", str),
     "weights": ("", str),            # matcher checkpoint of a model ("" = the registry's / $LOC2_MODELS)

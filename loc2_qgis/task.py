@@ -14,6 +14,8 @@ from typing import Callable, Dict, Optional
 
 from qgis.core import QgsTask
 
+from loc2_engine import defaults
+
 #: Localizers already built, by (model, depth, device, weights, backbone, camera height); only the single running task touches it
 _LOCALIZERS: Dict[tuple, object] = {}
 
@@ -32,10 +34,10 @@ class Request:
     photo: str
     aerial: object
     prior: Optional[dict] = None
-    camera: str = "auto"
+    camera: str = defaults.CAMERA
     hfov_deg: Optional[float] = None
     camera_height_m: Optional[float] = None
-    model: str = "default"
+    model: str = defaults.MODEL
     depth: str = "mono"
     device: str = "cpu"
     weights: Optional[str] = None

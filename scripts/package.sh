@@ -33,8 +33,8 @@ for part in styles icons models; do
 done
 [ -f LICENSE ] && cp LICENSE "$plugin/LICENSE"
 
-for required in metadata.txt __init__.py plugin.py provider.py loc2_engine/__init__.py loc2_engine/pipeline.py \
-                resources/icons/loc2.svg; do
+for required in metadata.txt __init__.py plugin.py provider.py loc2_engine/__init__.py loc2_engine/defaults.py \
+                loc2_engine/pipeline.py resources/icons/loc2.svg; do
   [ -f "$plugin/$required" ] || { echo "package: $required is missing (not committed?)" >&2; exit 1; }
 done
 

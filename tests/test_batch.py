@@ -16,7 +16,7 @@ import pytest
 from osgeo import ogr
 
 from batch_fixtures import CRS, GOOD, OFFSET_M, FakeLocalizer, make_folder, write_photo, write_raster
-from loc2_engine import cli, pipeline
+from loc2_engine import cli, defaults, pipeline
 from loc2_engine.batch import find_photos, folder_jobs, manifest_jobs, run_batch
 from loc2_engine.gpkg import GeoPackageWriter
 from loc2_engine.manifest import read_manifest, write_manifest
@@ -143,7 +143,7 @@ def test_manifest_rows_give_priors_cameras_and_depth(tmp_path):
     assert (a.camera, a.hfov_deg) == ("pinhole", 70.0)
     assert (a.prior.x, a.prior.y, a.prior.crs, a.prior.radius_m) == (500_050.0, 5_000_050.0, CRS, 12.0)
     assert (a.prior.heading_deg, a.prior.heading_tolerance_deg) == (90.0, 20.0)
-    assert b.prior.x is None and b.prior.radius_m == pipeline.DEFAULT_RADIUS_M and b.camera is None
+    assert b.prior.x is None and b.prior.radius_m == defaults.RADIUS_M and b.camera is None
     assert manifest_jobs(read_manifest(tmp_path / "manifest.csv"), radius_m=5.0)[1].prior.radius_m == 5.0
 
     with GeoPackageWriter(tmp_path / "out.gpkg", CRS) as out:  # no batch aerial: each row's raster

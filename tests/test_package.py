@@ -50,7 +50,8 @@ def test_zip_has_one_plugin_folder_with_engine_and_resources(package):
     names = zipfile.ZipFile(package).namelist()
     assert {n.split("/")[0] for n in names} == {"loc2_qgis"}
     for required in ("loc2_qgis/metadata.txt", "loc2_qgis/__init__.py", "loc2_qgis/provider.py",
-                     "loc2_qgis/dock.py", "loc2_qgis/loc2_engine/__init__.py", "loc2_qgis/loc2_engine/pipeline.py",
+                     "loc2_qgis/dock.py", "loc2_qgis/loc2_engine/__init__.py", "loc2_qgis/loc2_engine/defaults.py",
+                     "loc2_qgis/loc2_engine/pipeline.py",
                      "loc2_qgis/loc2_engine/resources.py", "loc2_qgis/resources/icons/loc2.svg",
                      "loc2_qgis/resources/styles/camera_poses.qml"):
         assert required in names, required

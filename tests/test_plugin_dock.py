@@ -1,6 +1,6 @@
-"""The dock driven through its widgets in real QGIS (offscreen): photo + EXIF prior, background task, result layers
-with the DESIGN §5 fields and the aerial layer's CRS, refusal of a second run, cancel, zoom, GeoPackage export
-that appends, and the match viewer.
+"""The dock driven through its widgets in real QGIS (offscreen): photo + EXIF prior, background task, result
+layers with the fields of docs/geopackage.md and the aerial layer's CRS, refusal of a second run, cancel, zoom,
+GeoPackage export that appends, and the match viewer.
 
 The localization itself is an injected engine callable that renders the aerial window through QGIS (the
 real `render.LayerRenderer`) and returns the known pose of the synthetic scene with synthetic matches, so
@@ -532,7 +532,7 @@ def test_official_model_files_are_chosen_per_model_and_reach_the_localizer(plugi
                                                                            monkeypatch):
     """The dock's Weights / Backbone pickers: remembered per model (checkpoint) and across sessions, and
     passed to `Localizer(weights=, backbone=)`."""
-    from loc2_engine import pipeline
+    from loc2_engine import defaults, pipeline
     from loc2_qgis import settings, task
     from loc2_qgis.dock import Loc2Dock
 
@@ -552,7 +552,8 @@ def test_official_model_files_are_chosen_per_model_and_reach_the_localizer(plugi
     task.localizer_for(request.model, request.depth, request.device, request.weights, request.backbone,
                        request.camera_height_m)
     assert built == [{"model": "loc2-vigor", "depth": request.depth, "device": request.device,
-                      "weights": str(weights), "backbone": str(backbone), "camera_height_m": 1.6}]
+                      "weights": str(weights), "backbone": str(backbone),
+                      "camera_height_m": defaults.CAMERA_HEIGHT_M}]
 
     drive(dock, scene, aerial_raster, FakeEngine(scene["xy"]))  # a run saves the choices
     wait_until(lambda: dock.task is None)
@@ -575,13 +576,12 @@ def test_official_model_files_are_chosen_per_model_and_reach_the_localizer(plugi
 def test_camera_height_is_remembered_and_reaches_the_depth_provider(plugin, scene, aerial_raster, monkeypatch):
     """The dock's Camera height: defaults to the engine's hand-held height, is remembered across sessions, and
     builds a Localizer whose depth provider uses it (a separate Localizer per height)."""
-    from loc2_engine.depth import DEFAULT_CAMERA_HEIGHT_M
+    from loc2_engine import defaults
     from loc2_qgis import settings, task
     from loc2_qgis.dock import Loc2Dock
 
     dock = plugin.dock
-    assert settings.DEFAULTS["camera_height_m"][0] == DEFAULT_CAMERA_HEIGHT_M
-    assert dock.camera_height.value() == pytest.approx(DEFAULT_CAMERA_HEIGHT_M)
+    assert dock.camera_height.value() == pytest.approx(defaults.CAMERA_HEIGHT_M)
     dock.camera_height.setValue(2.5)
     dock.raster_combo.setLayer(aerial_raster)
     dock.photo.setFilePath(str(scene["photo"]))
@@ -589,9 +589,9 @@ def test_camera_height_is_remembered_and_reaches_the_depth_provider(plugin, scen
     assert request.camera_height_m == pytest.approx(2.5)
     monkeypatch.setattr(task, "_LOCALIZERS", {})
     car = task.localizer_for("default", "plane", "cpu", camera_height_m=request.camera_height_m)
-    hand = task.localizer_for("default", "plane", "cpu", camera_height_m=1.6)
+    hand = task.localizer_for("default", "plane", "cpu", camera_height_m=defaults.CAMERA_HEIGHT_M)
     assert car is not hand and car.depth.camera_height_m == pytest.approx(2.5)
-    assert hand.depth.camera_height_m == pytest.approx(1.6)
+    assert hand.depth.camera_height_m == pytest.approx(defaults.CAMERA_HEIGHT_M)
 
     drive(dock, scene, aerial_raster, FakeEngine(scene["xy"]))  # a run saves the choices
     wait_until(lambda: dock.task is None)
@@ -601,5 +601,34 @@ def test_camera_height_is_remembered_and_reaches_the_depth_provider(plugin, scen
     finally:
         again.close_down()
         again.deleteLater()
-        settings.set("camera_height_m", DEFAULT_CAMERA_HEIGHT_M)
-        dock.camera_height.setValue(DEFAULT_CAMERA_HEIGHT_M)
+        settings.set("camera_height_m", defaults.CAMERA_HEIGHT_M)
+        dock.camera_height.setValue(defaults.CAMERA_HEIGHT_M)
+
+
+@pytest.mark.inqgis
+def test_a_dock_with_nothing_remembered_shows_the_defaults(plugin):
+    """Search radius, camera, camera height, heading tolerance and model start at, and clear to, the values
+    `loc2` and the Processing algorithm use (`loc2_engine.defaults`)."""
+    from qgis.core import QgsSettings
+
+    from loc2_engine import defaults
+    from loc2_qgis import settings
+    from loc2_qgis.dock import Loc2Dock
+
+    assert settings.DEFAULTS["radius_m"][0] == defaults.RADIUS_M
+    assert settings.DEFAULTS["camera_height_m"][0] == defaults.CAMERA_HEIGHT_M
+    assert settings.DEFAULTS["model"][0] == defaults.MODEL
+    for key in ("radius_m", "camera_height_m", "model"):
+        QgsSettings().remove(f"loc2/{key}")  # what earlier runs remembered
+    dock = Loc2Dock(plugin.iface)
+    try:
+        for box, default in ((dock.radius, defaults.RADIUS_M), (dock.camera_height, defaults.CAMERA_HEIGHT_M),
+                             (dock.tolerance, defaults.HEADING_TOLERANCE_DEG)):
+            assert box.value() == pytest.approx(default)
+            box.setValue(box.value() + 1.0)
+            box.clear()
+            assert box.value() == pytest.approx(default)
+        assert (dock.camera.currentText(), dock.model.currentText()) == (defaults.CAMERA, defaults.MODEL)
+    finally:
+        dock.close_down()
+        dock.deleteLater()

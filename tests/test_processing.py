@@ -18,7 +18,7 @@ from osgeo import ogr
 from qgis.core import NULL, QgsApplication, QgsProcessingFeedback, QgsSymbolLayer, QgsVectorLayer
 
 from batch_fixtures import CRS, GOOD, OFFSET_M, ORIGIN, FakeLocalizer, make_folder, write_photo, write_raster
-from loc2_engine import pipeline
+from loc2_engine import defaults, pipeline
 from loc2_engine.result import POSE_FIELDS
 from loc2_qgis.provider import Loc2Provider
 
@@ -99,6 +99,39 @@ class CancelAfter(QgsProcessingFeedback):
         super().setProgress(progress)
         if progress >= self.n * 100 / 8 - 1e-6:
             self.cancel()
+
+
+@pytest.mark.inqgis
+def test_parameters_default_to_the_defaults_of_loc2_and_the_dock(provider):
+    alg = QgsApplication.processingRegistry().algorithmById(ALG)
+    default = {name: alg.parameterDefinition(name).defaultValue()
+               for name in ("RADIUS", "HEADING_TOLERANCE", "MODEL", "CAMERA")}
+    assert default["RADIUS"] == defaults.RADIUS_M
+    assert default["HEADING_TOLERANCE"] == defaults.HEADING_TOLERANCE_DEG
+    assert default["MODEL"] == defaults.MODEL
+    assert alg.parameterDefinition("CAMERA").options()[default["CAMERA"]] == defaults.CAMERA
+    assert f"empty: {defaults.CAMERA_HEIGHT_M:g}," in alg.parameterDefinition("CAMERA_HEIGHT").description()
+
+
+@pytest.mark.inqgis
+def test_a_fixed_heading_without_a_tolerance_or_radius_gets_the_defaults(provider, monkeypatch, tmp_path):
+    import processing
+    from loc2_engine import batch
+
+    priors = []
+    real_run_batch = batch.run_batch
+
+    def recording_run_batch(jobs, *args, **kwargs):
+        priors.extend(job.prior for job in jobs)
+        return real_run_batch(jobs, *args, **kwargs)
+
+    monkeypatch.setattr(batch, "run_batch", recording_run_batch)
+    monkeypatch.setattr(pipeline, "Localizer", lambda **kw: FakeLocalizer())
+    folder, raster, _ = make_folder(tmp_path)
+    processing.run(ALG, {"FOLDER": str(folder), "AERIAL": raster, "HEADING_MODE": 2, "HEADING": 90.0,
+                         "CAMERA_POSES": str(tmp_path / "poses.gpkg")})
+    assert priors and {(p.radius_m, p.heading_deg, p.heading_tolerance_deg) for p in priors} == \
+        {(defaults.RADIUS_M, 90.0, defaults.HEADING_TOLERANCE_DEG)}
 
 
 @pytest.mark.inqgis

@@ -1,4 +1,4 @@
-"""`loc2 batch (PHOTO_DIR | --manifest CSV) [--aerial RASTER] --out FILE.gpkg [--resume]` (DESIGN.md §4).
+"""`loc2 batch (PHOTO_DIR | --manifest CSV) [--aerial RASTER] --out FILE.gpkg [--resume]` (docs/cli.md).
 
 Exit status: 0 when the batch ran (failed photos are recorded as `failed` rows), 2 when it could not run at
 all (no photos, unreadable aerial raster or manifest, model that cannot be loaded, unusable output file),
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 
+from .. import defaults
 from .options import add_camera_prior_options, add_model_options
 
 HELP = "localize a folder of photos (or a manifest) into a styled GeoPackage, resumable"
@@ -17,7 +18,7 @@ HELP = "localize a folder of photos (or a manifest) into a styled GeoPackage, re
 def add_arguments(parser) -> None:
     parser.add_argument("photo_dir", nargs="?", metavar="PHOTO_DIR",
                         help="folder of photos (jpg, jpeg, png, tif, tiff); priors from their EXIF GPS")
-    parser.add_argument("--manifest", metavar="CSV", help="dataset manifest (DESIGN §3) instead of a folder")
+    parser.add_argument("--manifest", metavar="CSV", help="dataset manifest (docs/manifest.md) instead of a folder")
     parser.add_argument("--aerial", metavar="RASTER",
                         help="georeferenced aerial raster (default: each manifest row's `aerial`)")
     parser.add_argument("--out", required=True, metavar="FILE.gpkg",
@@ -42,7 +43,7 @@ def run(args) -> int:
     from ..batch import folder_jobs, manifest_jobs, output_crs, run_batch
     from ..errors import Loc2Error
     from ..gpkg import GeoPackageWriter
-    from ..pipeline import DEFAULT_RADIUS_M, Localizer, Prior
+    from ..pipeline import Localizer, Prior
 
     if (args.photo_dir is None) == (args.manifest is None):
         return _fail("give either PHOTO_DIR or --manifest CSV (one of them).")
@@ -52,7 +53,7 @@ def run(args) -> int:
 
             jobs = manifest_jobs(read_manifest(args.manifest), radius_m=args.radius)
         else:
-            prior = Prior(radius_m=args.radius or DEFAULT_RADIUS_M, heading_deg=args.heading,
+            prior = Prior(radius_m=args.radius or defaults.RADIUS_M, heading_deg=args.heading,
                           heading_tolerance_deg=args.heading_tolerance)
             jobs = folder_jobs(args.photo_dir, recursive=args.recursive, prior=prior,
                                exif_heading=args.exif_heading)

@@ -1,4 +1,4 @@
-"""`loc2 localize PHOTO --aerial RASTER ...` (DESIGN.md §4): one photo, one pose.
+"""`loc2 localize PHOTO --aerial RASTER ...` (docs/cli.md): one photo, one pose.
 
 Prints a short summary (or, with --json, one JSON object with the `camera_poses` fields, failed or not),
 optionally writes the GeoPackage layers and a figure; a failure's sentence goes to stderr. Exit status 0 when a pose was found (ok or low_confidence), 1 when the
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 
+from .. import defaults
 from .options import add_camera_prior_options, add_model_options
 
 HELP = "localize one photo against an aerial raster (pose, confidence, optional GeoPackage and figure)"
@@ -20,17 +21,17 @@ def add_arguments(parser) -> None:
     parser.add_argument("--aerial", required=True, metavar="RASTER", help="georeferenced aerial raster")
     add_camera_prior_options(parser, single_photo=True)
     add_model_options(parser)
-    parser.add_argument("--out", metavar="FILE.gpkg", help="also write the GeoPackage layers (DESIGN §5)")
+    parser.add_argument("--out", metavar="FILE.gpkg", help="also write the GeoPackage layers (docs/geopackage.md)")
     parser.add_argument("--figure", metavar="FILE.png", help="also draw the explanatory figure")
     parser.add_argument("--json", action="store_true", help="print the camera_poses fields as one JSON object")
 
 
 def prior_from_args(args):
     """`Prior` from --prior/--prior-crs/--radius/--heading/--heading-tolerance (no --prior: EXIF GPS)."""
-    from ..pipeline import DEFAULT_RADIUS_M, Prior
+    from ..pipeline import Prior
 
     x, y = args.prior if args.prior else (None, None)
-    return Prior(x=x, y=y, crs=args.prior_crs, radius_m=args.radius or DEFAULT_RADIUS_M,
+    return Prior(x=x, y=y, crs=args.prior_crs, radius_m=args.radius or defaults.RADIUS_M,
                  heading_deg=args.heading, heading_tolerance_deg=args.heading_tolerance)
 
 

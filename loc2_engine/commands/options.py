@@ -1,16 +1,18 @@
-"""Options shared by every command that localizes (DESIGN.md §4), so they are spelled the same everywhere."""
+"""Options shared by every command that localizes (docs/cli.md), so they are spelled the same everywhere."""
 
 from __future__ import annotations
 
 import argparse
 
+from .. import defaults
+
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("model and weights")
-    g.add_argument("--model", default="default",
-                   help="registry name (default, loc2-vigor, loc2-vigor-known, loc2-kitti, loc2-kitti-known, ...) or "
-                        "a weight file of the default architecture; the -known models (VIGOR known_ori, KITTI "
-                        "ori_noise10 checkpoints) need --heading")
+    g.add_argument("--model", default=defaults.MODEL,
+                   help=f"registry name (default {defaults.MODEL}; loc2-vigor, loc2-vigor-known, loc2-kitti, "
+                        "loc2-kitti-known, ...) or a weight file of the default architecture; the -known models "
+                        "(VIGOR known_ori, KITTI ori_noise10 checkpoints) need --heading")
     g.add_argument("--weights", help="matcher checkpoint, for models that need one (the official loc2-* models)")
     g.add_argument("--backbone", help="backbone weights (DINOv2 ViT-L/14: Meta .pth or a transformers folder)")
     g.add_argument("--depth", default=None,
@@ -28,15 +30,18 @@ def add_camera_prior_options(parser: argparse.ArgumentParser, single_photo: bool
                        help="prior position; default: the photo's EXIF GPS")
         g.add_argument("--prior-crs", default=None,
                        help="CRS of --prior (default: the aerial raster's CRS)")
-    g.add_argument("--radius", type=float, default=None, help="search radius around the prior, metres")
-    g.add_argument("--camera", choices=("auto", "pano", "pinhole"), default="auto",
-                   help="camera model; auto = panorama when the photo is 2:1, else pinhole")
+    g.add_argument("--radius", type=float, default=None,
+                   help=f"search radius around the prior, metres (default {defaults.RADIUS_M:g})")
+    g.add_argument("--camera", choices=("auto", "pano", "pinhole"), default=defaults.CAMERA,
+                   help=f"camera model (default {defaults.CAMERA}); auto = panorama when the photo is 2:1, "
+                        "else pinhole")
     g.add_argument("--camera-height", type=float, default=None, metavar="M",
-                   help="camera height above the ground, metres (default 1.6; a car roof is ~2.5): the plane "
-                        "depth and the metric scale of relative depth (mono) are measured on the ground with it")
+                   help=f"camera height above the ground, metres (default {defaults.CAMERA_HEIGHT_M:g}; a car "
+                        "roof is ~2.5): the plane depth and the metric scale of relative depth (mono) are "
+                        "measured on the ground with it")
     g.add_argument("--hfov", type=float, default=None,
                    help="horizontal field of view of pinhole photos, degrees (default: from EXIF)")
     g.add_argument("--heading", type=float, default=None,
                    help="heading prior, degrees clockwise from true north (default: unknown orientation)")
     g.add_argument("--heading-tolerance", type=float, default=None,
-                   help="tolerance of --heading, degrees")
+                   help=f"tolerance of --heading, degrees (default {defaults.HEADING_TOLERANCE_DEG:g})")

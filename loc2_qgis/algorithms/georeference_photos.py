@@ -27,6 +27,8 @@ from qgis.core import (QgsFeature, QgsFeatureSink, QgsField, QgsFields, QgsGeome
                        QgsProcessingParameterRasterLayer, QgsProcessingParameterString, QgsWkbTypes)
 from qgis.PyQt.QtCore import QVariant
 
+from loc2_engine import defaults
+
 CAMERAS = ("auto", "pano", "pinhole")
 HEADING_MODES = ("Unknown: search every direction",
                  "From the photos: HEADING_FIELD, or EXIF GPSImgDirection (true north)",
@@ -89,15 +91,17 @@ class GeoreferencePhotos(QgsProcessingAlgorithm):
             optional=True))
         self.addParameter(QgsProcessingParameterRasterLayer("AERIAL", "Aerial raster"))
         self.addParameter(QgsProcessingParameterNumber(
-            "RADIUS", "Search radius (m)", type=QgsProcessingParameterNumber.Type.Double, defaultValue=25.0,
-            minValue=1.0))
+            "RADIUS", "Search radius (m)", type=QgsProcessingParameterNumber.Type.Double,
+            defaultValue=defaults.RADIUS_M, minValue=1.0))
         self.addParameter(QgsProcessingParameterEnum("CAMERA", "Camera", options=list(CAMERAS),
-                                                     defaultValue=0))
+                                                     defaultValue=CAMERAS.index(defaults.CAMERA)))
         self.addParameter(QgsProcessingParameterNumber(
             "HFOV", "Horizontal field of view of pinhole photos (degrees; empty: from EXIF)",
             type=QgsProcessingParameterNumber.Type.Double, optional=True, minValue=1.0, maxValue=179.0))
         self.addParameter(QgsProcessingParameterNumber(
-            "CAMERA_HEIGHT", "Camera height above the ground (m; empty: 1.6, hand-held; a car roof is about 2.5)",
+            "CAMERA_HEIGHT",
+            f"Camera height above the ground (m; empty: {defaults.CAMERA_HEIGHT_M:g}, hand-held; a car roof is "
+            "about 2.5)",
             type=QgsProcessingParameterNumber.Type.Double, optional=True, minValue=0.3, maxValue=20.0))
         self.addParameter(QgsProcessingParameterEnum("HEADING_MODE", "Heading prior",
                                                      options=list(HEADING_MODES), defaultValue=0))
@@ -106,9 +110,9 @@ class GeoreferencePhotos(QgsProcessingAlgorithm):
             optional=True, minValue=0.0, maxValue=360.0))
         self.addParameter(QgsProcessingParameterNumber(
             "HEADING_TOLERANCE", "Heading tolerance (degrees)", type=QgsProcessingParameterNumber.Type.Double,
-            defaultValue=15.0, minValue=0.0, maxValue=180.0))
+            defaultValue=defaults.HEADING_TOLERANCE_DEG, minValue=0.0, maxValue=180.0))
         self.addParameter(QgsProcessingParameterString("MODEL", "Model (registry name or weight file)",
-                                                       defaultValue="default"))
+                                                       defaultValue=defaults.MODEL))
         self.addParameter(QgsProcessingParameterFile(
             "WEIGHTS", "Matcher checkpoint, for models that need one (the official loc2-* models)", optional=True))
         self.addParameter(QgsProcessingParameterFile(
@@ -160,7 +164,7 @@ class GeoreferencePhotos(QgsProcessingAlgorithm):
         try:
             crs = output_crs(jobs, self.aerial)
             localizer = pipeline.Localizer(
-                model=self.parameterAsString(parameters, "MODEL", context) or "default",
+                model=self.parameterAsString(parameters, "MODEL", context) or defaults.MODEL,
                 depth=self.parameterAsString(parameters, "DEPTH", context) or None,
                 weights=self.parameterAsFile(parameters, "WEIGHTS", context) or None,
                 backbone=self.parameterAsFile(parameters, "BACKBONE", context) or None,
