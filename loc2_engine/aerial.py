@@ -17,15 +17,14 @@ colour interpretation (alpha band used as mask). Non-8-bit data (16-bit, float) 
 uint8 between the 2nd and 98th percentiles of the window's valid pixels (what QGIS shows by default), so
 window statistics, not the whole raster's, set the contrast.
 
-Window centres: `window_around` builds a window from any aerial source (file, the plugin's layer renderer, a
-callable), optionally centred on a node of a true-metre grid near the prior (`snap_center`) so that photos a
-few metres apart share one window, and its cached features.
+Window centres: `window_around` builds a window centred on the prior from any aerial source (file, the
+plugin's layer renderer, a callable).
 
 rasterio (and its affine) is imported only where a file is read or an array resampled: a window from an array
 already on the local grid (what the QGIS plugin renders) needs no raster library, so a QGIS whose Python
 lacks rasterio can still import the pipeline; reading without it raises `AerialError` naming the package.
 
-Pixel convention (ENGINEERING.md): pixel (row, col) centre -> x = (col + 0.5 - W/2) * gsd,
+Pixel convention (docs/conventions.md): pixel (row, col) centre -> x = (col + 0.5 - W/2) * gsd,
 y = (H/2 - row - 0.5) * gsd; use `pixel_to_local` / `local_to_pixel`, never re-derive.
 """
 
@@ -51,10 +50,6 @@ MAX_WINDOW_PX = 8192
 STRETCH_PERCENTILES = (2.0, 98.0)
 #: points per side when mapping the target outline into the raster (curved mappings: 4326, 3857)
 _OUTLINE_POINTS = 33
-#: metres per degree of latitude of the grid of window centres (`snap_center`): a mean meridian degree; the
-#: ellipsoid's own differs by < 0.7 %, which only stretches the grid a little
-_GRID_M_PER_DEG = 111_320.0
-_GEOD = pyproj.Geod(ellps="WGS84")
 
 
 @dataclass
@@ -193,54 +188,10 @@ def _warp_array(data: np.ndarray, valid: np.ndarray, transform, crs, frame: Loca
                  transform * Affine.translation(window.col_off, window.row_off), crs, frame, n, gsd)
 
 
-def snap_center(center_xy, center_crs, step_m: float, max_offset_m: float) -> Optional[Tuple[float, float]]:
-    """The centre of a window around a prior: the nearest node of a grid about ``step_m`` metres wide.
-
-    Priors a few metres apart then get the same window, so a batch encodes it (and caches its features)
-    once. center_xy: (2,) in ``center_crs`` (anything pyproj accepts). The grid lives in WGS84 so that
-    priors and rasters in any CRS (4326, 3857 at any latitude, UTM, feet) share the same nodes, spaced in
-    true metres: rows of latitude ``step / 111320`` degrees apart, nodes along each row in longitude steps of
-    that over the cosine of the row's latitude (so rows are not aligned), so the grid depends on nothing but
-    ``step``.
-    The node must stay within ``max_offset_m`` (the slack between the search circle and the window edge):
-    the step shrinks to ``sqrt(2) * max_offset_m`` (a grid cell's worst case is step / sqrt(2)), and where
-    the ellipsoid still stretches it past that (near the poles), there is no node.
-    Returns the node's (lon, lat) in degrees (EPSG:4326), or None: snapping off (``step_m`` <= 0), no
-    slack, no node, or no CRS to place the prior in.
-    """
-    step = min(float(step_m), math.sqrt(2.0) * float(max_offset_m))
-    if step <= 0.0 or center_crs is None:
-        return None
-    lon, lat = transform_points(np.asarray(center_xy, np.float64).reshape(1, 2), center_crs, "EPSG:4326")[0]
-    if not (math.isfinite(lon) and math.isfinite(lat)):
-        return None  # the prior's own window says what is wrong with it
-    dlat = step / _GRID_M_PER_DEG
-    node_lat = round(lat / dlat) * dlat
-    dlon = dlat / max(math.cos(math.radians(node_lat)), 1e-9)
-    node_lon = round(lon / dlon) * dlon
-    if abs(node_lat) > 90.0 or _GEOD.inv(lon, lat, node_lon, node_lat)[2] > max_offset_m:
-        return None
-    return node_lon, node_lat
-
-
-def window_around(source, center_xy, center_crs, size_m: float, gsd: float, *, snap_m: float = 0.0,
-                  max_offset_m: float = 0.0) -> AerialWindow:
-    """`AerialWindow` of ``size_m`` at ``gsd`` from any aerial source, centred on `snap_center`'s node.
-
-    source: a raster path, an object with ``window(center_xy, center_crs, size_m, gsd)`` (the plugin's
-    renderer of a QGIS layer), or a callable with those arguments. center_xy, center_crs: the prior.
-    snap_m, max_offset_m: see `snap_center` (snap_m 0: centred on the prior).
-    """
-    node = snap_center(center_xy, center_crs, snap_m, max_offset_m)
-    if node is not None:
-        try:
-            return _window_from(source, node, "EPSG:4326", size_m, gsd)
-        except AerialError:
-            pass  # e.g. a prior near the raster's edge whose node falls outside it: the prior's own window
-    return _window_from(source, center_xy, center_crs, size_m, gsd)
-
-
-def _window_from(source, center_xy, center_crs, size_m: float, gsd: float) -> AerialWindow:
+def window_around(source, center_xy, center_crs, size_m: float, gsd: float) -> AerialWindow:
+    """`AerialWindow` of ``size_m`` at ``gsd`` centred on center_xy (in ``center_crs``, the prior) from any
+    aerial source: a raster path, an object with ``window(center_xy, center_crs, size_m, gsd)`` (the plugin's
+    renderer of a QGIS layer), or a callable with those arguments."""
     if isinstance(source, (str, os.PathLike)):
         return AerialWindow.from_raster(source, center_xy, center_crs, size_m, gsd)
     if hasattr(source, "window"):

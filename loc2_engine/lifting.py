@@ -1,18 +1,28 @@
 """Lifting: photo pixel + depth -> bird's-eye-view point in the camera frame (x right, y forward), depth units.
 
-Two depth kinds (docs/ENGINEERING.md):
+Two depth kinds (docs/conventions.md):
     ``range``  Euclidean distance along the ray (panoramas, synthetic truth): p = d * ray, ray unit.
     ``z``      distance along the optical axis y (pinhole mono-depth models): p = d * ray / ray_y.
-Height (z) is dropped, whatever it is (method.md §3). In both cases the BEV point is linear in depth,
+Height (z) is dropped, whatever it is (docs/method.md §3). In both cases the BEV point is linear in depth,
 ``xy_bev = depth * lift_coefficients(camera, uv, kind)``, which lets a model precompute the coefficients of
 its token grid once. Invalid depth (NaN, <= 0) gives NaN points.
+
+`lift_tokens` is the pipeline's lifting stage: a depth provider's map read at each ground token of the
+matcher's input, the tokens without usable depth masked.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from .errors import DepthError
+from .depth import as_depth_map
+from .errors import DepthError, LocalizationError
+from .orientation import rolled_depth, unroll_bev
+
+#: ground tokens with depth needed before matching is attempted (3 fix a similarity; more to vote)
+MIN_VALID_TOKENS = 8
 
 DEPTH_KINDS = ("range", "z")
 
@@ -84,3 +94,56 @@ def sample_depth_at(depth: torch.Tensor, uv: torch.Tensor, mode: str = "nearest"
             invalid = invalid | (counts & torch.isnan(val))
         out = torch.where(invalid, torch.full_like(out, float("nan")), out)
     return torch.where(inside, out, torch.full_like(out, float("nan")))
+
+
+@dataclass(frozen=True)
+class LiftedTokens:
+    """Every ground token of the matcher's input lifted to the camera's BEV frame.
+
+    xy_bev (Ng, 2) float32, depth units, in the photo's own frame (a rolled canonical view turned back);
+    valid (Ng,) bool: the token has usable depth (the others are masked out of matching).
+    """
+
+    xy_bev: torch.Tensor
+    valid: torch.Tensor
+
+
+def lift_tokens(matcher, depth_provider, ground_in, depth_map=None, roll: int = 0, max_range_m=None
+                ) -> LiftedTokens:
+    """The lifting stage: ``depth_provider``'s depth of ``ground_in`` (a `ground.ModelInput`; depth is taken
+    of its content, the photo without letterbox padding) read where ``matcher``'s tokens fall on the photo.
+
+    depth_map: ground-truth depth for the ``truth`` provider (.npy path or array), else None.
+    roll: columns the matcher's input is rolled right (`orientation.CanonicalView`): the depth is rolled with
+    it (after the official nearest resize to the input) and the points turned back into the photo's frame.
+    max_range_m: metric depth at or beyond it is masked; None: the matcher's own clip ``max_depth_m`` on its
+    ``max_depth_kind`` (official models: 35 m of range VIGOR, 40 m of z-depth KITTI), else half the aerial
+    window (farther than it can show).
+    Invalid also: no depth (sky, above the horizon, letterbox padding). Raises LocalizationError when fewer
+    than MIN_VALID_TOKENS remain (an all-sky photo).
+    """
+    photo = ground_in.content
+    h, w = photo.image.shape[:2]
+    depth = as_depth_map(depth_provider(photo, truth_path=depth_map), (h, w), photo.camera)
+    if roll:
+        depth = rolled_depth(depth, photo.image.shape[:2], roll)
+    # tokens where the depth map's own grid has them (no resampling of depth, see depth.as_depth_map)
+    depth_camera = photo.camera.resized(depth.shape[1], depth.shape[0])
+    uv_depth, coef = matcher.ground_tokens(depth_camera, depth_provider.kind, ground_in.rows)  # (Ng, 2) each
+    # bilinear: token centres fall between pixels; an exact pixel (official grids) reads that pixel
+    depth_tok = sample_depth_at(torch.from_numpy(depth)[None].double(), uv_depth[None].double(),
+                                mode="bilinear")[0]  # (Ng,)
+    valid = torch.isfinite(depth_tok) & (depth_tok > 0)
+    xy_bev = depth_tok[:, None] * coef.double()  # (Ng, 2)
+    if depth_provider.metric and max_range_m is None and matcher.max_depth_m is not None:
+        # a pinhole's z-depth is its forward BEV coordinate, whatever kind of depth the provider gives
+        along_z = matcher.max_depth_kind == "z"
+        valid &= (xy_bev[:, 1] if along_z else depth_tok) < matcher.max_depth_m
+    elif depth_provider.metric:
+        valid &= depth_tok < (max_range_m or matcher.aerial_size_m / 2.0)
+    if int(valid.sum()) < MIN_VALID_TOKENS:
+        raise LocalizationError(
+            f"The photo shows no usable ground: only {int(valid.sum())} of {len(valid)} image regions have "
+            f"depth from '{depth_provider.name}' (the rest is sky, above the horizon, or too far); there is "
+            "nothing to match against the aerial image.")
+    return LiftedTokens(unroll_bev(xy_bev, roll, photo.image.shape[1]).float(), valid)

@@ -1,9 +1,9 @@
-"""RANSAC for a 2-D similarity over weighted correspondences (method.md §4.2), vectorised over hypotheses.
+"""RANSAC for a 2-D similarity over weighted correspondences (docs/method.md §4.2), vectorised over hypotheses.
 
 Model ``dst ≈ s R src + t`` (src: ground BEV points, depth units; dst: aerial points, local metres).
 
 1. Hypotheses: all minimal samples are drawn at once. Indices are drawn i.i.d. with probability ∝ weight
-   (``torch.multinomial`` with replacement) and grouped into ``sample_size``-tuples; tuples that repeat an
+   (``torch.multinomial`` with replacement) and grouped into triples; triples that repeat an
    index are dropped (so each tuple is a draw without replacement, as in the reference, up to the
    order-dependence of sequential draws). Each tuple gets an unweighted Procrustes fit in one batched call;
    degenerate tuples (coincident or collinear points) are discarded, as are fits outside ``scale_range``
@@ -31,11 +31,13 @@ from typing import Optional, Tuple
 
 import torch
 
-from .refine import RayNoise, refine_pose
+from .defaults import HEADING_TOLERANCE_DEG
+from .ray_noise import RayNoise
+from .refine import refine_pose
 from .solver import SimilarityFit, heading_from_rotation, procrustes_2d
 
-#: heading tolerance used when a heading prior comes without one, degrees
-DEFAULT_HEADING_TOLERANCE_DEG = 20.0
+#: correspondences in a minimal sample, as in the reference
+SAMPLE_SIZE = 3
 
 #: hypotheses scored per matrix product: keeps the (chunk, N) block cache-sized
 _SCORE_ELEMENTS_PER_CHUNK = 1 << 20
@@ -93,7 +95,7 @@ class RansacResult:
 
 
 def ransac_similarity(src: torch.Tensor, dst: torch.Tensor, weights: Optional[torch.Tensor] = None, *,
-                      hypotheses: int = 2000, sample_size: int = 3, th_inlier: float = 2.5,
+                      hypotheses: int = 2000, th_inlier: float = 2.5,
                       th_soft: float = 5.0, refine_steps: int = 4, with_scale: bool = True,
                       scale_range: Optional[Tuple[float, float]] = None,
                       heading_prior_deg: Optional[float] = None,
@@ -108,7 +110,8 @@ def ransac_similarity(src: torch.Tensor, dst: torch.Tensor, weights: Optional[to
 
     Correspondences with a non-finite coordinate or a weight that is not > 0 are ignored. ``th_inlier`` and
     ``th_soft`` are in dst units (m). ``scale_range`` = (min, max) admissible s; ``heading_prior_deg`` (true
-    north, clockwise) with ``heading_tolerance_deg`` (default 20) restricts the heading;
+    north, clockwise) with ``heading_tolerance_deg`` (None: `defaults.HEADING_TOLERANCE_DEG`) restricts the
+    heading;
     ``position_prior`` (2,) dst units with ``position_radius`` restricts where src's origin (the camera)
     may land, so a pose outside the search area is never chosen over a slightly weaker one inside it.
     ``distinct_m`` (default 2 th_soft): how far another hypothesis's camera must be to count as a rival
@@ -119,10 +122,10 @@ def ransac_similarity(src: torch.Tensor, dst: torch.Tensor, weights: Optional[to
     Never raises on bad data: returns ok=False with a reason.
     """
     src, dst, weights = _check_inputs(src, dst, weights)
-    if hypotheses < 1 or sample_size < 2 or refine_steps < 0 or th_inlier <= 0 or th_soft <= 0:
+    if hypotheses < 1 or refine_steps < 0 or th_inlier <= 0 or th_soft <= 0:
         raise ValueError(
-            f"need hypotheses >= 1, sample_size >= 2, refine_steps >= 0 and positive thresholds; got "
-            f"hypotheses={hypotheses}, sample_size={sample_size}, refine_steps={refine_steps}, "
+            f"need hypotheses >= 1, refine_steps >= 0 and positive thresholds; got "
+            f"hypotheses={hypotheses}, refine_steps={refine_steps}, "
             f"th_inlier={th_inlier}, th_soft={th_soft}")
     if (position_prior is None) != (position_radius is None):
         raise ValueError("position_prior and position_radius go together")
@@ -133,9 +136,9 @@ def ransac_similarity(src: torch.Tensor, dst: torch.Tensor, weights: Optional[to
     usable = torch.isfinite(src).all(-1) & torch.isfinite(dst).all(-1) & torch.isfinite(weights) & (weights > 0)
     idx_usable = torch.nonzero(usable).flatten()
     n = idx_usable.numel()
-    if n < max(sample_size, 3):
+    if n < SAMPLE_SIZE:
         return _failed(n_all, 0, f"only {n} usable correspondences (finite, weight > 0) of {n_all}; "
-                                 f"RANSAC needs at least {max(sample_size, 3)}")
+                                 f"RANSAC needs at least {SAMPLE_SIZE}")
     p, q, w = src[idx_usable], dst[idx_usable], weights[idx_usable]
 
     # centre both point sets: the pose is solved and scored in centred coordinates, then shifted back
@@ -145,12 +148,11 @@ def ransac_similarity(src: torch.Tensor, dst: torch.Tensor, weights: Optional[to
                          None if position_prior is None else (-p_mean, torch.as_tensor(
                              position_prior, dtype=q.dtype) - q_mean, float(position_radius)))
 
-    samples = _draw_samples(w, hypotheses, sample_size, generator)
+    samples = _draw_samples(w, hypotheses, SAMPLE_SIZE, generator)
     if samples.shape[0] == 0:
         return _failed(n_all, 0, "every minimal sample repeated a correspondence: the weights are "
                                  "concentrated on fewer than three matches")
-    hyp = (two_point_similarity(p[samples], q[samples], with_scale) if sample_size == 2
-           else procrustes_2d(p[samples], q[samples], with_scale=with_scale))
+    hyp = procrustes_2d(p[samples], q[samples], with_scale=with_scale)
     valid = hyp.ok & accept(hyp)
     n_valid = int(valid.sum())
     if n_valid == 0:
@@ -266,30 +268,6 @@ def _turn_deg(a, b) -> torch.Tensor:
     return torch.remainder(torch.as_tensor(a) - b + 180.0, 360.0) - 180.0
 
 
-def two_point_similarity(src: torch.Tensor, dst: torch.Tensor, with_scale: bool = True) -> SimilarityFit:
-    """Exact similarity through two correspondences: src, dst (H, 2, 2) -> H hypotheses.
-
-    A 2-D similarity has four degrees of freedom, so two distinct points fix it: in complex numbers
-    dst = a·src + b with a = (d0 - d1) / (s0 - s1). A minimal sample of two instead of three makes an
-    all-inlier sample (inlier ratio r) r² instead of r³ likely: 20x more good hypotheses at r = 5 %.
-    Rigid (``with_scale=False``): the rotation of a, unit scale, centroid-matched translation.
-    Coincident points (|s0 - s1| or |d0 - d1| under 1e-6 of the units) give ok=False.
-    """
-    ds, dd = src[:, 0] - src[:, 1], dst[:, 0] - dst[:, 1]
-    n_s, n_d = ds.norm(dim=-1), dd.norm(dim=-1)
-    ok = (n_s > 1e-6) & (n_d > 1e-6)
-    cos = (ds * dd).sum(-1) / (n_s * n_d).clamp_min(1e-12)
-    sin = (ds[:, 0] * dd[:, 1] - ds[:, 1] * dd[:, 0]) / (n_s * n_d).clamp_min(1e-12)
-    R = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
-    scale = n_d / n_s.clamp_min(1e-12) if with_scale else torch.ones_like(n_s)
-    t = dst.mean(1) - scale[:, None] * (R @ src.mean(1)[..., None])[..., 0]
-    nan = torch.tensor(float("nan"), dtype=src.dtype)
-    R, t = torch.where(ok[:, None, None], R, nan), torch.where(ok[:, None], t, nan)
-    scale = torch.where(ok, scale, nan)
-    reason = tuple("" if good else "coincident points" for good in ok.tolist())
-    return SimilarityFit(R, t, scale, ok, reason)
-
-
 def _check_inputs(src, dst, weights):
     src = torch.as_tensor(src)
     dst = torch.as_tensor(dst)
@@ -337,14 +315,14 @@ def _draw_samples(w: torch.Tensor, hypotheses: int, k: int, generator: torch.Gen
 class PoseLimits:
     """Scale range, heading prior and position prior as a per-hypothesis boolean test.
 
-    heading_tolerance_deg: None takes DEFAULT_HEADING_TOLERANCE_DEG when there is a heading prior.
+    heading_tolerance_deg: None takes `defaults.HEADING_TOLERANCE_DEG` when there is a heading prior.
     area: None, or (origin (2,) src coordinates, centre (2,) dst coordinates, radius): the fit must map the
     origin (the camera) within radius of the centre.
     """
 
     def __init__(self, scale_range, heading_prior_deg, heading_tolerance_deg, area=None):
         if heading_prior_deg is not None and heading_tolerance_deg is None:
-            heading_tolerance_deg = DEFAULT_HEADING_TOLERANCE_DEG
+            heading_tolerance_deg = HEADING_TOLERANCE_DEG
         if scale_range is not None and not (0 < scale_range[0] <= scale_range[1]):
             raise ValueError(f"scale_range must be (min, max) with 0 < min <= max, got {scale_range}")
         self.scale_range = scale_range

@@ -269,8 +269,8 @@ from loc2_engine.ground import GroundImage
 from loc2_engine.models.small import build
 
 loc = pipeline.Localizer(model=build(), depth="plane", device="cpu", hypotheses=50, n_matches=64)
-size_m, gsd = loc.window_size_m, float(loc.matcher.aerial_gsd)
-n, half = loc.matcher.aerial_size_px, loc.window_size_m / 2.0
+size_m, gsd = float(loc.matcher.aerial_size_m), float(loc.matcher.aerial_gsd)
+n, half = loc.matcher.aerial_size_px, loc.matcher.aerial_size_m / 2.0
 local_crs = LocalFrame("EPSG:32633", (500050.0, 5000050.0)).local_crs
 image = np.random.default_rng(0).integers(0, 256, (n, n, 3), dtype=np.uint8)
 window = AerialWindow.from_array(image, (gsd, 0, -half, 0, -gsd, half), local_crs, (0.0, 0.0), local_crs,
@@ -301,48 +301,3 @@ def test_pipeline_runs_from_an_in_memory_window_without_rasterio(tmp_path):
     ran = subprocess.run([sys.executable, "-c", _WITHOUT_RASTERIO], cwd=tmp_path, capture_output=True, text=True,
                          timeout=300, env={**os.environ, "PYTHONPATH": str(repo)})
     assert ran.returncode == 0 and "OK" in ran.stdout, ran.stdout[-2000:] + ran.stderr[-4000:]
-
-
-def test_snapped_centres_are_a_true_metre_grid_shared_across_crss():
-    """Window centres snap to nodes ~step metres apart on the ground, the same whichever CRS the prior is in
-    (UTM, 3857 at 60° N where its units are 2x stretched, 4326), and never farther than allowed."""
-    from loc2_engine.aerial import snap_center
-
-    for lonlat in ((15.0003, 45.1521), (10.7301, 59.9102), (-122.41, 37.77)):
-        nodes = set()
-        for crs in ("EPSG:4326", "EPSG:3857", "EPSG:32633"):
-            xy = pyproj.Transformer.from_crs(4326, crs, always_xy=True).transform(*lonlat)
-            nodes.add(snap_center(xy, crs, 8.0, 20.0))
-        assert len(nodes) == 1, nodes
-        node = nodes.pop()
-        assert GEOD.inv(*lonlat, *node)[2] <= 8.0 / math.sqrt(2.0)
-        # rows of nodes ~8 m apart, nodes ~8 m apart along a row (rows are not aligned: each row's longitude
-        # step follows its own latitude)
-        east = snap_center(GEOD.fwd(*node, 90.0, 8.0)[:2], "EPSG:4326", 8.0, 20.0)
-        north = snap_center(GEOD.fwd(*node, 0.0, 8.0)[:2], "EPSG:4326", 8.0, 20.0)
-        assert GEOD.inv(*node, *east)[2] == pytest.approx(8.0, rel=0.01) and east[1] == node[1]
-        assert GEOD.inv(*node, node[0], north[1])[2] == pytest.approx(8.0, rel=0.01)
-    # little slack: the grid shrinks so the node stays within it; none: no snapping; no CRS: no snapping
-    rng = np.random.default_rng(0)
-    for lon, lat in rng.uniform([14.9, 45.0], [15.1, 45.2], (50, 2)):
-        assert GEOD.inv(lon, lat, *snap_center((lon, lat), "EPSG:4326", 8.0, 1.0))[2] <= 1.0
-    assert snap_center((15.0, 45.0), "EPSG:4326", 8.0, 0.0) is None
-    assert snap_center((15.0, 45.0), "EPSG:4326", 0.0, 20.0) is None
-    assert snap_center((500000.0, 5000000.0), None, 8.0, 20.0) is None
-
-
-def test_window_around_falls_back_to_the_prior_near_the_raster_edge(tmp_path):
-    """A prior inside the raster whose grid node is outside it still gets a window (centred on the prior)."""
-    from loc2_engine.aerial import snap_center, window_around
-
-    path, _ = _square_raster(tmp_path, "EPSG:32633", (500003, 5000100), (0.5, 0.5))
-    seen = set()
-    for x in np.linspace(500003.05, 500010.95, 80):  # along the west edge: some nodes fall outside
-        node = snap_center((x, 5000050.0), "EPSG:32633", 8.0, 20.0)
-        window = window_around(path, (x, 5000050.0), "EPSG:32633", 40.0, 0.5, snap_m=8.0, max_offset_m=20.0)
-        inside = pyproj.Transformer.from_crs(4326, 32633, always_xy=True).transform(*node)[0] >= 500003.0
-        seen.add(inside)
-        expected = node if inside else pyproj.Transformer.from_crs(32633, 4326, always_xy=True).transform(
-            x, 5000050.0)
-        assert window.frame.origin_lonlat == pytest.approx(expected, abs=1e-9)
-    assert seen == {True, False}

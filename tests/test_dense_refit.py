@@ -6,11 +6,14 @@ import math
 import pytest
 import torch
 
-from loc2_engine.dense_refit import DenseMass, refit_best, sharpness
+from loc2_engine.dense_refit import DEFAULT_SIGMAS_M, DenseMass, RefitSettings, refit_best, sharpness
 from loc2_engine.ransac import PoseLimits, ransac_similarity
 from loc2_engine.solver import SimilarityFit, heading_from_rotation, rotation_from_heading
 
 CELL_M = 2.0
+#: the isotropic refit of heading and position, and of the position alone
+TURN = RefitSettings(DEFAULT_SIGMAS_M, 0.0, turn=True)
+STILL = RefitSettings(DEFAULT_SIGMAS_M, 0.0, turn=False)
 
 
 def _scene(seed=0, heading=30.0, t=(3.0, -2.0), scale=1.2, n_tokens=150, spread_m=1.5):
@@ -41,7 +44,7 @@ def _start(truth, dh=4.0, dt=(1.6, -1.2)):
 def test_the_refit_climbs_to_the_pose_the_probabilities_support():
     P, cells, bev, truth = _scene()
     start = _start(truth)
-    fit = DenseMass(P, cells, bev).refit(start)
+    fit = DenseMass(P, cells, bev).refit(start, TURN)
     assert float((fit.t - truth.t.float()).norm()) < 0.15
     assert abs(float(heading_from_rotation(fit.R)) - 30.0) < 0.3
     assert float(fit.s) == float(start.s)  # the scale is RANSAC's
@@ -51,7 +54,7 @@ def test_the_refit_climbs_to_the_pose_the_probabilities_support():
 def test_a_pinhole_refit_moves_the_position_and_keeps_the_heading():
     P, cells, bev, truth = _scene(heading=250.0)
     start = _start(truth, dh=0.0)
-    fit = DenseMass(P, cells, bev).refit(start, turn=False)
+    fit = DenseMass(P, cells, bev).refit(start, STILL)
     torch.testing.assert_close(fit.R, start.R)
     assert float((fit.t - truth.t.float()).norm()) < 0.15
 
@@ -61,11 +64,11 @@ def test_the_refit_stays_inside_the_limits():
     P, cells, bev, truth = _scene()
     start = _start(truth)
     limits = PoseLimits(None, None, None, (torch.zeros(2), start.t, 0.01))
-    fit = DenseMass(P, cells, bev).refit(start, accept=lambda f: bool(limits(f)))
+    fit = DenseMass(P, cells, bev).refit(start, TURN, accept=lambda f: bool(limits(f)))
     torch.testing.assert_close(fit.t, start.t)
     torch.testing.assert_close(fit.R, start.R)
     heading = PoseLimits(None, float(heading_from_rotation(start.R)), 1.0)
-    fit = DenseMass(P, cells, bev).refit(start, accept=lambda f: bool(heading(f)))
+    fit = DenseMass(P, cells, bev).refit(start, TURN, accept=lambda f: bool(heading(f)))
     assert abs(float(heading_from_rotation(fit.R)) - float(heading_from_rotation(start.R))) <= 1.0
 
 
@@ -92,7 +95,7 @@ def test_a_refitted_ransac_result_scores_the_matches_under_the_new_pose():
 def test_nothing_to_refit_against_leaves_the_pose(turn):
     _, cells, bev, truth = _scene()
     start = _start(truth)
-    fit = DenseMass(torch.zeros(cells.shape[0], bev.shape[0]), cells, bev).refit(start, turn=turn)
+    fit = DenseMass(torch.zeros(cells.shape[0], bev.shape[0]), cells, bev).refit(start, TURN if turn else STILL)
     torch.testing.assert_close(fit.t, start.t)
 
 
@@ -105,22 +108,24 @@ def test_the_sharpest_pose_is_chosen_among_the_rivals_and_ransacs_own_wins_a_tie
     mass = DenseMass(P + 4.0 * P_loose, cells, bev)
     near_truth, near_other = _start(truth), _start(other)
     for order in [(near_other, near_truth), (near_truth, near_other)]:
-        assert float((refit_best(mass, order).t - truth.t.float()).norm()) < 0.2
-    assert sharpness(mass, refit_best(mass, [near_other]), 1.5) < sharpness(mass, refit_best(mass, [near_truth]), 1.5)
+        assert float((refit_best(mass, order, TURN).t - truth.t.float()).norm()) < 0.2
+    assert (sharpness(mass, refit_best(mass, [near_other], TURN), 1.5)
+            < sharpness(mass, refit_best(mass, [near_truth], TURN), 1.5))
     P_alike, _, _, _ = _scene(heading=150.0, t=(-12.0, 9.0), spread_m=0.8)
     alike = DenseMass(P + P_alike, cells, bev)
-    assert float((refit_best(alike, (near_other, near_truth)).t - other.t.float()).norm()) < 0.2
-    assert float((refit_best(alike, (near_truth, near_other)).t - truth.t.float()).norm()) < 0.2
+    assert float((refit_best(alike, (near_other, near_truth), TURN).t - other.t.float()).norm()) < 0.2
+    assert float((refit_best(alike, (near_truth, near_other), TURN).t - truth.t.float()).norm()) < 0.2
     # a margin against RANSAC's own pose hands the tie to the rival
-    assert float((refit_best(alike, (near_other, near_truth), margin=-1.0).t - truth.t.float()).norm()) < 0.2
+    assert float((refit_best(alike, (near_other, near_truth), TURN, margin=-1.0).t - truth.t.float()).norm()) < 0.2
     # a little sharper with a third of the mass is not enough: without a margin the heavier pose wins in
     # either order
     P_wide, _, _, _ = _scene(spread_m=1.0)
     P_light, _, _, _ = _scene(heading=150.0, t=(-12.0, 9.0), spread_m=0.5)
     heavier = DenseMass(P_wide + 0.3 * P_light, cells, bev)
-    assert sharpness(heavier, heavier.refit(near_other), 1.5) > sharpness(heavier, heavier.refit(near_truth), 1.5)
+    assert (sharpness(heavier, heavier.refit(near_other, TURN), 1.5)
+            > sharpness(heavier, heavier.refit(near_truth, TURN), 1.5))
     for order in [(near_other, near_truth), (near_truth, near_other)]:
-        assert float((refit_best(heavier, order, margin=0.0).t - truth.t.float()).norm()) < 0.2
+        assert float((refit_best(heavier, order, TURN, margin=0.0).t - truth.t.float()).norm()) < 0.2
     not_ok = SimilarityFit(near_truth.R, near_truth.t, near_truth.s, torch.tensor(False), ("",))
     assert mass.score(not_ok, 1.5) == 0.0 and sharpness(mass, not_ok, 1.5) == -math.inf
 
@@ -128,7 +133,7 @@ def test_the_sharpest_pose_is_chosen_among_the_rivals_and_ransacs_own_wins_a_tie
 def test_the_share_is_the_part_of_the_mass_a_pose_explains():
     P, cells, bev, truth = _scene(spread_m=0.8)
     mass = DenseMass(P, cells, bev)
-    at_truth = mass.share(mass.refit(_start(truth)), 1.5)
+    at_truth = mass.share(mass.refit(_start(truth), TURN), 1.5)
     assert 0.5 < at_truth <= 1.0
     assert mass.share(_start(truth, dh=90.0, dt=(15.0, 0.0)), 1.5) < 0.1 * at_truth
     assert DenseMass(torch.zeros_like(P), cells, bev).share(_start(truth), 1.5) == 0.0
@@ -143,7 +148,7 @@ def test_a_kernel_long_along_the_rays_absorbs_a_one_sided_depth_error(turn):
     bev_wrong = bev * (1.0 + 0.3 * torch.sin(torch.atan2(bev[:, 1], bev[:, 0])))[:, None]
     start = _start(truth, dh=4.0 if turn else 0.0)
     mass = DenseMass(P, cells, bev_wrong)
-    fits = {rel: mass.refit(start, turn=turn, ray_rel=rel, sigmas_m=(3.0, 2.0, 1.5, 1.0)) for rel in (0.0, 0.2)}
+    fits = {rel: mass.refit(start, RefitSettings((3.0, 2.0, 1.5, 1.0), rel, turn)) for rel in (0.0, 0.2)}
     off = {rel: float((fit.t - truth.t.float()).norm()) for rel, fit in fits.items()}
     assert off[0.0] > 0.8 and off[0.2] < 0.75 * off[0.0]
     fit = fits[0.2]
@@ -152,4 +157,5 @@ def test_a_kernel_long_along_the_rays_absorbs_a_one_sided_depth_error(turn):
     else:
         torch.testing.assert_close(fit.R, start.R)
     # without the error both kernels find the pose
-    assert float((DenseMass(P, cells, bev).refit(start, turn=turn, ray_rel=0.2).t - truth.t.float()).norm()) < 0.15
+    exact = DenseMass(P, cells, bev).refit(start, RefitSettings(DEFAULT_SIGMAS_M, 0.2, turn))
+    assert float((exact.t - truth.t.float()).norm()) < 0.15

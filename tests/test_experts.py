@@ -18,6 +18,7 @@ from loc2_engine.models import load_model
 from loc2_engine.models.base import load_state_file
 from loc2_engine.models.small import SmallMatcher
 from loc2_engine.pipeline import Localizer
+from loc2_engine.probabilities import match_probabilities
 from loc2_engine.train.trainer import Trainer, TrainConf, export_matcher
 from script_modules import load_script
 
@@ -99,8 +100,10 @@ def test_the_pipeline_matches_each_photo_with_its_kinds_network(files):
     loc = Localizer(model=both, depth="truth", device="cpu")
     for kind, alone in (("pinhole", general), ("pano", expert), ("pinhole", general)):
         window, ground_in, valid = _world(loc.matcher, kind, 1)
-        expected = Localizer(model=alone, depth="truth", device="cpu")._probabilities(window, ground_in, valid)
-        assert torch.equal(loc._probabilities(window, ground_in, valid), expected), kind
+        alone_loc = Localizer(model=alone, depth="truth", device="cpu")
+        expected = match_probabilities(alone_loc.features, window, ground_in, valid, alone_loc.config.matching)
+        P = match_probabilities(loc.features, window, ground_in, valid, loc.config.matching)
+        assert torch.equal(P, expected), kind
 
 
 def test_fine_tuning_a_file_with_experts_starts_from_its_general_network(files, tmp_path):

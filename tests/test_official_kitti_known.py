@@ -1,11 +1,11 @@
 """loc2-kitti-known: KITTI ori_noise10 checkpoints, fed aerial tiles turned so that the heading prior points east
-(method.md §1.2).
+(docs/method.md §1.2).
 
 The scene is written in the official conventions, independently of the code: the tile the model sees is the
 map turned so that the heading prior's bearing h shows to the right (a bearing β shows at β + 90 - h), the
 camera's official yaw in that tile's (down, right) frame is ψ = -(tile bearing of the camera), i.e. -90° when
-it faces exactly h (method.md: ψ = random_ori - 90°), and its ground points (-z, (u - c_x) z / f_x) are mapped
-by ψ and the camera's position onto the tile. A scripted matcher places its cells exactly there, in the tile's
+it faces exactly h (docs/method.md §1.2: ψ = random_ori - 90°), and its ground points (-z, (u - c_x) z / f_x)
+are mapped by ψ and the camera's position onto the tile. A scripted matcher places its cells exactly there, in the tile's
 (right, up) frame as the official grid does, so the pipeline must return the true pose in the project's frames.
 """
 
@@ -25,6 +25,7 @@ from loc2_engine.models.base import AerialFeatures, GroundFeatures, to_input
 from loc2_engine.models.official import OfficialMatcher, build_kitti, kitti_variant
 from loc2_engine.orientation import CanonicalView
 from loc2_engine.pipeline import Localizer, Prior
+from loc2_engine.search_area import canonical_view_for
 
 pytest.importorskip("transformers")
 
@@ -33,7 +34,7 @@ from official_fixtures import (KITTI_CAM, files, ground_plane_range, official_ki
 
 CENTRE = (500075.0, 4999925.0)   # centre of write_raster's 600 px x 0.25 m raster (EPSG:32633)
 FAST = {"n_matches": 512, "hypotheses": 500}
-GSD = 0.198937                   # method.md §1.2: m/px at 504 px
+GSD = 0.198937                   # docs/method.md §1.2: m/px at 504 px
 TURNED_PX = 716                  # ceil(504·√2) + 2 = 715, made even like 504
 
 
@@ -149,10 +150,10 @@ def test_pose_written_in_the_official_frames_is_recovered_in_project_frames(vigo
 def test_aerial_features_are_cached_per_window_and_turn(vigor, tmp_path):
     loc = Localizer(model=scene(vigor, 0.0, 0.0), depth="truth", device="cpu")
     window = loc.aerial_window(write_raster(tmp_path / "a.tif"), prior(0.0), turned=True)
-    first = loc._aerial_features(window, 90.0)[0].xy_local
-    assert torch.equal(loc._aerial_features(window, 90.0)[0].xy_local, first)
-    other = loc._aerial_features(window, 30.0)[0].xy_local
-    assert len(loc._features) == 2 and not torch.allclose(other, first)
+    first = loc.features.get(window, 90.0)[0].xy_local
+    assert torch.equal(loc.features.get(window, 90.0)[0].xy_local, first)
+    other = loc.features.get(window, 30.0)[0].xy_local
+    assert len(loc.features) == 2 and not torch.allclose(other, first)
 
 
 def test_without_a_heading_prior_it_is_a_prior_error_naming_the_model(files, tmp_path):
@@ -168,7 +169,7 @@ def test_loc2_kitti_keeps_the_north_up_window(vigor, tmp_path):
     model = scene(vigor, 90.0, 90.0, orientation="unknown")
     assert model.orientation == "unknown"
     loc = Localizer(model=model, depth="truth", device="cpu", **FAST)
-    assert loc._canonical_view(prior(30.0), "pinhole") == CanonicalView()
+    assert canonical_view_for(loc.matcher, loc.model_name, prior(30.0), "pinhole") == CanonicalView()
     res = localize(model, write_raster(tmp_path / "a.tif"), 30.0)
     assert res.window.image.shape == (504, 504, 3)
     assert torch.equal(model.aerial_seen, to_input(res.window.image))

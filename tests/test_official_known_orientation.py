@@ -1,4 +1,5 @@
-"""loc2-vigor-known: VIGOR known_ori checkpoints, fed panoramas rolled to north by the heading prior (method.md §1.1).
+"""loc2-vigor-known: VIGOR known_ori checkpoints, fed panoramas rolled to north by the heading prior
+(docs/method.md §1.1).
 
 The scene is written in the official conventions, independently of the code: the rolled ("canonical") panorama
 has north at its centre column, token (r, c) looks along θ_r = rπ/50, φ_c = 2πc/101 and reads depth at pixel
@@ -20,11 +21,13 @@ from loc2_engine.cameras import PanoramaCamera
 from loc2_engine.errors import ModelError
 from loc2_engine.exif import ExifInfo
 from loc2_engine.ground import GroundImage
+from loc2_engine.lifting import lift_tokens
 from loc2_engine.models import load_model
 from loc2_engine.models.base import AerialFeatures, GroundFeatures, to_input
 from loc2_engine.models.official import OfficialMatcher, build_vigor, vigor_variant
 from loc2_engine.orientation import CanonicalView, canonical_roll, unroll_bev
 from loc2_engine.pipeline import Localizer, Prior
+from loc2_engine.search_area import canonical_view_for
 
 pytest.importorskip("transformers")
 
@@ -132,7 +135,8 @@ def test_depth_maps_of_another_size_are_resized_then_rolled_as_the_official_load
     column; the lifted point's horizontal distance is d·sinθ (the rotation back keeps lengths)."""
     photo, depth = photo_of(1024, 2048), depth_map(1024, 2048)
     loc = Localizer(model=scene(vigor, depth), depth="truth", device="cpu")
-    xy, valid = loc._lifted_tokens(photo.fitted(1428, 714), depth, roll=K)
+    lifted = lift_tokens(loc.matcher, loc.depth, photo.fitted(1428, 714), depth, roll=K)
+    xy, valid = lifted.xy_bev, lifted.valid
     want = official_points(depth).norm(dim=1)
     assert torch.equal(valid, torch.isfinite(want) & (canonical_token_depth(depth) < 35.0))
     assert torch.allclose(xy[valid].double().norm(dim=1), want[valid], rtol=1e-5, atol=1e-5)
@@ -148,7 +152,7 @@ def test_known_orientation_without_a_heading_prior_is_a_prior_error(vigor, tmp_p
 
 def test_unknown_orientation_ignores_the_heading_for_the_inputs(vigor):
     assert vigor.orientation == "unknown"
-    assert Localizer(model=vigor, depth="truth", device="cpu")._canonical_view(prior(), "pano") == CanonicalView()
+    assert canonical_view_for(vigor, "vigor", prior(), "pano") == CanonicalView()
 
 
 def test_registry_name_selects_the_known_orientation_checkpoint(files, monkeypatch):

@@ -2,7 +2,7 @@
 
 Random weights in the official formats (official_fixtures.py); with them the matches are meaningless, so the
 end-to-end runs only ask for a clean result (a pose, or a failure about matching), and the exactness is
-checked on the lifted tokens against the official conventions written out independently (method.md §1.2, §3).
+checked on the lifted tokens against the official conventions written out independently (docs/method.md §1.2, §3).
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ import pytest
 import torch
 
 from loc2_engine.cameras import PanoramaCamera, PinholeCamera
-from loc2_engine.depth import as_depth_map
+from loc2_engine.depth import as_depth_map, get_depth_provider
 from loc2_engine.errors import DepthError
 from loc2_engine.exif import ExifInfo
 from loc2_engine.ground import GroundImage
+from loc2_engine.lifting import lift_tokens
 from loc2_engine.models.official import KITTI, OfficialMatcher
 from loc2_engine.pipeline import Localizer, Prior
 
@@ -61,7 +62,8 @@ def test_kitti_sized_photo_runs_end_to_end_with_the_official_depth_reading(files
     # the plane beyond 40 m near the horizon is clipped; a 45 m range everywhere is < 40 m of z-depth only
     # towards the image sides (the official clip is on z-depth)
     for depth in (depth, np.full((375, 1242), 45.0, np.float32)):
-        xy, valid = loc._lifted_tokens(photo.fitted(1232, 364, letterbox=False), depth)
+        lifted = lift_tokens(loc.matcher, loc.depth, photo.fitted(1232, 364, letterbox=False), depth)
+        xy, valid = lifted.xy_bev, lifted.valid
         want_xy, want_valid = official_kitti_tokens(depth)
         assert torch.equal(valid, want_valid)
         assert 100 < int(valid.sum()) < 2288 // 2
@@ -86,9 +88,9 @@ def test_official_depth_clip_masks_tokens_unless_max_range_overrides(vigor):
     depth[:, 64:] = 35.5
     assert (vigor.max_depth_m, vigor.max_depth_kind) == (35.0, "range") and vigor.aerial_size_m / 2 > 35.5
     assert (OfficialMatcher(KITTI, vigor.backbone, vigor.heads).max_depth_kind) == "z"  # see the KITTI test
-    _, valid = Localizer(model=vigor, depth="truth", device="cpu")._lifted_tokens(photo.fitted(1428, 714), depth)
+    truth = get_depth_provider("truth")
+    valid = lift_tokens(vigor, truth, photo.fitted(1428, 714), depth).valid
     far = torch.arange(102).repeat(51) * 14 * 128 // 1428 >= 64  # token columns that read the far half
     assert torch.equal(valid, ~far)
-    _, valid = Localizer(model=vigor, depth="truth", device="cpu", max_range_m=36.0)._lifted_tokens(
-        photo.fitted(1428, 714), depth)
+    valid = lift_tokens(vigor, truth, photo.fitted(1428, 714), depth, max_range_m=36.0).valid
     assert bool(valid.all())

@@ -22,11 +22,12 @@ from loc2_engine.aerial import AerialWindow
 from loc2_engine.cameras import PanoramaCamera, PinholeCamera
 from loc2_engine.errors import AerialError, LocalizationError
 from loc2_engine.exif import ExifInfo
-from loc2_engine.georef import LocalFrame, transform_points
+from loc2_engine.georef import LocalFrame
 from loc2_engine.ground import GroundImage
 from loc2_engine.models.base import AerialFeatures, GroundFeatures, Matcher, cell_centres_local, grid_centres_uv
 from loc2_engine.models.small import SmallMatcher
 from loc2_engine.pipeline import Localizer, Prior
+from loc2_engine.probabilities import match_probabilities
 from loc2_engine.solver import rotation_from_heading
 
 CRS = "EPSG:32633"
@@ -186,7 +187,7 @@ def test_oracle_matches_recover_pose_and_heading(tmp_path, kind):
     R = rotation_from_heading(torch.tensor(res.heading_deg, dtype=torch.float64)).numpy()
     placed = res.scale * res.xy_bev @ R.T + res.frame.to_local(np.array([[res.x, res.y]]))[0]
     np.testing.assert_allclose(np.linalg.norm(placed - res.xy_aerial, axis=1), res.residuals_m, atol=2e-3)
-    assert (res.inlier_mask == (res.residuals_m <= loc.conf["th_inlier_m"])).all()
+    assert (res.inlier_mask == (res.residuals_m <= loc.config.pose.th_inlier_m)).all()
     # matched photo pixels are in the photo's own grid and below the horizon
     h, w = scene["ground"].image.shape[:2]
     assert (res.uv_ground[:, 0] >= 0).all() and (res.uv_ground[:, 0] < w).all()
@@ -211,49 +212,6 @@ def test_wide_pinhole_is_letterboxed_and_its_padding_never_matched(tmp_path):
     assert 0.95 < res.scale < 1.05
     assert (res.uv_ground[:, 1] >= 0).all() and (res.uv_ground[:, 1] < 144).all()
     assert (res.layout_uv[:, 1] < 144).all() and res.layout_uv[:, 1].max() > 130  # the photo's lowest rows
-
-
-class ContentOracle(OracleMatcher):
-    """An oracle that recognises each ground token by its content (the red value at the token's centre
-    encodes the token column it had in the photo), so it is exactly equivariant to rolls of the panorama."""
-
-    COLUMN_STEP = 7  # red value per token column
-
-    def encode_ground(self, ground, kind=None):
-        f = super().encode_ground(ground, kind)
-        c = self.token_stride // 2
-        red = ground[:, :1, c::self.token_stride, c::self.token_stride]  # (1, 1, hg, wg) in [0, 1]
-        return GroundFeatures(desc=red, uv=f.uv, input_size=f.input_size)
-
-    def match(self, a, g, ground_valid=None, aerial_valid=None):
-        hg, wg = g.desc.shape[-2:]
-        column = torch.round(g.desc[0, 0] * 255.0 / self.COLUMN_STEP).long()  # (hg, wg) photo column
-        photo_order = (torch.arange(hg)[:, None] * wg + column).reshape(-1)
-        own, self.token_xy = self.token_xy, self.token_xy[photo_order]
-        try:
-            return super().match(a, g, ground_valid, aerial_valid)
-        finally:
-            self.token_xy = own
-
-
-def test_panorama_roll_ensemble_keeps_token_order(tmp_path):
-    """With a roll-equivariant matcher every rolled P, rolled back, is the photo's P: the 4-roll ensemble gives
-    exactly the single-pass pose (a wrong roll direction would scramble the matches and move it)."""
-    scene = _scene(tmp_path, "pano")
-    matcher = ContentOracle()
-    _oracle_for(scene, matcher)
-    image = scene["ground"].image
-    input_w = matcher.ground_input_size_for("pano")[1]
-    token_px = image.shape[1] // input_w * matcher.token_stride  # photo pixels per token column
-    image[..., 0] = (np.arange(image.shape[1]) // token_px * ContentOracle.COLUMN_STEP)[None, :]
-    poses = []
-    for rolls in (1, 4):
-        res = Localizer(model=matcher, depth="truth", device="cpu", pano_rolls=rolls).localize(
-            scene["ground"], scene["raster"], scene["prior"], depth_map=scene["depth"])
-        assert res.ok, res.error
-        poses.append((res.x, res.y, res.heading_deg))
-    np.testing.assert_allclose(poses[1], poses[0], atol=1e-6)
-    assert math.hypot(poses[0][0] - scene["true_xy"][0], poses[0][1] - scene["true_xy"][1]) < 0.3
 
 
 def _random_world(kind, seed):
@@ -286,7 +244,7 @@ def test_mirror_ensemble_answers_the_mirrored_world_with_the_mirrored_matches(ki
         flip = (lambda a: a[:, ::-1].copy()) if mirrored else (lambda a: a)
         window = AerialWindow(flip(aerial), np.ones((n, n), bool), gsd, frame, f"mirrored {mirrored}")
         ground_in = GroundImage("p.png", flip(photo), camera, ExifInfo(), kind).fitted(W, H)
-        P = loc._probabilities(window, ground_in, valid)[0]
+        P = match_probabilities(loc.features, window, ground_in, valid, loc.config.matching)[0]
         side = math.isqrt(P.shape[0])  # square window of square cells
         return P.view(side, side, hg, wg)  # cells (rows, cols) x tokens (rows, cols)
 
@@ -312,9 +270,9 @@ def test_quarter_turn_ensemble_answers_the_turned_window_with_the_turned_matches
     ground_in = GroundImage("p.png", photo, camera, ExifInfo(), kind).fitted(W, H)
 
     def turn_gap(loc):
-        P = [loc._probabilities(AerialWindow(np.ascontiguousarray(np.rot90(aerial, q)), np.ones((n, n), bool),
-                                             gsd, LocalFrame(CRS, ORIGIN), f"turned {q}"), ground_in, valid)[0]
-             for q in (0, 1)]
+        windows = [AerialWindow(np.ascontiguousarray(np.rot90(aerial, q)), np.ones((n, n), bool), gsd,
+                                LocalFrame(CRS, ORIGIN), f"turned {q}") for q in (0, 1)]
+        P = [match_probabilities(loc.features, w, ground_in, valid, loc.config.matching)[0] for w in windows]
         side = math.isqrt(P[0].shape[0])
         expected = torch.rot90(P[0].view(side, side, -1), 1, dims=(0, 1)).reshape(P[0].shape)
         return float((P[1] - expected).abs().max() / P[0].max())
@@ -323,7 +281,8 @@ def test_quarter_turn_ensemble_answers_the_turned_window_with_the_turned_matches
     assert turn_gap(Localizer(model=matcher, depth="truth", device="cpu")) > 1e-2  # off for these weights
     for turned in (True, False):
         export_matcher(matcher, tmp_path / "m.safetensors", {"turn": turned})
-        assert Localizer(model=str(tmp_path / "m.safetensors"), depth="truth").aerial_quarters == (4 if turned else 1)
+        loc = Localizer(model=str(tmp_path / "m.safetensors"), depth="truth")
+        assert loc.config.matching.aerial_quarters == (4 if turned else 1)
     with pytest.raises(ValueError, match="aerial_quarters"):
         Localizer(model=matcher, depth="truth", aerial_quarters=3)
 
@@ -350,58 +309,6 @@ def test_aerial_features_are_cached_per_window(tmp_path):
     for _ in range(2):
         assert loc.localize(scene["ground"], scene["raster"], scene["prior"], depth_map=scene["depth"]).ok
     assert len(calls) == 1
-
-
-def test_priors_3_m_apart_share_one_window_and_snapping_keeps_the_pose(tmp_path):
-    """Window centres snap to an 8 m grid: two photos 3 m apart encode the window once, and the pose found
-    through the snapped window is the one found through a window centred on the prior."""
-    from loc2_engine.aerial import snap_center
-
-    scene = _scene(tmp_path, "pano")
-    node = np.asarray(snap_center((scene["prior"].x, scene["prior"].y), CRS, 8.0, 7.0))
-    node_xy = transform_points(node[None], "EPSG:4326", CRS)[0]
-    priors = [Prior(node_xy[0] + dx, node_xy[1] + 1.0, CRS, radius_m=15.0) for dx in (-1.5, 1.5)]
-    poses = {}
-    for snap in (0.0, 8.0):
-        scene["prior"] = priors[0]
-        matcher = OracleMatcher()
-        _oracle_for(scene, matcher, window_snap_m=snap)
-        calls = []
-        encode = matcher.encode_aerial
-        matcher.encode_aerial = lambda x, encode=encode: calls.append(1) or encode(x)
-        loc = Localizer(model=matcher, depth="truth", device="cpu", window_snap_m=snap)
-        results = [loc.localize(scene["ground"], scene["raster"], p, depth_map=scene["depth"]) for p in priors]
-        assert len(calls) == (1 if snap else 2)
-        res = results[0]
-        assert res.ok, res.error
-        poses[snap] = (res.x, res.y, res.heading_deg)
-        if snap:
-            assert results[1].ok and math.hypot(results[1].x - res.x, results[1].y - res.y) < 0.3
-    assert math.hypot(poses[8.0][0] - poses[0.0][0], poses[8.0][1] - poses[0.0][1]) < 0.3, poses
-    assert abs((poses[8.0][2] - poses[0.0][2] + 180) % 360 - 180) < 1.0, poses  # 1 m cells quantize the heading
-    assert math.hypot(poses[8.0][0] - scene["true_xy"][0], poses[8.0][1] - scene["true_xy"][1]) < 0.3
-
-
-def test_windows_from_a_renderer_are_snapped_too(tmp_path):
-    """The plugin's renderer (an object with .window) gets the grid node, in WGS84, not the prior."""
-    scene = _scene(tmp_path, "pano")
-
-    class Renderer:
-        crs = CRS
-
-        def __init__(self):
-            self.centres = []
-
-        def window(self, center_xy, center_crs, size_m, gsd):
-            self.centres.append((tuple(center_xy), center_crs))
-            return AerialWindow.from_raster(scene["raster"], center_xy, center_crs, size_m, gsd)
-
-    renderer = Renderer()
-    loc = Localizer(model=OracleMatcher(), depth="truth", device="cpu", window_snap_m=8.0)
-    for dx in (0.0, 0.5):
-        p = scene["prior"]
-        loc.aerial_window(renderer, Prior(p.x + dx, p.y, CRS, radius_m=15.0))
-    assert renderer.centres[0] == renderer.centres[1] and renderer.centres[0][1] == "EPSG:4326"
 
 
 def test_prior_outside_raster_fails_specifically(tmp_path):

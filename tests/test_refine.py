@@ -6,10 +6,11 @@ import math
 import torch
 
 from loc2_engine.ransac import ransac_similarity
-from loc2_engine.refine import RayNoise, refine_pose
+from loc2_engine.ray_noise import RayNoise
+from loc2_engine.refine import refine_pose
 from loc2_engine.solver import SimilarityFit, heading_from_rotation, procrustes_2d, rotation_from_heading
 
-NOISE = RayNoise(cell_m=2.0, token_rad=2 * math.pi / 32, depth_rel=0.2)
+NOISE = RayNoise.of_cells(cell_m=2.0, token_rad=2 * math.pi / 32, depth_rel=0.2)
 
 
 def _scene(n=300, depth_err=0.0, seed=0, s=1.3, heading=37.0, t=(4.0, -2.5)):

@@ -1,4 +1,4 @@
-"""`loc2 bench DATASET_DIR [--model] [--depth] [--json FILE] [--limit N] [--no-scale] [--seeds N]` (DESIGN.md §4).
+"""`loc2 bench DATASET_DIR [--model] [--depth] [--json FILE] [--limit N] [--no-scale] [--seeds N]` (docs/cli.md).
 
 Localizes every photo of a dataset with known truth and prints the tables of `loc2_engine.bench`
 (markdown): per camera type x known/unknown orientation, then split by status. With ``--seeds N`` the
@@ -16,7 +16,8 @@ HELP = "benchmark a model on a dataset with known truth (position/heading errors
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("dataset", metavar="DATASET_DIR", help="folder with manifest.csv (DESIGN §3) and truth")
+    parser.add_argument("dataset", metavar="DATASET_DIR",
+                        help="folder with manifest.csv (docs/manifest.md) and truth")
     add_model_options(parser)
     parser.add_argument("--json", metavar="FILE", help="write per-photo records and both tables as JSON")
     parser.add_argument("--limit", type=int, default=None, metavar="N",
@@ -53,7 +54,7 @@ def run(args) -> int:
     records = []
     try:
         for seed in range(args.seeds):
-            localizer.conf["seed"] = seed
+            localizer.config = localizer.config.with_overrides(seed=seed)
             records += run_bench(args.dataset, localizer, limit=args.limit, progress=progress)
     except Loc2Error as exc:
         bar.close()

@@ -20,13 +20,14 @@ depth-anything with that folder as its weights, a file path the `mono` network w
 
 from __future__ import annotations
 
-import importlib
 import os
 from typing import Dict, Optional, Tuple
 
 import numpy as np
 
+from .. import defaults
 from ..errors import DepthError
+from ..registry import load_target
 
 #: name -> "module:Class"; classes take keyword options and are called as provider(ground, truth_path=...)
 DEPTH_PROVIDERS: Dict[str, str] = {
@@ -42,7 +43,7 @@ FOLDER_PROVIDER = "depth-anything"
 FILE_PROVIDER = "mono"
 
 #: camera height above the ground, metres, when none is given (hand-held or tripod; a car roof is ~2.5 m)
-DEFAULT_CAMERA_HEIGHT_M = 1.6
+DEFAULT_CAMERA_HEIGHT_M = defaults.CAMERA_HEIGHT_M
 
 
 class DepthProvider:
@@ -78,18 +79,7 @@ def register_depth_provider(name: str, target: str) -> None:
 
 
 def _load_class(name: str):
-    module_name, _, class_name = DEPTH_PROVIDERS[name].partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise  # a dependency missing inside an existing provider is a bug to surface, not "unavailable"
-        raise DepthError(f"The depth provider {name!r} is not available in this installation.") from exc
-    try:
-        return getattr(module, class_name)
-    except AttributeError as exc:
-        raise DepthError(f"The depth provider {name!r} is not available in this installation "
-                         f"({module_name} has no {class_name}).") from exc
+    return load_target(DEPTH_PROVIDERS[name], DepthError, f"The depth provider {name!r}")
 
 
 def get_depth_provider(name_or_path: str, **options) -> DepthProvider:

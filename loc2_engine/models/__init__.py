@@ -14,7 +14,6 @@ path of the registry entry relative to the repository root (``resources/models/`
 
 from __future__ import annotations
 
-import importlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Dict, Optional
 import torch
 
 from ..errors import ModelError
+from ..registry import load_target
 from .base import AerialFeatures, GroundFeatures, Matcher
 
 #: repository root, against which registry weight paths are resolved
@@ -50,20 +50,6 @@ MODEL_REGISTRY: Dict[str, ModelSpec] = {
     # KITTI ori_noise10 checkpoints: aerial windows turned so that the heading prior points east
     "loc2-kitti-known": ModelSpec("loc2_engine.models.official:build_kitti", conf={"orientation": "known"}),
 }
-
-
-def _factory(arch: str):
-    module_name, _, attr = arch.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise  # a missing dependency inside an existing module is a bug to surface
-        raise ModelError(f"The model architecture {arch!r} is not available in this installation.") from exc
-    try:
-        return getattr(module, attr)
-    except AttributeError as exc:
-        raise ModelError(f"The model architecture {arch!r} is not available in this installation.") from exc
 
 
 def resolve_file(path: Optional[str]) -> Optional[str]:
@@ -94,7 +80,7 @@ def load_model(name_or_path: str = "default", device="cpu", weights: Optional[st
     else:
         raise ModelError(f"Unknown model {name_or_path!r}: use one of {sorted(MODEL_REGISTRY)} or a weight file "
                          "of the default architecture.")
-    factory = _factory(spec.arch)
+    factory = load_target(spec.arch, ModelError, f"The model architecture {spec.arch!r}")
     weights_path = resolve_file(weights or spec.weights)
     files = {"weights": weights_path}
     if backbone is not None:

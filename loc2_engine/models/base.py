@@ -69,7 +69,7 @@ def grid_centres_uv(h: int, w: int, stride: int) -> torch.Tensor:
 def cell_centres_local(h: int, w: int, stride: int, gsd: float) -> torch.Tensor:
     """(h*w, 2) xy_local (metres) of the cells of a window of (h·stride) × (w·stride) px at gsd m/px.
 
-    The aerial pixel convention of docs/ENGINEERING.md (pixel (row, col) centre at
+    The aerial pixel convention of docs/conventions.md (pixel (row, col) centre at
     x = (col + 0.5 - W/2)·gsd, y = (H/2 - row - 0.5)·gsd, as `AerialWindow.pixel_to_local`) applied at the
     fractional pixel of each cell centre.
     """
@@ -90,16 +90,20 @@ class Matcher(nn.Module):
     token_stride: ground pixels per token along each axis;
     aerial_gsd: m/px of the aerial window; aerial_size_px: its side in pixels;
     tau: similarity temperature; dustbin: learnable 0-d scalar.
-    pano_rolls: how many rolls of a panorama the pipeline averages the matching probabilities over (a
-        test-time ensemble; 1 = none): worth it only for a cheap ground encoder trained on rolled panoramas.
+
+    What the network asks of the pipeline (class attributes; `inference_defaults` hands the pipeline's
+    settings among them to `config.LocalizerConfig.resolved`, where the user leaves them unset):
+    mirror_tta: average the matching probabilities with those of the east–west mirrored world (a test-time
+        ensemble; off for the official models, as in the reference).
+    aerial_quarters: average them over 1, 2 or 4 quarter turns of the aerial window (a test-time ensemble
+        over the sun's direction); `build_from_file` sets 4 for weights trained on turned worlds.
+    ray_depth_rel: relative depth error of RANSAC's last refit (`refine`); 0: the plain Procrustes.
     letterbox: whether a pinhole photo wider than the input is letterboxed (`letterbox_rows`) rather than
         stretched to fill it.
-    mirror_tta: whether the pipeline averages the matching probabilities with those of the east–west mirrored
-        world (a test-time ensemble; measured on the default model, whose towns have a mirror-symmetric sun;
-        off for the official models, as in the reference).
-    aerial_quarters: over how many quarter turns of the aerial window (1, 2 or 4) the pipeline averages the
-        matching probabilities (a test-time ensemble over the sun's direction; 1 = none); `build_from_file`
-        sets 4 for weights trained on turned worlds (`loc2 train --turn`).
+    default_depth: the depth provider used when the user names none.
+    orientation: "unknown", or "known" for checkpoints that need a heading prior (`orientation`).
+    max_depth_m, max_depth_kind: the depth clip the network was trained with ("range" or "z"), None: none.
+    confidence_calibration: the stored calibration of the pose confidence (`confidence`), None: the default.
 
     A matcher may hold an *expert* per camera kind (`add_expert`, saved in its weight file under
     ``experts.<kind>.``): a network of the same geometry that the pipeline matches that kind's photos with
@@ -112,10 +116,21 @@ class Matcher(nn.Module):
     aerial_gsd: float
     aerial_size_px: int
     tau: float
-    pano_rolls: int = 1
-    letterbox: bool = True
+    name: str = ""                  # what results record as the model; "": the weight file's or class's name
     mirror_tta: bool = False
     aerial_quarters: int = 1
+    ray_depth_rel: float = 0.2
+    letterbox: bool = True
+    default_depth: str = "mono"
+    orientation: str = "unknown"
+    max_depth_m: Optional[float] = None
+    max_depth_kind: str = "range"
+    confidence_calibration: Optional[Dict[str, float]] = None
+
+    def inference_defaults(self) -> Dict[str, object]:
+        """The pipeline settings this network chooses where the user leaves them unset."""
+        return {"mirror_tta": self.mirror_tta, "aerial_quarters": self.aerial_quarters,
+                "ray_depth_rel": self.ray_depth_rel}
 
     @property
     def aerial_size_m(self) -> float:
@@ -281,12 +296,9 @@ def letterbox_rows(photo_hw: Tuple[int, int], input_hw: Tuple[int, int]) -> Tupl
 
     Only a photo wider than the input (relative to its height) is letterboxed: it is resized to W x rows
     (rows < H), centred, and the rows above and below are padding. A photo of the input's aspect or taller
-    fills the input, stretched (0, H): on data/bench's pinholes cropped to 3:4 portrait, stretching them to
-    the default model's 4:3 gave a median error of 8.9 m, letterboxing them into the middle 56 % of the
-    columns 10.1 m (fewer tokens see the photo) and cropping their middle rows 13.4 m (the near ground and
-    the roof lines are lost); a portrait input size (160 x 128, tokens on the photo's own aspect) was no better
-    than stretching on 252 more portrait photos. Photos cropped to 16:9, letterboxed, gave 4.7 m against 5.8 m
-    stretched.
+    fills the input, stretched (0, H): for portrait photos stretching beat letterboxing (fewer tokens see the
+    photo) and cropping (the near ground and the roof lines are lost); for wide ones letterboxing beat
+    stretching (docs/evaluation.md, "Photo framing").
     """
     h, w = photo_hw
     H, W = input_hw

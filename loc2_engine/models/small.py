@@ -1,7 +1,7 @@
 """The default matcher: small CNN backbones trained from scratch, then the Loc² projection heads.
 
 No pretrained weights install offline under a permissive licence at a size that trains on 2 CPU cores, so
-both branches are small convolutional networks learned end to end with the heads (method.md §2 with the
+both branches are small convolutional networks learned end to end with the heads (docs/method.md §2 with the
 frozen DINOv2 replaced by a trainable CNN).
 
 Ground branch: photo (B, 3, H, W) -> stride-8 tokens (pano 128×256 -> 16×32; pinhole 144×192 -> 18×24),
@@ -114,7 +114,7 @@ def upsample2(x: torch.Tensor, circular: bool) -> torch.Tensor:
 class SmallMatcher(Matcher):
     """Default Loc² matcher (see module docstring); ``conf`` overrides `DEFAULT_CONF` entries."""
 
-    mirror_tta = True  # the pipeline's mirror ensemble (pipeline.DEFAULT_CONF) helps its panoramas
+    mirror_tta = True  # the mirror ensemble (`config.MatchingConfig`) helps its panoramas
 
     def __init__(self, conf: Optional[dict] = None):
         super().__init__()
