@@ -17,7 +17,11 @@
 #      southern half) and with the photos lit by a sun of their own (`--photo-sun independent`), as real
 #      photos and orthophotos are taken at different times; and under any weather ("light": sun from
 #      anywhere, 10-75 degrees high, half the skies overcast, drawn apart for the photos and the orthophoto);
-#   8. each run writes out/bench-<name>.json (per-photo records + tables) and out/bench-<name>.md, and
+#   8. the mono run on the heldout preset (`loc2 synth --preset heldout`, generated beside $DATA as
+#      $DATA-heldout): kinds of place the training world never has (old town, village, retail district),
+#      in other UTM zones and both hemispheres, sun anywhere and apart for the photos, some overcast skies,
+#      a phone-like camera: the generalization benchmark (docs/synth.md);
+#   9. each run writes out/bench-<name>.json (per-photo records + tables) and out/bench-<name>.md, and
 #      prints its markdown tables.
 # Environment: BENCH_DATA (default data/bench), BENCH_OUT (default out), BENCH_LIMIT (photos per run,
 # spread over the manifest; default all), BENCH_MODEL (default "default"), PY (default .venv/bin/python).
@@ -82,3 +86,8 @@ for sun in anysun photosun light; do
     fi
     DATA="$DATA-$sun" run "mono-$sun" --depth mono
 done
+
+if [[ ! -f "$DATA-heldout/manifest.csv" ]]; then
+    "$PY" -m loc2_engine synth "$DATA-heldout" --preset heldout --workers 2
+fi
+DATA="$DATA-heldout" run mono-heldout --depth mono

@@ -1,6 +1,10 @@
 """Contact sheet of one synth town: orthophoto crop with the cameras, panoramas, pinholes and depth maps.
 
 Usage: .venv/bin/python scripts/contact_sheet.py DATASET_DIR [--town NAME] [--out sheet.png] [--width 1600] [--panos 4] [--pinholes 6] [--palette]
+       .venv/bin/python scripts/contact_sheet.py DATASET_DIR --overview [--out sheet.png] [--width 1600] [--palette]
+
+``--overview``: one row per town instead (its whole orthophoto with the cameras, its first panorama and
+first pinhole photo), to compare the towns of a dataset, e.g. the kinds of place of the heldout preset.
 
 Reads the dataset through its manifest (docs/manifest.md), so it also checks that the manifest, the GeoTIFF
 georeference, EXIF orientation and the depth files agree: each camera is drawn at its true position with a
@@ -35,11 +39,15 @@ def main(argv=None) -> int:
     ap.add_argument("--palette", action="store_true", help="save as a 256-colour PNG (small, for docs)")
     ap.add_argument("--panos", type=int, default=4, help="panoramas shown (two per row)")
     ap.add_argument("--pinholes", type=int, default=6, help="pinholes shown, each with its range map (three per row)")
+    ap.add_argument("--overview", action="store_true",
+                    help="one row per town: whole orthophoto with the cameras, first panorama, first pinhole")
     args = ap.parse_args(argv)
     with open(os.path.join(args.dataset, "manifest.csv"), newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     if not rows:
         raise SystemExit(f"{args.dataset}/manifest.csv has no rows")
+    if args.overview:
+        return _overview(args, rows)
     aerial = args.town and f"aerial/{args.town}.tif" or rows[0]["aerial"]
     rows = [r for r in rows if r["aerial"] == aerial]
     panos = [r for r in rows if r["camera"] == "pano"][: args.panos]
@@ -99,10 +107,46 @@ def main(argv=None) -> int:
         b.set_title("range 0-80 m", fontsize=7)
         b.set_xticks([]), b.set_yticks([])
     fig.tight_layout()
+    _save(fig, args)
+    return 0
+
+
+def _save(fig, args) -> None:
     fig.savefig(args.out)
+    plt.close(fig)
     if args.palette:
         Image.open(args.out).convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE).save(args.out, optimize=True)
     print(f"wrote {args.out}")
+
+
+def _overview(args, rows) -> int:
+    """One row per town (manifest order): orthophoto with every camera, first panorama, first pinhole."""
+    towns = list(dict.fromkeys(r["aerial"] for r in rows))
+    fig = plt.figure(figsize=(args.width / 100, args.width / 100 * len(towns) / 4.4), dpi=100)
+    gs = fig.add_gridspec(len(towns), 3, width_ratios=[1.0, 2.0, 1.333])
+    for i, aerial in enumerate(towns):
+        mine = [r for r in rows if r["aerial"] == aerial]
+        with rasterio.open(os.path.join(args.dataset, aerial)) as src:
+            img = np.moveaxis(src.read(out_shape=(src.count, 512, 512)), 0, -1)  # an overview level: small
+            tr, crs = src.transform, src.crs.to_string()
+            scale = src.width / 512
+        ax = fig.add_subplot(gs[i, 0])
+        ax.imshow(img)
+        for r in mine:
+            c, rr = (float(r["true_x"]) - tr.c) / tr.a / scale, (float(r["true_y"]) - tr.f) / tr.e / scale
+            ax.plot(c, rr, "o", ms=3, color="red" if r["camera"] == "pano" else "cyan")
+        style = mine[0].get("style", "")
+        ax.set_title(f"{os.path.basename(aerial)} ({style}, {crs})", fontsize=8)
+        ax.set_xticks([]), ax.set_yticks([])
+        for col, kind in ((1, "pano"), (2, "pinhole")):
+            shown = [r for r in mine if r["camera"] == kind][:1]
+            a = fig.add_subplot(gs[i, col])
+            if shown:
+                a.imshow(ImageOps.exif_transpose(Image.open(os.path.join(args.dataset, shown[0]["photo"]))))
+                a.set_title(_label(0, shown[0]).split(": ", 1)[-1], fontsize=7)
+            a.set_xticks([]), a.set_yticks([])
+    fig.tight_layout()
+    _save(fig, args)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""`loc2 synth OUT_DIR --preset demo|train|bench`: generate a synthetic georeferenced dataset (docs/manifest.md)."""
+"""`loc2 synth OUT_DIR --preset demo|train|bench|heldout`: generate a synthetic georeferenced dataset (docs/manifest.md)."""
 
 from __future__ import annotations
 
@@ -12,27 +12,28 @@ HELP = "generate a synthetic dataset: procedural towns, orthophotos, ground phot
 
 def add_arguments(parser) -> None:
     parser.add_argument("out_dir", metavar="OUT_DIR", help="output folder (created; manifest.csv goes here)")
-    parser.add_argument("--preset", default="demo", choices=("demo", "train", "bench"),
-                        help="dataset size and resolution (default: demo)")
+    parser.add_argument("--preset", default="demo", choices=("demo", "train", "bench", "heldout"),
+                        help="dataset size and resolution (default: demo); heldout: kinds of place, places, light "
+                             "and camera that train never sees (docs/synth.md)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed -> identical files")
     parser.add_argument("--towns", type=int, default=None, help="use only the first N towns of the preset")
     parser.add_argument("--views", type=int, default=None,
                         help="views per town (about half panoramas, half pinholes); default: the preset's")
     parser.add_argument("--workers", type=int, default=1, help="parallel processes, one town each (default 1)")
-    parser.add_argument("--photo-sun", choices=("same", "independent"), default="same",
+    parser.add_argument("--photo-sun", choices=("same", "independent"), default=None,
                         help="'independent': light the photos with a sun drawn apart from the orthophoto's, as if "
-                             "taken at another time (default: the same sun)")
+                             "taken at another time (default: the preset's; the same sun but in heldout)")
     parser.add_argument("--sun-azimuth", metavar="MIN,MAX", default=None,
-                        help="grid azimuth range the sun is drawn from, degrees clockwise from north (default "
-                             "100,260: the southern sky; 0,360: anywhere); the same seed gives the same towns and "
-                             "photos under another sun")
+                        help="grid azimuth range the sun is drawn from, degrees clockwise from north (default: "
+                             "the preset's, 100,260: the southern sky, or 0,360: anywhere in heldout); the same seed "
+                             "gives the same towns and photos under another sun")
     parser.add_argument("--sun-elevation", metavar="MIN,MAX", default=None,
-                        help="elevation range of the sun above the horizon, degrees (default 28,62; 8,75 adds long "
-                             "winter shadows and short summer ones)")
-    parser.add_argument("--overcast", type=float, metavar="FRACTION", default=0.0,
+                        help="elevation range of the sun above the horizon, degrees (default: the preset's, 28,62 or "
+                             "10,70 in heldout; 8,75 adds long winter shadows and short summer ones)")
+    parser.add_argument("--overcast", type=float, metavar="FRACTION", default=None,
                         help="fraction of skies that are overcast: little direct sun, soft or no shadows, a grey "
                              "sky; drawn for the orthophoto and (with --photo-sun independent) the photos apart "
-                             "(default 0)")
+                             "(default: the preset's; 0 but 0.3 in heldout)")
 
 
 def _parse_range(text: str, lowest: float, highest: float, widest: float):
@@ -52,7 +53,8 @@ def run(args) -> int:
     if args.views is not None:
         n_pano = (args.views + 1) // 2
         preset = dataclasses.replace(preset, n_pano=n_pano, n_pinhole=args.views - n_pano)
-    light = {"photo_sun": args.photo_sun, "overcast": args.overcast}
+    # options given override the preset's light; the others keep it (heldout has a light of its own)
+    light = {k: v for k, v in (("photo_sun", args.photo_sun), ("overcast", args.overcast)) if v is not None}
     for option, text, field, limits, rule in (
             ("--sun-azimuth", args.sun_azimuth, "sun_azimuth_deg", (-360.0, 720.0, 360.0), "MIN <= MAX <= MIN + 360, within -360..720"),
             ("--sun-elevation", args.sun_elevation, "sun_elevation_deg", (1.0, 89.0, 88.0), "1 <= MIN <= MAX <= 89")):
@@ -62,7 +64,7 @@ def run(args) -> int:
         if light[field] is None:
             print(f"loc2 synth: {option} needs MIN,MAX degrees with {rule}, got {text!r}", file=sys.stderr)
             return 2
-    if not 0.0 <= args.overcast <= 1.0:
+    if args.overcast is not None and not 0.0 <= args.overcast <= 1.0:
         print(f"loc2 synth: --overcast is a fraction of skies, 0 to 1, got {args.overcast}", file=sys.stderr)
         return 2
     preset = dataclasses.replace(preset, **light)

@@ -29,7 +29,7 @@ from ..manifest import write_manifest
 from .albedo import make_albedo
 from .mesh import build_mesh
 from .ortho import ortho_transform, render_ortho, write_geotiff
-from .photos import exif_bytes, photometric, rotate_for_orientation, save_jpeg
+from .photos import camera_response, exif_bytes, photometric, rotate_for_orientation, save_jpeg
 from .presets import Preset, TownSpec
 from .render import Renderer
 from .town import Town, default_style, draw_sun_strength, make_town
@@ -84,7 +84,7 @@ def sample_views(town: Town, renderer: Renderer, preset: Preset, rng, n_pano: in
             x, y = rng.uniform(-half, half, 2)
             if area.contains(Point(x, y)):
                 break
-        z = float(rng.uniform(1.4, 2.5))
+        z = float(rng.uniform(*preset.camera_height_m))
         if k < n_pano:
             views.append(View("pano", float(x), float(y), z, float(rng.uniform(0, 360))))
             continue
@@ -93,8 +93,9 @@ def sample_views(town: Town, renderer: Renderer, preset: Preset, rng, n_pano: in
             h = float(rng.uniform(0, 360))
             if renderer.openness((x, y, z), h, hfov) > 8.0:
                 break
-        views.append(View("pinhole", float(x), float(y), z, h, hfov, float(rng.uniform(-3, 3)),
-                          float(rng.uniform(-3, 3))))
+        pitch = float(rng.uniform(-preset.pitch_deg, preset.pitch_deg))
+        views.append(View("pinhole", float(x), float(y), z, h, hfov, pitch,
+                          float(rng.uniform(-preset.roll_deg, preset.roll_deg))))
     return views
 
 
@@ -109,6 +110,13 @@ def photo_sun_town(town: Town, preset: Preset) -> Town:
     return replace(town, sun_az_deg=float(rng.uniform(*preset.sun_azimuth_deg)) % 360.0,
                    sun_el_deg=float(rng.uniform(*preset.sun_elevation_deg)),
                    sun_strength=draw_sun_strength(rng, preset.overcast))
+
+
+def _feature_counts(town: Town) -> Dict[str, Dict[str, float]]:
+    """{"features": the numbers among ``town.features``} (squares, bays, farms...), or {} for the towns of the
+    three training styles, whose json stays as it was."""
+    counts = {k: v for k, v in town.features.items() if isinstance(v, (int, float))}
+    return {"features": counts} if counts else {}
 
 
 def generate_town(job) -> List[Dict[str, str]]:
@@ -127,7 +135,8 @@ def generate_town(job) -> List[Dict[str, str]]:
                    "gsd": preset.gsd, "sun_grid_azimuth_deg": town.sun_az_deg, "sun_elevation_deg": town.sun_el_deg,
                    "sun_strength": town.sun_strength, "photo_sun_strength": lit.sun_strength,
                    "buildings": len(town.buildings), "trees": len(town.trees),
-                   "photo_sun_grid_azimuth_deg": lit.sun_az_deg, "photo_sun_elevation_deg": lit.sun_el_deg}, f, indent=1)
+                   "photo_sun_grid_azimuth_deg": lit.sun_az_deg, "photo_sun_elevation_deg": lit.sun_el_deg,
+                   **_feature_counts(town)}, f, indent=1)
     renderer.light(lit)
     frame = LocalFrame(town.crs, town.origin_xy)
     to_lonlat = pyproj.Transformer.from_crs(town.crs, "EPSG:4326", always_xy=True)
@@ -146,7 +155,7 @@ def generate_town(job) -> List[Dict[str, str]]:
             H, W = preset.pinhole_hw
             rgb, rng_m = renderer.pinhole(pos, v.heading_grid, v.hfov, H, W, v.pitch, v.roll,
                                               preset.supersample)
-        img = photometric(rgb, rng, v.camera == "pano")
+        img = (camera_response if preset.phone_camera else photometric)(rgb, rng, v.camera == "pano")
         orientation = 1
         if v.camera == "pinhole" and preset.rotated_pinholes and (n_rotated < 2 or rng.random() < 0.1):
             orientation = (6, 8)[n_rotated % 2]
@@ -165,7 +174,7 @@ def generate_town(job) -> List[Dict[str, str]]:
         exif = exif_bytes((lon, lat), 400.0 + v.z, v.hfov, (W, H), (stored.shape[1], stored.shape[0]),
                           orientation, compass)
         photo_rel, depth_rel = f"photos/{name}.jpg", f"depth/{name}.npy"
-        save_jpeg(os.path.join(out_dir, photo_rel), stored, exif, int(rng.integers(72, 96)))
+        save_jpeg(os.path.join(out_dir, photo_rel), stored, exif, int(rng.integers(*preset.jpeg_quality)))
         np.save(os.path.join(out_dir, depth_rel), rng_m.astype(np.float32))
         rows.append({"photo": photo_rel, "aerial": aerial_rel, "camera": v.camera, "hfov_deg": _fmt(v.hfov, 4),
                      "crs": town.crs, "prior_x": _fmt(prior[0]), "prior_y": _fmt(prior[1]),

@@ -3,7 +3,8 @@
 Coordinates are the town's local grid metres (x east, y north, z up). Per-face attributes:
 ``material`` (F,) int (town.GROUND, WALL, ...), ``rgb`` (F, 3) float albedo in [0, 1], and ``facade``
 (F, 6) float = (origin x, origin y, unit dir x, unit dir y, storey height m, window spacing m) used by the
-shader to place windows on WALL faces (zeros elsewhere).
+shader to place windows on WALL faces (zeros elsewhere); a negative storey height means no shop windows on
+the ground floor, a window spacing of 0 a blank wall (``Building.shopfront``, ``Building.windows``).
 """
 
 from __future__ import annotations
@@ -83,6 +84,11 @@ def _box(bld: _Builder, k: T.Block):
     bld.quad(*[[*p, z1] for p in c], k.material, k.rgb)
 
 
+def _window_grid(b: T.Building):
+    """(storey height, window spacing) as the shader reads them: signs and zeros carry the facade kind."""
+    return (b.floor_h if b.shopfront else -b.floor_h), (b.bay_w if b.windows else 0.0)
+
+
 def _walls(bld: _Builder, ring: np.ndarray, z0: float, z1: float, b: T.Building):
     """Vertical quads along a counter-clockwise ring (N, 2) (closed, last != first)."""
     n = len(ring)
@@ -92,7 +98,7 @@ def _walls(bld: _Builder, ring: np.ndarray, z0: float, z1: float, b: T.Building)
         L = np.linalg.norm(d)
         if L < 1e-6:
             continue
-        fac = (p[0], p[1], d[0] / L, d[1] / L, b.floor_h, b.bay_w)
+        fac = (p[0], p[1], d[0] / L, d[1] / L, *_window_grid(b))
         bld.quad([*p, z0], [*q, z0], [*q, z1], [*p, z1], T.WALL, b.wall_rgb, fac)
 
 
@@ -129,7 +135,7 @@ def _building(bld: _Builder, b: T.Building):
     else:  # gable ends are wall
         for p, q, r in ((c[1], c[2], mid1), (c[3], c[0], mid0)):
             d = q - p
-            fac = (p[0], p[1], d[0] / np.linalg.norm(d), d[1] / np.linalg.norm(d), b.floor_h, b.bay_w)
+            fac = (p[0], p[1], d[0] / np.linalg.norm(d), d[1] / np.linalg.norm(d), *_window_grid(b))
             bld.tris([[*p, h], [*q, h], [*r, top]], [[0, 1, 2]], T.WALL, b.wall_rgb, fac)
 
 

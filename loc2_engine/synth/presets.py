@@ -2,6 +2,11 @@
 
 Train and bench never share a town origin, a seed stream (``seed_offset``) or style parameters
 (``variant``: bench towns draw from shifted ranges, see town.default_style).
+
+``heldout`` is the generalization benchmark: only the kinds of place that train never uses
+(town.PLACE_STYLES; tests keep them out of TRAIN_TOWNS), origins in UTM zones and hemispheres that neither train nor bench uses, a seed stream
+and style variant of its own, the sun anywhere in the sky and lit apart for the photos, some overcast skies,
+and another camera: a phone-like response (photos.camera_response), camera heights 1.2-3 m, JPEG 80-92.
 """
 
 from __future__ import annotations
@@ -46,6 +51,12 @@ class Preset:
     overcast: float = 0.0                # fraction of skies (orthophoto's and photos' apart) that are overcast
     photo_sun: str = "same"              # "independent": the photos' sun drawn apart from the orthophoto's
                                          # (taken at another time of day or year, as real ones are)
+    camera_height_m: Tuple[float, float] = (1.4, 2.5)  # camera centre above the ground
+    pitch_deg: float = 3.0               # pinholes: pitch drawn from +-this (panoramas stay level)
+    roll_deg: float = 3.0                # pinholes: roll drawn from +-this
+    jpeg_quality: Tuple[int, int] = (72, 96)  # JPEG quality drawn from [lo, hi)
+    phone_camera: bool = False           # photos.camera_response (auto exposure, colour temperature, shot
+                                         # noise, tone curve, sharpening) instead of photos.photometric
 
 
 # origins slightly off the real centres; zones 31-34 north, latitudes 46-70 degrees
@@ -62,6 +73,13 @@ BENCH_TOWNS = (
     TownSpec("nuremberg", "industrial", 11.071, 49.461), TownSpec("tromso", "suburb", 18.951, 69.651),
 )
 DEMO_TOWNS = (TownSpec("lucerne", "downtown", 8.301, 47.061),)
+# two towns of each kind of place; UTM zones 35N, 29N, 54S, 27N, 22S, 11N: none of train's or bench's,
+# both hemispheres east-west and north-south, two towns above 60 degrees north
+HELDOUT_TOWNS = (
+    TownSpec("porvoo", "oldtown", 25.661, 60.391), TownSpec("evora", "oldtown", -7.911, 38.571),
+    TownSpec("hahndorf", "village", 138.811, -35.031), TownSpec("vik", "village", -19.011, 63.421),
+    TownSpec("curitiba", "retail", -49.271, -25.431), TownSpec("calgary", "retail", -114.071, 51.041),
+)
 
 PRESETS = {
     "demo": Preset("demo", DEMO_TOWNS, 3, 3, (512, 1024), (480, 640), (60.0, 90.0), size_m=256.0,
@@ -70,6 +88,11 @@ PRESETS = {
                     variant="train", seed_offset=0, rotated_pinholes=False, supersample=2),
     "bench": Preset("bench", BENCH_TOWNS, 12, 13, (512, 1024), (480, 640), (55.0, 95.0), size_m=256.0,
                     variant="bench", seed_offset=1_000_000),
+    "heldout": Preset("heldout", HELDOUT_TOWNS, 8, 8, (512, 1024), (480, 640), (55.0, 95.0), size_m=256.0,
+                      variant="heldout", seed_offset=3_000_000, sun_azimuth_deg=(0.0, 360.0),
+                      sun_elevation_deg=(10.0, 70.0), overcast=0.3, photo_sun="independent",
+                      camera_height_m=(1.2, 3.0), pitch_deg=3.0, roll_deg=2.0, jpeg_quality=(80, 93),
+                      phone_camera=True),
 }
 
 

@@ -166,17 +166,27 @@ class Renderer:
 
     @staticmethod
     def _facade(p, fac, base):
-        """Windows on a grid of storeys x bays along each wall face; plain wall with grain elsewhere."""
+        """Windows on a grid of storeys x bays along each wall face; plain wall with grain elsewhere.
+        A negative storey height gives the ground floor the upper storeys' windows (no shop windows), a
+        window spacing of 0 a blank wall (mesh.py)."""
         u = (p[:, 0] - fac[:, 0]) * fac[:, 2] + (p[:, 1] - fac[:, 1]) * fac[:, 3]
         fh, bay = fac[:, 4], fac[:, 5]
+        plain = blank = None
+        if (fh < 0).any() or (bay <= 0).any():  # only the kinds of place use these; other towns skip the work
+            plain, blank = fh < 0, bay <= 0
+            fh, bay = np.abs(fh), np.where(blank, 1.0, bay)
         row = np.floor(p[:, 2] / fh)
         fz = p[:, 2] / fh - row
         fu = u / bay - np.floor(u / bay)
         ground_floor = row == 0
+        if plain is not None:
+            ground_floor = ground_floor & ~plain
         win = np.where(ground_floor, (fz > 0.12) & (fz < 0.8) & (fu > 0.12) & (fu < 0.88),
                        (fz > 0.3) & (fz < 0.78) & (fu > 0.25) & (fu < 0.75))
         frame = np.where(ground_floor, (fz > 0.09) & (fz < 0.83) & (fu > 0.09) & (fu < 0.91),
                          (fz > 0.27) & (fz < 0.81) & (fu > 0.22) & (fu < 0.78)) & ~win
+        if blank is not None:
+            win, frame = win & ~blank, frame & ~blank
         q = np.c_[np.floor(u / bay), row, fac[:, 0]]
         glass_tone = 0.08 + 0.22 * _hash(q[:, 0], q[:, 1], np.floor(q[:, 2]))  # lights/reflections vary
         grain = 0.92 + 0.12 * _cell_noise(p, 0.08)

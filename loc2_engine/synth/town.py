@@ -9,6 +9,12 @@ Three styles (``STYLES``): "downtown" (rotated street grid, tall flat-roofed blo
 "suburb" (curved streets, detached houses with gable/hip roofs, gardens, hedges) and "industrial" (wide
 streets, large halls, parking lots with bays and cars). ``StyleParams`` holds the ranges a style draws from,
 so the bench preset can use parameters that the train preset never sees.
+
+Three kinds of place more (``PLACE_STYLES``, built in places.py and its modules): "oldtown" (a historic
+centre: irregular lanes, terraced houses, a market square and a church), "village" (rural roads, farmsteads,
+striped fields, orchards, hedgerows, tracks) and "retail" (a commercial district: parking lots with painted
+bays, big stores with skylights, a plaza, a roundabout). The train preset does not use them; the heldout
+preset uses only them.
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ from shapely.ops import unary_union
 from shapely import affinity
 
 STYLES = ("downtown", "suburb", "industrial")
+#: kinds of place built by places.py; kept out of the train preset (the heldout preset uses only these)
+PLACE_STYLES = ("oldtown", "village", "retail")
+ALL_STYLES = STYLES + PLACE_STYLES
 
 # materials of the mesh faces (mesh.py) and of the per-hit shading (shading.py)
 GROUND, WALL, ROOF, CANOPY, TRUNK, CAR, POLE, HEDGE, GLASS_BOX, CABIN = range(10)
@@ -43,14 +52,30 @@ class StyleParams:
 
 
 def default_style(style: str, variant: str = "train") -> StyleParams:
-    """Style ranges; ``variant="bench"`` shifts every range so bench towns are never seen in training."""
-    if style not in STYLES:
-        raise ValueError(f"unknown town style {style!r}; choose one of {', '.join(STYLES)}")
+    """Style ranges; ``variant="bench"`` shifts every range so bench towns are never seen in training, and
+    ``variant="heldout"`` shifts them the other way (cooler palette, other spacings) for the heldout preset.
+
+    The kinds of place read the fields as: oldtown: ``block`` = spacing of the lane network's nodes,
+    ``road_width`` = lane width (facade to facade), ``sidewalk`` = sidewalks of the few wider streets,
+    ``tree_spacing`` = spacing of wall lamps; village: ``block`` = field size, ``sidewalk`` = verge width,
+    ``grid_angle`` = orientation of the field pattern, ``tree_spacing`` = trees in tree lines; retail: as
+    downtown. All in metres or degrees."""
+    if style not in ALL_STYLES:
+        raise ValueError(f"unknown town style {style!r}; choose one of {', '.join(ALL_STYLES)}")
     p = {
         "downtown": StyleParams("downtown", (48, 70), (10, 14), (2.5, 4.0), (10, 32), (0, 35), (9, 14)),
         "suburb": StyleParams("suburb", (13, 19), (6, 8), (1.5, 2.5), (3, 6.5), (0, 90), (14, 24)),
         "industrial": StyleParams("industrial", (80, 110), (11, 16), (1.5, 2.5), (6, 13), (0, 45), (20, 35)),
+        "oldtown": StyleParams("oldtown", (30, 46), (3, 8), (1.75, 2.5), (6.5, 16), (0, 90), (16, 26)),
+        "village": StyleParams("village", (45, 110), (4, 7), (1.5, 4.0), (4, 7), (0, 180), (7, 12)),
+        "retail": StyleParams("retail", (115, 160), (11, 16), (2.0, 3.5), (6, 12), (8, 82), (10, 16)),
     }[style]
+    if variant == "heldout":
+        def sh(r, k):
+            return (r[0] * k, r[1] * k)
+        # road widths stay: an oldtown lane is 3-8 m whatever the variant
+        p = dataclasses.replace(p, block=sh(p.block, 1.06), height=sh(p.height, 1.05),
+                                grid_angle=(p.grid_angle[0] + 3, p.grid_angle[1] + 7), palette_shift=-0.5)
     if variant == "bench":
         def sh(r, k):
             return (r[0] * k, r[1] * k)
@@ -64,8 +89,28 @@ def default_style(style: str, variant: str = "train") -> StyleParams:
 class Road:
     line: LineString
     width: float            # kerb to kerb, metres
-    sidewalk: float         # each side, metres
+    sidewalk: float         # each side, metres (a village road's verge)
     centre_dashed: bool = True
+    kind: str = "street"    # street (kerbs, markings) | lane (unmarked, no kerb) | road (rural) | track (unpaved)
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """A procedural pattern painted inside one ground polygon (albedo.py), in local metres.
+
+    kind "joints": stones of ``length`` x ``width`` m along ``angle_deg`` (counter-clockwise from +x), every
+    other row shifted by ``offset`` stones (0.5: running bond, 0: square grid), joints ``line_m`` wide in
+    ``rgb``; each stone's tone varies by up to +-``stone_var`` (cobbles, setts, flagstones, pavers).
+    kind "stripes": bands of period ``length`` m across ``angle_deg``, the fraction ``width`` of each band
+    in ``rgb`` (crop rows, furrows, mown grass)."""
+    kind: str
+    angle_deg: float
+    length: float
+    width: float
+    rgb: Tuple[float, float, float]
+    line_m: float = 0.1
+    offset: float = 0.5
+    stone_var: float = 0.0
 
 
 @dataclass
@@ -80,6 +125,8 @@ class Building:
     roof_rgb: Tuple[float, float, float]
     floor_h: float          # storey height (window rows)
     bay_w: float            # window spacing along the facade
+    shopfront: bool = True  # shop windows on the ground floor; False: the upper storeys' windows there too
+    windows: bool = True    # False: blank walls (barns, warehouses, towers)
 
     def footprint(self) -> Polygon:
         return unary_union([_rect(*r) for r in self.rects])
@@ -126,10 +173,12 @@ class Town:
     buildings: List[Building] = field(default_factory=list)
     trees: List[Tree] = field(default_factory=list)
     blocks: List[Block] = field(default_factory=list)
-    # painted ground: polygons -> colour, drawn in order (later on top), see albedo.py
-    paint: List[Tuple[object, Tuple[float, float, float], float]] = field(default_factory=list)
+    # painted ground: (polygon, colour, noise amplitude[, Pattern]), drawn in order (later on top), see albedo.py
+    paint: List[tuple] = field(default_factory=list)
     base_rgb: Tuple[float, float, float] = (0.35, 0.45, 0.25)
     walkable: Optional[object] = None  # shapely geometry where cameras may stand
+    # what makes a kind of place (places.py): named areas (shapely) and counts, e.g. "square", "parking_bays"
+    features: dict = field(default_factory=dict)
 
     @property
     def sun_dir(self) -> np.ndarray:
@@ -199,6 +248,10 @@ def make_town(name: str, style: str, seed: int, crs: str, origin_xy, size_m: flo
     town = Town(name=name, style=style, seed=seed, crs=crs, origin_xy=(float(origin_xy[0]), float(origin_xy[1])),
                 size_m=float(size_m), sun_az_deg=float(rng.uniform(*sun_azimuth_deg)) % 360.0,
                 sun_el_deg=float(rng.uniform(*sun_elevation_deg)), params=params)
+    if style in PLACE_STYLES:
+        from .places import build_place  # the kinds of place build on this module's pieces
+        build_place(town, rng)
+        return town
     if style == "suburb":
         _suburb(town, rng)
     else:

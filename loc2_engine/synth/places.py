@@ -1,0 +1,106 @@
+"""Kinds of place beyond the three training styles (``town.PLACE_STYLES``): dispatch and shared pieces.
+
+Each kind has a module of its own (oldtown.py, village.py, retail.py) whose ``build(town, rng)`` lays out,
+paints and furnishes the town from the town's random stream and returns the open ground where a camera may
+stand (lanes, squares, yards, parking lots); ``build_place`` then keeps the cameras clear of obstacles.
+Geometry is in the town's local grid metres (x east, y north, z up), as in town.py; materials (ground,
+walls, roofs) are drawn per town, so two towns of one kind differ in colour as well as in layout.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+from shapely.geometry import Point
+from shapely.ops import unary_union
+
+from . import town as T
+
+RGB = Tuple[float, float, float]
+
+
+def build_place(town: T.Town, rng) -> None:
+    """Fill ``town`` (a kind of place in ``T.PLACE_STYLES``) and set its walkable area."""
+    module = importlib.import_module(f".{town.style}", __package__)  # oldtown.py, village.py, retail.py
+    open_ground = module.build(town, rng)
+    town.walkable = open_ground.difference(town.obstacles().buffer(0.8))
+
+
+def pick(rng, options: Sequence, weights: Optional[Sequence[float]] = None):
+    """One element of ``options`` (optionally weighted)."""
+    if weights is None:
+        return options[int(rng.integers(len(options)))]
+    w = np.asarray(weights, float)
+    return options[int(rng.choice(len(options), p=w / w.sum()))]
+
+
+def tone(rng, rgb: RGB, amount: float = 0.04, shift: float = 0.0) -> RGB:
+    """``rgb`` with a random jitter of +-``amount`` per channel (and the variant's palette shift)."""
+    return T._jitter_rgb(rng, rgb, amount, shift)
+
+
+def paint(town: T.Town, geom, rgb: RGB, amp: float, pattern: Optional[T.Pattern] = None) -> None:
+    """Append a ground polygon (drawn over what is already painted), optionally with a pattern."""
+    if geom is None or geom.is_empty:
+        return
+    town.paint.append((geom, rgb, amp) if pattern is None else (geom, rgb, amp, pattern))
+
+
+def frame_point(origin, t, n, a: float, b: float) -> Tuple[float, float]:
+    """Point ``a`` metres along the unit vector ``t`` and ``b`` along ``n`` from ``origin`` (2-vectors)."""
+    return float(origin[0] + t[0] * a + n[0] * b), float(origin[1] + t[1] * a + n[1] * b)
+
+
+def pitched(cx, cy, length, depth, angle, eave, pitch_deg, wall: RGB, roof: RGB, floor_h, bay_w,
+            shopfront=False, windows=True) -> T.Building:
+    """A gable-roofed building: ridge along ``length``, roof slopes of ``pitch_deg`` (rise = depth/2 tan)."""
+    rise = depth / 2 * math.tan(math.radians(pitch_deg))
+    return T.Building([(float(cx), float(cy), float(length), float(depth), float(angle))], round(float(eave), 2),
+                      "gable", float(rise), wall, roof, float(floor_h), float(bay_w), shopfront, windows)
+
+
+def flat(cx, cy, length, depth, angle, eave, wall: RGB, roof: RGB, floor_h, bay_w, shopfront=True,
+         windows=True) -> T.Building:
+    """A flat-roofed box building."""
+    return T.Building([(float(cx), float(cy), float(length), float(depth), float(angle))], round(float(eave), 2),
+                      "flat", 0.0, wall, roof, float(floor_h), float(bay_w), shopfront, windows)
+
+
+def post(town: T.Town, x, y, height, rgb: RGB, head: Optional[tuple] = None, thick: float = 0.18) -> None:
+    """A grounded pole; ``head`` = (z0, length, width, height, angle, rgb) a part on it (lamp, sign, arm)."""
+    g = len(town.blocks)
+    town.blocks.append(T.Block(float(x), float(y), 0.0, thick, thick, float(height), 0.0, T.POLE, rgb, g))
+    if head is not None:
+        z0, length, width, h, ang, hrgb = head
+        town.blocks.append(T.Block(float(x), float(y), float(z0), length, width, h, float(ang), T.POLE, hrgb, g))
+
+
+def lamp(town: T.Town, rng, x, y) -> None:
+    """Street lamp: 5-8 m pole with a head."""
+    h = T._u(rng, (5, 8))
+    post(town, x, y, h, (0.3, 0.3, 0.32), (h - 0.3, 0.9, 0.35, 0.3, rng.uniform(0, 180), (0.2, 0.2, 0.22)))
+
+
+def sign(town: T.Town, rng, x, y) -> None:
+    """Road sign: 2.6 m post with a coloured plate."""
+    post(town, x, y, 2.6, (0.55, 0.55, 0.57),
+         (2.0, 0.7, 0.06, 0.6, rng.uniform(0, 180), pick(rng, [(0.8, 0.1, 0.1), (0.1, 0.3, 0.7), (0.9, 0.9, 0.9)])),
+         thick=0.08)
+
+
+def drop_objects_in(town: T.Town, area) -> None:
+    """Remove objects whose grounded part stands in ``area`` (a whole lamp or car, never half) and trees."""
+    if area is None or area.is_empty:
+        return
+    gone = [k.z0 < 0.5 and area.contains(Point(k.cx, k.cy)) for k in town.blocks]
+    groups = {k.group for k, d in zip(town.blocks, gone) if d and k.group >= 0}
+    town.blocks = [k for k, d in zip(town.blocks, gone) if not d and (k.group < 0 or k.group not in groups)]
+    town.trees = [t for t in town.trees if not area.contains(Point(t.x, t.y))]
+
+
+def footprints(town: T.Town):
+    """Union of the building footprints (m)."""
+    return unary_union([b.footprint() for b in town.buildings]) if town.buildings else Point(0, 0).buffer(0)

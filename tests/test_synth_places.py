@@ -1,0 +1,221 @@
+"""Kinds of place (oldtown, village, retail) and the heldout preset: content, determinism, rendering (small)."""
+
+import dataclasses
+import hashlib
+import math
+import os
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+from shapely.geometry import Point, box
+from shapely.ops import unary_union
+
+from loc2_engine.manifest import read_manifest
+from loc2_engine.synth import town as T
+from loc2_engine.synth.albedo import make_albedo
+from loc2_engine.synth.dataset import generate, town_origin, utm_crs
+from loc2_engine.synth.photos import camera_response, photometric
+from loc2_engine.synth.presets import PRESETS, get_preset
+from loc2_engine.synth.render import Renderer
+
+ORIGIN = (465000.0, 5245000.0)   # UTM 32N
+
+
+def _town(style, seed=4, size_m=200.0):
+    return T.make_town("p", style, seed, "EPSG:32632", ORIGIN, size_m, T.default_style(style, "heldout"))
+
+
+@pytest.fixture(scope="module")
+def towns():
+    """One town of each kind of place, 200 m square, seed 4."""
+    return {style: _town(style) for style in T.PLACE_STYLES}
+
+
+def _signature(town):
+    """Everything a town is made of, as comparable values."""
+    return (repr(town.buildings), repr(town.trees), repr(town.blocks),
+            [(r.line.wkb, r.width, r.sidewalk, r.kind) for r in town.roads],
+            [(e[0].wkb,) + tuple(e[1:]) for e in town.paint], town.walkable.wkb, town.sun_az_deg)
+
+
+@pytest.mark.parametrize("style", T.PLACE_STYLES)
+def test_a_kind_of_place_is_built_again_identically_from_its_seed(style, towns):
+    assert _signature(_town(style)) == _signature(towns[style])
+    other = _town(style, seed=5)
+    assert repr(other.buildings) != repr(towns[style].buildings)
+    assert not towns[style].walkable.intersection(box(-40, -40, 40, 40)).is_empty  # cameras find a place
+
+
+def test_oldtown_has_narrow_lanes_a_square_a_church_and_terraced_houses(towns):
+    town = towns["oldtown"]
+    lanes = [r for r in town.roads if r.kind == "lane"]
+    streets = [r for r in town.roads if r.kind == "street"]
+    assert len(lanes) >= 30 and all(3.0 <= r.width < 8.0 and r.sidewalk == 0 for r in lanes)
+    assert streets and all(10.0 <= r.width + 2 * r.sidewalk <= 14.0 for r in streets)  # the few wider streets
+    assert not any(len(e) > 1 and e[1] == T.WHITE for e in town.paint)  # no markings
+    square = town.features["square"]
+    assert not square.buffer(-20.0).is_empty and town.features["square_m"] >= 40.0  # 40 m of open ground across
+    assert sum(b.footprint().intersection(square).area for b in town.buildings) < 0.1  # facades line it
+    assert any(len(e) > 3 and e[0].equals(square) and e[3].kind == "joints" for e in town.paint)  # paving
+    tower = max(town.buildings, key=lambda b: b.height + b.roof_rise)
+    assert tower.height >= 24.0 and tower.roof == "hip" and tower.roof_rise >= 8.0
+    # terraced houses (the sheds and rear wings in the courtyards stay under 7 m)
+    houses = [b for b in town.buildings if b.roof == "gable" and b.height > 7.0 and b is not tower]
+    assert len(houses) >= 100
+    assert all(b.height <= 17.0 and b.roof_rise / (min(b.rects[0][2:4]) / 2) >= math.tan(math.radians(39))
+               for b in houses)  # 2-5 storeys, steep roofs
+    frontages = [min(b.rects[0][2:4]) for b in houses]
+    assert 4.5 <= np.median(frontages) <= 10.0
+    rows = unary_union([b.footprint().buffer(0.1) for b in houses])
+    assert len(getattr(rows, "geoms", [rows])) < 0.5 * len(houses)  # terraced: houses share walls in rows
+
+
+def test_retail_has_a_parking_lot_with_painted_bays_stores_with_skylights_a_plaza_and_a_roundabout(towns):
+    town = towns["retail"]
+    assert town.features["parking_bays"] >= 50
+    cars = [k for k in town.blocks if k.material == T.CAR]
+    assert len(cars) >= 25
+    skylights = [k for k in town.blocks if k.material == T.GLASS_BOX and k.z0 > 5.0]
+    assert len(skylights) >= 10
+    assert any(not b.windows and b.roof == "flat" for b in town.buildings)
+    plaza = town.features["plaza"]
+    assert sum(plaza.contains(Point(t.x, t.y)) for t in town.trees) >= 2
+    assert any(len(e) > 3 and e[0].equals(plaza) for e in town.paint)  # pavers
+    ring = town.features["roundabout"]
+    assert 14.0 <= math.sqrt(ring.area / math.pi) <= 19.5 and ring.centroid.distance(Point(0, 0)) < 120
+    angles = {round(math.degrees(math.atan2(r.line.coords[-1][1] - r.line.coords[0][1],
+                                            r.line.coords[-1][0] - r.line.coords[0][0])) % 90.0, 3) for r in town.roads}
+    assert len(angles) == 1 and 1.0 < angles.pop() < 89.0  # a rotated grid
+
+
+def test_village_is_open_country_with_fields_farms_and_unmarked_roads(towns):
+    town = towns["village"]
+    downtown = T.make_town("d", "downtown", 4, "EPSG:32632", ORIGIN, 200.0)
+    square = box(-100, -100, 100, 100)
+
+    def density(t):
+        return sum(b.footprint().intersection(square).area for b in t.buildings) / square.area
+
+    assert density(town) < 0.2 * density(downtown)
+    assert town.features["farms"] >= 2 and town.features["fields"] >= 5
+    roads = [r for r in town.roads if r.kind == "road"]
+    assert roads and all(4.0 <= r.width <= 7.0 and r.sidewalk >= 1.4 for r in roads)
+    assert any(r.kind == "track" for r in town.roads)
+    assert not any(len(e) > 1 and e[1] in (T.WHITE, T.KERB) for e in town.paint)  # no markings, no kerbs
+    assert sum(len(e) > 3 and e[3].kind == "stripes" for e in town.paint) >= 3  # crop rows, furrows, mowing
+    assert sum(k.material == T.HEDGE and k.length > 6 for k in town.blocks) >= 3  # hedgerows
+    barns = [b for b in town.buildings if not b.windows and b.roof == "gable"]
+    assert barns and max(b.rects[0][2] for b in barns) >= 18.0
+
+
+def test_a_ground_pattern_draws_joints_and_stripes():
+    town = T.Town("g", "oldtown", 1, "EPSG:32632", ORIGIN, 20.0, 180.0, 45.0, T.default_style("oldtown"))
+    grey, dark = (0.6, 0.6, 0.6), (0.1, 0.1, 0.1)
+    town.paint.append((box(-10, 0, 10, 10), grey, 0.0, T.Pattern("joints", 0.0, 1.0, 1.0, dark, 0.2, 0.0)))
+    town.paint.append((box(-10, -10, 10, 0), grey, 0.0, T.Pattern("stripes", 0.0, 2.0, 0.5, dark)))
+    a = make_albedo(town, gsd=0.1)
+
+    def at(x, y):
+        return a.lookup(np.array([x]), np.array([y]))[0, 0]
+
+    assert at(3.05, 5.5) < 0.2 and at(3.55, 5.5) > 0.5 and at(3.55, 5.05) < 0.2   # joints every metre
+    assert at(0.0, -1.55) < 0.2 and at(0.0, -0.55) > 0.5                         # 1 m dark band in 2 m
+
+
+def test_blank_walls_and_plain_ground_floors_have_no_shop_windows():
+    p = np.array([[0.5, 0.0, 1.5], [1.5, 0.0, 1.5], [2.5, 0.0, 4.5]], np.float32)
+    base = np.full((3, 3), 0.7, np.float32)
+
+    def shade(floor_h, bay):
+        fac = np.tile(np.array([0, 0, 1, 0, floor_h, bay], np.float32), (3, 1))
+        return Renderer._facade(p, fac, base.copy())
+
+    shop, plain, blank = shade(3.0, 2.0), shade(-3.0, 2.0), shade(3.0, 0.0)
+    assert shop[0].mean() < 0.4                   # ground floor: a shop window at 1.5 m
+    assert plain[0].mean() > 0.5                  # residential: wall below the sill of the upper storeys' window
+    assert np.all(blank > 0.55) and np.all(blank < 0.85)  # no window, no frame anywhere
+
+
+def test_heldout_preset_holds_out_kinds_of_place_zones_and_camera():
+    held, train, bench = get_preset("heldout"), get_preset("train"), get_preset("bench")
+    styles = [t.style for t in held.towns]
+    assert set(styles) == set(T.PLACE_STYLES) and all(styles.count(s) == 2 for s in T.PLACE_STYLES)
+    assert not {t.style for t in train.towns} & set(T.PLACE_STYLES)
+    seen = {town_origin(t) for p in (train, bench, get_preset("demo")) for t in p.towns}
+    zones = {town_origin(t)[0] for t in train.towns + bench.towns}
+    for t in held.towns:
+        crs, xy = town_origin(t)
+        assert (crs, xy) not in seen and crs not in zones
+    assert any(t.lat < 0 for t in held.towns) and any(t.lat > 60 for t in held.towns)
+    assert len({p.seed_offset for p in PRESETS.values()}) == len(PRESETS) and held.variant == "heldout"
+    assert held.photo_sun == "independent" and held.sun_azimuth_deg == (0.0, 360.0) and 0 < held.overcast < 1
+    assert held.phone_camera and held.camera_height_m == (1.2, 3.0) and held.pitch_deg <= 3 and held.roll_deg <= 2
+    assert 80 <= held.jpeg_quality[0] and held.jpeg_quality[1] <= 93 and held.hfov_deg == (55.0, 95.0)
+    assert 90 <= len(held.towns) * (held.n_pano + held.n_pinhole) <= 110
+    for name in ("demo", "train", "bench"):  # the other presets keep their camera
+        p = get_preset(name)
+        assert not p.phone_camera and p.camera_height_m == (1.4, 2.5) and p.jpeg_quality == (72, 96)
+
+
+def test_the_phone_camera_exposes_for_the_scene_and_darkens_the_corners():
+    rng = np.random.default_rng
+    dark = np.full((48, 64, 3), 0.12, np.float32)
+    phone = camera_response(dark, rng(0), pano=False)
+    assert phone.dtype == np.uint8 and phone.shape == (48, 64, 3)
+    assert phone.mean() > photometric(dark, rng(0), pano=False).mean() + 20  # auto exposure
+    assert phone[20:28, 28:36].mean() > phone[:6, :6].mean() + 5             # vignetting
+    assert np.array_equal(phone, camera_response(dark, rng(0), pano=False))
+    assert not np.array_equal(phone, camera_response(dark, rng(1), pano=False))
+
+
+def _digest(folder):
+    out = {}
+    for root, _, files in os.walk(folder):
+        for f in files:
+            p = os.path.join(root, f)
+            out[os.path.relpath(p, folder)] = hashlib.sha256(open(p, "rb").read()).hexdigest()
+    return out
+
+
+def _tiny_heldout(towns):
+    held = get_preset("heldout")
+    return dataclasses.replace(held, towns=towns, size_m=140.0, camera_margin_m=35.0, n_pano=1, n_pinhole=1,
+                               pano_hw=(32, 64), pinhole_hw=(24, 32))
+
+
+def test_each_kind_of_place_renders_an_orthophoto_and_photos(tmp_path):
+    """One heldout town of each kind (Porvoo 35N, Hahndorf 54S, Curitiba 22S), tiny: orthophoto, a panorama and
+    a pinhole each, truth in the town's own UTM zone, the camera's pose within the heldout ranges."""
+    preset = _tiny_heldout(get_preset("heldout").towns[::2])
+    rows = generate(str(tmp_path / "a"), preset, seed=0)
+    assert len(rows) == 6
+    for spec in preset.towns:
+        assert os.path.isfile(tmp_path / "a" / "aerial" / f"{spec.name}.tif")
+    for r in read_manifest(tmp_path / "a" / "manifest.csv"):
+        spec = next(t for t in preset.towns if t.name == r.extra["town"])
+        assert r.crs == utm_crs(spec.lon, spec.lat) and r.extra["style"] == spec.style
+        upright = ImageOps.exif_transpose(Image.open(r.photo))
+        depth = np.load(r.depth)
+        assert depth.shape == (upright.height, upright.width) and np.nanmin(depth) > 0.3
+        assert 1.2 <= float(r.extra["camera_height_m"]) <= 3.0
+        assert abs(float(r.extra["pitch_deg"])) <= 3.0 and abs(float(r.extra["roll_deg"])) <= 2.0
+    assert {r.crs for r in read_manifest(tmp_path / "a" / "manifest.csv")} == {"EPSG:32635", "EPSG:32754", "EPSG:32722"}
+    one = dataclasses.replace(preset, towns=preset.towns[2:])  # the same seed again: the same files
+    generate(str(tmp_path / "b"), one, seed=0)
+    generate(str(tmp_path / "c"), one, seed=0)
+    assert _digest(tmp_path / "b") == _digest(tmp_path / "c")
+
+
+def test_synth_command_keeps_the_heldout_light_unless_told_otherwise(monkeypatch, tmp_path):
+    from loc2_engine.cli import main
+    from loc2_engine.synth import dataset
+
+    seen = []
+    monkeypatch.setattr(dataset, "generate", lambda out, preset, **kw: seen.append(preset) or [])
+    assert main(["synth", str(tmp_path / "h"), "--preset", "heldout", "--views", "4"]) == 0
+    assert seen[-1].photo_sun == "independent" and seen[-1].overcast == 0.3 and seen[-1].n_pano == 2
+    assert main(["synth", str(tmp_path / "h"), "--preset", "heldout", "--photo-sun", "same", "--overcast", "0"]) == 0
+    assert seen[-1].photo_sun == "same" and seen[-1].overcast == 0.0
+    assert main(["synth", str(tmp_path / "d"), "--preset", "bench"]) == 0
+    assert seen[-1].photo_sun == "same" and seen[-1].overcast == 0.0
