@@ -34,6 +34,7 @@ import hashlib
 import math
 import os
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -106,13 +107,13 @@ class AerialWindow:
         """
         path = os.fspath(path)
         n = _window_pixels(size_m, gsd)
-        with _open(path) as src:
+        with _open(path) as src, _gdal_errors(path):
             crs = _raster_crs(src, path)
             center = _center_in(center_xy, center_crs, crs, path)
             frame = LocalFrame(crs, center)
             _check_prior_inside(src, center, center_xy, center_crs, path)
             block, block_valid, block_transform, dtype = _read_block(src, frame, n, gsd, path)
-        image, valid = _warp(block, block_valid, block_transform, crs, frame, n, gsd)
+            image, valid = _warp(block, block_valid, block_transform, crs, frame, n, gsd)
         if not valid.any():
             raise AerialError(
                 f"The aerial raster {path} has no data (only nodata or transparent pixels) in the "
@@ -234,6 +235,26 @@ def _open(path: str):
     except RasterioIOError as exc:
         raise AerialError(f"The aerial raster {path} cannot be read by GDAL ({exc}); it must be a "
                           f"georeferenced raster such as a GeoTIFF.") from exc
+
+
+@contextmanager
+def _gdal_errors(path: str):
+    """GDAL failures while reading pixels, which surface only when a block is read (a VRT or mosaic whose
+    source file is missing or unreadable, a corrupt or cut-off block), as AerialError naming the raster."""
+    from rasterio.errors import RasterioError, RasterioIOError  # the second is an OSError, not the first
+
+    try:
+        from rasterio._err import CPLE_BaseError  # GDAL errors raised as such by some rasterio calls
+    except ImportError:  # pragma: no cover -- a rasterio without the private module
+        CPLE_BaseError = RasterioError
+    try:
+        yield
+    except (RasterioIOError, RasterioError, CPLE_BaseError) as exc:
+        reason = str(exc).strip().rstrip(".")
+        raise AerialError(
+            f"The aerial raster {path} cannot be read around the prior: GDAL reports {reason!r}. If it is a VRT "
+            f"or a mosaic, check that every file it refers to exists and is readable; else the file is damaged: "
+            f"copy or export it again.") from exc
 
 
 def _raster_crs(src, path: str) -> pyproj.CRS:

@@ -17,7 +17,7 @@ import statistics
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable, List, Optional, Sequence
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 
 from . import defaults
 from .errors import AerialError, Loc2Error, PhotoError
@@ -25,8 +25,10 @@ from .result import Result
 
 _log = logging.getLogger(__name__)
 
-#: photo file extensions a folder batch picks up (compared lower-case)
-PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+#: photo file extensions a folder batch picks up (compared lower-case), when this Pillow reads them
+PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp")
+#: photo formats that Pillow reads only through a plugin package: extension -> (format, package)
+PLUGIN_PHOTO_FORMATS = {".heic": ("HEIC", "pillow-heif"), ".heif": ("HEIF", "pillow-heif")}
 
 
 @dataclass
@@ -79,16 +81,52 @@ class BatchSummary:
 # -- discovering photos ---------------------------------------------------------------------------------
 
 def find_photos(folder, recursive: bool = False) -> List[str]:
-    """Image files in ``folder`` (jpg/jpeg/png/tif/tiff, any case), sorted, as absolute path strings.
+    """Image files in ``folder`` (`photo_extensions`, any case), sorted, as absolute path strings.
+
+    Raises `PhotoError` when ``folder`` is not a directory.
+    """
+    return scan_folder(folder, recursive)[0]
+
+
+def scan_folder(folder, recursive: bool = False) -> Tuple[List[str], List[Tuple[str, str]]]:
+    """(photos, skipped) of ``folder``: the photos as `find_photos` lists them, and (path, why) of every
+    other file (hidden files aside), sorted, so that a batch can say what it did not take.
 
     Raises `PhotoError` when ``folder`` is not a directory.
     """
     root = Path(folder)
     if not root.is_dir():
         raise PhotoError(f"The photo folder {folder} does not exist or is not a folder.")
+    taken = photo_extensions()
     pattern = root.rglob("*") if recursive else root.glob("*")
-    found = [p for p in pattern if p.suffix.lower() in PHOTO_EXTENSIONS and p.is_file()]
-    return sorted(str(p.resolve()) for p in found)
+    photos, skipped = [], []
+    for path in pattern:
+        if not path.is_file():
+            continue
+        if path.suffix.lower() in taken:
+            photos.append(str(path.resolve()))
+        elif not path.name.startswith("."):  # .DS_Store and the like are not anyone's photos
+            skipped.append((str(path.resolve()), _why_skipped(path.suffix.lower(), taken)))
+    return sorted(photos), sorted(skipped)
+
+
+def photo_extensions() -> Tuple[str, ...]:
+    """The extensions a folder batch takes: those of `PHOTO_EXTENSIONS` and `PLUGIN_PHOTO_FORMATS` that this
+    Pillow reads (WebP needs Pillow built with libwebp; HEIC/HEIF a registered plugin such as pillow-heif)."""
+    from PIL import Image
+
+    readable = Image.registered_extensions()
+    return tuple(e for e in PHOTO_EXTENSIONS + tuple(PLUGIN_PHOTO_FORMATS) if e in readable)
+
+
+def _why_skipped(extension: str, taken: Sequence[str]) -> str:
+    if extension in PLUGIN_PHOTO_FORMATS:
+        name, package = PLUGIN_PHOTO_FORMATS[extension]
+        return (f"{name} photos need a Pillow plugin ({package}) that is not installed here; convert them to "
+                f"JPEG")
+    if extension in PHOTO_EXTENSIONS:
+        return f"this Pillow cannot read {extension[1:].upper()} (it was built without it); convert to JPEG"
+    return f"not a photo format loc2 batch takes ({', '.join(e[1:] for e in taken)})"
 
 
 def folder_jobs(folder, recursive: bool = False, prior=None, exif_heading: bool = False) -> List[PhotoJob]:
@@ -175,8 +213,11 @@ def localize_job(job: PhotoJob, aerial, localizer) -> Result:
         if source is None:
             raise AerialError(f"No aerial raster for {os.path.basename(job.photo)}: give --aerial or an "
                               "`aerial` column in the manifest.")
-        photo = _photo_input(job)
         prior = _with_exif_heading(job) if job.exif_heading else job.prior
+        if prior is not None:
+            prior.validate()  # a NaN or zero radius is refused here, not after the matcher ran
+        _check_exif_gps(job, prior)
+        photo = _photo_input(job)
         result = localizer.localize(photo, source, prior, depth_map=job.depth_map)
     except Exception as exc:  # noqa: BLE001 -- one photo's failure, whatever it is, must not end the batch
         if not isinstance(exc, Loc2Error):
@@ -207,6 +248,19 @@ def prior_position(job: PhotoJob):
     if info is None or info.lonlat is None:
         return None
     return (float(info.lonlat[0]), float(info.lonlat[1])), "EPSG:4326"
+
+
+def _check_exif_gps(job: PhotoJob, prior) -> None:
+    """PriorError when the photo's EXIF GPS is to be the prior but is invalid (minutes of 60 or more, a
+    latitude beyond ±90°, ...): the failure then says so instead of "no GPS position"."""
+    if prior is not None and prior.has_position:
+        return
+    from .exif import invalid_gps_error
+
+    info = _exif(job)
+    error = invalid_gps_error(job.photo, info) if info is not None else None
+    if error is not None:
+        raise error
 
 
 def _with_exif_heading(job: PhotoJob):

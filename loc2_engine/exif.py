@@ -2,7 +2,9 @@
 
 Reading never raises on a strange tag: a value that is missing, of the wrong type, has a zero denominator
 or is out of range is reported as ``None``. Only a file that cannot be opened as an image raises
-`PhotoError` (see `open_photo`), with a sentence that says what is wrong with that file.
+`PhotoError` (see `open_photo`), with a sentence that says what is wrong with that file. A GPS position that
+is present but impossible (minutes or seconds of 60 or more, a latitude beyond ±90°) is not used, and
+``ExifInfo.gps_error`` says why, so that a missing prior can be explained (`invalid_gps_error`).
 
 Turning the optics into a field of view is `ground.hfov_from_exif`'s job (it needs the upright image size).
 """
@@ -16,7 +18,7 @@ from typing import Optional, Tuple
 
 from PIL import Image, UnidentifiedImageError
 
-from .errors import PhotoError
+from .errors import PhotoError, PriorError
 
 # Tag numbers (EXIF 2.32); PIL 9.4 names them in ExifTags but numbers keep this file version-proof.
 _IFD_EXIF = 0x8769
@@ -51,6 +53,8 @@ class ExifInfo:
     sensor_width_mm: sensor extent along the stored image's x axis, from FocalPlaneXResolution, in mm.
     make, model: camera strings, stripped.
     width, height: pixel size of the image as stored in the file (before orientation is applied).
+    gps_error: why a GPS position present in the file was not used (a clause such as "its latitude has 75
+    minutes, ..."), None when there was none or it was used.
     """
 
     orientation: Optional[int] = None
@@ -65,6 +69,7 @@ class ExifInfo:
     model: Optional[str] = None
     width: Optional[int] = None
     height: Optional[int] = None
+    gps_error: Optional[str] = None
 
     @property
     def swaps_axes(self) -> bool:
@@ -104,6 +109,15 @@ def decode_error(path: str, exc: Exception) -> PhotoError:
         return PhotoError(f"The photo {path} is truncated: the file ends before the image data does ({exc}); "
                           f"the copy or download was probably interrupted, copy it again.")
     return PhotoError(f"The photo {path} is corrupt and cannot be decoded ({exc}).")
+
+
+def invalid_gps_error(path, info: ExifInfo) -> Optional[PriorError]:
+    """The PriorError for a photo whose EXIF GPS position is invalid (``info.gps_error``), else None."""
+    if info.lonlat is not None or not info.gps_error:
+        return None
+    return PriorError(f"The EXIF GPS position of the photo {os.path.basename(os.fspath(path))} is invalid "
+                      f"({info.gps_error}), so it cannot be the prior; give a prior position (--prior X Y, a map "
+                      f"click, or the manifest's prior_x/prior_y) or correct the photo's GPS tags.")
 
 
 def read_exif(path) -> ExifInfo:
@@ -152,16 +166,7 @@ def _sensor_width_mm(sub: dict, stored_width: int) -> Optional[float]:
 def _read_gps(gps: dict, info: ExifInfo) -> None:
     if (_text(gps.get(_GPS_STATUS)) or "A").upper().startswith("V"):
         return  # "V" = measurement void: the receiver had no fix, coordinates are leftovers
-    lat = _dms(gps.get(_GPS_LAT))
-    lon = _dms(gps.get(_GPS_LON))
-    lat_ref = (_text(gps.get(_GPS_LAT_REF)) or "N").upper()[:1]
-    lon_ref = (_text(gps.get(_GPS_LON_REF)) or "E").upper()[:1]
-    if lat is not None and lon is not None and lat_ref in "NS" and lon_ref in "EW":
-        lat = -lat if lat_ref == "S" else lat
-        lon = -lon if lon_ref == "W" else lon
-        # exactly (0, 0) is what many cameras write without a fix; treat it as no position
-        if -90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0 and (lat, lon) != (0.0, 0.0):
-            info.lonlat = (lon, lat)
+    info.lonlat, info.gps_error = _gps_position(gps)
     alt = _float(gps.get(_GPS_ALT))
     if alt is not None and math.isfinite(alt):
         below = _int(gps.get(_GPS_ALT_REF)) == 1
@@ -171,6 +176,36 @@ def _read_gps(gps: dict, info: ExifInfo) -> None:
         info.gps_heading_deg = direction % 360.0
         ref = (_text(gps.get(_GPS_IMG_DIR_REF)) or "").upper()[:1]
         info.gps_heading_ref = ref if ref in ("T", "M") else None
+
+
+def _gps_position(gps: dict) -> Tuple[Optional[Tuple[float, float]], Optional[str]]:
+    """((lon, lat), None) from the GPS IFD; (None, None) without a position or at exactly (0, 0), which
+    many cameras write without a fix; (None, why) for a position that is present but impossible."""
+    if gps.get(_GPS_LAT) is None and gps.get(_GPS_LON) is None:
+        return None, None
+    if gps.get(_GPS_LAT) is None or gps.get(_GPS_LON) is None:
+        has, lacks = ("longitude", "latitude") if gps.get(_GPS_LAT) is None else ("latitude", "longitude")
+        return None, f"it has a {has} but no {lacks}"
+    lat, problem = _dms(gps.get(_GPS_LAT), "latitude")
+    if problem is None:
+        lon, problem = _dms(gps.get(_GPS_LON), "longitude")
+    if problem is not None:
+        return None, problem
+    lat_ref = (_text(gps.get(_GPS_LAT_REF)) or "N").upper()[:1]
+    lon_ref = (_text(gps.get(_GPS_LON_REF)) or "E").upper()[:1]
+    if lat_ref not in "NS" or lon_ref not in "EW":
+        bad = f"latitude reference {lat_ref!r} is neither N nor S" if lat_ref not in "NS" else \
+            f"longitude reference {lon_ref!r} is neither E nor W"
+        return None, f"its {bad}"
+    lat = -lat if lat_ref == "S" else lat
+    lon = -lon if lon_ref == "W" else lon
+    if not -90.0 <= lat <= 90.0:
+        return None, f"its latitude {lat:g}° is beyond ±90°"
+    if not -180.0 <= lon <= 180.0:
+        return None, f"its longitude {lon:g}° is beyond ±180°"
+    if (lat, lon) == (0.0, 0.0):
+        return None, None
+    return (lon, lat), None
 
 
 def _safe_dict(get) -> dict:
@@ -215,12 +250,29 @@ def _text(value) -> Optional[str]:
     return value or None
 
 
-def _dms(value) -> Optional[float]:
-    """Degrees from EXIF (deg, min, sec) rationals, or a plain number; None if malformed."""
+def _dms(value, name: str) -> Tuple[Optional[float], Optional[str]]:
+    """(degrees, None) from EXIF (deg, min, sec) rationals or a plain number; (None, why) when malformed.
+
+    Minutes or seconds of 60 or more are refused rather than carried into the next degree: no GPS writes
+    them, so the tag is corrupt and the position could be anywhere.
+    """
     if isinstance(value, (tuple, list)) and len(value) == 3:
         parts = [_float(v) for v in value]
         if any(p is None or p < 0 for p in parts):
-            return None
-        return parts[0] + parts[1] / 60.0 + parts[2] / 3600.0
+            return None, f"its {name} {_show(value)} is not three non-negative numbers (degrees, minutes, seconds)"
+        for part, unit in zip(parts[1:], ("minutes", "seconds")):
+            if part >= 60.0:
+                return None, f"its {name} has {part:g} {unit}; minutes and seconds must be below 60"
+        return parts[0] + parts[1] / 60.0 + parts[2] / 3600.0, None
     number = _float(value)
-    return abs(number) if number is not None else None
+    if number is None:
+        return None, f"its {name} {_show(value)} is not a number"
+    return abs(number), None
+
+
+def _show(value) -> str:
+    """A tag value for a message: numbers as numbers (rationals divided out), kept short."""
+    if isinstance(value, (tuple, list)):
+        return "(" + ", ".join(_show(v) for v in value) + ")"
+    number = _float(value)
+    return f"{number:g}" if number is not None else repr(value)[:40]

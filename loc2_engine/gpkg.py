@@ -2,9 +2,14 @@
 
 `GeoPackageWriter(path, crs)` creates the file (or opens an existing one and appends: rows are never
 dropped), embeds the QGIS styles of ``resources/styles/*.qml`` in the ``layer_styles`` table once, and
-``write(result)`` adds one photo's rows to every layer inside one SQLite transaction, so a crash or Ctrl-C
-leaves a valid file holding every photo finished before it. ``photos()`` lists the photo ids already in
-the file (for ``--resume``).
+``write(result)`` adds one photo's rows to every layer inside one SQLite transaction, so a crash, Ctrl-C or
+a full disk leaves a valid file holding every photo finished before it. ``photos()`` lists the photo ids
+already in the file (for ``--resume``).
+
+Nothing is lost or doubled: one writer at a time holds ``FILE.gpkg.lock`` (an operating-system lock, which
+the system drops when the process ends however it ends, so a crash never leaves the file locked); a photo
+has at most one ``camera_poses`` row (``write`` refuses a second one, and a unique index on ``photo`` makes
+SQLite refuse it too); every GDAL failure while writing is an `OutputError` naming the file and the cause.
 
 It uses osgeo.ogr from Debian's GDAL, the library QGIS itself links, so it is safe inside QGIS too.
 Explanation arrays of a `Result` are in the window's local east-north frame (metres); they are placed in
@@ -17,6 +22,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import math
+import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, List, Optional, Set, Tuple
 
@@ -59,6 +66,8 @@ LAYERS: Dict[str, Tuple[int, Tuple[Tuple[str, int], ...]]] = {
 
 _GEOM_COLUMN = "geom"
 _STYLE_TABLE = "layer_styles"
+#: the index that makes SQLite refuse a second camera_poses row of one photo
+_PHOTO_INDEX = "camera_poses_photo_unique"
 #: the columns QGIS's OGR provider reads and writes (QgsOgrProviderUtils, GPKG flavour)
 _STYLE_FIELDS = (
     ("f_table_catalog", ogr.OFTString), ("f_table_schema", ogr.OFTString), ("f_table_name", ogr.OFTString),
@@ -101,6 +110,18 @@ def _point(x: float, y: float) -> ogr.Geometry:
     return g
 
 
+@contextmanager
+def _quiet():
+    """GDAL errors kept from stderr (the writer reports them in its OutputError), the last one reset first so
+    that ``gdal.GetLastErrorMsg()`` names this operation's failure."""
+    gdal.PushErrorHandler("CPLQuietErrorHandler")
+    gdal.ErrorReset()
+    try:
+        yield
+    finally:
+        gdal.PopErrorHandler()
+
+
 class GeoPackageWriter:
     """Incremental, crash-safe writer of the layers of docs/geopackage.md.
 
@@ -110,29 +131,55 @@ class GeoPackageWriter:
         file never mixes CRSs.
     frustum_range_m: ground range of the view frustum polygons, metres.
     Use as a context manager, or call `close()`; every `write()` is committed when it returns.
+    Raises OutputError when the file cannot be created, opened or written, when another writer holds it,
+    or when a photo already has its row.
     """
 
     def __init__(self, path, crs, frustum_range_m: float = FRUSTUM_RANGE_M):
         self.path = Path(path)
         self.frustum_range_m = float(frustum_range_m)
-        self._ds = self._open()
-        existing = self._ds.GetLayerByName("camera_poses")
-        self.crs = (existing is not None and _crs_of_layer(existing)) or pyproj.CRS.from_user_input(crs)
-        self._layers = {name: self._layer(name, geom, fields) for name, (geom, fields) in LAYERS.items()}
-        self._embed_styles()
+        self._ds = None
+        self._layers = {}
+        self._writing: Optional[str] = None  # the photo whose rows are being written, for messages
+        self._raised: Optional[str] = None  # the message of the last GDAL call that raised
+        self._make_folder()
+        self._lock = WriterLock(self.path)
+        try:
+            self._ds = self._open()
+            existing = self._ds.GetLayerByName("camera_poses")
+            self.crs = (existing is not None and _crs_of_layer(existing)) or pyproj.CRS.from_user_input(crs)
+            with _quiet():
+                try:
+                    self._layers = {name: self._layer(name, geom, fields) for name, (geom, fields) in LAYERS.items()}
+                    self._embed_styles()
+                except RuntimeError as exc:  # GDAL with exceptions enabled by other code
+                    raise OutputError(f"Cannot set up the layers of {self.path} ({exc}).") from exc
+                self._index_photos()
+            self._photos = self.photos()
+        except BaseException:
+            self.close()
+            raise
 
     # -- setup -------------------------------------------------------------------------------------------
+    def _make_folder(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file where a folder should be, no permission
+            raise OutputError(f"Cannot create the GeoPackage {self.path} ({exc}).") from exc
+
     def _open(self):
         """The dataset, opened for update or created; OutputError with the reason otherwise."""
         exists = self.path.exists()
+        if exists and self.path.is_file() and not os.access(self.path, os.W_OK):
+            raise OutputError(f"{self.path} is read-only; make it writable or choose another output file.")
         try:  # GDAL returns None, or raises RuntimeError when some other code called ogr.UseExceptions()
-            if exists:
-                ds = ogr.Open(str(self.path), update=1)
-            else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(self.path))
-            reason = gdal.GetLastErrorMsg()
-        except (RuntimeError, OSError) as exc:  # OSError: the parent folder cannot be created
+            with _quiet():
+                if exists:
+                    ds = ogr.Open(str(self.path), update=1)
+                else:
+                    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(self.path))
+                reason = gdal.GetLastErrorMsg()
+        except RuntimeError as exc:
             ds, reason = None, str(exc)
         if exists and (ds is None or ds.GetDriver().GetName() != "GPKG"):
             raise OutputError(f"{self.path} exists but is not a GeoPackage that can be opened for writing "
@@ -144,22 +191,27 @@ class GeoPackageWriter:
     def _layer(self, name: str, geom_type: int, fields):
         layer = self._ds.GetLayerByName(name)
         if layer is None:
+            self._raised = None
             layer = self._ds.CreateLayer(name, _srs(self.crs), geom_type,
                                          options=[f"GEOMETRY_NAME={_GEOM_COLUMN}", "SPATIAL_INDEX=YES"])
             if layer is None:
-                raise OutputError(f"Cannot create the layer {name!r} in {self.path}.")
+                raise OutputError(f"Cannot create the layer {name!r} in {self.path} ({self._reason()}).")
         have = {layer.GetLayerDefn().GetFieldDefn(i).GetName()
                 for i in range(layer.GetLayerDefn().GetFieldCount())}
         for field_name, field_type in fields:
-            if field_name not in have and layer.CreateField(ogr.FieldDefn(field_name, field_type)) != 0:
-                raise OutputError(f"Cannot add the field {field_name!r} to the layer {name!r} in {self.path}.")
+            if field_name not in have and self._gdal(layer.CreateField, ogr.FieldDefn(field_name, field_type)):
+                raise OutputError(f"Cannot add the field {field_name!r} to the layer {name!r} in {self.path} "
+                                  f"({self._reason()}).")
         return layer
 
     def _embed_styles(self) -> None:
         """Store resources/styles/<layer>.qml as each layer's default QGIS style, once per layer."""
         table = self._ds.GetLayerByName(_STYLE_TABLE)
         if table is None:
+            self._raised = None
             table = self._ds.CreateLayer(_STYLE_TABLE, None, ogr.wkbNone)
+            if table is None:
+                raise OutputError(f"Cannot create the style table in {self.path} ({self._reason()}).")
             for name, ftype in _STYLE_FIELDS:
                 defn = ogr.FieldDefn(name, ftype)
                 if name == "useAsDefault":
@@ -169,22 +221,33 @@ class GeoPackageWriter:
         table.ResetReading()
         for feature in table:
             styled.add(feature.GetField("f_table_name"))
+        todo = [name for name in LAYERS if name not in styled and resource_path("styles", f"{name}.qml").is_file()]
+        if not todo:
+            return
         now = _dt.datetime.now(_dt.timezone.utc)
-        self._ds.StartTransaction()
-        for name in LAYERS:
-            qml = resource_path("styles", f"{name}.qml")
-            if name in styled or not qml.is_file():
-                continue
+        self._begin("the layer styles")
+        for name in todo:
             f = ogr.Feature(table.GetLayerDefn())
             for key, value in (("f_table_catalog", ""), ("f_table_schema", ""), ("f_table_name", name),
                                ("f_geometry_column", _GEOM_COLUMN), ("styleName", name),
-                               ("styleQML", qml.read_text(encoding="utf-8")), ("styleSLD", ""),
-                               ("useAsDefault", 1), ("description", "Loc² default style"),
+                               ("styleQML", resource_path("styles", f"{name}.qml").read_text(encoding="utf-8")),
+                               ("styleSLD", ""), ("useAsDefault", 1), ("description", "Loc² default style"),
                                ("owner", ""), ("ui", "")):
                 f.SetField(key, value)
             f.SetField("update_time", now.year, now.month, now.day, now.hour, now.minute, now.second, 100)
-            table.CreateFeature(f)
-        self._ds.CommitTransaction()
+            self._create(table, f)
+        self._commit("the layer styles")
+
+    def _index_photos(self) -> None:
+        """A unique index on camera_poses.photo, so SQLite itself refuses a second row of one photo.
+
+        A file written before the index existed may already hold a photo twice; the index cannot be made
+        there, and `write`'s own check still keeps new photos single.
+        """
+        try:
+            self._ds.ExecuteSQL(f'CREATE UNIQUE INDEX IF NOT EXISTS "{_PHOTO_INDEX}" ON "camera_poses" ("photo")')
+        except RuntimeError:  # GDAL with exceptions enabled: the same as a silent failure
+            pass
 
     # -- reading -----------------------------------------------------------------------------------------
     def photos(self) -> Set[str]:
@@ -193,44 +256,185 @@ class GeoPackageWriter:
 
     # -- writing -----------------------------------------------------------------------------------------
     def write(self, result: Result) -> None:
-        """Append one photo's rows to all five layers in one transaction (all or nothing)."""
+        """Append one photo's rows to all five layers in one transaction (all or nothing).
+
+        Raises OutputError when the file already holds the photo (rows are never replaced) or cannot be
+        written (disk full, read-only); the file then holds exactly what it held before.
+        """
+        if result.photo in self._photos:
+            raise OutputError(self._duplicate(result.photo))
         rows = layer_rows(result, self.crs, self.frustum_range_m)  # compute first: no transaction left open
-        if self._ds.StartTransaction() != 0:
-            raise OutputError(f"Cannot start a transaction in {self.path}.")
+        what = f"the rows of the photo {result.photo}"
+        self._writing = result.photo
         try:
-            for name, features in rows.items():
-                layer = self._layers[name]
-                defn = layer.GetLayerDefn()
-                for geometry, attrs in features:
-                    f = ogr.Feature(defn)
-                    if geometry is not None:
-                        f.SetGeometry(geometry)
-                    for key, value in attrs.items():
-                        _set(f, key, value)
-                    self._create(layer, f)
-        except BaseException:
+            with _quiet():
+                self._begin(what)
+                try:
+                    for name, features in rows.items():
+                        layer = self._layers[name]
+                        defn = layer.GetLayerDefn()
+                        for geometry, attrs in features:
+                            f = ogr.Feature(defn)
+                            if geometry is not None:
+                                f.SetGeometry(geometry)
+                            for key, value in attrs.items():
+                                _set(f, key, value)
+                            self._create(layer, f)
+                except BaseException:
+                    self._rollback()
+                    raise
+                self._commit(what)
+        finally:
+            self._writing = None
+        self._photos.add(result.photo)
+
+    def _begin(self, what: str) -> None:
+        if self._gdal(self._ds.StartTransaction):
+            raise OutputError(self._failure(what))
+
+    def _commit(self, what: str) -> None:
+        if self._gdal(self._ds.CommitTransaction):
+            reason = self._failure(what)
+            self._rollback()  # SQLite may keep a failed COMMIT's transaction open; nothing of it stays
+            raise OutputError(reason)
+
+    def _rollback(self) -> None:
+        try:
             self._ds.RollbackTransaction()
-            raise
-        if self._ds.CommitTransaction() != 0:
-            raise OutputError(f"Cannot commit the rows of {result.photo!r} to {self.path} (disk full?).")
+        except RuntimeError:  # already rolled back by SQLite
+            pass
 
     def _create(self, layer, feature) -> None:
-        if layer.CreateFeature(feature) != 0:
-            raise OutputError(f"Cannot write a feature into the layer {layer.GetName()!r} of {self.path}.")
+        if self._gdal(layer.CreateFeature, feature):
+            photo = self._writing
+            if photo is not None and "UNIQUE constraint failed" in self._reason():
+                raise OutputError(self._duplicate(photo))
+            what = f"the rows of the photo {photo}" if photo is not None else f"a row of {layer.GetName()!r}"
+            raise OutputError(self._failure(what))
+
+    def _gdal(self, call, *args) -> bool:
+        """True when the GDAL ``call`` failed, whether it says so by its return code or, with exceptions
+        enabled by other code, by raising; `_reason` then says why."""
+        self._raised = None
+        try:
+            return call(*args) != 0
+        except RuntimeError as exc:
+            self._raised = str(exc)
+            return True
+
+    def _reason(self) -> str:
+        """Why the last GDAL call failed: its exception's message, else GDAL's last error."""
+        return self._raised or gdal.GetLastErrorMsg() or "GDAL gave no reason"
+
+    def _failure(self, what: str) -> str:
+        return (f"Cannot write {what} into {self.path}: {self._reason()}. The file is intact and holds every "
+                f"photo written before; free disk space or make the file writable, then rerun (loc2 batch "
+                f"--resume continues where it stopped).")
+
+    def _duplicate(self, photo: str) -> str:
+        return (f"{self.path} already holds a row for the photo {photo}; a photo is written once per file "
+                f"(rows are never replaced): skip the photos already there (loc2 batch --resume) or write to "
+                f"another file.")
 
     # -- lifetime ----------------------------------------------------------------------------------------
     def close(self) -> None:
-        """Flush and close the file (idempotent)."""
+        """Flush and close the file, and let other writers in (idempotent)."""
         if self._ds is not None:
-            self._ds.FlushCache()
+            with _quiet():  # after a failed write (disk full) flushing fails too; the file is already safe
+                try:
+                    self._ds.FlushCache()
+                except RuntimeError:
+                    pass
             self._ds = None
             self._layers = {}
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            lock.release()
+            self._lock = None
 
     def __enter__(self) -> "GeoPackageWriter":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class WriterLock:
+    """An exclusive operating-system lock on ``FILE.gpkg.lock``, held by the one writer of ``FILE.gpkg``.
+
+    The system drops the lock when its process ends, however it ends, so a crashed writer never leaves
+    the file locked (its stale lock file is simply locked again). The lock file is removed on release.
+    Raises OutputError when another writer holds the lock.
+    """
+
+    def __init__(self, path: Path):
+        self.target = Path(path)
+        self.path = self.target.with_name(self.target.name + ".lock")
+        self._file = None
+        for _ in range(10):  # a writer that just released removed the file; lock the one there now
+            handle = self._open()
+            if not _try_lock(handle):
+                handle.close()
+                raise OutputError(
+                    f"Another loc2 batch (or another Loc² writer: loc2 localize --out, the QGIS dock's export) is "
+                    f"writing {self.target}; wait until it has finished, or write to another file: two writers "
+                    f"would interleave their photos and could write some of them twice.")
+            if _same_file(handle, self.path):
+                self._file = handle
+                return
+            handle.close()
+        raise OutputError(f"Cannot lock {self.target}: its lock file {self.path} keeps being replaced.")
+
+    def _open(self):
+        try:
+            return open(self.path, "a+b")
+        except OSError as exc:
+            raise OutputError(f"Cannot create the lock file {self.path} next to the GeoPackage ({exc}); the "
+                              "output folder must be writable.") from exc
+
+    def release(self) -> None:
+        """Unlock and remove the lock file (idempotent)."""
+        if self._file is None:
+            return
+        if os.name != "nt":  # removed while still locked, so no one locks a file that is about to go
+            _unlink(self.path)
+        self._file.close()
+        self._file = None
+        if os.name == "nt":  # Windows cannot remove an open file; another writer's open one stays
+            _unlink(self.path)
+
+
+def _try_lock(handle) -> bool:
+    """Take an exclusive, non-blocking lock on the open file ``handle``; False when another holds it."""
+    try:
+        if os.name == "nt":
+            import msvcrt
+
+            handle.seek(0)
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def _same_file(handle, path: Path) -> bool:
+    """Whether ``path`` still names the file ``handle`` has open (a releasing writer may have removed it)."""
+    try:
+        opened, named = os.fstat(handle.fileno()), os.stat(path)
+    except OSError:
+        return False
+    return (opened.st_dev, opened.st_ino) == (named.st_dev, named.st_ino)
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:  # already gone, or open elsewhere (Windows)
+        pass
 
 
 def photos_in(path, layer: Optional[str] = None) -> Set[str]:

@@ -12,6 +12,10 @@ width from FocalPlaneXResolution ("exif-focal"), `DEFAULT_HFOV_DEG` ("default").
 
 PIL's ``ImageFile.LOAD_TRUNCATED_IMAGES`` must stay False (its default): with it, a truncated JPEG decodes
 to a grey bottom half instead of raising, and would be localized as if it were whole.
+
+Before decoding, the size the header claims is checked (`check_photo_size`): at most `MAX_PHOTO_PIXELS`,
+at least `MIN_PHOTO_SIDE_PX` on each side, and not more than the file's bytes can possibly hold (a JPEG or
+PNG cut right after its header decodes without an error, into grey).
 """
 
 from __future__ import annotations
@@ -25,8 +29,15 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .cameras import PanoramaCamera, PinholeCamera, hfov_from_focal_35mm, looks_like_panorama
-from .errors import CameraError
+from .errors import CameraError, PhotoError
 from .exif import ExifInfo, decode_error, exif_from_image, open_photo
+
+#: the most pixels a photo may have: decoding costs about 14 bytes a pixel (PIL's buffer, the RGB array, the
+#: upright copy), 1.7 GB here; a 102-megapixel medium-format frame (11648 × 8736) still passes
+MAX_PHOTO_PIXELS = 120_000_000
+#: the least a photo may have on each side, px: below this it is a thumbnail or a placeholder, and the
+#: matcher's input (144 × 192 px for a pinhole, 8 px a token) would be almost all interpolation
+MIN_PHOTO_SIDE_PX = 32
 
 #: horizontal FOV assumed for a pinhole photo with no user value and no usable EXIF optics, degrees
 #: (a typical phone main camera is 63-70°)
@@ -79,6 +90,7 @@ class GroundImage:
         if camera not in CAMERA_CHOICES:
             raise CameraError(f"The camera type {camera!r} is unknown; use one of {', '.join(CAMERA_CHOICES)}.")
         with open_photo(path) as img:
+            check_photo_size(img, path)
             exif = exif_from_image(img)
             _decode(img, path)
             try:
@@ -147,6 +159,76 @@ def hfov_from_exif(exif: ExifInfo, width: int, height: int) -> Tuple[Optional[fl
         if 1.0 <= hfov <= 179.0:
             return hfov, "exif-focal"
     return None, None
+
+
+def check_photo_size(img: Image.Image, path: str) -> None:
+    """Raise `PhotoError` when the size in the header of the opened (not yet decoded) ``img`` is beyond
+    `MAX_PHOTO_PIXELS`, below `MIN_PHOTO_SIDE_PX`, or more than the file's bytes can encode."""
+    width, height = img.size
+    if width * height > MAX_PHOTO_PIXELS:
+        raise PhotoError(
+            f"The photo {path} is {width} × {height} px ({width * height / 1e6:.0f} megapixels), more than the "
+            f"{MAX_PHOTO_PIXELS / 1e6:.0f}-megapixel limit of what is decoded; downscale it (e.g. to 4000 px "
+            f"across: the matcher sees photos a few hundred pixels wide).")
+    if min(width, height) < MIN_PHOTO_SIDE_PX:
+        raise PhotoError(
+            f"The photo {path} is only {width} × {height} px; a photo must be at least {MIN_PHOTO_SIDE_PX} px on "
+            f"each side to be localized (this is a thumbnail or a placeholder); use the full-size photo.")
+    needed = _least_bytes(img, path)
+    have = os.path.getsize(path)
+    if have < needed:
+        raise PhotoError(
+            f"The photo {path} is truncated: its header says {width} × {height} px, which takes at least "
+            f"{needed:,.0f} bytes of image data, but the whole file has {have:,} bytes; the copy or download was "
+            f"probably interrupted, copy it again.")
+
+
+def _least_bytes(img: Image.Image, path: str) -> float:
+    """A lower bound on the size of a complete file of ``img``'s format and size, bytes (0: no bound).
+
+    A Huffman-coded JPEG spends at least 1 bit on each 8 × 8 block of its full-resolution component (the
+    code of its DC difference; every scan order codes it); deflate compresses at most 1032:1 (a 258-byte
+    match in 2 bits) and a PNG row holds at least 1 bit a pixel. Arithmetic-coded JPEGs and other formats
+    have no such bound here (their decoders report truncation themselves).
+    """
+    width, height = img.size
+    if img.format in ("JPEG", "MPO") and _jpeg_frame_marker(path) in _HUFFMAN_FRAMES:
+        return math.ceil(width / 8) * math.ceil(height / 8) / 8.0
+    if img.format == "PNG":
+        return width * height / 8.0 / 1032.0
+    return 0.0
+
+
+#: JPEG start-of-frame markers of Huffman-coded frames (baseline, extended, progressive, lossless, hierarchical)
+_HUFFMAN_FRAMES = (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7)
+
+
+def _jpeg_frame_marker(path: str) -> Optional[int]:
+    """The second byte of the first start-of-frame marker of the JPEG file at ``path``; None if not found
+    before the first scan (the decoder then reports what is wrong)."""
+    with open(path, "rb") as f:
+        if f.read(2) != b"\xff\xd8":
+            return None
+        for _ in range(1000):  # a header has a few dozen segments; this bounds a corrupt one
+            byte = f.read(1)
+            while byte == b"\xff":  # fill bytes before a marker
+                byte = f.read(1)
+            if not byte:
+                return None
+            marker = byte[0]
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                return marker
+            if marker in (0xDA, 0xD9):  # start of scan, end of image: no frame header before them
+                return None
+            if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a length
+                continue
+            length = f.read(2)
+            if len(length) < 2:
+                return None
+            f.seek(int.from_bytes(length, "big") - 2, os.SEEK_CUR)
+            if f.read(1) != b"\xff":
+                return None
+    return None
 
 
 def _decode(img: Image.Image, path: str) -> None:

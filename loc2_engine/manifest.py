@@ -69,7 +69,8 @@ class ManifestRow:
 
 
 def read_manifest(csv_path) -> List[ManifestRow]:
-    """Read and check every row of ``csv_path`` (UTF-8, a BOM is tolerated); raises `ManifestError`."""
+    """Read and check every row of ``csv_path`` (UTF-8, a BOM is tolerated), one row per photo; raises
+    `ManifestError`."""
     csv_path = os.fspath(csv_path)
     folder = os.path.dirname(os.path.abspath(csv_path))
     try:
@@ -80,7 +81,7 @@ def read_manifest(csv_path) -> List[ManifestRow]:
                 raise ManifestError(f"The manifest {csv_path} has no 'photo' column in its header line; the first "
                                     f"line must name the columns ({', '.join(MANIFEST_COLUMNS)}).")
             crs_ok: Dict[str, Optional[str]] = {}
-            return [_parse_row(rec, reader.line_num, csv_path, folder, crs_ok) for rec in reader]
+            rows = [_parse_row(rec, reader.line_num, csv_path, folder, crs_ok) for rec in reader]
     except FileNotFoundError as exc:
         raise ManifestError(f"The manifest {csv_path} does not exist; give the dataset folder's manifest.csv.") \
             from exc
@@ -88,6 +89,20 @@ def read_manifest(csv_path) -> List[ManifestRow]:
         raise ManifestError(f"The manifest {csv_path} is not UTF-8 text ({exc}); save it as UTF-8 CSV.") from exc
     except csv.Error as exc:
         raise ManifestError(f"The manifest {csv_path} is not valid CSV ({exc}).") from exc
+    _check_one_row_per_photo(rows, csv_path)
+    return rows
+
+
+def _check_one_row_per_photo(rows: List[ManifestRow], csv_path: str) -> None:
+    """ManifestError naming both lines when two rows name the same photo: a batch would localize and write it
+    twice, and which row's prior or camera is meant cannot be guessed."""
+    seen: Dict[str, int] = {}
+    for row in rows:
+        key = os.path.normcase(row.photo)
+        if key in seen:
+            raise ManifestError(f"The manifest {csv_path} lists the photo {row.photo} twice, on lines {seen[key]} "
+                                f"and {row.line}; a manifest has one row per photo: remove one of them.")
+        seen[key] = row.line
 
 
 def write_manifest(path, rows: Iterable[Union[ManifestRow, Mapping[str, object]]]) -> None:
@@ -199,6 +214,6 @@ def _check(row: ManifestRow, where: str, crs_ok: Dict) -> None:
         if row.heading_prior_deg is None:
             raise ManifestError(f"{where} has a heading_tolerance_deg but no heading_prior_deg; give both or "
                                 f"neither.")
-        if not 0.0 <= row.heading_tolerance_deg <= 180.0:
-            raise ManifestError(f"{where}: heading_tolerance_deg {row.heading_tolerance_deg:g} must be between 0 "
-                                f"and 180 degrees.")
+        if not 0.0 < row.heading_tolerance_deg <= 180.0:  # 0 would allow no heading at all
+            raise ManifestError(f"{where}: heading_tolerance_deg {row.heading_tolerance_deg:g} must be more than 0 "
+                                f"and at most 180 degrees.")

@@ -8,6 +8,7 @@ and turned. `SearchArea` carries the window, its local frame, the prior in it an
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from dataclasses import dataclass, replace
 from typing import Optional
@@ -17,6 +18,7 @@ import numpy as np
 from . import defaults
 from .aerial import AerialWindow, raster_info, window_around
 from .errors import AerialError, PriorError
+from .exif import invalid_gps_error
 from .georef import LocalFrame, transform_points
 from .orientation import CanonicalView, canonical_view, turned_px
 
@@ -50,6 +52,43 @@ class Prior:
     @property
     def has_position(self) -> bool:
         return self.x is not None and self.y is not None
+
+    def validate(self) -> "Prior":
+        """This prior, unchanged, when every value is usable; else PriorError naming the first one that is not:
+        half a position or a coordinate that is not a finite number, a radius that is not a distance above
+        0 m, a heading that is not a finite angle, a heading's tolerance outside (0°, 180°].
+
+        A Prior is a plain mutable record (callers adjust it after construction), so it is checked where it
+        is used, before any work is done for it, rather than when it is built.
+        """
+        if (self.x is None) != (self.y is None):
+            raise PriorError("The prior position has only one coordinate; give both x and y, or neither to use "
+                             "the photo's EXIF GPS.")
+        if self.has_position and not (_finite(self.x) and _finite(self.y)):
+            raise PriorError(f"The prior position ({_show(self.x)}, {_show(self.y)}) is not a pair of finite "
+                             "numbers; give its coordinates in its CRS.")
+        if not (_finite(self.radius_m) and self.radius_m > 0):
+            raise PriorError(f"The search radius {_show(self.radius_m)} m is not usable: it must be a distance in "
+                             f"metres greater than 0 (the default is {defaults.RADIUS_M:g} m).")
+        if self.heading_deg is not None and not _finite(self.heading_deg):
+            raise PriorError(f"The heading prior {_show(self.heading_deg)}° is not a direction: give degrees "
+                             "clockwise from true north, or none for an unknown orientation.")
+        tolerance = self.heading_tolerance_deg  # only used with a heading (callers may set both apart)
+        if self.heading_deg is not None and tolerance is not None and not (
+                _finite(tolerance) and 0.0 < tolerance <= 180.0):
+            raise PriorError(f"The heading tolerance {_show(tolerance)}° is not usable: it must be more than 0° "
+                             f"and at most 180° (the default is {defaults.HEADING_TOLERANCE_DEG:g}°).")
+        return self
+
+
+def _finite(value) -> bool:
+    """True for a real, finite number (int, float, numpy scalar); False for NaN, ±inf, text, None, bools."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _show(value) -> str:
+    """A number as ``:g`` writes it (nan, inf, -5, 0.5), anything else as its repr."""
+    return f"{value:g}" if isinstance(value, numbers.Real) and not isinstance(value, bool) else repr(value)
 
 
 @dataclass(frozen=True)
@@ -113,11 +152,15 @@ def aerial_window(matcher, model_name: str, aerial, prior: Prior, turned: bool =
 
 def resolve_prior(ground, prior: Optional[Prior], aerial, exif_radius_m: float = defaults.RADIUS_M) -> Prior:
     """A Prior with a position and a CRS: the given one (its CRS defaulting to the aerial source's), else the
-    photo's EXIF GPS (WGS84), else PriorError."""
-    prior = prior or Prior(radius_m=exif_radius_m)
+    photo's EXIF GPS (WGS84), else PriorError; PriorError too for a prior with an unusable value
+    (`Prior.validate`) or an invalid EXIF GPS position."""
+    prior = (prior or Prior(radius_m=exif_radius_m)).validate()
     if prior.has_position:
         return prior if prior.crs is not None else replace(prior, crs=_aerial_crs(aerial))
     lonlat = getattr(ground.exif, "lonlat", None) if ground.exif is not None else None
+    invalid = invalid_gps_error(ground.path, ground.exif) if ground.exif is not None else None
+    if invalid is not None:
+        raise invalid
     if lonlat is None:
         raise PriorError(
             f"The photo {os.path.basename(os.fspath(ground.path))} has no GPS position in its EXIF and no "

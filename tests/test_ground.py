@@ -134,7 +134,7 @@ def test_fitted_wide_pinhole_is_letterboxed_with_its_edge_rows(tmp_path):
 
 def test_16_bit_grey_png_is_scaled_not_clipped(tmp_path):
     path = tmp_path / "g16.png"
-    Image.fromarray(np.full((10, 20), 32896, np.uint16)).save(path)  # 128 * 257
+    Image.fromarray(np.full((40, 80), 32896, np.uint16)).save(path)  # 128 * 257
     g = GroundImage.load(path)
     assert (g.image == 128).all()
 

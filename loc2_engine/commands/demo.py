@@ -78,7 +78,11 @@ def run(args) -> int:
     with writer:
         for row, job in zip(rows, manifest_jobs(rows)):
             result = localize_job(job, None, localizer)
-            writer.write(result)
+            try:
+                writer.write(result)
+            except Loc2Error as exc:  # the output cannot be written (disk full): stop, the file stays valid
+                print(f"loc2 demo: {exc}", file=sys.stderr)
+                return 2
             camera = row.camera if row.camera in ("pano", "pinhole") else (result.camera or "unknown")
             rec = record_for(result, camera, row.heading_prior_deg is not None, row.true_xy,
                              row.true_heading_deg, row.crs)

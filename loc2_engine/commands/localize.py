@@ -1,8 +1,10 @@
 """`loc2 localize PHOTO --aerial RASTER ...` (docs/cli.md): one photo, one pose.
 
 Prints a short summary (or, with --json, one JSON object with the `camera_poses` fields, failed or not),
-optionally writes the GeoPackage layers and a figure; a failure's sentence goes to stderr. Exit status 0 when a pose was found (ok or low_confidence), 1 when the
-photo failed (the reason on stderr), 2 when the command could not run (model, depth, output file).
+optionally writes the GeoPackage layers and a figure; a failure's sentence goes to stderr. Exit status 0
+when a pose was found (ok or low_confidence), 1 when the photo failed (the reason on stderr), 2 when the
+command could not run (options, model, depth, output file). Options and the photo's EXIF GPS (when it is
+the prior) are checked before the model loads.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import json
 import sys
 
 from .. import defaults
-from .options import add_camera_prior_options, add_model_options
+from .options import add_camera_prior_options, add_model_options, camera_prior_error
 
 HELP = "localize one photo against an aerial raster (pose, confidence, optional GeoPackage and figure)"
 
@@ -31,8 +33,27 @@ def prior_from_args(args):
     from ..pipeline import Prior
 
     x, y = args.prior if args.prior else (None, None)
-    return Prior(x=x, y=y, crs=args.prior_crs, radius_m=args.radius or defaults.RADIUS_M,
-                 heading_deg=args.heading, heading_tolerance_deg=args.heading_tolerance)
+    radius = defaults.RADIUS_M if args.radius is None else args.radius  # 0 is refused, not replaced
+    return Prior(x=x, y=y, crs=args.prior_crs, radius_m=radius, heading_deg=args.heading,
+                 heading_tolerance_deg=args.heading_tolerance)
+
+
+def _invalid_exif_gps(args):
+    """The failed Result of a photo whose EXIF GPS would be the prior but is invalid, found without loading
+    the model; None otherwise (also when the photo cannot be read: the localizer says why)."""
+    import os
+
+    from ..errors import Loc2Error
+    from ..exif import invalid_gps_error, read_exif
+    from ..result import Result
+
+    try:
+        error = invalid_gps_error(args.photo, read_exif(args.photo))
+    except Loc2Error:
+        return None
+    if error is None:
+        return None
+    return Result.failure(args.photo, error, model=os.path.basename(args.model), depth=args.depth or "")
 
 
 def summary(result) -> str:
@@ -51,17 +72,20 @@ def run(args) -> int:
     from ..errors import Loc2Error
     from ..pipeline import Localizer
 
-    if args.heading_tolerance is not None and args.heading is None:
-        print("loc2 localize: --heading-tolerance needs --heading.", file=sys.stderr)
+    problem = camera_prior_error(args)
+    if problem is not None:
+        print(f"loc2 localize: {problem}", file=sys.stderr)
         return 2
-    try:
-        localizer = Localizer(model=args.model, depth=args.depth, device=args.device, weights=args.weights,
-                              backbone=args.backbone, camera=args.camera, hfov_deg=args.hfov,
-                              camera_height_m=args.camera_height)
-    except Loc2Error as exc:
-        print(f"loc2 localize: {exc}", file=sys.stderr)
-        return 2
-    result = localizer.localize(args.photo, args.aerial, prior_from_args(args))
+    result = None if args.prior else _invalid_exif_gps(args)
+    if result is None:
+        try:
+            localizer = Localizer(model=args.model, depth=args.depth, device=args.device, weights=args.weights,
+                                  backbone=args.backbone, camera=args.camera, hfov_deg=args.hfov,
+                                  camera_height_m=args.camera_height)
+        except Loc2Error as exc:
+            print(f"loc2 localize: {exc}", file=sys.stderr)
+            return 2
+        result = localizer.localize(args.photo, args.aerial, prior_from_args(args))
     if args.json:
         print(json.dumps(result.pose_row(), ensure_ascii=False))
     elif result.ok:

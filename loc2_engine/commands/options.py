@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+from typing import Optional
 
 from .. import defaults
 
@@ -45,3 +47,31 @@ def add_camera_prior_options(parser: argparse.ArgumentParser, single_photo: bool
                    help="heading prior, degrees clockwise from true north (default: unknown orientation)")
     g.add_argument("--heading-tolerance", type=float, default=None,
                    help=f"tolerance of --heading, degrees (default {defaults.HEADING_TOLERANCE_DEG:g})")
+
+
+def camera_prior_error(args) -> Optional[str]:
+    """The first unusable camera or prior option of `add_camera_prior_options` as a sentence, None when all
+    are usable: checked before the model loads, so that a typo costs nothing (argparse's ``float`` takes
+    nan, inf and negative numbers)."""
+    prior = getattr(args, "prior", None)
+    if prior is not None and not all(math.isfinite(v) for v in prior):
+        return f"--prior {prior[0]:g} {prior[1]:g} is not a position: give two finite coordinates."
+    if args.radius is not None and not (math.isfinite(args.radius) and args.radius > 0):
+        return (f"--radius {args.radius:g} is not a usable search radius: give a distance in metres greater "
+                f"than 0 (the default is {defaults.RADIUS_M:g}).")
+    if args.heading is not None and not math.isfinite(args.heading):
+        return f"--heading {args.heading:g} is not a direction: give degrees clockwise from true north."
+    if args.heading_tolerance is not None:
+        if args.heading is None and not getattr(args, "exif_heading", False):  # batch: EXIF headings use it
+            alternative = " or --exif-heading" if hasattr(args, "exif_heading") else ""
+            return f"--heading-tolerance needs --heading{alternative}."
+        if not (math.isfinite(args.heading_tolerance) and 0 < args.heading_tolerance <= 180):
+            return (f"--heading-tolerance {args.heading_tolerance:g} is not usable: give degrees more than 0 "
+                    f"and at most 180 (the default is {defaults.HEADING_TOLERANCE_DEG:g}).")
+    if args.camera_height is not None and not (math.isfinite(args.camera_height) and args.camera_height > 0):
+        return (f"--camera-height {args.camera_height:g} is not usable: give the camera's height above the "
+                f"ground in metres, greater than 0 (the default is {defaults.CAMERA_HEIGHT_M:g}).")
+    if args.hfov is not None and not (math.isfinite(args.hfov) and 0 < args.hfov < 180):
+        return (f"--hfov {args.hfov:g} is not a pinhole field of view: give degrees between 0 and 180 "
+                "(exclusive); a 360° panorama needs --camera pano, not --hfov.")
+    return None

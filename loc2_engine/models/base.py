@@ -324,30 +324,129 @@ def pad_rows(image: np.ndarray, top: int, height: int) -> np.ndarray:
     return np.pad(image, ((top, bottom), (0, 0), (0, 0)), mode="edge")
 
 
+#: the most numbers (parameters and buffers) a weight file may declare for a network built by
+#: `build_from_file`, checked before anything is allocated: the default matcher has 6 M with its positional
+#: encodings, the mono depth network 0.5 M; 100 M (400 MB of float32) leaves room for larger variants while
+#: a file declaring a huge network is refused at once instead of after gigabytes and tens of seconds
+MAX_NETWORK_NUMBERS = 100_000_000
+
+#: metadata keys of a weight file that hold JSON objects, and what each describes (for messages)
+_JSON_METADATA = {"conf": "architecture configuration", "confidence": "confidence calibration",
+                  "training": "training summary"}
+
+
 def build_from_file(cls, weights, conf: Optional[dict], what: str) -> nn.Module:
     """``cls(conf)`` with ``weights`` loaded strictly, in eval mode; without weights, a fresh ``cls(conf)``.
 
     The architecture configuration stored in a safetensors file's metadata (key ``conf``, JSON) wins over
-    ``conf``, so a weight file always rebuilds the network it was trained as. ``what`` names the network in
-    the ModelError raised for unreadable or mismatching weights.
+    ``conf``, so a weight file always rebuilds the network it was trained as. Before anything is allocated
+    the file's metadata is parsed, the declared network is built on the meta device (no memory) and checked
+    against `MAX_NETWORK_NUMBERS` and against the shapes of the file's tensors, so that a file declaring an
+    unusable or huge network is refused at once. ``what`` names the network in the ModelError raised for
+    unreadable, unusable or mismatching weights.
     """
     if weights is None:
         return cls(conf)
-    state, meta = load_state_file(weights)
-    if "conf" in meta:
-        conf = json.loads(meta["conf"])
+    shapes, meta = read_state_header(weights)
+    if meta.get("conf") is not None:
+        conf = json_metadata(meta, "conf", weights)
+    experts = sorted({k.split(".")[1] for k in shapes if k.startswith("experts.") and k.count(".") > 1})
+    _check_declared_network(cls, conf, experts, shapes, weights, what)
+    confidence = json_metadata(meta, "confidence", weights)
+    training = json_metadata(meta, "training", weights) or {}
+    state, _ = load_state_file(weights)
     net = cls(conf)
-    for kind in sorted({k.split(".")[1] for k in state if k.startswith("experts.")}):
+    for kind in experts:
         net.add_expert(kind, cls(conf))  # an expert is of its file's architecture (Matcher.add_expert)
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise ModelError(f"The weight file {weights} does not fit {what}: {exc}") from exc
-    if "confidence" in meta:  # the model's own calibration of its pose confidence (confidence.py)
-        net.confidence_calibration = json.loads(meta["confidence"])
-    if isinstance(net, Matcher) and json.loads(meta.get("training", "{}")).get("turn"):  # sun from every side
+    if confidence is not None:  # the model's own calibration of its pose confidence (confidence.py)
+        net.confidence_calibration = confidence
+    if isinstance(net, Matcher) and training.get("turn"):  # trained with the sun from every side
         net.aerial_quarters = 4
     return net.eval()
+
+
+def read_state_header(path) -> Tuple[Dict[str, Tuple[int, ...]], Dict[str, str]]:
+    """(tensor name -> shape, metadata strings) of a weight file, without reading its tensors for a
+    ``.safetensors`` file (its header lists them); a PyTorch file is loaded (`load_state_file`), which its
+    size bounds. Raises ModelError like `load_state_file`."""
+    path = Path(path)
+    if path.suffix != ".safetensors" or not path.is_file():
+        state, meta = load_state_file(path)
+        return {k: tuple(v.shape) for k, v in state.items()}, meta
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}, dict(f.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelError(f"The weight file {path} is not a readable safetensors file: {exc}") from exc
+
+
+def json_metadata(meta: Dict[str, str], key: str, path) -> Optional[dict]:
+    """The JSON object stored under ``key`` in a weight file's metadata (None when absent or ``null``);
+    ModelError naming the file and the key when it is not a JSON object."""
+    text = meta.get(key)
+    if text is None:
+        return None
+    what = _JSON_METADATA.get(key, key)
+    try:
+        value = json.loads(text)
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise ModelError(f"The weight file {path} has a '{key}' metadata entry (its {what}) that is not valid "
+                         f"JSON ({exc}); the file is damaged or was not written by Loc², re-export it.") from exc
+    if value is not None and not isinstance(value, dict):
+        raise ModelError(f"The weight file {path} has a '{key}' metadata entry (its {what}) that is a JSON "
+                         f"{type(value).__name__}, not an object of named values; re-export the file.")
+    if key == "confidence" and value is not None:
+        _check_calibration(value, path)
+    return value
+
+
+def _check_calibration(calibration: dict, path) -> None:
+    """A confidence calibration is logistic weights: an ``intercept`` and finite numbers only."""
+    bad = [k for k, v in calibration.items()
+           if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v)]
+    if "intercept" not in calibration or bad:
+        why = f"its values {', '.join(map(repr, bad))} are not finite numbers" if bad else "it has no 'intercept'"
+        raise ModelError(f"The weight file {path} has a confidence calibration that cannot be used: {why}; "
+                         "recalibrate it (scripts/calibrate_confidence.py) or remove the 'confidence' entry.")
+
+
+def _check_declared_network(cls, conf, experts, shapes: Dict[str, Tuple[int, ...]], path, what: str) -> None:
+    """Build the declared network on the meta device (no memory is allocated) and refuse it, with a
+    ModelError, when its configuration is unusable, it is larger than `MAX_NETWORK_NUMBERS`, or the
+    file's tensors do not have its names and shapes."""
+    try:
+        with torch.device("meta"):
+            probe = cls(conf)
+            for kind in experts:
+                probe.add_expert(kind, cls(conf))
+    except ModelError as exc:
+        raise ModelError(f"The weight file {path} declares a configuration of {what} that cannot be "
+                         f"built: {exc}") from exc
+    except (TypeError, ValueError, KeyError, IndexError, ZeroDivisionError, RuntimeError) as exc:
+        raise ModelError(f"The weight file {path} declares a configuration of {what} that cannot be built "
+                         f"({type(exc).__name__}: {exc}); its 'conf' metadata is damaged.") from exc
+    numbers = sum(t.numel() for t in probe.parameters()) + sum(t.numel() for t in probe.buffers())
+    if numbers > MAX_NETWORK_NUMBERS:
+        raise ModelError(f"The weight file {path} declares a network of {numbers:,} parameters and buffers, "
+                         f"more than the {MAX_NETWORK_NUMBERS:,} allowed for {what}; it is refused before "
+                         "loading (its 'conf' metadata is damaged, or it is not a Loc² weight file).")
+    expected = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
+    missing = sorted(set(expected) - set(shapes))
+    unexpected = sorted(set(shapes) - set(expected))
+    resized = sorted(k for k in set(expected) & set(shapes) if expected[k] != shapes[k])
+    if missing or unexpected or resized:
+        parts = [f"{len(names)} {label} (e.g. {names[0]}"
+                 + (f": {shapes[names[0]]} in the file, {expected[names[0]]} in the network)" if label ==
+                    "tensors of another shape" else ")")
+                 for label, names in (("missing tensors", missing), ("unexpected tensors", unexpected),
+                                      ("tensors of another shape", resized)) if names]
+        raise ModelError(f"The weight file {path} does not fit {what}: {'; '.join(parts)}.")
 
 
 def merge_conf(defaults: dict, conf: Optional[dict], what: str) -> dict:

@@ -24,7 +24,7 @@ from torch import nn
 from ..errors import ModelError
 from .base import build_from_file, letterbox_image, merge_conf, resize_image, to_input
 from .heads import BasicBlock, pad
-from .small import DownConv, upsample2
+from .small import MAX_GROUND_TOKENS, DownConv, upsample2, whole_list
 
 #: depth kind of the predictions (see `lifting`)
 MONO_DEPTH_KIND = "range"
@@ -37,6 +37,13 @@ DEFAULT_CONF = {
     "pinhole_size": [144, 192],
     "sky_threshold": 0.5,
 }
+
+
+def check_sizes(conf: dict) -> None:
+    """Raise ModelError naming the first channel count or input size the network cannot be built with."""
+    whole_list(conf, "channels", 4)
+    for key in ("pano_size", "pinhole_size"):  # four stride-2 stages; no larger than the matcher's inputs
+        whole_list(conf, key, 2, multiple_of=16, most=MAX_GROUND_TOKENS * 8)
 
 
 class UpBlock(nn.Module):
@@ -58,6 +65,7 @@ class MonoDepthNet(nn.Module):
     def __init__(self, conf: Optional[dict] = None):
         super().__init__()
         self.conf = merge_conf(DEFAULT_CONF, conf, "the mono depth model")
+        check_sizes(self.conf)
         c1, c2, c3, c4 = self.conf["channels"]
         self.input_sizes = {"pano": tuple(self.conf["pano_size"]), "pinhole": tuple(self.conf["pinhole_size"])}
         self.down1, self.down2 = DownConv(3, c1), DownConv(c1, c2)

@@ -15,12 +15,14 @@ positional encoding on the ground side only.
 
 from __future__ import annotations
 
-from typing import Optional
+import math
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ModelError
 from .base import (AerialFeatures, GroundFeatures, Matcher, build_from_file, cell_centres_local, grid_centres_uv,
                    merge_conf)
 from .heads import BasicBlock, ProjectionHead, pad
@@ -42,6 +44,66 @@ DEFAULT_CONF = {
     "pano_size": [128, 256],
     "pinhole_size": [144, 192],
 }
+
+
+#: the largest aerial window side, px (the default is 224): beyond it a configuration is a mistake, and its
+#: activations would not fit in memory
+MAX_AERIAL_PX = 2048
+#: the most ground tokens along a side: the ground head's positional encoding covers 256 × 256
+MAX_GROUND_TOKENS = 256
+
+
+def check_conf(c: dict) -> None:
+    """Raise ModelError naming the first value of a full configuration (`DEFAULT_CONF`'s keys) that the
+    network cannot be built or run with; called before anything is built."""
+    for key in ("desc_dim", "fpn_dim", "att_heads"):
+        whole(c, key)
+    whole(c, "att_layers", least=0)
+    whole_list(c, "ground_channels", 4)
+    whole_list(c, "aerial_channels", 4)
+    require(c, "desc_dim", c["desc_dim"] % 4 == 0, "a multiple of 4 (the positional encoding cycles 4 channels)")
+    require(c, "att_heads", c["desc_dim"] % c["att_heads"] == 0, f"a divisor of desc_dim ({c['desc_dim']})")
+    for key in ("tau", "aerial_gsd"):
+        require(c, key, _number(c[key]) and c[key] > 0, "a positive number")
+    require(c, "dustbin_init", _number(c["dustbin_init"]), "a finite number")
+    for key in ("aerial_stride", "token_stride"):
+        require(c, key, c[key] in (4, 8) and not isinstance(c[key], bool), "4 or 8")
+    whole(c, "aerial_size_px", multiple_of=16, most=MAX_AERIAL_PX)  # four stride-2 stages
+    for key in ("pano_size", "pinhole_size"):
+        whole_list(c, key, 2, multiple_of=16, most=MAX_GROUND_TOKENS * c["token_stride"])
+
+
+def require(c: dict, key: str, ok: bool, must: str) -> None:
+    """ModelError saying that configuration value ``key`` must be ``must`` unless ``ok``."""
+    if not ok:
+        raise ModelError(f"the configuration value {key} = {c[key]!r} is not usable: it must be {must}.")
+
+
+def whole(c: dict, key: str, least: int = 1, multiple_of: int = 1, most: Optional[int] = None) -> None:
+    """Configuration value ``key`` must be a whole number in [least, most], a multiple of ``multiple_of``."""
+    require(c, key, _whole_ok(c[key], least, multiple_of, most), _whole_rule(least, multiple_of, most))
+
+
+def whole_list(c: dict, key: str, length: int, multiple_of: int = 1, most: Optional[int] = None) -> None:
+    """Configuration value ``key`` must be ``length`` whole numbers of at least 1, as `whole`."""
+    value = c[key]
+    ok = isinstance(value, Sequence) and not isinstance(value, str) and len(value) == length and all(
+        _whole_ok(v, 1, multiple_of, most) for v in value)
+    require(c, key, ok, f"a list of {length} numbers, each {_whole_rule(1, multiple_of, most)}")
+
+
+def _whole_ok(value, least: int, multiple_of: int, most: Optional[int]) -> bool:
+    return (isinstance(value, int) and not isinstance(value, bool) and value >= least
+            and value % multiple_of == 0 and (most is None or value <= most))
+
+
+def _whole_rule(least: int, multiple_of: int, most: Optional[int]) -> str:
+    rule = f"a whole number of at least {least}" + (f" and at most {most}" if most is not None else "")
+    return rule + (f", a multiple of {multiple_of}" if multiple_of > 1 else "")
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 class DownConv(nn.Module):
@@ -119,6 +181,7 @@ class SmallMatcher(Matcher):
     def __init__(self, conf: Optional[dict] = None):
         super().__init__()
         self.conf = merge_conf(DEFAULT_CONF, conf, "the default model")
+        check_conf(self.conf)
         c = self.conf
         self.ground_input_sizes = {"pano": tuple(c["pano_size"]), "pinhole": tuple(c["pinhole_size"])}
         self.token_stride = int(c["token_stride"])
