@@ -3,7 +3,8 @@
 The CLI, `batch`, the Processing algorithm and the QGIS plugin all call `Localizer.localize`; nothing else
 runs the method. It hands each stage's frozen output to the next:
 
-    photo ─ GroundImage (EXIF orientation applied, camera model) ─ fitted to the matcher's input
+    photo ─ GroundImage (EXIF orientation applied, camera model) ─ fitted to the matcher's input ─
+        content.check_content (a frame with nothing to match is refused)
     prior + aerial ─ search_area ─ SearchArea (the window around the prior, its frame, a canonical view)
     depth provider ─ lifting.lift_tokens ─ LiftedTokens (every ground token in the camera's BEV)
     feature_cache + probabilities.matches_for ─ Matches (P with its test-time ensembles, matches drawn)
@@ -24,6 +25,7 @@ import torch
 
 from .assemble import area_fields, assemble_result, photo_fields
 from .config import LocalizerConfig
+from .content import check_content
 from .depth import DepthProvider, get_depth_provider
 from .errors import Loc2Error
 from .feature_cache import AerialFeatureCache
@@ -94,6 +96,7 @@ class Localizer:
             area = search_area(self.matcher, self.model_name, ground, prior, aerial, config.photo.radius_m)
             H, W = self.matcher.ground_input_size_for(ground.camera.kind)
             ground_in = ground.fitted(W, H, letterbox=self.matcher.letterbox)
+            check_content(ground_in.content.image, os.path.basename(photo_id))
             lifted = lift_tokens(self.matcher, self.depth, ground_in, depth_map, area.view.roll,
                                  config.lifting.max_range_m)
             matches = matches_for(self.features, area.window, ground_in, lifted.valid, config.matching,

@@ -276,7 +276,9 @@ image = np.random.default_rng(0).integers(0, 256, (n, n, 3), dtype=np.uint8)
 window = AerialWindow.from_array(image, (gsd, 0, -half, 0, -gsd, half), local_crs, (0.0, 0.0), local_crs,
                                  size_m, gsd)
 assert (window.image == image).all()
-ground = GroundImage("pano.jpg", np.full((64, 128, 3), 128, np.uint8), PanoramaCamera(128, 64), ExifInfo(), "pano")
+shade = np.linspace(0, 255, 128).astype(np.uint8)  # a photo with content, not a blank frame
+photo = np.tile(shade[None, :, None], (64, 1, 3))
+ground = GroundImage("pano.jpg", photo, PanoramaCamera(128, 64), ExifInfo(), "pano")
 result = loc.localize(ground, window, pipeline.Prior(0.0, 0.0, local_crs, radius_m=10.0))
 assert result.error_code != "aerial", result.error
 for build_window in (lambda: AerialWindow.from_raster("aerial.tif", (0, 0), None, size_m, gsd),

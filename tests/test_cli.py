@@ -15,6 +15,7 @@ from rasterio.transform import from_origin
 
 from loc2_engine.cli import COMMANDS, main
 from loc2_engine.result import POSE_FIELDS
+from images import scene_like
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -49,7 +50,7 @@ def tiny_scene(tmp_path_factory):
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(root / "random.safetensors"), metadata={"conf": json.dumps(model.conf)})
     rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 255, (128, 256, 3), dtype=np.uint8)).save(root / "pano.png")
+    Image.fromarray(scene_like(128, 256)).save(root / "pano.png")
     with rasterio.open(root / "aerial.tif", "w", driver="GTiff", width=500, height=500, count=3, dtype="uint8",
                        crs="EPSG:32632", transform=from_origin(400000.0, 5200000.0, 0.4, 0.4)) as dst:
         dst.write(rng.integers(0, 255, (3, 500, 500), dtype=np.uint8))

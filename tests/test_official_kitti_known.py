@@ -26,6 +26,7 @@ from loc2_engine.models.official import OfficialMatcher, build_kitti, kitti_vari
 from loc2_engine.orientation import CanonicalView
 from loc2_engine.pipeline import Localizer, Prior
 from loc2_engine.search_area import canonical_view_for
+from images import scene_like
 
 pytest.importorskip("transformers")
 
@@ -87,8 +88,7 @@ def scene(base, heading_prior, heading, t_local=(2.0, -1.5), orientation="known"
 
 
 def kitti_photo() -> GroundImage:
-    image = np.random.default_rng(1).integers(0, 256, (375, 1242, 3), dtype=np.uint8)
-    return GroundImage("k.png", image, KITTI_CAM, ExifInfo(), "user")
+    return GroundImage("k.png", scene_like(375, 1242, seed=1), KITTI_CAM, ExifInfo(), "user")
 
 
 def square_raster(path) -> str:

@@ -28,6 +28,7 @@ from loc2_engine.models.official import OfficialMatcher, build_vigor, vigor_vari
 from loc2_engine.orientation import CanonicalView, canonical_roll, unroll_bev
 from loc2_engine.pipeline import Localizer, Prior
 from loc2_engine.search_area import canonical_view_for
+from images import scene_like
 
 pytest.importorskip("transformers")
 
@@ -100,8 +101,7 @@ def depth_map(h: int, w: int) -> np.ndarray:
 
 
 def photo_of(h: int, w: int) -> GroundImage:
-    image = np.random.default_rng(1).integers(0, 256, (h, w, 3), dtype=np.uint8)
-    return GroundImage("p.png", image, PanoramaCamera(w, h), ExifInfo(), "pano")
+    return GroundImage("p.png", scene_like(h, w, seed=1), PanoramaCamera(w, h), ExifInfo(), "pano")
 
 
 def test_canonical_roll_puts_north_at_the_centre_column():

@@ -19,6 +19,7 @@ from loc2_engine.ground import GroundImage
 from loc2_engine.lifting import lift_tokens
 from loc2_engine.models.official import KITTI, OfficialMatcher
 from loc2_engine.pipeline import Localizer, Prior
+from images import scene_like
 
 pytest.importorskip("transformers")
 
@@ -30,7 +31,7 @@ FAST = {"n_matches": 512, "hypotheses": 500}  # random weights: the pose is mean
 
 
 def rgb(h: int, w: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    return scene_like(h, w, seed)
 
 
 def assert_clean(res):

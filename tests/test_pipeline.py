@@ -29,6 +29,7 @@ from loc2_engine.models.small import SmallMatcher
 from loc2_engine.pipeline import Localizer, Prior
 from loc2_engine.probabilities import match_probabilities
 from loc2_engine.solver import rotation_from_heading
+from images import scene_like
 
 CRS = "EPSG:32633"
 ORIGIN = (500000.0, 5000000.0)      # north-west corner of the test raster, UTM metres
@@ -133,7 +134,7 @@ def _scene(tmp_path, kind, pinhole_size=(256, 192)):
         v, u = np.mgrid[0:h, 0:w].astype(np.float64)
         az, el = _pinhole_rays(cam, np.stack([u, v], -1))
     depth = _ground_range(el).astype(np.float32)
-    image = np.full((h, w, 3), 128, np.uint8)
+    image = scene_like(h, w)
     ground = GroundImage(str(tmp_path / f"{kind}.png"), image, cam, ExifInfo(), kind)
     return dict(raster=_write_raster(tmp_path / "aerial.tif"), ground=ground, depth=depth, true_xy=true_xy,
                 prior=Prior(prior_xy[0], prior_xy[1], CRS, radius_m=15.0), heading=heading, kind=kind)
@@ -339,11 +340,36 @@ def test_all_sky_fails_specifically(tmp_path):
     assert "no usable ground" in res.error
 
 
+@pytest.mark.parametrize("frame", ["black", "noise"])
+def test_a_frame_with_nothing_to_match_fails_before_matching(tmp_path, frame):
+    """An oracle would match anything; a black or noise frame must still fail, as a photo, not get a pose."""
+    scene = _scene(tmp_path, "pano")
+    matcher = OracleMatcher()
+    _oracle_for(scene, matcher)
+    image = scene["ground"].image
+    image[:] = 0 if frame == "black" else np.random.default_rng(0).integers(0, 256, image.shape, dtype=np.uint8)
+    res = Localizer(model=matcher, depth="truth", device="cpu").localize(
+        scene["ground"], scene["raster"], scene["prior"], depth_map=scene["depth"])
+    assert res.status == "failed" and res.error_code == "photo" and res.camera == "pano", res.error
+
+
 def test_no_prior_and_no_gps_fails_specifically(tmp_path):
     scene = _scene(tmp_path, "pano")
     res = Localizer(model=OracleMatcher(), depth="truth", device="cpu").localize(
         scene["ground"], scene["raster"], None, depth_map=scene["depth"])
     assert res.status == "failed" and res.error_code == "prior" and "GPS" in res.error
+
+
+@pytest.mark.parametrize("change", [{"radius_m": float("nan")}, {"radius_m": 0.0}, {"heading_deg": float("inf")}])
+def test_an_unusable_prior_fails_before_the_matcher_runs(tmp_path, change):
+    scene = _scene(tmp_path, "pano")
+    matcher = OracleMatcher()
+    matcher.encode_aerial = lambda x: pytest.fail("the matcher ran for an unusable prior")
+    for key, value in change.items():
+        setattr(scene["prior"], key, value)
+    res = Localizer(model=matcher, depth="truth", device="cpu").localize(
+        scene["ground"], scene["raster"], scene["prior"], depth_map=scene["depth"])
+    assert res.status == "failed" and res.error_code == "prior" and "not" in res.error, res.error
 
 
 def test_radius_too_large_for_the_window_fails_specifically(tmp_path):
