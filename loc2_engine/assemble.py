@@ -32,7 +32,8 @@ def assemble_result(photo_id: str, ground, ground_in, area: SearchArea, lifted: 
                            heading_prior=area.prior.heading_deg is not None,
                            dst=pose.xy_aerial, position=fit.t.detach().float(),
                            dense_share=pose.mass.share(fit, SCORE_SIGMA_M),
-                           sharpness=sharpness(pose.mass, fit, SCORE_SIGMA_M),
+                           sharpness=sharpness(pose.mass, fit, SCORE_SIGMA_M), agreement=matches.agreement,
+                           matched_share=matches.matched_share, rival_gap=pose.rival_gap,
                            calibration=matcher.confidence_calibration)
     t_local = fit.t.detach().double().numpy().reshape(2)
     heading = float(heading_from_rotation(fit.R.detach().double()))

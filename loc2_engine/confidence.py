@@ -13,7 +13,11 @@ th_inlier, per match); ambiguity (RANSAC: best support at another place over the
 dense_share (the share of the matching mass, each token's most probable cells, that lies within the last
 kernel width of where the pose puts its token, `dense_refit.DenseMass.share`) and sharpness (log of the
 mass within that width over the mass within four times it, `dense_refit.sharpness`): how much of all of P,
-not only of the drawn matches, the pose explains, and how tightly. A calibration without a feature (one
+not only of the drawn matches, the pose explains, and how tightly. Three more say when the matcher is out of
+its depth, as on a kind of place or a look it was not trained on: agreement (how much the test-time ensemble's
+members agree on where each token matches, `probabilities.Matches.agreement`), matched_share (how much of
+the photo the matcher dares to match at all) and rival_gap (how much more tightly the pose explains P than
+the best pose at another place or heading, `dense_refit.Choice`). A calibration without a feature (one
 fitted before it existed) gives it no weight.
 
 Without a calibration (e.g. the official checkpoints) a monotone heuristic stands in, and is only a ranking:
@@ -35,6 +39,12 @@ prediction variance):
 k_eff caps the count because sampled correspondences repeat ground tokens and neighbouring tokens have
 correlated errors: without the cap 2000 inliers of 1 m residual would claim 2 cm. Without the inlier points
 (``dst``/``position`` not given) the lever-arm term is left out and sigma_m is a lower bound.
+
+That formula only sees the inliers' spread, not whether the matcher matched the right place, and it
+promises far too little error. A calibration may carry ``sigma``: weights of log sigma_m over the same
+features (`sigma_from`), fitted on photos with truth so that the position error is within
+`RADIUS_68` · sigma_m for 68 % of the poses, as for a 2-D Gaussian error of per-axis σ = sigma_m. The
+reported sigma_m is then that per-axis σ; the formula's value stays a feature (log_sigma).
 """
 
 from __future__ import annotations
@@ -50,9 +60,13 @@ MAX_INDEPENDENT_INLIERS = 50
 
 #: the confidence of a calibrated model is the probability that the position error is at most this, metres
 HIT_RADIUS_M = 5.0
+#: a 2-D Gaussian error of per-axis σ lies within this many σ of the truth with probability 68 %
+RADIUS_68 = math.sqrt(-2.0 * math.log(1.0 - 0.68))
+#: log sigma_m of a calibrated model is clipped to this range (sigma_m 0.05 m to 400 m)
+_LOG_SIGMA_CLIP = (math.log(0.05), math.log(400.0))
 #: quality features a calibration weighs, in order (see the module docstring)
 FEATURE_NAMES = ("log_inliers", "soft_ratio", "ambiguity", "log_sigma", "inlier_weight_share", "panorama",
-                 "heading_prior", "dense_share", "sharpness")
+                 "heading_prior", "dense_share", "sharpness", "agreement", "matched_share", "rival_gap")
 #: sharpness (a log ratio, <= 0, -inf without mass near the pose) is clipped below at this
 _SHARPNESS_FLOOR = -5.0
 #: sigma_m is clipped to this range (metres) before its logarithm: beyond it the pose is equally good or bad
@@ -67,20 +81,23 @@ MIN_INLIERS = 10
 
 def quality_features(inliers: int, soft_ratio: float, ambiguity: float, sigma_m: float,
                      inlier_weight_share: float, panorama: bool = True, heading_prior: bool = False,
-                     dense_share: float = 0.0, sharpness: float = _SHARPNESS_FLOOR) -> Dict[str, float]:
+                     dense_share: float = 0.0, sharpness: float = _SHARPNESS_FLOOR, agreement: float = 1.0,
+                     matched_share: float = 0.0, rival_gap: float = 0.0) -> Dict[str, float]:
     """The `FEATURE_NAMES` of one pose (sigma_m NaN, i.e. fewer than 3 inliers, counts as the clip maximum).
 
     panorama / heading_prior: the camera type and whether the heading was constrained, because the same
     inlier numbers mean more for a 360° view and for a search over ±20° than over the full circle.
     dense_share in [0, 1] and sharpness <= 0: the pose against the whole of P (module docstring); their
-    defaults are those of a pose that explains none of it.
+    defaults are those of a pose that explains none of it. agreement, matched_share, rival_gap: the matcher's
+    own doubt (module docstring).
     """
     sigma = _SIGMA_CLIP_M[1] if not math.isfinite(sigma_m) else min(max(sigma_m, _SIGMA_CLIP_M[0]), _SIGMA_CLIP_M[1])
     return {"log_inliers": math.log1p(max(inliers, 0)), "soft_ratio": float(soft_ratio),
             "ambiguity": float(ambiguity), "log_sigma": math.log(sigma),
             "inlier_weight_share": float(inlier_weight_share), "panorama": float(bool(panorama)),
             "heading_prior": float(bool(heading_prior)), "dense_share": float(dense_share),
-            "sharpness": max(float(sharpness), _SHARPNESS_FLOOR)}
+            "sharpness": max(float(sharpness), _SHARPNESS_FLOOR), "agreement": float(agreement),
+            "matched_share": float(matched_share), "rival_gap": float(rival_gap)}
 
 
 def confidence_from(features: Dict[str, float], calibration: Optional[Dict[str, float]] = None) -> float:
@@ -99,7 +116,8 @@ def confidence_from(features: Dict[str, float], calibration: Optional[Dict[str, 
 def pose_quality(residuals: torch.Tensor, inliers: torch.Tensor, weights: torch.Tensor, soft_score: float,
                  n: int, *, ambiguity: float = 0.0, panorama: bool = True, heading_prior: bool = False,
                  dst: Optional[torch.Tensor] = None, position: Optional[torch.Tensor] = None,
-                 dense_share: float = 0.0, sharpness: float = _SHARPNESS_FLOOR,
+                 dense_share: float = 0.0, sharpness: float = _SHARPNESS_FLOOR, agreement: float = 1.0,
+                 matched_share: float = 0.0, rival_gap: float = 0.0,
                  calibration: Optional[Dict[str, float]] = None) -> dict:
     """Quality numbers of one pose for the ``camera_poses`` layer.
 
@@ -107,8 +125,10 @@ def pose_quality(residuals: torch.Tensor, inliers: torch.Tensor, weights: torch.
     RANSAC soft inlier count, n the number of matches the pose was fitted on, ambiguity from RANSAC,
     panorama / heading_prior: the camera type and whether a heading prior constrained the fit.
     Optional dst (N, 2) local metres of the matches and position (2,) of the camera add the lever-arm term
-    to sigma_m. dense_share, sharpness: the pose against the whole of P (`quality_features`).
-    calibration: the model's logistic weights (None: the heuristic).
+    to sigma_m. dense_share, sharpness: the pose against the whole of P; agreement, matched_share, rival_gap:
+    the matcher's doubt (`quality_features`).
+    calibration: the model's logistic weights, and its ``sigma`` weights (None: the heuristic and the
+    formula's sigma_m).
 
     Returns dict(matches int, inliers int, inlier_ratio, confidence, residual_m (inlier RMS, NaN if none),
     sigma_m (NaN if fewer than 3 inliers), inlier_weight_share (Σ inlier weights / Σ weights), features).
@@ -123,17 +143,28 @@ def pose_quality(residuals: torch.Tensor, inliers: torch.Tensor, weights: torch.
     sigma_m = _sigma_m(r, dst[inl].double() if dst is not None else None, position)
     share = float(w[inl].sum()) / w_total if w_total > 0 else 0.0
     features = quality_features(k, soft_score / matches if matches else 0.0, ambiguity, sigma_m, share,
-                                panorama, heading_prior, dense_share, sharpness)
+                                panorama, heading_prior, dense_share, sharpness, agreement, matched_share,
+                                rival_gap)
     return dict(
         matches=matches,
         inliers=k,
         inlier_ratio=k / matches if matches else 0.0,
         confidence=confidence_from(features, calibration),
         residual_m=residual_m,
-        sigma_m=sigma_m,
+        sigma_m=sigma_from(features, calibration, sigma_m),
         inlier_weight_share=share,
         features=features,
     )
+
+
+def sigma_from(features: Dict[str, float], calibration: Optional[Dict], formula_sigma_m: float) -> float:
+    """sigma_m of a pose (metres): exp(intercept + Σ_k w_k feature_k) with the calibration's ``sigma`` weights,
+    else ``formula_sigma_m`` (module docstring)."""
+    weights = (calibration or {}).get("sigma")
+    if not weights or not math.isfinite(formula_sigma_m):
+        return formula_sigma_m
+    z = weights["intercept"] + sum(weights.get(k, 0.0) * features[k] for k in FEATURE_NAMES)
+    return float(math.exp(min(max(z, _LOG_SIGMA_CLIP[0]), _LOG_SIGMA_CLIP[1])))
 
 
 def _sigma_m(r: torch.Tensor, dst_inl: Optional[torch.Tensor], position: Optional[torch.Tensor]) -> float:

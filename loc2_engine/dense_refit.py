@@ -31,6 +31,7 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
+from .ransac import apart
 from .ray_noise import RayNoise
 from .solver import SimilarityFit, procrustes_2d
 
@@ -69,6 +70,10 @@ WIDE_KERNEL_RATIO = 4.0
 RIVAL_MASS_WEIGHT = 0.1
 #: how much higher a rival must rank than RANSAC's own pose to replace it (`refit_best`)
 DEFAULT_RIVAL_MARGIN = 0.125
+#: a candidate is a rival of the kept pose when its camera is this far from it, or its heading this far off
+RIVAL_DISTINCT_M, RIVAL_DISTINCT_DEG = 4.0, 30.0
+#: `Choice.rival_gap` is clipped to ± this (no rival at all, or one without any mass near it)
+RIVAL_GAP_CAP = 3.0
 
 
 class DenseMass:
@@ -150,19 +155,32 @@ class DenseMass:
         return _as(fit, R, t)
 
 
+@dataclass(frozen=True)
+class Choice:
+    """The candidate `refit_best` keeps, and by how much: rival_gap is its rank minus the best rank of a
+    candidate at another place or heading (`ransac.apart`), RIVAL_GAP_CAP when there is none; near 0 or
+    below, another pose explains P about as tightly (a confidence feature)."""
+
+    fit: SimilarityFit
+    rival_gap: float
+
+
 def refit_best(mass: DenseMass, fits: Sequence[SimilarityFit], settings: RefitSettings, *,
                accept: Optional[Callable[[SimilarityFit], bool]] = None,
-               margin: float = DEFAULT_RIVAL_MARGIN) -> SimilarityFit:
+               margin: float = DEFAULT_RIVAL_MARGIN) -> Choice:
     """Each candidate pose of ``fits`` (RANSAC's best first, then its rivals) refitted to ``mass``
-    (`DenseMass.refit` with settings, accept); returns the one ranked first by `sharpness` +
+    (`DenseMass.refit` with settings, accept); keeps the one ranked first by `sharpness` +
     RIVAL_MASS_WEIGHT · log(`DenseMass.share`) at SCORE_SIGMA_M, RANSAC's own pose getting ``margin`` ahead.
 
     RANSAC ranks poses by how many of the few thousand drawn matches they explain; this ranks them mostly by
     how tightly they explain all of P. Where two places fit, the wrong one tends to gather mass loosely.
     """
     refits = [mass.refit(f, settings, accept=accept) for f in fits]
-    ranks = [_rank(mass, f, SCORE_SIGMA_M) + (margin if i == 0 else 0.0) for i, f in enumerate(refits)]
-    return refits[ranks.index(max(ranks))]
+    ranks = [_rank(mass, f, SCORE_SIGMA_M) for f in refits]
+    best = max(range(len(refits)), key=lambda i: ranks[i] + (margin if i == 0 else 0.0))
+    others = [ranks[i] for i, f in enumerate(refits) if apart(f, refits[best], RIVAL_DISTINCT_M, RIVAL_DISTINCT_DEG)]
+    gap = ranks[best] - max(others) if others and math.isfinite(ranks[best]) else RIVAL_GAP_CAP
+    return Choice(refits[best], float(min(max(gap, -RIVAL_GAP_CAP), RIVAL_GAP_CAP)))
 
 
 def _rank(mass: DenseMass, fit: SimilarityFit, sigma_m: float) -> float:

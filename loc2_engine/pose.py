@@ -31,13 +31,15 @@ from .search_area import SearchArea
 class PoseEstimate:
     """ransac: the search's result with the final pose (``ransac.fit``: xy_local = s R xy_bev + t) and the
     residuals and inliers of the matches under it; mass: P as the refit saw it (`dense_refit.DenseMass`);
-    xy_bev (N, 2) depth units and xy_aerial (N, 2) local metres: the matched points; weights (N,) float32."""
+    xy_bev (N, 2) depth units and xy_aerial (N, 2) local metres: the matched points; weights (N,) float32;
+    rival_gap: how much more tightly the pose explains P than its best rival (`dense_refit.Choice`)."""
 
     ransac: RansacResult
     mass: DenseMass
     xy_bev: torch.Tensor
     xy_aerial: torch.Tensor
     weights: torch.Tensor
+    rival_gap: float
 
 
 def estimate_pose(lifted: LiftedTokens, matches: Matches, area: SearchArea, camera, matcher,
@@ -65,9 +67,10 @@ def estimate_pose(lifted: LiftedTokens, matches: Matches, area: SearchArea, came
         raise LocalizationError(f"No consistent pose from {len(w)} matches: {ransac.reason}")
     valid = lifted.valid
     mass = DenseMass(matches.P[:, valid], matches.cells_xy, lifted.xy_bev[valid])
-    fit = refit_best(mass, (ransac.fit,) + ransac.rivals, KIND_SETTINGS[camera.kind],
-                     accept=lambda f: bool(ransac.limits(f)))
-    return PoseEstimate(ransac.refitted(fit, xy_bev, xy_aerial, config.th_inlier_m), mass, xy_bev, xy_aerial, w)
+    choice = refit_best(mass, (ransac.fit,) + ransac.rivals, KIND_SETTINGS[camera.kind],
+                        accept=lambda f: bool(ransac.limits(f)))
+    return PoseEstimate(ransac.refitted(choice.fit, xy_bev, xy_aerial, config.th_inlier_m), mass, xy_bev,
+                        xy_aerial, w, choice.rival_gap)
 
 
 def _ray_noise(camera, token_columns: int, cell_m: float, config: PoseConfig) -> Optional[RayNoise]:

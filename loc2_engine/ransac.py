@@ -196,7 +196,7 @@ def ransac_similarity(src: torch.Tensor, dst: torch.Tensor, weights: Optional[to
     finished = [fit]
     for i in _distinct_runners(hyp, scores, best, -p_mean, rivals, rival_distinct_m, rival_distinct_deg):
         rival = finish(i)  # two distinct hypotheses can refine to one pose: keep it once
-        if all(_apart(rival, other, rival_distinct_m, rival_distinct_deg) for other in finished):
+        if all(apart(rival, other, rival_distinct_m, rival_distinct_deg) for other in finished):
             finished.append(rival)
     residuals, inliers, soft = _final_scores(fit, src, dst, usable, th_inlier)
     return RansacResult(fit=fit, inliers=inliers, residuals=residuals, soft_score=soft,
@@ -256,7 +256,7 @@ def _distinct_runners(hyp: SimilarityFit, scores: torch.Tensor, best: int, origi
         chosen.append(i)
 
 
-def _apart(a: SimilarityFit, b: SimilarityFit, distinct_m: float, distinct_deg: float) -> bool:
+def apart(a: SimilarityFit, b: SimilarityFit, distinct_m: float, distinct_deg: float) -> bool:
     """Whether two unbatched, uncentred fits put the camera (src's origin, i.e. t) more than distinct_m
     apart or differ in heading by more than distinct_deg."""
     turn = float(_turn_deg(heading_from_rotation(a.R), heading_from_rotation(b.R)))

@@ -63,6 +63,24 @@ def test_pose_quality_numbers():
     assert q["confidence"] == pytest.approx(confidence_from(q["features"]))
 
 
+def test_a_calibrated_sigma_is_the_exponential_of_its_weights_and_the_formula_stays_a_feature():
+    residuals = torch.tensor([0.3, 0.4, 1.2, 5.0])
+    inliers = torch.tensor([True, True, True, False])
+    args = (residuals, inliers, torch.ones(4), 2.8, 4)
+    formula = pose_quality(*args, rival_gap=0.5)
+    sigma = {"intercept": 0.2, "rival_gap": -0.4, "log_sigma": 0.5}
+    calibrated = pose_quality(*args, rival_gap=0.5, calibration={"intercept": 0.0, "sigma": sigma})
+    assert calibrated["features"] == formula["features"]  # log_sigma is the formula's, whatever is reported
+    expected = math.exp(0.2 - 0.4 * 0.5 + 0.5 * formula["features"]["log_sigma"])
+    assert calibrated["sigma_m"] == pytest.approx(expected) and calibrated["sigma_m"] != formula["sigma_m"]
+    # an absurd calibration is clipped, and fewer than 3 inliers still have no sigma
+    huge = pose_quality(*args, calibration={"intercept": 0.0, "sigma": {"intercept": 50.0}})
+    assert huge["sigma_m"] == pytest.approx(400.0)
+    none = pose_quality(residuals, torch.tensor([True, True, False, False]), torch.ones(4), 1.0, 4,
+                        calibration={"intercept": 0.0, "sigma": sigma})
+    assert math.isnan(none["sigma_m"])
+
+
 def test_pose_quality_without_inliers():
     q = pose_quality(torch.tensor([9.0, 8.0]), torch.tensor([False, False]), torch.ones(2), 0.1, 2)
     assert q["inliers"] == 0 and q["confidence"] == 0.0

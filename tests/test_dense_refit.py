@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from loc2_engine.dense_refit import DEFAULT_SIGMAS_M, DenseMass, RefitSettings, refit_best, sharpness
+from loc2_engine.dense_refit import (DEFAULT_SIGMAS_M, RIVAL_GAP_CAP, DenseMass, RefitSettings, refit_best,
+                                    sharpness)
 from loc2_engine.ransac import PoseLimits, ransac_similarity
 from loc2_engine.solver import SimilarityFit, heading_from_rotation, rotation_from_heading
 
@@ -108,15 +109,22 @@ def test_the_sharpest_pose_is_chosen_among_the_rivals_and_ransacs_own_wins_a_tie
     mass = DenseMass(P + 4.0 * P_loose, cells, bev)
     near_truth, near_other = _start(truth), _start(other)
     for order in [(near_other, near_truth), (near_truth, near_other)]:
-        assert float((refit_best(mass, order, TURN).t - truth.t.float()).norm()) < 0.2
-    assert (sharpness(mass, refit_best(mass, [near_other], TURN), 1.5)
-            < sharpness(mass, refit_best(mass, [near_truth], TURN), 1.5))
+        assert float((refit_best(mass, order, TURN).fit.t - truth.t.float()).norm()) < 0.2
+    assert (sharpness(mass, refit_best(mass, [near_other], TURN).fit, 1.5)
+            < sharpness(mass, refit_best(mass, [near_truth], TURN).fit, 1.5))
     P_alike, _, _, _ = _scene(heading=150.0, t=(-12.0, 9.0), spread_m=0.8)
     alike = DenseMass(P + P_alike, cells, bev)
-    assert float((refit_best(alike, (near_other, near_truth), TURN).t - other.t.float()).norm()) < 0.2
-    assert float((refit_best(alike, (near_truth, near_other), TURN).t - truth.t.float()).norm()) < 0.2
+    assert float((refit_best(alike, (near_other, near_truth), TURN).fit.t - other.t.float()).norm()) < 0.2
+    assert float((refit_best(alike, (near_truth, near_other), TURN).fit.t - truth.t.float()).norm()) < 0.2
     # a margin against RANSAC's own pose hands the tie to the rival
-    assert float((refit_best(alike, (near_other, near_truth), TURN, margin=-1.0).t - truth.t.float()).norm()) < 0.2
+    tie = refit_best(alike, (near_other, near_truth), TURN, margin=-1.0)
+    assert float((tie.fit.t - truth.t.float()).norm()) < 0.2
+    # the rival gap: small for two places supported alike, clear for a tight pose against a loose one, and
+    # the cap without a rival
+    assert abs(tie.rival_gap) < 0.3
+    clear = refit_best(mass, (near_truth, near_other), TURN)
+    assert clear.rival_gap > 0.5 + abs(tie.rival_gap)
+    assert refit_best(mass, (near_truth,), TURN).rival_gap == RIVAL_GAP_CAP
     # a little sharper with a third of the mass is not enough: without a margin the heavier pose wins in
     # either order
     P_wide, _, _, _ = _scene(spread_m=1.0)
@@ -125,7 +133,7 @@ def test_the_sharpest_pose_is_chosen_among_the_rivals_and_ransacs_own_wins_a_tie
     assert (sharpness(heavier, heavier.refit(near_other, TURN), 1.5)
             > sharpness(heavier, heavier.refit(near_truth, TURN), 1.5))
     for order in [(near_other, near_truth), (near_truth, near_other)]:
-        assert float((refit_best(heavier, order, TURN, margin=0.0).t - truth.t.float()).norm()) < 0.2
+        assert float((refit_best(heavier, order, TURN, margin=0.0).fit.t - truth.t.float()).norm()) < 0.2
     not_ok = SimilarityFit(near_truth.R, near_truth.t, near_truth.s, torch.tensor(False), ("",))
     assert mass.score(not_ok, 1.5) == 0.0 and sharpness(mass, not_ok, 1.5) == -math.inf
 

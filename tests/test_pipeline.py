@@ -27,7 +27,7 @@ from loc2_engine.ground import GroundImage
 from loc2_engine.models.base import AerialFeatures, GroundFeatures, Matcher, cell_centres_local, grid_centres_uv
 from loc2_engine.models.small import SmallMatcher
 from loc2_engine.pipeline import Localizer, Prior
-from loc2_engine.probabilities import match_probabilities
+from loc2_engine.probabilities import match_probabilities, matches_for
 from loc2_engine.solver import rotation_from_heading
 from images import scene_like
 
@@ -286,6 +286,22 @@ def test_quarter_turn_ensemble_answers_the_turned_window_with_the_turned_matches
         assert loc.config.matching.aerial_quarters == (4 if turned else 1)
     with pytest.raises(ValueError, match="aerial_quarters"):
         Localizer(model=matcher, depth="truth", aerial_quarters=3)
+
+
+def test_the_ensembles_agreement_is_one_for_a_single_member_and_lower_when_its_members_differ():
+    """`Matches.agreement`: P's peaks over the members' mean peak; a random matcher's members disagree."""
+    matcher, aerial, photo, camera, valid = _random_world("pano", 3)
+    n, gsd = matcher.aerial_size_px, matcher.aerial_gsd
+    H, W = matcher.ground_input_size_for("pano")
+    window = AerialWindow(aerial, np.ones((n, n), bool), gsd, LocalFrame(CRS, ORIGIN), "random")
+    ground_in = GroundImage("p.png", photo, camera, ExifInfo(), "pano").fitted(W, H)
+    agreement = {}
+    for members, conf in ((1, dict(mirror_tta=False, aerial_quarters=1)), (8, dict(aerial_quarters=4))):
+        loc = Localizer(model=matcher, depth="truth", device="cpu", **conf)
+        matches = matches_for(loc.features, window, ground_in, valid, loc.config.matching, seed=0)
+        agreement[members] = matches.agreement
+        assert matches.matched_share == pytest.approx(float(matches.P.sum()) / int(valid.sum()), rel=1e-5)
+    assert agreement[1] == pytest.approx(1.0) and agreement[8] < 0.9, agreement
 
 
 def test_heading_prior_is_honoured(tmp_path):
