@@ -396,6 +396,9 @@ def _weights(path, state, **metadata):
                                               "shape"),
     ({"confidence": "not json"}, "'confidence' metadata entry \\(its confidence calibration\\) that is not valid"),
     ({"confidence": json.dumps({"intercept": "high"})}, "confidence calibration that cannot be used"),
+    ({"confidence": json.dumps({"intercept": 0.0, "sigma": 3.0})}, "whose 'sigma' is not an object"),
+    ({"confidence": json.dumps({"intercept": 0.0, "sigma": {"intercept": None}})},
+     "confidence calibration that cannot be used"),
     ({"training": "{"}, "'training' metadata entry"),
 ])
 def test_damaged_weight_metadata_is_a_model_error_naming_the_file(tmp_path, small_state, metadata, message):

@@ -407,9 +407,16 @@ def json_metadata(meta: Dict[str, str], key: str, path) -> Optional[dict]:
 
 
 def _check_calibration(calibration: dict, path) -> None:
-    """A confidence calibration is logistic weights: an ``intercept`` and finite numbers only."""
-    bad = [k for k, v in calibration.items()
-           if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v)]
+    """A confidence calibration is logistic weights: an ``intercept`` and finite numbers only, and optionally
+    ``sigma``, weights of log sigma_m of the same form (`confidence.sigma_from`)."""
+    sigma = calibration.get("sigma")
+    if sigma is not None:
+        if not isinstance(sigma, dict):
+            raise ModelError(f"The weight file {path} has a confidence calibration whose 'sigma' is not an object "
+                             "of named weights; recalibrate it (scripts/calibrate_confidence.py).")
+        _check_calibration(sigma, path)
+    bad = [k for k, v in calibration.items() if k != "sigma" and (
+        isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v))]
     if "intercept" not in calibration or bad:
         why = f"its values {', '.join(map(repr, bad))} are not finite numbers" if bad else "it has no 'intercept'"
         raise ModelError(f"The weight file {path} has a confidence calibration that cannot be used: {why}; "
