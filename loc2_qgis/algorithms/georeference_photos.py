@@ -110,7 +110,7 @@ class GeoreferencePhotos(QgsProcessingAlgorithm):
             optional=True, minValue=0.0, maxValue=360.0))
         self.addParameter(QgsProcessingParameterNumber(
             "HEADING_TOLERANCE", "Heading tolerance (degrees)", type=QgsProcessingParameterNumber.Type.Double,
-            defaultValue=defaults.HEADING_TOLERANCE_DEG, minValue=0.0, maxValue=180.0))
+            defaultValue=defaults.HEADING_TOLERANCE_DEG, minValue=0.1, maxValue=180.0))
         self.addParameter(QgsProcessingParameterString("MODEL", "Model (registry name or weight file)",
                                                        defaultValue=defaults.MODEL))
         self.addParameter(QgsProcessingParameterFile(
