@@ -14,16 +14,17 @@ from typing import List, Optional
 from qgis.core import (Qgis, QgsApplication, QgsCoordinateReferenceSystem, QgsCoordinateTransform,
                        QgsMapLayerProxyModel, QgsMessageLog, QgsPointXY, QgsProject, QgsRectangle,
                        QgsVectorLayer, QgsWkbTypes)
-from qgis.gui import QgsDoubleSpinBox, QgsFileWidget, QgsMapLayerComboBox
+from qgis.gui import QgsCollapsibleGroupBox, QgsDoubleSpinBox, QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QImageReader, QPixmap
-from qgis.PyQt.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDockWidget, QFormLayout,
-                                 QHBoxLayout, QHeaderView, QLabel, QProgressBar, QPushButton, QTableWidget,
-                                 QTableWidgetItem, QVBoxLayout, QWidget)
+from qgis.PyQt.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDockWidget, QFormLayout, QFrame,
+                                 QHBoxLayout, QHeaderView, QLabel, QProgressBar, QPushButton, QScrollArea,
+                                 QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from loc2_engine import defaults
 
 from . import deps, settings
+from .compat import tr
 from .map_tools import WGS84, PriorMarker, PriorTool
 from .render import LayerRenderer, crs_definition
 from .task import LocalizeTask, Request, localize_with_engine
@@ -32,12 +33,28 @@ LOG_TAG = "Loc²"
 PHOTO_FILTER = "Photos (*.jpg *.jpeg *.JPG *.JPEG *.png *.PNG *.tif *.tiff *.TIF *.TIFF);;All files (*)"
 WEIGHTS_FILTER = "Weights (*.safetensors *.pt *.pth *.bin);;All files (*)"
 THUMBNAIL_WIDTH = 260
+#: a portrait photo's thumbnail is limited by height, so that it does not push the rest of the dock down
+THUMBNAIL_HEIGHT = 110
+#: rows of results visible without scrolling the table itself
+TABLE_MIN_HEIGHT = 110
+#: seconds a message stays in QGIS's message bar, by level (0: until dismissed; only for unexpected errors)
+MESSAGE_SECONDS = {Qgis.MessageLevel.Info: 8, Qgis.MessageLevel.Success: 8, Qgis.MessageLevel.Warning: 15,
+                   Qgis.MessageLevel.Critical: 0}
 #: prior sources, in the order of the combo box
 PRIOR_EXIF, PRIOR_CLICK, PRIOR_FEATURE = range(3)
+#: what the dock says when neither the photo nor the user gives a prior position
+NO_GPS = "This photo has no GPS position: click the map to set the prior, or pick a point layer feature."
 #: results table columns
 COLUMNS = ("photo", "status", "confidence", "heading°", "error")
 #: metres of map shown around a pose when zooming to it
 ZOOM_MARGIN_M = 60.0
+
+
+def format_point(point: QgsPointXY, crs: QgsCoordinateReferenceSystem) -> str:
+    """A point as a surveyor reads it: degrees to 6 decimals (~0.1 m), projected units to 0.1 (a prior is a
+    few metres off anyway, more digits only suggest a precision it does not have)."""
+    decimals = 6 if crs.isGeographic() else 1
+    return f"{point.x():.{decimals}f}, {point.y():.{decimals}f} ({crs.authid() or crs.description()})"
 
 
 def engine_choices():
@@ -63,7 +80,7 @@ def engine_choices():
 def _weights_picker(name: str, tooltip: str) -> QgsFileWidget:
     """A file picker for a model file (weights or backbone)."""
     picker = QgsFileWidget()
-    picker.setFilter(WEIGHTS_FILTER)
+    picker.setFilter(tr(WEIGHTS_FILTER))
     picker.setObjectName(name)
     picker.setToolTip(tooltip)
     return picker
@@ -73,7 +90,7 @@ class Loc2Dock(QDockWidget):
     """The dock; ``engine`` is the callable the task runs (`task.localize_with_engine` unless injected)."""
 
     def __init__(self, iface, parent=None, engine=localize_with_engine):
-        super().__init__("Loc² photo localization", parent)
+        super().__init__(tr("Loc² photo localization"), parent)
         self.setObjectName("loc2_dock")
         self.iface = iface
         self.engine = engine
@@ -95,6 +112,7 @@ class Loc2Dock(QDockWidget):
     # -- layout -------------------------------------------------------------------------------------------
     def _build(self):
         body = QWidget()
+        body.setObjectName("loc2_dock_body")
         outer = QVBoxLayout(body)
         form = QFormLayout()
         outer.addLayout(form)
@@ -102,30 +120,30 @@ class Loc2Dock(QDockWidget):
         self.raster_combo = QgsMapLayerComboBox()
         self.raster_combo.setFilters(QgsMapLayerProxyModel.Filter.RasterLayer)
         self.raster_combo.setObjectName("loc2_raster_combo")
-        form.addRow("Aerial layer", self.raster_combo)
+        form.addRow(tr("Aerial layer"), self.raster_combo)
 
         self.photo = QgsFileWidget()
-        self.photo.setFilter(PHOTO_FILTER)
+        self.photo.setFilter(tr(PHOTO_FILTER))
         self.photo.setObjectName("loc2_photo")
         self.photo.fileChanged.connect(self._photo_changed)
-        form.addRow("Photo", self.photo)
-        self.thumbnail = QLabel("no photo")
+        form.addRow(tr("Photo"), self.photo)
+        self.thumbnail = QLabel(tr("no photo"))
         self.thumbnail.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.thumbnail.setMinimumHeight(80)
+        self.thumbnail.setMinimumHeight(40)
         form.addRow(self.thumbnail)
 
         self.prior_source = QComboBox()
-        self.prior_source.addItems(["EXIF GPS", "Click on the map", "Selected point feature"])
+        self.prior_source.addItems([tr("EXIF GPS"), tr("Click on the map"), tr("Selected point feature")])
         self.prior_source.setObjectName("loc2_prior_source")
         self.prior_source.activated.connect(self._prior_source_chosen)
-        self.pick_button = QPushButton("Pick")
-        self.pick_button.setToolTip("Click on the map to set the prior position")
+        self.pick_button = QPushButton(tr("Pick"))
+        self.pick_button.setToolTip(tr("Click on the map to set the prior position"))
         self.pick_button.clicked.connect(lambda: self._prior_source_chosen(PRIOR_CLICK))
         row = QHBoxLayout()
         row.addWidget(self.prior_source, 1)
         row.addWidget(self.pick_button)
-        form.addRow("Prior", row)
-        self.prior_label = QLabel("none")
+        form.addRow(tr("Prior"), row)
+        self.prior_label = QLabel(tr("none"))
         self.prior_label.setWordWrap(True)
         form.addRow("", self.prior_label)
 
@@ -134,29 +152,14 @@ class Loc2Dock(QDockWidget):
         self.radius.setSuffix(" m")
         self.radius.setClearValue(defaults.RADIUS_M)
         self.radius.valueChanged.connect(self._show_prior)
-        form.addRow("Search radius", self.radius)
+        form.addRow(tr("Search radius"), self.radius)
 
         self.camera = QComboBox()
         self.camera.addItems(["auto", "pano", "pinhole"])
         self.camera.setCurrentText(defaults.CAMERA)
-        form.addRow("Camera", self.camera)
-        self.hfov = QgsDoubleSpinBox()
-        self.hfov.setRange(0.0, 179.0)
-        self.hfov.setSuffix("°")
-        self.hfov.setSpecialValueText("from EXIF / default")
-        self.hfov.setClearValue(0.0)
-        form.addRow("Horizontal FOV", self.hfov)
-        self.camera_height = QgsDoubleSpinBox()
-        self.camera_height.setRange(0.3, 20.0)
-        self.camera_height.setSingleStep(0.1)
-        self.camera_height.setSuffix(" m")
-        self.camera_height.setClearValue(defaults.CAMERA_HEIGHT_M)
-        self.camera_height.setToolTip(f"Height of the camera above the ground: about {defaults.CAMERA_HEIGHT_M:g} m "
-                                      "hand-held, 2.5 m on a car roof. Monocular depth is put in metres from it, "
-                                      "and the pose's depth scale is searched around it.")
-        form.addRow("Camera height", self.camera_height)
+        form.addRow(tr("Camera"), self.camera)
 
-        self.heading_known = QCheckBox("known")
+        self.heading_known = QCheckBox(tr("known"))
         self.heading = QgsDoubleSpinBox()
         self.heading.setRange(0.0, 359.9)
         self.heading.setSuffix("°")
@@ -175,32 +178,55 @@ class Loc2Dock(QDockWidget):
         row = QHBoxLayout()
         for widget in (self.heading_known, self.heading, self.tolerance):
             row.addWidget(widget)
-        form.addRow("Heading (true north)", row)
+        form.addRow(tr("Heading (true north)"), row)
+
+        # options a surveyor sets once, if ever: folded away so that the results fit on a laptop screen
+        self.advanced = QgsCollapsibleGroupBox(tr("Advanced"))
+        self.advanced.setObjectName("loc2_advanced")
+        self.advanced.setCollapsed(True)  # QGIS restores the user's last state (saved under the object name)
+        advanced = QFormLayout(self.advanced)
+        outer.addWidget(self.advanced)
+        self.hfov = QgsDoubleSpinBox()
+        self.hfov.setRange(0.0, 179.0)
+        self.hfov.setSuffix("°")
+        self.hfov.setSpecialValueText(tr("from EXIF / default"))
+        self.hfov.setClearValue(0.0)
+        advanced.addRow(tr("Horizontal FOV"), self.hfov)
+        self.camera_height = QgsDoubleSpinBox()
+        self.camera_height.setRange(0.3, 20.0)
+        self.camera_height.setSingleStep(0.1)
+        self.camera_height.setSuffix(" m")
+        self.camera_height.setClearValue(defaults.CAMERA_HEIGHT_M)
+        self.camera_height.setToolTip(tr("Height of the camera above the ground: about {height:g} m hand-held, "
+                                         "2.5 m on a car roof. Monocular depth is put in metres from it, and "
+                                         "the pose's depth scale is searched around it.").format(
+                                             height=defaults.CAMERA_HEIGHT_M))
+        advanced.addRow(tr("Camera height"), self.camera_height)
 
         models, depths, devices = engine_choices()
         self.model = QComboBox()
         self.model.addItems(models)
-        form.addRow("Model", self.model)
+        advanced.addRow(tr("Model"), self.model)
         # the official loc2-* models need files the plugin does not ship (docs/cli.md: --weights / --backbone)
-        self.weights = _weights_picker("loc2_weights", "Matcher checkpoint of this model (the official loc2-* "
-                                       "models need one); empty: the registry's file, or the one in $LOC2_MODELS")
-        form.addRow("Weights", self.weights)
-        self.backbone = _weights_picker("loc2_backbone", "Backbone weights of the official loc2-* models "
-                                        "(DINOv2 ViT-L/14 .pth); empty: the one in $LOC2_MODELS")
-        form.addRow("Backbone", self.backbone)
+        self.weights = _weights_picker("loc2_weights", tr("Matcher checkpoint of this model (the official loc2-* "
+                                       "models need one); empty: the registry's file, or the one in $LOC2_MODELS"))
+        advanced.addRow(tr("Weights"), self.weights)
+        self.backbone = _weights_picker("loc2_backbone", tr("Backbone weights of the official loc2-* models "
+                                        "(DINOv2 ViT-L/14 .pth); empty: the one in $LOC2_MODELS"))
+        advanced.addRow(tr("Backbone"), self.backbone)
         self.model.currentTextChanged.connect(self._model_changed)
         self.depth = QComboBox()
         self.depth.addItems(depths)
-        form.addRow("Depth", self.depth)
+        advanced.addRow(tr("Depth"), self.depth)
         self.device = QComboBox()
         self.device.addItems(devices)
-        form.addRow("Device", self.device)
+        advanced.addRow(tr("Device"), self.device)
 
         row = QHBoxLayout()
-        self.run_button = QPushButton("Run")
+        self.run_button = QPushButton(tr("Run"))
         self.run_button.setObjectName("loc2_run")
         self.run_button.clicked.connect(self.run)
-        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button = QPushButton(tr("Cancel"))
         self.cancel_button.setObjectName("loc2_cancel")
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancel)
@@ -218,23 +244,24 @@ class Loc2Dock(QDockWidget):
 
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setObjectName("loc2_results")
-        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.setHorizontalHeaderLabels([tr(c) for c in COLUMNS])
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setMinimumHeight(TABLE_MIN_HEIGHT)
         self.table.itemSelectionChanged.connect(self._row_selected)
         outer.addWidget(self.table, 1)
 
         self.export_file = QgsFileWidget()
         self.export_file.setStorageMode(QgsFileWidget.StorageMode.SaveFile)
-        self.export_file.setFilter("GeoPackage (*.gpkg)")
+        self.export_file.setFilter(tr("GeoPackage (*.gpkg)"))
         self.export_file.setObjectName("loc2_export_file")
-        self.export_button = QPushButton("Export to GeoPackage")
+        self.export_button = QPushButton(tr("Export to GeoPackage"))
         self.export_button.setObjectName("loc2_export")
         self.export_button.clicked.connect(self.export)
-        self.viewer_button = QPushButton("Match viewer")
+        self.viewer_button = QPushButton(tr("Match viewer"))
         self.viewer_button.setObjectName("loc2_viewer")
         self.viewer_button.clicked.connect(self.open_viewer)
         row = QHBoxLayout()
@@ -242,7 +269,15 @@ class Loc2Dock(QDockWidget):
         row.addWidget(self.export_button)
         outer.addLayout(row)
         outer.addWidget(self.viewer_button)
-        self.setWidget(body)
+
+        # the dock shares the side of the window with other panels (Processing toolbox, Layers): it scrolls
+        # instead of demanding the height of all its widgets
+        scroll = QScrollArea()
+        scroll.setObjectName("loc2_scroll")
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(body)
+        self.setWidget(scroll)
 
     def _restore_settings(self):
         layer = QgsProject.instance().mapLayer(settings.get("last_raster"))
@@ -276,10 +311,9 @@ class Loc2Dock(QDockWidget):
 
     # -- messages ------------------------------------------------------------------------------------------
     def message(self, text: str, level=Qgis.MessageLevel.Info):
-        """Show ``text`` in the dock and in QGIS's message bar (errors stay until dismissed)."""
+        """Show ``text`` in the dock and in QGIS's message bar for `MESSAGE_SECONDS` (unexpected errors stay)."""
         self.status.setText(text)
-        duration = 0 if level in (Qgis.MessageLevel.Critical, Qgis.MessageLevel.Warning) else 8
-        self.iface.messageBar().pushMessage(LOG_TAG, text, level, duration)
+        self.iface.messageBar().pushMessage(LOG_TAG, text, level, MESSAGE_SECONDS.get(level, 15))
 
     # -- photo and prior -----------------------------------------------------------------------------------
     def _photo_changed(self, path: str):
@@ -294,10 +328,12 @@ class Loc2Dock(QDockWidget):
         image = reader.read()
         if image.isNull():
             self.thumbnail.setPixmap(QPixmap())
-            self.thumbnail.setText(f"cannot read this photo ({reader.errorString()})" if path else "no photo")
+            self.thumbnail.setText(tr("cannot read this photo ({reason})").format(reason=reader.errorString())
+                                   if path else tr("no photo"))
             return
-        self.thumbnail.setPixmap(QPixmap.fromImage(image.scaledToWidth(
-            THUMBNAIL_WIDTH, Qt.TransformationMode.SmoothTransformation)))
+        self.thumbnail.setPixmap(QPixmap.fromImage(image.scaled(
+            THUMBNAIL_WIDTH, THUMBNAIL_HEIGHT, Qt.AspectRatioMode.KeepAspectRatio,
+            Qt.TransformationMode.SmoothTransformation)))
         self._read_exif(path)
 
     def _read_exif(self, path: str):
@@ -329,12 +365,12 @@ class Loc2Dock(QDockWidget):
         if index == PRIOR_EXIF:
             if self.exif_lonlat is None:
                 self.set_prior(None, None)
-                self.prior_label.setText("the photo has no EXIF GPS: click on the map or select a point")
+                self.prior_label.setText(tr(NO_GPS))
             else:
                 self.set_prior(QgsPointXY(*self.exif_lonlat), WGS84)
         elif index == PRIOR_CLICK:
             self.canvas.setMapTool(self.tool)
-            self.prior_label.setText("click on the map to set the prior")
+            self.prior_label.setText(tr("click on the map to set the prior"))
         else:
             self._prior_from_selection()
 
@@ -346,7 +382,7 @@ class Loc2Dock(QDockWidget):
                     self.set_prior(feature.geometry().centroid().asPoint(), layer.crs())
                     return
         self.set_prior(None, None)
-        self.prior_label.setText("select a point feature in the active layer, then choose this again")
+        self.prior_label.setText(tr("select a point feature in the active layer, then choose this again"))
 
     def _prior_clicked(self, point: QgsPointXY, crs: QgsCoordinateReferenceSystem):
         self.canvas.unsetMapTool(self.tool)
@@ -360,23 +396,26 @@ class Loc2Dock(QDockWidget):
     def _show_prior(self, *_):
         if self.prior_point is None:
             self.marker.clear()
-            self.prior_label.setText("none")
+            self.prior_label.setText(tr("none"))
             return
         self.marker.show(self.prior_point, self.prior_crs, self.radius.value())
-        self.prior_label.setText(f"{self.prior_point.x():.6f}, {self.prior_point.y():.6f} "
-                                 f"({self.prior_crs.authid() or self.prior_crs.description()})")
+        self.prior_label.setText(format_point(self.prior_point, self.prior_crs))
 
     # -- running -------------------------------------------------------------------------------------------
     def request(self) -> Optional[Request]:
         """The run request from the widgets, or None after telling the user what is missing."""
         layer = self.raster_combo.currentLayer()
         if layer is None:
-            self.message("Choose an aerial raster layer first.", Qgis.MessageLevel.Warning)
+            self.message(tr("Choose an aerial raster layer first."), Qgis.MessageLevel.Warning)
             return None
         photo = self.photo.filePath()
         if not photo or not Path(photo).is_file():
-            self.message(f"Choose a photo file first{f' ({photo} does not exist)' if photo else ''}.",
-                         Qgis.MessageLevel.Warning)
+            self.message(tr("Choose a photo file first ({path} does not exist).").format(path=photo) if photo
+                         else tr("Choose a photo file first."), Qgis.MessageLevel.Warning)
+            return None
+        if self.prior_point is None and self.exif_lonlat is None:
+            # refused here: the engine would only fail later, in the words of its command line
+            self.message(tr(NO_GPS), Qgis.MessageLevel.Warning)
             return None
         prior = None
         if self.prior_point is not None:
@@ -393,8 +432,9 @@ class Loc2Dock(QDockWidget):
     def run(self):
         """Start a localization; refused with a message while one is running."""
         if self.task is not None:
-            self.message(f"Loc² is still localizing {Path(self.task.request.photo).name}; wait for it to finish "
-                         "or press Cancel before starting another.", Qgis.MessageLevel.Warning)
+            self.message(tr("Loc² is still localizing {name}; wait for it to finish or press Cancel before "
+                            "starting another.").format(name=Path(self.task.request.photo).name),
+                         Qgis.MessageLevel.Warning)
             return
         missing = deps.missing()
         if missing and self.engine is localize_with_engine:
@@ -407,34 +447,53 @@ class Loc2Dock(QDockWidget):
         self._save_settings()
         task = LocalizeTask(request, self._task_done, self.engine)
         task.setDependentLayers([self.raster_combo.currentLayer()])
-        task.progressChanged.connect(lambda value: self.progress.setValue(int(value)))
+        task.progressChanged.connect(self._task_progress)
         self.task = task  # the task manager holds only a C++ pointer: keep the Python object alive
-        self.cancel_button.setEnabled(True)
+        self._set_running(True)
+        self.progress.setFormat("%p%")
         self.progress.setValue(0)
-        self.status.setText(f"Localizing {Path(request.photo).name}…")
+        self.status.setText(tr("Localizing {name}…").format(name=Path(request.photo).name))
         QgsApplication.taskManager().addTask(task)
+
+    def _set_running(self, running: bool):
+        """Run is off while a task runs (a second click would only be refused), Cancel only then."""
+        self.run_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+
+    def _task_progress(self, value: float):
+        # a progress signal still queued when the task has ended must not move the bar of a finished run
+        if self.task is not None:
+            self.progress.setValue(int(value))
 
     def cancel(self):
         if self.task is not None:
-            self.status.setText("Cancelling…")  # first: a queued task reports back inside cancel()
+            self.status.setText(tr("Cancelling…"))  # first: a queued task reports back inside cancel()
             self.task.cancel()
 
     def _task_done(self, task: LocalizeTask, ok: bool):
         """Main thread, from the task's finished(): show the result (the task is deleted right after)."""
         self.task = None
-        self.cancel_button.setEnabled(False)
+        self._set_running(False)  # first, so that nothing below can leave Run disabled
         name = Path(task.request.photo).name
         if task.error:
+            self._progress_failed()
             QgsMessageLog.logMessage(task.error, LOG_TAG, Qgis.MessageLevel.Critical)
             last = task.error.strip().splitlines()[-1]
-            self.message(f"Loc² failed on {name} with an unexpected error: {last} (details in the log).",
-                         Qgis.MessageLevel.Critical)
+            self.message(tr("Loc² failed on {name} with an unexpected error: {error} (details in the log).").format(
+                name=name, error=last), Qgis.MessageLevel.Critical)
             return
         if not ok or task.result is None:
             self.progress.setValue(0)
-            self.message(f"Localization of {name} cancelled.", Qgis.MessageLevel.Info)
+            self.message(tr("Localization of {name} cancelled.").format(name=name), Qgis.MessageLevel.Info)
             return
+        if not task.result.ok:
+            self._progress_failed()
         self.add_result(task.result)
+
+    def _progress_failed(self):
+        """The bar of a run that gave no pose: empty and saying so, not a full 100 %."""
+        self.progress.setValue(0)
+        self.progress.setFormat(tr("failed"))
 
     def add_result(self, result):
         """Record a Result: a table row, its layer group (when localized) and a message."""
@@ -454,8 +513,10 @@ class Loc2Dock(QDockWidget):
             self.message(f"{name}: {result.error}", Qgis.MessageLevel.Warning)
             return
         level = Qgis.MessageLevel.Success if result.status == "ok" else Qgis.MessageLevel.Warning
-        self.message(f"{name}: {result.status}, confidence {result.confidence:.2f}, heading "
-                     f"{result.heading_deg:.1f}° ({result.inliers} inliers of {result.matches}).", level)
+        self.message(tr("{name}: {status}, confidence {confidence:.2f}, heading {heading:.1f}° ({inliers} inliers "
+                        "of {matches}).").format(name=name, status=result.status, confidence=result.confidence,
+                                                 heading=result.heading_deg, inliers=result.inliers,
+                                                 matches=result.matches), level)
         self.table.selectRow(row)
 
     # -- results -------------------------------------------------------------------------------------------
@@ -489,17 +550,17 @@ class Loc2Dock(QDockWidget):
 
         path = self.export_file.filePath()
         if not path:
-            self.message("Choose a GeoPackage file to export to.", Qgis.MessageLevel.Warning)
+            self.message(tr("Choose a GeoPackage file to export to."), Qgis.MessageLevel.Warning)
             return
         if not path.lower().endswith(".gpkg"):
             path += ".gpkg"
         if not self.results:
-            self.message("Nothing to export yet: run a localization first.", Qgis.MessageLevel.Warning)
+            self.message(tr("Nothing to export yet: run a localization first."), Qgis.MessageLevel.Warning)
             return
         done = self.exported.setdefault(str(Path(path).resolve()), set())
         todo = [i for i in range(len(self.results)) if i not in done]
         if not todo:
-            self.message(f"Every result is already in {path}.", Qgis.MessageLevel.Info)
+            self.message(tr("Every result is already in {path}.").format(path=path), Qgis.MessageLevel.Info)
             return
         crs = next((r.crs for r in self.results if r.crs), None) or crs_definition(
             self.raster_combo.currentLayer().crs())
@@ -512,12 +573,13 @@ class Loc2Dock(QDockWidget):
             self.message(str(exc), Qgis.MessageLevel.Critical)
             return
         settings.set("export_folder", str(Path(path).parent))
-        self.message(f"Exported {len(todo)} result(s) to {path}.", Qgis.MessageLevel.Success)
+        self.message(tr("Exported {count} result(s) to {path}.").format(count=len(todo), path=path),
+                     Qgis.MessageLevel.Success)
 
     def open_viewer(self):
         index = self.selected_index()
         if index is None or not self.results[index].ok or self.results[index].window is None:
-            self.message("Select a localized result to view its matches.", Qgis.MessageLevel.Warning)
+            self.message(tr("Select a localized result to view its matches."), Qgis.MessageLevel.Warning)
             return
         from .match_viewer import MatchViewer
 

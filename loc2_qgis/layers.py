@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from qgis.core import (QgsFeature, QgsField, QgsGeometry, QgsPointXY, QgsProject, QgsVectorLayer)
-from qgis.PyQt.QtCore import QVariant
-
+from .compat import ogr_field_types
 from .render import qgis_crs
 
 #: top to bottom in the group: the pose above its evidence, the wide frustum polygon underneath
@@ -26,7 +25,7 @@ def _schema():
 
     from loc2_engine.gpkg import LAYERS
 
-    qt_types = {ogr.OFTInteger: QVariant.Int, ogr.OFTReal: QVariant.Double, ogr.OFTString: QVariant.String}
+    qt_types = ogr_field_types()
     geometry = {ogr.wkbPoint: "Point", ogr.wkbPolygon: "Polygon", ogr.wkbLineString: "LineString"}
     return {name: (geometry[geom], [(field, qt_types[kind]) for field, kind in fields])
             for name, (geom, fields) in LAYERS.items()}

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import numpy as np
 from qgis.PyQt.QtCore import QLineF, QPointF, QRectF, Qt
-from qgis.PyQt.QtGui import QColor, QImage, QImageReader, QPainter, QPen, QPixmap
-from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QDialog, QHBoxLayout, QLabel, QScrollArea,
-                                 QVBoxLayout)
+from qgis.PyQt.QtGui import QColor, QGuiApplication, QImage, QImageReader, QPainter, QPen, QPixmap
+from qgis.PyQt.QtWidgets import QCheckBox, QComboBox, QDialog, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout
+
+from .compat import tr
 
 PANEL_HEIGHT = 512
 GAP = 12
 #: residual that maps to full red, metres (a little above RANSAC's 2.5 m inlier threshold)
 RESIDUAL_RED_M = 3.0
-#: weight ramp, low to high (dark blue, teal, green, yellow)
-WEIGHT_STOPS = ((0.0, (40, 30, 120)), (0.35, (30, 130, 140)), (0.7, (90, 200, 80)), (1.0, (250, 230, 40)))
+#: weight ramp, low to high (pale yellow, orange, red): bright, so that lines read on dark photos and imagery
+WEIGHT_STOPS = ((0.0, (255, 250, 150)), (0.5, (255, 165, 30)), (1.0, (240, 40, 40)))
+#: share of the screen's available area the viewer opens at, at most
+SCREEN_SHARE = 0.9
 
 
 def ramp(t: float, stops=WEIGHT_STOPS) -> QColor:
@@ -124,36 +127,84 @@ class MatchViewer(QDialog):
         self.setObjectName("loc2_match_viewer")
         self.result = result
         self.photo = load_photo(result.photo)
-        self.setWindowTitle(f"Loc² matches: {result.photo}")
+        self.setWindowTitle(tr("Loc² matches: {photo}").format(photo=result.photo))
         layout = QVBoxLayout(self)
         controls = QHBoxLayout()
         self.colour_by = QComboBox()
-        self.colour_by.addItems(["weight", "residual"])
+        for key in ("weight", "residual"):
+            self.colour_by.addItem(tr(key), key)
         self.colour_by.currentIndexChanged.connect(self.redraw)
-        self.outliers = QCheckBox("show outliers")
+        self.outliers = QCheckBox(tr("show outliers"))
         self.outliers.toggled.connect(self.redraw)
-        controls.addWidget(QLabel("Colour matches by"))
+        controls.addWidget(QLabel(tr("Colour matches by")))
         controls.addWidget(self.colour_by)
         controls.addWidget(self.outliers)
         controls.addStretch(1)
         layout.addLayout(controls)
         self.legend = QLabel()
+        self.legend.setWordWrap(True)
         layout.addWidget(self.legend)
-        self.picture = QLabel()
-        self.picture.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        scroll = QScrollArea()
-        scroll.setWidget(self.picture)
-        scroll.setWidgetResizable(True)
-        layout.addWidget(scroll, 1)
+        self.picture = _FitLabel()
+        layout.addWidget(self.picture, 1)
         self.image = None
         self.redraw()
-        self.resize(min(self.image.width() + 40, 1400), PANEL_HEIGHT + 110)
+        self.resize(*initial_size(self.image.width(), self.image.height(), self._available()))
+
+    def _available(self):
+        """(width, height) of the available geometry of the screen the viewer opens on."""
+        screen = (self.parentWidget().screen() if self.parentWidget() is not None
+                  else QGuiApplication.primaryScreen())
+        area = screen.availableGeometry()
+        return area.width(), area.height()
 
     def redraw(self, *_):
-        by = self.colour_by.currentText()
+        by = self.colour_by.currentData() or "weight"
         self.image = compose(self.result, by, self.outliers.isChecked(), self.photo)
-        self.picture.setPixmap(QPixmap.fromImage(self.image))
-        scale = ("weight: dark blue (low) to yellow (high)" if by == "weight" else
-                 f"residual: green (0 m) to red (≥ {RESIDUAL_RED_M:g} m)")
-        self.legend.setText(f"{self.result.inliers} inliers of {self.result.matches} matches; colour = {scale}; "
-                            "white dots: ground layout placed by the pose; red: camera and heading")
+        self.picture.set_image(self.image)
+        scale = (tr("weight: pale yellow (low) to red (high)") if by == "weight" else
+                 tr("residual: green (0 m) to red (≥ {metres:g} m)").format(metres=RESIDUAL_RED_M))
+        self.legend.setText(tr("{inliers} inliers of {matches} matches; colour = {scale}; white dots: ground layout "
+                               "placed by the pose; red: camera and heading").format(
+                                   inliers=self.result.inliers, matches=self.result.matches, scale=scale))
+
+
+#: room the controls and the legend take above the picture, pixels
+CHROME_PX = 110
+
+
+def initial_size(image_width: int, image_height: int, available) -> tuple:
+    """(width, height) of the viewer: the composed picture at its size if it fits in `SCREEN_SHARE` of the
+    available screen, else scaled down as a whole (both panels keep their proportions; nothing is cut off)."""
+    max_w, max_h = int(available[0] * SCREEN_SHARE), int(available[1] * SCREEN_SHARE)
+    scale = min(1.0, (max_w - 40) / image_width, (max_h - CHROME_PX) / image_height)
+    return (min(max_w, int(image_width * scale) + 40), min(max_h, int(image_height * scale) + CHROME_PX))
+
+
+class _FitLabel(QLabel):
+    """Shows an image scaled to the label's size, aspect ratio kept: the viewer can be any size."""
+
+    def __init__(self):
+        super().__init__()
+        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        # the pixmap must not dictate the dialog's size, or the picture could never shrink
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+        self.setMinimumSize(64, 64)
+        self.image = None
+
+    def set_image(self, image: QImage):
+        self.image = image
+        self._fit()
+
+    def resizeEvent(self, event):  # noqa: N802 (Qt's name)
+        super().resizeEvent(event)
+        self._fit()
+
+    def _fit(self):
+        if self.image is None:
+            return
+        size = self.size()
+        if size.width() >= self.image.width() and size.height() >= self.image.height():
+            self.setPixmap(QPixmap.fromImage(self.image))
+            return
+        self.setPixmap(QPixmap.fromImage(self.image.scaled(
+            size, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)))

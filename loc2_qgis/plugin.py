@@ -11,9 +11,8 @@ from pathlib import Path
 from qgis.core import Qgis, QgsApplication, QgsMessageLog
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QIcon
-from qgis.PyQt.QtWidgets import QAction
-
 from . import deps
+from .compat import QAction, tr
 
 PLUGIN_DIR = Path(__file__).resolve().parent
 MENU = "&Loc²"
@@ -47,7 +46,7 @@ class Loc2Plugin:
             from .provider import Loc2Provider
         except ImportError as exc:
             # a provider that cannot import must not take the whole plugin (and QGIS's load) down
-            QgsMessageLog.logMessage(f"Loc² Processing provider unavailable: {exc}", LOG_TAG,
+            QgsMessageLog.logMessage(tr("Loc² Processing provider unavailable: {error}").format(error=exc), LOG_TAG,
                                      Qgis.MessageLevel.Critical)
             return
         self.provider = Loc2Provider()
@@ -57,9 +56,9 @@ class Loc2Plugin:
     def initGui(self):  # noqa: N802 (QGIS's name)
         self.initProcessing()
         main_window = self.iface.mainWindow()
-        self.action = QAction(QIcon(icon_path()), "Loc² photo localization", main_window)
+        self.action = QAction(QIcon(icon_path()), tr("Loc² photo localization"), main_window)
         self.action.setObjectName("loc2_dock_action")
-        self.action.setToolTip("Show the Loc² dock: locate a street-level photo on an aerial layer")
+        self.action.setToolTip(tr("Show the Loc² dock: locate a street-level photo on an aerial layer"))
         self.action.setCheckable(True)
         self.action.toggled.connect(self.show_dock)
         self.iface.addToolBarIcon(self.action)
@@ -67,12 +66,13 @@ class Loc2Plugin:
 
         self.missing = deps.missing()
         if self.missing:
-            self.install_action = QAction("Install missing Python packages…", main_window)
+            self.install_action = QAction(tr("Install missing Python packages…"), main_window)
             self.install_action.setObjectName("loc2_install_action")
             self.install_action.triggered.connect(self.show_installer)
             self.iface.addPluginToMenu(MENU, self.install_action)
             self.iface.messageBar().pushMessage(
-                LOG_TAG, deps.describe(self.missing) + " Use Plugins › Loc² › Install missing Python packages.",
+                LOG_TAG,
+                deps.describe(self.missing) + " " + tr("Use Plugins › Loc² › Install missing Python packages."),
                 Qgis.MessageLevel.Warning, 0)
 
     def show_installer(self):

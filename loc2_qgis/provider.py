@@ -12,6 +12,7 @@ from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from .algorithms.georeference_photos import GeoreferencePhotos
+from .compat import tr
 
 
 def _icon_path() -> str:
@@ -34,7 +35,7 @@ class Loc2Provider(QgsProcessingProvider):
         return "Loc²"
 
     def longName(self):
-        return "Loc² cross-view localization"
+        return tr("Loc² cross-view localization")
 
     def icon(self):
         path = _icon_path()

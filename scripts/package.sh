@@ -31,7 +31,9 @@ copy_tracked loc2_engine "$plugin/loc2_engine"
 for part in styles icons models; do
   copy_tracked "resources/$part" "$plugin/resources/$part"
 done
-[ -f LICENSE ] && cp LICENSE "$plugin/LICENSE"
+# plugins.qgis.org refuses a zip without the licence text
+[ -f LICENSE ] || { echo "package: LICENSE is missing" >&2; exit 1; }
+cp LICENSE "$plugin/LICENSE"
 
 for required in metadata.txt __init__.py plugin.py provider.py loc2_engine/__init__.py loc2_engine/defaults.py \
                 loc2_engine/pipeline.py resources/icons/loc2.svg; do

@@ -53,11 +53,14 @@ def test_zip_has_one_plugin_folder_with_engine_and_resources(package):
                      "loc2_qgis/dock.py", "loc2_qgis/loc2_engine/__init__.py", "loc2_qgis/loc2_engine/defaults.py",
                      "loc2_qgis/loc2_engine/pipeline.py",
                      "loc2_qgis/loc2_engine/resources.py", "loc2_qgis/resources/icons/loc2.svg",
-                     "loc2_qgis/resources/styles/camera_poses.qml"):
+                     "loc2_qgis/resources/styles/camera_poses.qml", "loc2_qgis/LICENSE"):
         assert required in names, required
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     metadata = zipfile.ZipFile(package).read("loc2_qgis/metadata.txt")
     assert metadata == (REPO / "loc2_qgis" / "metadata.txt").read_bytes()
+    # plugins.qgis.org wants the licence text in the zip: the full GPL-3.0, as in the repository
+    assert zipfile.ZipFile(package).read("loc2_qgis/LICENSE") == (REPO / "LICENSE").read_bytes()
+    assert b"GNU GENERAL PUBLIC LICENSE" in (REPO / "LICENSE").read_bytes()[:200]
 
 
 @pytest.mark.skipif(not Path(QGIS_PROCESS).exists(), reason="qgis_process.bin not installed")

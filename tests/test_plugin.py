@@ -21,8 +21,9 @@ from loc2_qgis import deps
 
 REPO = Path(__file__).resolve().parents[1]
 QGIS_PROCESS = "/usr/bin/qgis_process.bin"
-REQUIRED_METADATA = ("name", "qgisMinimumVersion", "description", "about", "version", "author", "email",
-                     "repository")
+REQUIRED_METADATA = ("name", "qgisMinimumVersion", "description", "about", "version", "author")
+#: keys plugins.qgis.org wants that only the publisher can fill in: present, and real or empty, never made up
+CONTACT_METADATA = ("email", "repository", "tracker", "homepage")
 
 
 def read_metadata(path: Path) -> dict:
@@ -39,8 +40,15 @@ def test_root_metadata_is_a_copy_of_the_plugin_metadata():
 
 def test_metadata_has_the_fields_qgis_and_the_plugin_site_require():
     meta = read_metadata(REPO / "loc2_qgis" / "metadata.txt")
-    for key in REQUIRED_METADATA + ("tracker", "homepage", "tags", "icon", "category", "experimental"):
+    for key in REQUIRED_METADATA + ("tags", "icon", "category", "experimental"):
         assert meta.get(key, "").strip(), key
+    for key in CONTACT_METADATA:
+        assert key in meta, key
+        assert not any(fake in meta[key] for fake in ("example.", "loc2-qgis/loc2-qgis")), (key, meta[key])
+        if meta[key] and key != "email":
+            assert meta[key].startswith("https://"), (key, meta[key])
+    assert meta["supportsQt6"] == "True"
+    assert (REPO / "LICENSE").read_text().startswith(" " * 20 + "GNU GENERAL PUBLIC LICENSE")
     assert meta["qgisMinimumVersion"] == "3.22"
     assert meta["qgisMaximumVersion"] == "4.99"
     assert meta["hasProcessingProvider"] == "yes"

@@ -200,11 +200,13 @@ def test_second_run_is_refused_and_cancel_stops_the_task(plugin, scene, aerial_r
     gate = threading.Event()
     drive(dock, scene, aerial_raster, FakeEngine(scene["xy"], gate))
     assert dock.task is not None and dock.cancel_button.isEnabled()
-    dock.run_button.click()
+    assert not dock.run_button.isEnabled()  # Run is off while the task runs
+    dock.run()  # and a second run is refused even when asked for directly
     assert "still localizing street.jpg" in dock.status.text()
     dock.cancel_button.click()
     wait_until(lambda: dock.task is None)
     assert "cancelled" in dock.status.text()
+    assert dock.run_button.isEnabled() and not dock.cancel_button.isEnabled()
     assert dock.table.rowCount() == 0
     assert QgsProject.instance().layerTreeRoot().findGroup("Loc² street.jpg") is None
     # and the dock runs again afterwards
@@ -312,6 +314,8 @@ def test_match_viewer_draws_the_result(plugin, scene, aerial_raster):
     dock.viewer_button.click()
     viewer = dock.viewer
     assert viewer is not None and viewer.isVisible()
+    screen = viewer.screen().availableGeometry()
+    assert viewer.width() <= 0.9 * screen.width() and viewer.height() <= 0.9 * screen.height()
     by_weight = viewer.image.copy()
     # photo 160x90 and the 80x80 window, both scaled to the panel height
     assert by_weight.height() == match_viewer.PANEL_HEIGHT
@@ -329,6 +333,23 @@ def test_match_viewer_draws_the_result(plugin, scene, aerial_raster):
     viewer.outliers.setChecked(True)
     assert viewer.image != by_residual
     viewer.close()
+
+
+@pytest.mark.inqgis
+def test_match_viewer_fits_the_screen_and_its_weight_colours_read_on_dark_imagery():
+    from loc2_qgis import match_viewer
+
+    # a wide panorama beside its window, on a 1366x728 laptop screen: scaled as a whole, nothing cut off
+    image_w, image_h = 1024 + match_viewer.GAP + match_viewer.PANEL_HEIGHT, match_viewer.PANEL_HEIGHT
+    width, height = match_viewer.initial_size(image_w, image_h, (1366, 728))
+    assert width <= 0.9 * 1366 and height <= 0.9 * 728
+    picture_w, picture_h = width - 40, height - match_viewer.CHROME_PX
+    assert picture_w / picture_h == pytest.approx(image_w / image_h, rel=0.02)  # both panels scaled alike
+    # a small picture opens at its own size
+    assert match_viewer.initial_size(400, 200, (1920, 1080)) == (440, 200 + match_viewer.CHROME_PX)
+    for t in np.linspace(0, 1, 11):  # every weight is bright: luminance well above a dark photo's
+        colour = match_viewer.ramp(t)
+        assert 0.2126 * colour.red() + 0.7152 * colour.green() + 0.0722 * colour.blue() > 70, t
 
 
 @pytest.mark.inqgis
@@ -495,7 +516,7 @@ def test_rotated_camera_photo_gets_an_upright_thumbnail_and_its_portrait_hfov(pl
     assert pixmap.height() > pixmap.width()
     expected, _ = hfov_from_exif(read_exif(photo), 800, 1200)
     assert dock.hfov.value() == pytest.approx(expected, abs=0.01) and expected < 60
-    assert "no EXIF GPS" in dock.prior_label.text() and dock.prior_point is None
+    assert "no GPS position" in dock.prior_label.text() and dock.prior_point is None
 
 
 @pytest.mark.inqgis
@@ -633,3 +654,91 @@ def test_a_dock_with_nothing_remembered_shows_the_defaults(plugin):
     finally:
         dock.close_down()
         dock.deleteLater()
+
+
+@pytest.mark.inqgis
+@pytest.mark.parametrize("ending", ["pose", "failed result", "unexpected error"])
+def test_run_is_off_during_a_task_and_back_on_however_it_ends(plugin, scene, aerial_raster, ending):
+    from loc2_engine.errors import AerialError
+
+    gate = threading.Event()
+    pose = FakeEngine(scene["xy"], gate)
+
+    def engine(request, task):
+        pose(request, task)  # waits for the gate
+        if ending == "failed result":
+            raise AerialError("The prior is outside the aerial raster.")
+        if ending == "unexpected error":
+            raise RuntimeError("boom")
+        return pose(request, task)
+
+    dock = plugin.dock
+    drive(dock, scene, aerial_raster, engine)
+    assert not dock.run_button.isEnabled() and dock.cancel_button.isEnabled()
+    gate.set()
+    wait_until(lambda: dock.task is None)
+    assert dock.run_button.isEnabled() and not dock.cancel_button.isEnabled()
+    if ending == "pose":
+        assert dock.progress.value() == 100
+    else:  # a run that gave no pose does not read 100 %
+        assert dock.progress.value() == 0 and dock.progress.text() == "failed"
+
+
+@pytest.mark.inqgis
+def test_the_dock_fits_a_laptop_screen_with_the_advanced_options_folded(plugin, scene, qgis_iface):
+    from qgis.PyQt.QtWidgets import QScrollArea
+
+    dock = plugin.dock
+    assert isinstance(dock.widget(), QScrollArea)
+    for widget in (dock.model, dock.depth, dock.weights, dock.backbone, dock.camera_height, dock.hfov, dock.device):
+        assert dock.advanced.isAncestorOf(widget)
+    window = qgis_iface.mainWindow()
+    window.show()  # a group box folds when it is shown
+    try:
+        dock.photo.setFilePath(str(scene["photo"]))  # with its thumbnail
+        QCoreApplication.processEvents()
+        assert dock.advanced.isCollapsed()
+        # 1366x768 less the title bar, menus, toolbars, status bar and the Processing toolbox docked above
+        hint = dock.minimumSizeHint()
+        assert hint.width() <= 1366 and hint.height() <= 700, hint
+        # and the whole folded body, results table and Export included, fits without scrolling
+        body = dock.widget().widget().minimumSizeHint()
+        assert body.height() <= 700 and body.width() <= 600, body
+    finally:
+        window.hide()
+
+
+@pytest.mark.inqgis
+def test_a_photo_without_gps_and_no_prior_is_refused_in_gui_words(plugin, aerial_raster, tmp_path):
+    photo = tmp_path / "nogps.jpg"
+    Image.fromarray(np.zeros((90, 160, 3), np.uint8)).save(photo)
+    started = []
+    dock = plugin.dock
+    drive(dock, {"photo": photo}, aerial_raster, lambda request, task: started.append(request))
+    assert dock.task is None and not started  # refused before any task
+    assert dock.status.text() == ("This photo has no GPS position: click the map to set the prior, or pick a "
+                                  "point layer feature.")
+    assert "--prior" not in dock.status.text() and "no GPS position" in dock.prior_label.text()
+
+
+@pytest.mark.inqgis
+def test_messages_time_out_and_the_prior_has_sensible_precision(plugin, scene, aerial_raster, qgis_iface,
+                                                                 monkeypatch):
+    from qgis.core import QgsPointXY
+
+    pushed = []
+    bar = qgis_iface.messageBar()
+    monkeypatch.setattr(bar, "pushMessage", lambda title, text, level, duration: pushed.append((level, duration)))
+    dock = plugin.dock
+    dock.message("done", Qgis.MessageLevel.Success)
+    dock.message("note", Qgis.MessageLevel.Info)
+    dock.message("careful", Qgis.MessageLevel.Warning)
+    assert pushed == [(Qgis.MessageLevel.Success, 8), (Qgis.MessageLevel.Info, 8), (Qgis.MessageLevel.Warning, 15)]
+    drive(dock, scene, aerial_raster, FakeEngine(scene["xy"]))
+    wait_until(lambda: dock.task is None)
+    assert pushed[-1] == (Qgis.MessageLevel.Success, 8)
+
+    dock.set_prior(QgsPointXY(500053.26449, 5199947.85991), QgsCoordinateReferenceSystem(CRS))
+    assert dock.prior_label.text() == "500053.3, 5199947.9 (EPSG:32633)"
+    dock.set_prior(QgsPointXY(15.00071234567, 46.953061234), QgsCoordinateReferenceSystem("EPSG:4326"))
+    assert dock.prior_label.text() == "15.000712, 46.953061 (EPSG:4326)"

@@ -349,7 +349,36 @@ def test_loaded_outputs_are_styled(provider, fake, tmp_path, qgis_new_project):
     assert poses.renderer().type() == "categorizedSymbol" and poses.labelsEnabled()
     assert "weight" in layers["Inliers"].renderer().symbol().symbolLayer(0).dataDefinedProperties().property(
         QgsSymbolLayer.PropertyFillColor).expressionString()
+    # the pose arrow is drawn above the inlier dots and the frustum: first in the layer tree
+    order = [node.layer().name() for node in QgsProject.instance().layerTreeRoot().findLayers()]
+    assert order.index("Camera poses") < order.index("Inliers") < order.index("View frustums"), order
     QgsProject.instance().removeAllMapLayers()
+
+
+@pytest.mark.inqgis
+@pytest.mark.parametrize("arrival", [("inliers", "view_frustums", "camera_poses"),
+                                     ("camera_poses", "inliers", "view_frustums"),
+                                     ("view_frustums", "camera_poses", "inliers")])
+def test_outputs_are_stacked_pose_on_top_whatever_order_qgis_loads_them_in(qgis_new_project, arrival):
+    from qgis.core import QgsProcessingContext, QgsProject
+
+    from loc2_qgis.algorithms.georeference_photos import _Styler
+
+    project = QgsProject.instance()
+    other = QgsVectorLayer("Point", "someone else's layer", "memory")
+    project.addMapLayer(other)
+    context = QgsProcessingContext()
+    context.setProject(project)
+    loaded = {}
+    for name in arrival:  # as QGIS does: each layer added on top, then its post-processor called
+        layer = QgsVectorLayer("Point", name, "memory")
+        project.addMapLayer(layer, False)
+        project.layerTreeRoot().insertLayer(0, layer)
+        _Styler.create(name, loaded).postProcessLayer(layer, context, None)
+    order = [node.layer().name() for node in project.layerTreeRoot().findLayers()]
+    assert order == ["camera_poses", "inliers", "view_frustums", "someone else's layer"]
+    assert len(project.mapLayers()) == 4
+    project.removeAllMapLayers()
 
 
 @pytest.mark.inqgis

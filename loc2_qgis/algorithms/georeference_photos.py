@@ -24,15 +24,16 @@ from qgis.core import (QgsFeature, QgsFeatureSink, QgsField, QgsFields, QgsGeome
                        QgsProcessingParameterBoolean, QgsProcessingParameterEnum,
                        QgsProcessingParameterFeatureSink, QgsProcessingParameterFeatureSource,
                        QgsProcessingParameterField, QgsProcessingParameterFile, QgsProcessingParameterNumber,
-                       QgsProcessingParameterRasterLayer, QgsProcessingParameterString, QgsWkbTypes)
-from qgis.PyQt.QtCore import QVariant
+                       QgsProcessingParameterRasterLayer, QgsProcessingParameterString, QgsProject, QgsWkbTypes)
 
 from loc2_engine import defaults
+
+from ..compat import tr
 
 CAMERAS = ("auto", "pano", "pinhole")
 HEADING_MODES = ("Unknown: search every direction",
                  "From the photos: HEADING_FIELD, or EXIF GPSImgDirection (true north)",
-                 "Fixed: HEADING for every photo")
+                 "Fixed: HEADING for every photo")  # translated where shown (tr)
 #: sink parameter -> (GeoPackage layer of loc2_engine.gpkg.LAYERS, QGIS geometry type)
 SINKS = {"CAMERA_POSES": ("camera_poses", QgsWkbTypes.Type.Point),
          "VIEW_FRUSTUMS": ("view_frustums", QgsWkbTypes.Type.Polygon),
@@ -46,16 +47,16 @@ class GeoreferencePhotos(QgsProcessingAlgorithm):
         return "georeferencephotos"
 
     def displayName(self):
-        return "Georeference photos"
+        return tr("Georeference photos")
 
     def group(self):
-        return "Localization"
+        return tr("Localization")
 
     def groupId(self):
         return "localization"
 
     def shortHelpString(self):
-        return (
+        return tr(
             "Estimates the position and heading of ground photos (phone, DSLR or 360° panoramas) by matching "
             "them against an aerial raster.\n\n"
             "Photos: a FOLDER (optionally RECURSIVE; priors from EXIF GPS), or a POINTS layer whose points are "
@@ -77,68 +78,68 @@ class GeoreferencePhotos(QgsProcessingAlgorithm):
 
     def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterFile(
-            "FOLDER", "Folder of photos", behavior=QgsProcessingParameterFile.Behavior.Folder, optional=True))
-        self.addParameter(QgsProcessingParameterBoolean("RECURSIVE", "Include sub-folders", defaultValue=False))
+            "FOLDER", tr("Folder of photos"), behavior=QgsProcessingParameterFile.Behavior.Folder, optional=True))
+        self.addParameter(QgsProcessingParameterBoolean("RECURSIVE", tr("Include sub-folders"), defaultValue=False))
         self.addParameter(QgsProcessingParameterFeatureSource(
-            "POINTS", "Photo points (instead of a folder)", [QgsProcessing.SourceType.TypeVectorPoint],
+            "POINTS", tr("Photo points (instead of a folder)"), [QgsProcessing.SourceType.TypeVectorPoint],
             optional=True))
         self.addParameter(QgsProcessingParameterField(
-            "PHOTO_FIELD", "Photo path field", defaultValue="photo", parentLayerParameterName="POINTS",
+            "PHOTO_FIELD", tr("Photo path field"), defaultValue="photo", parentLayerParameterName="POINTS",
             type=QgsProcessingParameterField.DataType.String, optional=True))
         self.addParameter(QgsProcessingParameterField(
-            "HEADING_FIELD", "Heading field (degrees from true north, e.g. 'direction')",
+            "HEADING_FIELD", tr("Heading field (degrees from true north, e.g. 'direction')"),
             parentLayerParameterName="POINTS", type=QgsProcessingParameterField.DataType.Numeric,
             optional=True))
-        self.addParameter(QgsProcessingParameterRasterLayer("AERIAL", "Aerial raster"))
+        self.addParameter(QgsProcessingParameterRasterLayer("AERIAL", tr("Aerial raster")))
         self.addParameter(QgsProcessingParameterNumber(
-            "RADIUS", "Search radius (m)", type=QgsProcessingParameterNumber.Type.Double,
+            "RADIUS", tr("Search radius (m)"), type=QgsProcessingParameterNumber.Type.Double,
             defaultValue=defaults.RADIUS_M, minValue=1.0))
-        self.addParameter(QgsProcessingParameterEnum("CAMERA", "Camera", options=list(CAMERAS),
+        self.addParameter(QgsProcessingParameterEnum("CAMERA", tr("Camera"), options=list(CAMERAS),
                                                      defaultValue=CAMERAS.index(defaults.CAMERA)))
         self.addParameter(QgsProcessingParameterNumber(
-            "HFOV", "Horizontal field of view of pinhole photos (degrees; empty: from EXIF)",
+            "HFOV", tr("Horizontal field of view of pinhole photos (degrees; empty: from EXIF)"),
             type=QgsProcessingParameterNumber.Type.Double, optional=True, minValue=1.0, maxValue=179.0))
         self.addParameter(QgsProcessingParameterNumber(
             "CAMERA_HEIGHT",
-            f"Camera height above the ground (m; empty: {defaults.CAMERA_HEIGHT_M:g}, hand-held; a car roof is "
-            "about 2.5)",
+            tr("Camera height above the ground (m; empty: {height:g}, hand-held; a car roof is about 2.5)").format(
+                height=defaults.CAMERA_HEIGHT_M),
             type=QgsProcessingParameterNumber.Type.Double, optional=True, minValue=0.3, maxValue=20.0))
-        self.addParameter(QgsProcessingParameterEnum("HEADING_MODE", "Heading prior",
-                                                     options=list(HEADING_MODES), defaultValue=0))
+        self.addParameter(QgsProcessingParameterEnum("HEADING_MODE", tr("Heading prior"),
+                                                     options=[tr(mode) for mode in HEADING_MODES], defaultValue=0))
         self.addParameter(QgsProcessingParameterNumber(
-            "HEADING", "Fixed heading (degrees from true north)", type=QgsProcessingParameterNumber.Type.Double,
+            "HEADING", tr("Fixed heading (degrees from true north)"), type=QgsProcessingParameterNumber.Type.Double,
             optional=True, minValue=0.0, maxValue=360.0))
         self.addParameter(QgsProcessingParameterNumber(
-            "HEADING_TOLERANCE", "Heading tolerance (degrees)", type=QgsProcessingParameterNumber.Type.Double,
+            "HEADING_TOLERANCE", tr("Heading tolerance (degrees)"), type=QgsProcessingParameterNumber.Type.Double,
             defaultValue=defaults.HEADING_TOLERANCE_DEG, minValue=0.1, maxValue=180.0))
-        self.addParameter(QgsProcessingParameterString("MODEL", "Model (registry name or weight file)",
+        self.addParameter(QgsProcessingParameterString("MODEL", tr("Model (registry name or weight file)"),
                                                        defaultValue=defaults.MODEL))
         self.addParameter(QgsProcessingParameterFile(
-            "WEIGHTS", "Matcher checkpoint, for models that need one (the official loc2-* models)", optional=True))
+            "WEIGHTS", tr("Matcher checkpoint, for models that need one (the official loc2-* models)"), optional=True))
         self.addParameter(QgsProcessingParameterFile(
-            "BACKBONE", "Backbone weights, for models that need them (DINOv2 ViT-L/14 .pth)", optional=True))
+            "BACKBONE", tr("Backbone weights, for models that need them (DINOv2 ViT-L/14 .pth)"), optional=True))
         self.addParameter(QgsProcessingParameterString(
-            "DEPTH", "Depth provider (empty: the model's default)", optional=True))
+            "DEPTH", tr("Depth provider (empty: the model's default)"), optional=True))
         self.addParameter(QgsProcessingParameterBoolean(
-            "RESUME", "Resume: append to existing output files, skipping the photos already in Camera poses",
+            "RESUME", tr("Resume: append to existing output files, skipping the photos already in Camera poses"),
             defaultValue=False))
         self.addParameter(QgsProcessingParameterFeatureSink(
-            "CAMERA_POSES", "Camera poses", QgsProcessing.SourceType.TypeVectorPoint))
+            "CAMERA_POSES", tr("Camera poses"), QgsProcessing.SourceType.TypeVectorPoint))
         self.addParameter(QgsProcessingParameterFeatureSink(
-            "VIEW_FRUSTUMS", "View frustums", QgsProcessing.SourceType.TypeVectorPolygon, optional=True))
+            "VIEW_FRUSTUMS", tr("View frustums"), QgsProcessing.SourceType.TypeVectorPolygon, optional=True))
         self.addParameter(QgsProcessingParameterFeatureSink(
-            "INLIERS", "Inliers", QgsProcessing.SourceType.TypeVectorPoint, optional=True))
-        self.addOutput(QgsProcessingOutputNumber("OK_COUNT", "Photos localized (ok)"))
-        self.addOutput(QgsProcessingOutputNumber("LOW_CONFIDENCE_COUNT", "Photos localized with low confidence"))
-        self.addOutput(QgsProcessingOutputNumber("FAILED_COUNT", "Photos that failed"))
-        self.addOutput(QgsProcessingOutputNumber("SKIPPED_COUNT", "Photos skipped (already in the output)"))
+            "INLIERS", tr("Inliers"), QgsProcessing.SourceType.TypeVectorPoint, optional=True))
+        self.addOutput(QgsProcessingOutputNumber("OK_COUNT", tr("Photos localized (ok)")))
+        self.addOutput(QgsProcessingOutputNumber("LOW_CONFIDENCE_COUNT", tr("Photos localized with low confidence")))
+        self.addOutput(QgsProcessingOutputNumber("FAILED_COUNT", tr("Photos that failed")))
+        self.addOutput(QgsProcessingOutputNumber("SKIPPED_COUNT", tr("Photos skipped (already in the output)")))
 
     # -- run ------------------------------------------------------------------------------------------------
     def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS's name)
         """Main thread: the aerial source, since a layer renderer must copy the layer here (see render.py)."""
         layer = self.parameterAsRasterLayer(parameters, "AERIAL", context)
         if layer is None:
-            raise QgsProcessingException("No aerial raster layer was given (AERIAL).")
+            raise QgsProcessingException(tr("No aerial raster layer was given (AERIAL)."))
         self.aerial_layer_crs = layer.crs()
         self.aerial = _aerial_source(layer, context)
         return True
@@ -148,15 +149,16 @@ class GeoreferencePhotos(QgsProcessingAlgorithm):
 
         absent = deps.missing()
         if absent:  # say what to install instead of an ImportError traceback
-            raise QgsProcessingException(deps.describe(absent) + " Open the Loc² panel in QGIS to install it.")
+            raise QgsProcessingException(
+                deps.describe(absent) + " " + tr("Open the Loc² panel in QGIS to install it."))
         from loc2_engine import pipeline
         from loc2_engine.batch import output_crs, run_batch
         from loc2_engine.errors import Loc2Error
 
         jobs = self._jobs(parameters, context, feedback)
         if not jobs:
-            raise QgsProcessingException("No photos to georeference: the folder has no jpg/jpeg/png/tif/tiff "
-                                         "files, or the point layer has no features with a photo path.")
+            raise QgsProcessingException(tr("No photos to georeference: the folder has no jpg/jpeg/png/tif/tiff "
+                                            "files, or the point layer has no features with a photo path."))
         hfov = self.parameterAsDouble(parameters, "HFOV", context) if _given(parameters, "HFOV") else None
         height = (self.parameterAsDouble(parameters, "CAMERA_HEIGHT", context)
                   if _given(parameters, "CAMERA_HEIGHT") else None)
@@ -201,12 +203,12 @@ class GeoreferencePhotos(QgsProcessingAlgorithm):
         folder = self.parameterAsFile(parameters, "FOLDER", context)
         source = self.parameterAsSource(parameters, "POINTS", context)
         if bool(folder) == (source is not None):
-            raise QgsProcessingException("Give either a folder of photos (FOLDER) or a point layer (POINTS), "
-                                         "not both and not neither.")
+            raise QgsProcessingException(tr("Give either a folder of photos (FOLDER) or a point layer (POINTS), "
+                                            "not both and not neither."))
         mode = self.parameterAsEnum(parameters, "HEADING_MODE", context)
         fixed = self.parameterAsDouble(parameters, "HEADING", context) if _given(parameters, "HEADING") else None
         if mode == 2 and fixed is None:
-            raise QgsProcessingException("The heading prior is 'Fixed' but no HEADING was given.")
+            raise QgsProcessingException(tr("The heading prior is 'Fixed' but no HEADING was given."))
         base = Prior(radius_m=self.parameterAsDouble(parameters, "RADIUS", context),
                      heading_deg=fixed if mode == 2 else None,
                      heading_tolerance_deg=self.parameterAsDouble(parameters, "HEADING_TOLERANCE", context))
@@ -222,15 +224,17 @@ class GeoreferencePhotos(QgsProcessingAlgorithm):
         fields = source.fields()
         for name in [photo_field] + ([heading_field] if heading_field else []):
             if fields.lookupField(name) < 0:
-                raise QgsProcessingException(f"The point layer has no field {name!r}; pick the photo path field "
-                                             "(PHOTO_FIELD) and, optionally, a heading field (HEADING_FIELD).")
+                raise QgsProcessingException(tr("The point layer has no field {name!r}; pick the photo path field "
+                                                "(PHOTO_FIELD) and, optionally, a heading field (HEADING_FIELD).")
+                                             .format(name=name))
         crs = source.sourceCrs()
         prior_crs = crs.authid() or crs.toWkt()
         jobs = []
         for feature in source.getFeatures():
             photo = feature[photo_field]
             if photo in (None, "") or not isinstance(photo, str):
-                feedback.reportError(f"Feature {feature.id()} has no photo path in {photo_field!r}; skipped.", False)
+                feedback.reportError(tr("Feature {id} has no photo path in {field!r}; skipped.").format(
+                    id=feature.id(), field=photo_field), False)
                 continue
             prior = base
             geometry = feature.geometry()
@@ -298,18 +302,25 @@ def _appending(value, destination: str, fields, wkb_type, crs) -> QgsProcessingO
 
 
 class _Styler(QgsProcessingLayerPostProcessorInterface):
-    """Applies ``resources/styles/<layer>.qml`` to an output layer when QGIS loads it after the run."""
+    """Applies ``resources/styles/<layer>.qml`` to an output layer when QGIS loads it after the run, and keeps
+    the run's output layers stacked as in the dock (`layers.LAYER_ORDER`: the pose above its inliers).
+
+    QGIS loads a run's outputs one by one in an order of its own (each new layer on top), which would leave
+    the pose arrow under the inlier dots; ``loaded`` (shared by the run's stylers) lists the layer ids
+    already loaded, by layer name, so each new one can be put in its place among them.
+    """
 
     #: QGIS does not own post-processors: keep the last few alive until QGIS has called them
     _alive = deque(maxlen=64)
 
-    def __init__(self, layer_name: str):
+    def __init__(self, layer_name: str, loaded: dict):
         super().__init__()
         self.layer_name = layer_name
+        self.loaded = loaded
 
     @classmethod
-    def create(cls, layer_name: str) -> "_Styler":
-        styler = cls(layer_name)
+    def create(cls, layer_name: str, loaded: dict) -> "_Styler":
+        styler = cls(layer_name, loaded)
         cls._alive.append(styler)
         return styler
 
@@ -320,6 +331,30 @@ class _Styler(QgsProcessingLayerPostProcessorInterface):
         if qml.is_file():
             layer.loadNamedStyle(str(qml))
             layer.triggerRepaint()
+        self.loaded[self.layer_name] = layer.id()
+        project = context.project() if context is not None and context.project() is not None else None
+        _stack(project or QgsProject.instance(), self.loaded)
+
+
+def _stack(project, loaded: dict) -> None:
+    """Reorder the layer tree nodes of ``loaded`` ({layer name: layer id}) as `layers.LAYER_ORDER`, in the
+    place of the topmost of them; nodes in different groups are left alone (the user put them there)."""
+    from ..layers import LAYER_ORDER
+
+    root = project.layerTreeRoot()
+    nodes = [root.findLayer(loaded[name]) for name in LAYER_ORDER if name in loaded]
+    nodes = [node for node in nodes if node is not None]
+    if len(nodes) < 2 or len({id(node.parent()) for node in nodes}) != 1:
+        return
+    parent = nodes[0].parent()
+    children = parent.children()
+    if [children.index(node) for node in nodes] == sorted(children.index(node) for node in nodes):
+        return  # already in order
+    top = min(children.index(node) for node in nodes)
+    # clones first: a layer whose last node leaves the tree is removed from the project
+    parent.insertChildNodes(top, [node.clone() for node in nodes])
+    for node in nodes:
+        parent.removeChildNode(node)
 
 
 class _SinkWriter:
@@ -332,14 +367,15 @@ class _SinkWriter:
     """
 
     def __init__(self, alg, parameters, context, qgis_crs, crs, jobs, resume: bool):
-        from osgeo import ogr
-
         from loc2_engine.gpkg import LAYERS, photos_in
 
-        qt_types = {ogr.OFTInteger: QVariant.Int, ogr.OFTReal: QVariant.Double, ogr.OFTString: QVariant.String}
+        from ..compat import ogr_field_types
+
+        qt_types = ogr_field_types()
         self.crs = crs
         self.jobs = {job.photo: job for job in jobs}
         self.sinks, self.dest_ids, self.done = {}, {}, set()
+        loaded = {}  # the run's output layers, as QGIS loads them (see _Styler)
         for param, (layer_name, wkb_type) in SINKS.items():
             fields = QgsFields()
             for name, kind in LAYERS[layer_name][1]:
@@ -359,7 +395,7 @@ class _SinkWriter:
             self.sinks[layer_name] = (sink, fields)
             self.dest_ids[param] = dest_id
             if context.willLoadLayerOnCompletion(dest_id):
-                context.layerToLoadOnCompletionDetails(dest_id).setPostProcessor(_Styler.create(layer_name))
+                context.layerToLoadOnCompletionDetails(dest_id).setPostProcessor(_Styler.create(layer_name, loaded))
 
     def photos(self):
         """Photo ids already in the Camera poses file when resuming (`batch.run_batch` skips them)."""
