@@ -1,7 +1,6 @@
 """Kinds of place (oldtown, village, retail) and the heldout preset: content, determinism, rendering (small)."""
 
 import dataclasses
-import hashlib
 import math
 import os
 
@@ -18,6 +17,7 @@ from loc2_engine.synth.dataset import generate, town_origin, utm_crs
 from loc2_engine.synth.photos import camera_response, photometric
 from loc2_engine.synth.presets import PRESETS, get_preset
 from loc2_engine.synth.render import Renderer
+from test_synth import _digest  # the same file hashes as the determinism tests there
 
 ORIGIN = (465000.0, 5245000.0)   # UTM 32N
 
@@ -167,15 +167,6 @@ def test_the_phone_camera_exposes_for_the_scene_and_darkens_the_corners():
     assert phone[20:28, 28:36].mean() > phone[:6, :6].mean() + 5             # vignetting
     assert np.array_equal(phone, camera_response(dark, rng(0), pano=False))
     assert not np.array_equal(phone, camera_response(dark, rng(1), pano=False))
-
-
-def _digest(folder):
-    out = {}
-    for root, _, files in os.walk(folder):
-        for f in files:
-            p = os.path.join(root, f)
-            out[os.path.relpath(p, folder)] = hashlib.sha256(open(p, "rb").read()).hexdigest()
-    return out
 
 
 def _tiny_heldout(towns):
