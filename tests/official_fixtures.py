@@ -2,7 +2,7 @@
 
 A tiny DINOv2 (hidden 1024 so that the full-size official heads fit, 1 layer) saved in Meta's and
 transformers' formats, and the 163 official matcher tensors, random; a random GeoTIFF; and the KITTI ground
-tokens written out from docs/method.md (a flat ground's range map and its official lifted points).
+tokens written out from docs/method.md (z-depth scenes, their range maps, and the official lifted points).
 """
 
 from __future__ import annotations
@@ -74,29 +74,47 @@ def write_raster(path, size_px: int = 600, gsd: float = 0.25, seed: int = 0) -> 
     return str(path)
 
 
-def ground_plane_range(camera, height_m: float = 1.65) -> np.ndarray:
-    """Range (H, W) float32 of a flat ground seen by a level pinhole at height_m; NaN above the horizon."""
+def ray_length(camera) -> np.ndarray:
+    """|(x, y, 1)| (H, W) float64 of every pixel's ray (centres at integers) with z = 1: range = z-depth · it."""
     v, u = np.mgrid[0:camera.height, 0:camera.width].astype(np.float64)
     x, y = (u - camera.cx) / camera.fx, (v - camera.cy) / camera.fy
+    return np.sqrt(x * x + y * y + 1)
+
+
+def ground_plane_z(camera, height_m: float = 1.65) -> np.ndarray:
+    """z-depth (H, W) float64 of a flat ground seen by a level pinhole at height_m; NaN above the horizon."""
+    v = np.mgrid[0:camera.height, 0:camera.width][0].astype(np.float64)
+    y = (v - camera.cy) / camera.fy
     with np.errstate(divide="ignore"):
-        z = np.where(y > 0, height_m / y, np.nan)
-    return (z * np.sqrt(x * x + y * y + 1)).astype(np.float32)
+        return np.where(y > 0, height_m / y, np.nan)
 
 
-def official_kitti_tokens(range_map: np.ndarray):
-    """The official KITTI tokens of a 375×1242 range map, written out from docs/method.md §1.2 / §3.
+def wall_z(camera, at_m: float = 40.0, slope: float = 0.03) -> np.ndarray:
+    """z-depth (H, W) float64 of a vertical wall at ``at_m`` on the optical axis, turned so that z = at_m /
+    (1 + slope · x) with x = (u - c_x) / f_x: for KITTI and slope 0.03 it runs from about 41 m (left) to
+    39 m (right), across the 40 m clip."""
+    u = np.mgrid[0:camera.height, 0:camera.width][1].astype(np.float64)
+    return at_m / (1.0 + slope * (u - camera.cx) / camera.fx)
+
+
+def ground_plane_range(camera, height_m: float = 1.65) -> np.ndarray:
+    """Range (H, W) float32 of a flat ground seen by a level pinhole at height_m; NaN above the horizon."""
+    return (ground_plane_z(camera, height_m) * ray_length(camera)).astype(np.float32)
+
+
+def official_kitti_tokens(z_map: np.ndarray):
+    """The official KITTI tokens of a 375×1242 **z-depth** map (as Depth Anything's), written out from
+    docs/method.md §1.2 / §3.
 
     Depth: nearest to 364×1232, then nearest to 26×88 (pixel (14r, 14c)); intrinsics scaled to 1232×364 and
-    divided by 14; u_c = linspace(0, 88, 88), v_r = linspace(0, 26, 26); z-depth = range / ray length on that
-    grid, masked at the 40 m clip; point (-z, (u - c_x) z / f_x) in (down, right) = (x right, y forward)
-    ((u - c_x) z / f_x, z) in the project's BEV. Returns xy (2288, 2) float64 and valid (2288,) bool.
+    divided by 14; u_c = linspace(0, 88, 88); masked at the 40 m z clip; point (-z, (u_c - c_x) z / f_x) in
+    (down, right) = (x right, y forward) ((u_c - c_x) z / f_x, z) in the project's BEV. Returns xy (2288, 2)
+    float64 and valid (2288,) bool.
     """
-    d = torch.from_numpy(range_map).double()[None, None]
-    d = F.interpolate(F.interpolate(d, size=(364, 1232), mode="nearest"), size=(26, 88), mode="nearest")[0, 0]
+    z = torch.from_numpy(np.asarray(z_map, np.float64))[None, None]
+    z = F.interpolate(F.interpolate(z, size=(364, 1232), mode="nearest"), size=(26, 88), mode="nearest")[0, 0]
     fx, cx = KITTI_CAM.fx * 1232 / 1242 / 14, KITTI_CAM.cx * 1232 / 1242 / 14
-    fy, cy = KITTI_CAM.fy * 364 / 375 / 14, KITTI_CAM.cy * 364 / 375 / 14
-    v, u = torch.meshgrid(torch.linspace(0, 26, 26).double(), torch.linspace(0, 88, 88).double(), indexing="ij")
-    x, y = (u - cx) / fx, (v - cy) / fy
-    z = d / torch.sqrt(x * x + y * y + 1)
-    valid = torch.isfinite(z) & (z < 40.0)
+    u = torch.linspace(0, 88, 88).double().expand(26, 88)
+    x = (u - cx) / fx
+    valid = torch.isfinite(z) & (z > 0) & (z < 40.0)
     return torch.stack([x * z, z], -1).reshape(-1, 2), valid.flatten()

@@ -30,8 +30,8 @@ from images import scene_like
 
 pytest.importorskip("transformers")
 
-from official_fixtures import (KITTI_CAM, files, ground_plane_range, official_kitti_tokens, vigor,  # noqa: E402,F401
-                               write_raster)
+from official_fixtures import (KITTI_CAM, files, ground_plane_range, ground_plane_z, official_kitti_tokens,  # noqa: E402,F401
+                               vigor, write_raster)
 
 CENTRE = (500075.0, 4999925.0)   # centre of write_raster's 600 px x 0.25 m raster (EPSG:32633)
 FAST = {"n_matches": 512, "hypotheses": 500}
@@ -78,7 +78,7 @@ def scene(base, heading_prior, heading, t_local=(2.0, -1.5), orientation="known"
     psi = -math.radians(heading + 90.0 - heading_prior)
     R = torch.tensor([[math.cos(psi), -math.sin(psi)], [math.sin(psi), math.cos(psi)]], dtype=torch.float64)
     right, up = to_tile(torch.tensor([t_local], dtype=torch.float64), heading_prior)[0]
-    xy, valid = official_kitti_tokens(ground_plane_range(KITTI_CAM))
+    xy, valid = official_kitti_tokens(ground_plane_z(KITTI_CAM))
     g_off = torch.stack([-xy[:, 1], xy[:, 0]], -1)               # (down, right): forward = -down
     a_off = g_off @ R.T + torch.stack([-up, right])
     seen = valid & (a_off.abs() < 50.0).all(1)

@@ -13,6 +13,7 @@ import torch
 
 from loc2_engine.cameras import PanoramaCamera, PinholeCamera
 from loc2_engine.depth import as_depth_map, get_depth_provider
+from loc2_engine.depth.truth import TruthDepth
 from loc2_engine.errors import DepthError
 from loc2_engine.exif import ExifInfo
 from loc2_engine.ground import GroundImage
@@ -23,8 +24,8 @@ from images import scene_like
 
 pytest.importorskip("transformers")
 
-from official_fixtures import (KITTI_CAM, files, ground_plane_range, official_kitti_tokens, vigor,  # noqa: E402,F401
-                               write_raster)
+from official_fixtures import (KITTI_CAM, files, ground_plane_range, ground_plane_z, official_kitti_tokens,  # noqa: E402,F401
+                               ray_length, vigor, wall_z, write_raster)
 
 PRIOR = Prior(500075, 4999925, "EPSG:32633", radius_m=5)
 FAST = {"n_matches": 512, "hypotheses": 500}  # random weights: the pose is meaningless, keep RANSAC short
@@ -60,15 +61,79 @@ def test_kitti_sized_photo_runs_end_to_end_with_the_official_depth_reading(files
                     backbone=files["meta"], **FAST)
     assert_clean(loc.localize(photo, write_raster(tmp_path / "aerial.tif"), PRIOR, depth_map=depth))
 
-    # the plane beyond 40 m near the horizon is clipped; a 45 m range everywhere is < 40 m of z-depth only
-    # towards the image sides (the official clip is on z-depth)
-    for depth in (depth, np.full((375, 1242), 45.0, np.float32)):
-        lifted = lift_tokens(loc.matcher, loc.depth, photo.fitted(1232, 364, letterbox=False), depth)
-        xy, valid = lifted.xy_bev, lifted.valid
-        want_xy, want_valid = official_kitti_tokens(depth)
+    # every token reads, lifts and masks depth as the official model does with the scene's z-depth map
+    for name, z_map in kitti_scenes().items():
+        xy, valid = lifted_kitti_tokens(loc.matcher, photo, z_map * ray_length(KITTI_CAM))
+        want_xy, want_valid = official_kitti_tokens(z_map)
+        assert torch.equal(valid, want_valid), name
+        assert 100 < int(valid.sum()) < 2288, name
+        assert_official(xy, want_xy, valid)
+
+
+def assert_official(xy, want_xy, rows) -> None:
+    """xy (N, 2) float32 equals the official want_xy (N, 2) float64 on ``rows`` to float32 rounding: z to 1e-6
+    relative, x (small near the principal point; the official grid is float32 too) to 10 µm."""
+    xy, want_xy = xy[rows].double(), want_xy[rows]
+    assert torch.allclose(xy[:, 1], want_xy[:, 1], rtol=1e-6, atol=0)
+    assert torch.allclose(xy[:, 0], want_xy[:, 0], rtol=0, atol=1e-5)
+
+
+class ZTruth(TruthDepth):
+    """Ground-truth z-depth (along the optical axis), as Depth Anything gives for KITTI."""
+
+    kind = "z"
+
+
+def kitti_scenes():
+    """z-depth maps (375×1242, float64) of KITTI scenes: the flat ground, beyond the 40 m clip near the
+    horizon; that ground closed by a wall turned across the clip (39-41 m), so that the clip decides for half
+    of the tokens; and a constant 45 m of range, < 40 m of z-depth only towards the image sides."""
+    ground = ground_plane_z(KITTI_CAM)
+    return {"ground": ground, "ground and wall": np.fmin(ground, wall_z(KITTI_CAM)),
+            "45 m range": 45.0 / ray_length(KITTI_CAM)}
+
+
+def lifted_kitti_tokens(matcher, photo, depth, provider=None):
+    """The pipeline's lifted tokens (xy (2288, 2), valid (2288,)) of ``photo`` for a depth map (range by
+    default; ``provider`` another truth provider) at the photo's own size."""
+    lifted = lift_tokens(matcher, provider or get_depth_provider("truth"),
+                         photo.fitted(1232, 364, letterbox=False), depth.astype(np.float32))
+    return lifted.xy_bev, lifted.valid
+
+
+def grid_ray_tokens(range_map):
+    """Tokens of a range map turned into z-depth with the ray at the token-grid position (u_c, v_r) of
+    linspace(0, 88, 88) × linspace(0, 26, 26) rather than at the pixel read: an approximation, kept to show
+    that the exactness tests below can tell it apart."""
+    xy, _ = official_kitti_tokens(range_map)       # the official formula with "z" = range
+    fx, cx = KITTI_CAM.fx * 1232 / 1242 / 14, KITTI_CAM.cx * 1232 / 1242 / 14
+    fy, cy = KITTI_CAM.fy * 364 / 375 / 14, KITTI_CAM.cy * 364 / 375 / 14
+    v, u = torch.meshgrid(torch.linspace(0, 26, 26).double(), torch.linspace(0, 88, 88).double(), indexing="ij")
+    length = torch.sqrt(((u - cx) / fx) ** 2 + ((v - cy) / fy) ** 2 + 1).flatten()
+    xy = xy / length[:, None]
+    return xy, torch.isfinite(xy[:, 1]) & (xy[:, 1] < 40.0)
+
+
+def test_kitti_range_depth_becomes_the_official_z_depth_with_each_tokens_own_ray(vigor):
+    """A range map R = Z·|ray(pixel)| of a scene with z-depth Z: the lifted tokens and the 40 m clip equal the
+    official tokens of Z exactly (float rounding), where the ray at the token grid's (u_c, v_r) would not; a
+    z-depth provider given Z directly gets the same tokens."""
+    kitti = OfficialMatcher(KITTI, vigor.backbone, vigor.heads)
+    photo = GroundImage("k.png", rgb(375, 1242), KITTI_CAM, ExifInfo(), "user")
+    z_map = kitti_scenes()["ground and wall"]
+    range_map = z_map * ray_length(KITTI_CAM)
+    want_xy, want_valid = official_kitti_tokens(z_map)
+    z_tok = want_xy[:, 1]
+    near = (z_tok - 40.0).abs()
+    assert int((near < 1.0).sum()) > 300 and float(near.min()) > 1e-4  # many tokens at 39-41 m, none on the edge
+    for xy, valid in (lifted_kitti_tokens(kitti, photo, range_map),
+                      lifted_kitti_tokens(kitti, photo, z_map, ZTruth())):
         assert torch.equal(valid, want_valid)
-        assert 100 < int(valid.sum()) < 2288 // 2
-        assert torch.allclose(xy[valid].double(), want_xy[want_valid], rtol=1e-5, atol=1e-5)
+        assert_official(xy, want_xy, torch.isfinite(want_xy[:, 1]))  # the masked ones too
+    # the grid-ray approximation is off by up to ~1.8 % and moves tokens across the clip
+    approx_xy, approx_valid = grid_ray_tokens(range_map)
+    rel = ((approx_xy[:, 1] - z_tok) / z_tok).abs()
+    assert float(rel.max()) > 0.01 and not torch.equal(approx_valid, want_valid)
 
 
 def test_depth_maps_of_the_photo_before_a_stretch_are_accepted_and_others_refused():

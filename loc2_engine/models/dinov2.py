@@ -11,7 +11,8 @@ Feature fidelity with the checkpoints' training features:
       ((H/14 + 0.1)/37, (W/14 + 0.1)/37)``, no antialias), which transformers replaced by ``size=(H/14, W/14)``:
       the two sample the 37×37 grid at different positions, so `old_interpolate_pos_encoding` is bound to the
       model's embeddings;
-    * dtype: float32 or bfloat16 on CPU (float16 GEMMs are ~50× slower there), float16 on GPU (as trained).
+    * dtype: float32 or bfloat16 on CPU (float16 GEMMs are ~50× slower there; bfloat16 pays only with native
+      bfloat16 instructions, see `cpu`), float16 on GPU (as trained).
 
 Speed: in float32 on a CPU the blocks run through `fast_layer_forward` (the same maths with oneDNN linears,
 1.4× faster per ViT-L block than transformers' forward, whose GEMMs go to MKL); elsewhere transformers runs.
@@ -231,15 +232,19 @@ class Dinov2Backbone(nn.Module):
 
     def _onednn_path(self, x: torch.Tensor) -> bool:
         """Whether `fast_layer_forward` applies to the input x: float32 on a CPU with oneDNN, a plain-MLP ViT
-        in eval mode with transformers 5's layer names (otherwise transformers' own forward runs)."""
+        in eval mode with transformers 5's layer names and float linears (otherwise transformers' own forward
+        runs, e.g. for int8 dynamically quantized linears, which have no float weight to hand to oneDNN)."""
         config = self.vit.config
+        layer = self.vit.encoder.layer[0]
         return (x.device.type == "cpu" and x.dtype == torch.float32 and torch.backends.mkldnn.is_available()
-                and not self.vit.training and hasattr(self.vit.encoder.layer[0].attention, "q_proj")
+                and not self.vit.training and isinstance(getattr(layer.attention, "q_proj", None), nn.Linear)
+                and isinstance(layer.mlp.fc1, nn.Linear)
                 and not config.use_swiglu_ffn and config.hidden_act == "gelu" and not config.drop_path_rate)
 
 
 def load_dinov2(path: Optional[str], dtype: Optional[torch.dtype] = None) -> Dinov2Backbone:
-    """Backbone from Meta's ``.pth`` (or a ``.safetensors`` with Meta keys) or a transformers folder.
+    """Backbone from Meta's ``.pth`` (or a ``.safetensors`` with Meta keys) or a transformers folder; dtype:
+    as `Dinov2Backbone`.
 
     Nothing is downloaded: the folder is read with ``local_files_only=True``. Raises ModelError naming the path,
     where the file comes from and what was wrong.

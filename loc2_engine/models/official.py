@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
@@ -46,6 +47,7 @@ from torch import nn
 
 from ..errors import CameraError, DepthError, ModelError
 from .base import AerialFeatures, GroundFeatures, Matcher, load_state_file
+from .cpu import native_bf16
 from .dinov2 import DINOV2_SOURCE, Dinov2Backbone, load_dinov2
 from .heads import ProjectionHead
 
@@ -260,7 +262,7 @@ class OfficialMatcher(Matcher):
                              _nearest_index(r * PATCH, camera.height, H)], -1).to(torch.float32)
         if self.variant.camera_kind == "pano":
             return uv_px, self._pano_coef(r, c, hg, wg, depth_kind)
-        return uv_px, self._pinhole_coef(camera, r, c, hg, wg, depth_kind)
+        return uv_px, self._pinhole_coef(camera, uv_px, c, hg, wg, depth_kind)
 
     @staticmethod
     def _pano_coef(r, c, hg, wg, depth_kind) -> torch.Tensor:
@@ -273,22 +275,25 @@ class OfficialMatcher(Matcher):
         phi = torch.linspace(0, 2 * math.pi, wg)[c]
         return torch.stack([-torch.sin(theta) * torch.sin(phi), -torch.sin(theta) * torch.cos(phi)], -1)
 
-    def _pinhole_coef(self, camera, r, c, hg, wg, depth_kind) -> torch.Tensor:
+    def _pinhole_coef(self, camera, uv_px, c, hg, wg, depth_kind) -> torch.Tensor:
         """KITTI: intrinsics scaled to the input size then divided by 14 (token grid), u_c = linspace(0, wg, wg);
-        official point (-d, (u - c_x) d / f_x) in (down, right) -> M -> d·((u - c_x)/f_x, 1) for z-depth.
+        official point (-z, (u_c - c_x) z / f_x) in (down, right) -> M -> z·((u_c - c_x)/f_x, 1) for z-depth.
 
-        Range depth is divided by the ray length at the token's (u_c, v_r) on the same grid."""
+        uv_px (Ng, 2): the camera pixels the tokens read depth at. Range depth is turned into the z-depth the
+        official model was given with the ray of that very pixel, z = range · ray_forward(uv_px), so points and
+        the 40 m z clip equal the official ones for the same scene. (The u_c grid only enters x: it is the
+        official lifting formula, not where the depth was measured.)"""
         H, W = self.variant.ground_size
         fx, cx = camera.fx * W / camera.width / PATCH, camera.cx * W / camera.width / PATCH
-        fy, cy = camera.fy * H / camera.height / PATCH, camera.cy * H / camera.height / PATCH
         x = (torch.linspace(0, wg, wg)[c] - cx) / fx
         coef = torch.stack([x, torch.ones_like(x)], -1)
         if depth_kind == "z":
             return coef
         if depth_kind != "range":
             raise ValueError(f"depth kind must be 'range' or 'z', got {depth_kind!r}")
-        y = (torch.linspace(0, hg, hg)[r] - cy) / fy
-        return coef / torch.sqrt(x * x + y * y + 1)[:, None]
+        # float64: z = range / |ray| exactly to float32 rounding of the product, the clip at 40 m included
+        z_per_range = camera.pixel_to_ray(uv_px.double())[:, 1]                 # (Ng,) unit ray's forward part
+        return (coef.double() * z_per_range[:, None]).to(coef.dtype)
 
 
 def _build(variant: Variant, weights: Optional[str], backbone: Optional[str], dtype) -> OfficialMatcher:
@@ -312,6 +317,10 @@ def _build(variant: Variant, weights: Optional[str], backbone: Optional[str], dt
         dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(dtype)
         if dtype is None:
             raise ModelError("The backbone dtype (LOC2_BACKBONE_DTYPE) must be float32, bfloat16 or float16.")
+    if dtype == torch.bfloat16 and not native_bf16():
+        warnings.warn("The official model's backbone runs in bfloat16 (LOC2_BACKBONE_DTYPE), but this CPU has no "
+                      "native bfloat16 instructions (AVX512-BF16 or AMX): on a CPU it is then several times slower "
+                      "than float32, the default; see docs/official-models.md.", RuntimeWarning, stacklevel=2)
     model = OfficialMatcher(variant, load_dinov2(backbone, dtype))
     load_official_checkpoint(model.heads, weights, variant)
     return model.eval()
@@ -321,9 +330,10 @@ def build_vigor(weights: Optional[str] = None, backbone: Optional[str] = None, d
                 city: str = "NewYork", orientation: str = "unknown") -> OfficialMatcher:
     """loc2-vigor (panoramas). weights: a released VIGOR ``model.pt``; backbone: DINOv2 ViT-L/14 (Meta .pth or
     transformers folder); dtype: backbone compute dtype, "float32" | "bfloat16" | "float16" (None: the
-    environment variable LOC2_BACKBONE_DTYPE, else float16 on CUDA and float32 on CPU; "bfloat16" is the
-    fast choice on CPUs with AVX512-BF16); city: whose official aerial m/px to use (the model saw 0.102-0.120 m/px);
-    orientation: "unknown" (unknown_ori checkpoints) | "known" (known_ori; the pipeline then needs a heading prior)."""
+    environment variable LOC2_BACKBONE_DTYPE, else float16 on CUDA and float32, the exact reference, on a
+    CPU; bfloat16 is an approximate choice that pays only on CPUs with native bfloat16 instructions, and
+    asking for it elsewhere warns, see `cpu`); city: whose official aerial m/px to use (the model saw 0.102-0.120 m/px); orientation:
+    "unknown" (unknown_ori checkpoints) | "known" (known_ori; the pipeline then needs a heading prior)."""
     return _build(vigor_variant(city, orientation), weights, backbone, dtype)
 
 
