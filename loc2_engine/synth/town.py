@@ -552,19 +552,24 @@ def _paint_roads(town: Town, rng) -> None:
                 town.paint.append((unary_union(stripes), WHITE, 0.05))
 
 
+def side_line(line: LineString, offset_m: float, side: int) -> Optional[LineString]:
+    """The line ``offset_m`` to the left (side > 0) or right of ``line``; None where the offset has no single
+    line (a bend tighter than the offset)."""
+    try:
+        edge = line.parallel_offset(offset_m, "left" if side > 0 else "right")
+    except ValueError:
+        return None
+    return None if edge.is_empty or edge.geom_type != "LineString" else edge
+
+
 def _street_furniture(town: Town, rng) -> None:
     """Lamp posts and signs at the kerb, street trees, cars parked along the kerb."""
     p = town.params
     half = town.size_m / 2
     for r in town.roads:
-        line = r.line
         for side in (-1, 1):
-            off = r.width / 2 + 0.6
-            try:
-                edge = line.parallel_offset(off, "left" if side > 0 else "right")
-            except ValueError:
-                continue
-            if edge.is_empty or edge.geom_type != "LineString":
+            edge = side_line(r.line, r.width / 2 + 0.6, side)
+            if edge is None:
                 continue
             s = rng.uniform(0, 10)
             while s < edge.length:
@@ -587,8 +592,8 @@ def _street_furniture(town: Town, rng) -> None:
                 s += _u(rng, p.tree_spacing)
             # parked cars along the kerb, inside the road
             if r.width >= 9 or town.style == "suburb":
-                lane = line.parallel_offset(r.width / 2 - 1.2, "left" if side > 0 else "right")
-                if lane.is_empty or lane.geom_type != "LineString":
+                lane = side_line(r.line, r.width / 2 - 1.2, side)
+                if lane is None:
                     continue
                 s = rng.uniform(0, 15)
                 while s < lane.length - 5:

@@ -349,11 +349,8 @@ def _tree_lines(town: T.Town, rng, roads: List[T.Road], lots, half: float) -> No
         for side in (-1, 1):
             if rng.random() > 0.45:
                 continue
-            try:
-                edge = r.line.parallel_offset(r.width / 2 + r.sidewalk + 1.5, "left" if side > 0 else "right")
-            except ValueError:
-                continue
-            if edge.is_empty or edge.geom_type != "LineString":
+            edge = T.side_line(r.line, r.width / 2 + r.sidewalk + 1.5, side)
+            if edge is None:
                 continue
             s = rng.uniform(0, 8)
             while s < edge.length:
