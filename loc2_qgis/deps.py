@@ -1,9 +1,10 @@
 """Python packages the engine needs inside QGIS, and a first-run installer for the missing ones.
 
-QGIS ships its own Python; torch is usually not in it. Following the Deepness plugin (docs/environment.md),
-missing pip-installable packages go into a plugin-local folder ``<plugin>/python3.X`` with
-``<QGIS python> -m pip install --target``, run in a background thread, and that folder is *appended* to
-``sys.path`` so QGIS's own packages (numpy, pyproj, GDAL) always win. Geo packages (pyproj) are never
+QGIS ships its own Python; torch is usually not in it. Missing pip-installable packages go into
+``<QGIS profile>/python/loc2_deps/python3.X`` (outside the plugin folder, which QGIS deletes when it upgrades
+the plugin) with QGIS's own interpreter, ``<QGIS python> -m pip install --target``, run in a background
+thread; that folder is *appended* to ``sys.path`` when the plugin loads and right after the install, so QGIS's
+own packages (numpy, pyproj, GDAL) always win. Geo packages (pyproj) are never
 pip-installed: their wheels bundle their own PROJ/GDAL and clash with QGIS's (docs/environment.md); they are
 reported with advice instead.
 """
@@ -20,11 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
+from qgis.core import QgsApplication
 from qgis.PyQt.QtCore import QObject, pyqtSignal
 from qgis.PyQt.QtWidgets import (QDialog, QDialogButtonBox, QLabel, QPlainTextEdit, QPushButton,
                                  QVBoxLayout)
 
 PLUGIN_DIR = Path(__file__).resolve().parent
+#: download sizes the confirmation states (the CPU build of torch: the plugin runs on the CPU by default)
+DOWNLOAD_SIZES = {"torch": "about 200 MB, CPU build", "safetensors": "about 0.5 MB", "PIL": "about 4 MB"}
 
 
 @dataclass(frozen=True)
@@ -45,17 +49,24 @@ REQUIREMENTS = (
 )
 
 
-def local_site(plugin_dir: Path = PLUGIN_DIR) -> Path:
-    """The plugin-local package folder for this Python version, e.g. ``<plugin>/python3.11``."""
-    return Path(plugin_dir) / f"python{sys.version_info.major}.{sys.version_info.minor}"
+def deps_root() -> Path:
+    """Where the packages go: ``<QGIS profile>/python/loc2_deps``, beside the profile's plugins folder, so
+    that upgrading or reinstalling the plugin (QGIS replaces its folder) keeps them."""
+    return Path(QgsApplication.qgisSettingsDirPath()) / "python" / "loc2_deps"
 
 
-def add_local_site(plugin_dir: Path = PLUGIN_DIR) -> None:
-    """Append the plugin-local package folder to ``sys.path`` (appended: QGIS's own packages win)."""
-    folder = str(local_site(plugin_dir))
+def local_site(root: Optional[Path] = None) -> Path:
+    """The package folder for this Python version, e.g. ``<profile>/python/loc2_deps/python3.11``."""
+    return Path(root if root is not None else deps_root()) / f"python{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def add_local_site(root: Optional[Path] = None) -> None:
+    """Append the package folder to ``sys.path`` (appended: QGIS's own packages win) and forget the import
+    system's cached misses, so a package installed a moment ago imports without a restart."""
+    folder = str(local_site(root))
     if Path(folder).is_dir() and folder not in sys.path:
         sys.path.append(folder)
-        importlib.invalidate_caches()
+    importlib.invalidate_caches()
 
 
 def missing(requirements=None) -> List[Requirement]:
@@ -73,24 +84,36 @@ def describe(reqs: List[Requirement]) -> str:
     return f"Loc² needs Python packages that QGIS's Python does not have: {names}."
 
 
-def qgis_python() -> str:
-    """The Python interpreter of this QGIS, runnable as a subprocess.
+def _version_of(python: str) -> Optional[str]:
+    """"X.Y" of the interpreter ``python``, or None when it does not run."""
+    try:
+        out = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
 
-    Inside QGIS ``sys.executable`` is often the QGIS binary itself (Linux, macOS bundle), so look for the
-    interpreter that belongs to the running ``sys.prefix`` first and fall back to PATH.
+
+def qgis_python() -> str:
+    """The Python interpreter of this QGIS, runnable as a subprocess, of the running Python's version.
+
+    Inside QGIS ``sys.executable`` is often the QGIS binary itself (Linux, macOS bundle), and the first
+    ``python3`` on PATH may be another Python whose packages QGIS cannot import, so the candidates are the
+    running Python's own (``sys._base_executable``, ``sys.executable``, then under ``sys.exec_prefix``), then
+    ``pythonX.Y`` on PATH, each checked to be the running version.
     """
-    exe = Path(sys.executable)
-    if exe.name.lower().startswith("python"):
-        return str(exe)
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    for prefix in (Path(sys.prefix), Path(sys.exec_prefix)):
-        for candidate in (prefix / "bin" / f"python{version}", prefix / "bin" / "python3",
-                          prefix / "python3.exe", prefix / "python.exe"):
-            if candidate.is_file():
-                return str(candidate)
-    found = shutil.which(f"python{version}") or shutil.which("python3")
-    if found:
-        return found
+    candidates = [getattr(sys, "_base_executable", ""), sys.executable]
+    for prefix in (Path(sys.exec_prefix), Path(sys.prefix)):
+        candidates += [prefix / "bin" / f"python{version}", prefix / "bin" / "python3", prefix / "python3.exe",
+                       prefix / "python.exe"]
+    candidates.append(shutil.which(f"python{version}") or "")
+    for candidate in candidates:
+        path = Path(candidate) if candidate else None
+        if path is None or not path.is_file() or not path.name.lower().startswith("python"):
+            continue
+        if _version_of(str(path)) == version:
+            return str(path)
     raise FileNotFoundError(f"Cannot find the Python {version} interpreter of this QGIS to run pip.")
 
 
@@ -140,17 +163,26 @@ class Installer(QObject):
 
 
 class InstallDialog(QDialog):
-    """Says exactly what is missing and installs the pip-installable part into the plugin-local folder."""
+    """Says exactly what is missing and what it downloads, and installs the pip-installable part into
+    `local_site`. ``installed`` is emitted once everything is importable after an install."""
 
-    def __init__(self, reqs: List[Requirement], parent=None, plugin_dir: Path = PLUGIN_DIR):
+    installed = pyqtSignal()
+
+    def __init__(self, reqs: List[Requirement], parent=None, root: Optional[Path] = None):
         super().__init__(parent)
         self.setObjectName("loc2_install_dialog")
         self.setWindowTitle("Loc²: missing Python packages")
-        self.target = local_site(plugin_dir)
+        self.root = root
+        self.target = local_site(root)
         self.specs = [req.pip_spec for req in reqs if req.pip_spec]
         system_only = [req.module for req in reqs if not req.pip_spec]
         layout = QVBoxLayout(self)
         text = describe(reqs)
+        sizes = [f"{req.pip_spec} ({DOWNLOAD_SIZES[req.module]})" for req in reqs
+                 if req.pip_spec and req.module in DOWNLOAD_SIZES]
+        if self.specs:
+            text += (f" Installing downloads {', '.join(sizes) if sizes else ', '.join(self.specs)} into "
+                     f"{self.target}, which plugin upgrades keep.")
         if system_only:
             text += (f" {', '.join(system_only)} must come with your QGIS installation (install it with the "
                      "package manager QGIS came from).")
@@ -161,7 +193,7 @@ class InstallDialog(QDialog):
         self.log.setReadOnly(True)
         self.log.setObjectName("loc2_install_log")
         layout.addWidget(self.log)
-        self.install_button = QPushButton("Install into the plugin folder")
+        self.install_button = QPushButton("Install")
         self.install_button.setObjectName("loc2_install_button")
         self.install_button.setEnabled(bool(self.specs))
         self.install_button.clicked.connect(self.install)
@@ -193,9 +225,11 @@ class InstallDialog(QDialog):
         self.log.appendPlainText(message)
         self.succeeded = ok
         if ok:
-            add_local_site(self.target.parent)
+            add_local_site(self.root)
             still = missing()
             self.log.appendPlainText(describe(still) if still else
                                      "Everything is available now; Loc² is ready.")
+            if not still:
+                self.installed.emit()
         else:
             self.install_button.setEnabled(True)

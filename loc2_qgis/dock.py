@@ -179,6 +179,10 @@ class Loc2Dock(QDockWidget):
         for widget in (self.heading_known, self.heading, self.tolerance):
             row.addWidget(widget)
         form.addRow(tr("Heading (true north)"), row)
+        self.heading_source = QLabel("")
+        self.heading_source.setObjectName("loc2_heading_source")
+        self.heading_source.setWordWrap(True)
+        form.addRow("", self.heading_source)
 
         # options a surveyor sets once, if ever: folded away so that the results fit on a laptop screen
         self.advanced = QgsCollapsibleGroupBox(tr("Advanced"))
@@ -318,6 +322,7 @@ class Loc2Dock(QDockWidget):
     # -- photo and prior -----------------------------------------------------------------------------------
     def _photo_changed(self, path: str):
         self.exif_lonlat = None
+        self.heading_source.setText("")  # the last photo's compass is not this one's
         reader = QImageReader(path)
         reader.setAutoTransform(True)  # EXIF orientation, as the engine applies it
         size = reader.size()
@@ -357,8 +362,22 @@ class Loc2Dock(QDockWidget):
             hfov, _source = hfov_from_exif(info, width, height)
         self.hfov.setValue(hfov or 0.0)
         self.exif_lonlat = info.lonlat
+        self._exif_heading(info)
         if self.prior_source.currentIndex() == PRIOR_EXIF:
             self._prior_source_chosen(PRIOR_EXIF)
+
+    def _exif_heading(self, info):
+        """Offer the photo's EXIF compass heading as the heading prior: pre-filled and named, but "known" stays
+        as the user left it (a phone compass can be far off; ticking it is the user's call)."""
+        if info.gps_heading_deg is None:
+            self.heading_source.setText("")
+            return
+        self.heading.setValue(info.gps_heading_deg)
+        if info.gps_heading_ref == "M":
+            text = tr("EXIF compass {heading:.0f}° (magnetic north: add the local declination)")
+        else:
+            text = tr("EXIF compass {heading:.0f}°")
+        self.heading_source.setText(text.format(heading=info.gps_heading_deg))
 
     def _prior_source_chosen(self, index: int):
         self.prior_source.setCurrentIndex(index)
@@ -466,8 +485,13 @@ class Loc2Dock(QDockWidget):
             self.progress.setValue(int(value))
 
     def cancel(self):
-        if self.task is not None:
-            self.status.setText(tr("Cancelling…"))  # first: a queued task reports back inside cancel()
+        """Say "Cancelled" at once (the step running in the engine cannot be interrupted; its result is
+        dropped when it ends, and Run comes back then), and only once."""
+        if self.task is not None and not self.task.isCanceled():
+            self.cancel_button.setEnabled(False)
+            self.progress.setValue(0)
+            self.message(tr("Cancelled: {name} was not localized.").format(name=Path(self.task.request.photo).name),
+                         Qgis.MessageLevel.Info)
             self.task.cancel()
 
     def _task_done(self, task: LocalizeTask, ok: bool):
@@ -482,9 +506,11 @@ class Loc2Dock(QDockWidget):
             self.message(tr("Loc² failed on {name} with an unexpected error: {error} (details in the log).").format(
                 name=name, error=last), Qgis.MessageLevel.Critical)
             return
+        if task.isCanceled():
+            return  # cancel() has said so already
         if not ok or task.result is None:
             self.progress.setValue(0)
-            self.message(tr("Localization of {name} cancelled.").format(name=name), Qgis.MessageLevel.Info)
+            self.message(tr("Localization of {name} gave no result.").format(name=name), Qgis.MessageLevel.Warning)
             return
         if not task.result.ok:
             self._progress_failed()

@@ -38,6 +38,7 @@ class Loc2Plugin:
         self.install_action = None
         self.dock = None
         self.missing = []
+        self.deps_message = None
 
     # Processing -------------------------------------------------------------------------------------
     def initProcessing(self):  # noqa: N802 (QGIS's name)
@@ -70,15 +71,30 @@ class Loc2Plugin:
             self.install_action.setObjectName("loc2_install_action")
             self.install_action.triggered.connect(self.show_installer)
             self.iface.addPluginToMenu(MENU, self.install_action)
-            self.iface.messageBar().pushMessage(
+            bar = self.iface.messageBar()
+            # kept, so that a successful install can take it away again without a restart
+            self.deps_message = bar.createMessage(
                 LOG_TAG,
-                deps.describe(self.missing) + " " + tr("Use Plugins › Loc² › Install missing Python packages."),
-                Qgis.MessageLevel.Warning, 0)
+                deps.describe(self.missing) + " " + tr("Use Plugins › Loc² › Install missing Python packages."))
+            bar.pushWidget(self.deps_message, Qgis.MessageLevel.Warning, 0)
 
     def show_installer(self):
         dialog = deps.InstallDialog(deps.missing(), self.iface.mainWindow())
+        dialog.installed.connect(self.packages_installed)
         dialog.exec()
+
+    def packages_installed(self):
+        """After an install that left nothing missing: the warning and the menu entry go, no restart."""
         self.missing = deps.missing()
+        if self.missing:
+            return
+        if self.deps_message is not None:
+            self.iface.messageBar().popWidget(self.deps_message)
+            self.deps_message = None
+        if self.install_action is not None:
+            self.iface.removePluginMenu(MENU, self.install_action)
+            self.install_action.deleteLater()
+            self.install_action = None
 
     def show_dock(self, visible: bool = True):
         """Create the dock on first use (it reads the engine registries), then show or hide it."""

@@ -65,6 +65,9 @@ def localize_with_engine(request: Request, task: "LocalizeTask", localizer=None)
     from loc2_engine.ground import GroundImage
     from loc2_engine.pipeline import Prior
 
+    # cancel is checked between stages: a stage that has started (model load, the matcher) runs to its end
+    if task.isCanceled():
+        return None
     localizer = localizer or localizer_for(request.model, request.depth, request.device, request.weights,
                                            request.backbone, request.camera_height_m)
     task.setProgress(30)
@@ -72,6 +75,8 @@ def localize_with_engine(request: Request, task: "LocalizeTask", localizer=None)
         return None
     ground = GroundImage.load(request.photo, camera=request.camera, hfov_deg=request.hfov_deg)
     task.setProgress(40)
+    if task.isCanceled():
+        return None
     prior = Prior(**request.prior) if request.prior else None
     return localizer.localize(ground, request.aerial, prior)
 
@@ -102,7 +107,9 @@ class LocalizeTask(QgsTask):
             self.error = traceback.format_exc()
             return False
         if self.isCanceled():
-            return False
+            # a cancelled run is not a failure: returning False would make QGIS announce "Task failed"
+            self.result = None
+            return True
         self.setProgress(100)
         return self.result is not None
 

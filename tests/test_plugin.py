@@ -121,12 +121,13 @@ def test_missing_names_exactly_what_is_absent():
     assert "loc2-no-such-package==1.0 (testing)" in text and "numpy" not in text
 
 
-def test_install_command_targets_the_plugin_local_folder(tmp_path):
+def test_install_command_targets_the_folder_outside_the_plugin(tmp_path):
     target = deps.local_site(tmp_path)
     assert target.name == f"python{sys.version_info.major}.{sys.version_info.minor}"
     cmd = deps.install_command(["torch==2.13.0"], target, python="/usr/bin/python3")
     assert cmd == ["/usr/bin/python3", "-m", "pip", "install", "--target", str(target), "torch==2.13.0"]
     assert Path(deps.qgis_python()).is_file()
+    assert deps.PLUGIN_DIR not in deps.local_site().parents  # plugin upgrades replace the plugin folder
 
 
 def make_wheel(folder: Path) -> Path:
@@ -151,8 +152,8 @@ def test_install_dialog_installs_in_the_background_and_appends_to_sys_path(tmp_p
     monkeypatch.setenv("PIP_NO_INDEX", "1")  # the local wheel only: no network
     monkeypatch.setattr(sys, "path", list(sys.path))  # the dialog appends; restore afterwards
     wheel = make_wheel(tmp_path)
-    plugin_dir = tmp_path / "plugin"
-    dialog = deps.InstallDialog([deps.Requirement("loc2probe", str(wheel), "testing")], plugin_dir=plugin_dir)
+    root = tmp_path / "loc2_deps"
+    dialog = deps.InstallDialog([deps.Requirement("loc2probe", str(wheel), "testing")], root=root)
     assert "loc2probe" in dialog.message.text()
     dialog.install_button.click()
     assert not dialog.install_button.isEnabled()  # a second click while pip runs does nothing
@@ -166,7 +167,7 @@ def test_install_dialog_installs_in_the_background_and_appends_to_sys_path(tmp_p
     QCoreApplication.processEvents()
     assert finished == [True], dialog.log.toPlainText()
     assert dialog.succeeded
-    site = deps.local_site(plugin_dir)
+    site = deps.local_site(root)
     assert (site / "loc2probe" / "__init__.py").is_file()
     assert sys.path[-1] == str(site)
     import loc2probe  # noqa: E402 (installed by the dialog)
@@ -186,8 +187,8 @@ def test_missing_torch_is_named_on_load_and_run_offers_the_installer(qgis_iface,
     plugin = loc2_qgis.classFactory(qgis_iface)
     plugin.initGui()  # loads anyway
     try:
-        warnings = bar.get_messages(Qgis.MessageLevel.Warning)
-        assert any("loc2-absent-torch==2.13.0 (the matching model)" in m for m in warnings)
+        assert "loc2-absent-torch==2.13.0 (the matching model)" in plugin.deps_message.text()
+        assert plugin.deps_message in bar.items() and plugin.deps_message.level() == Qgis.MessageLevel.Warning
         assert plugin.install_action is not None and plugin.install_action.objectName() == "loc2_install_action"
         plugin.action.trigger()
         plugin.dock.run_button.click()

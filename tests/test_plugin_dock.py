@@ -203,9 +203,16 @@ def test_second_run_is_refused_and_cancel_stops_the_task(plugin, scene, aerial_r
     assert not dock.run_button.isEnabled()  # Run is off while the task runs
     dock.run()  # and a second run is refused even when asked for directly
     assert "still localizing street.jpg" in dock.status.text()
+    bar = qgis_iface.messageBar()
+    bar.clear_messages()
     dock.cancel_button.click()
+    assert dock.status.text().startswith("Cancelled") and not dock.cancel_button.isEnabled()  # at once
     wait_until(lambda: dock.task is None)
-    assert "cancelled" in dock.status.text()
+    assert dock.status.text().startswith("Cancelled")
+    # said once, and not as a failure (QGIS announces "Task failed" for a task whose run returned False)
+    said = [m for level in (Qgis.MessageLevel.Info, Qgis.MessageLevel.Warning, Qgis.MessageLevel.Critical)
+            for m in bar.get_messages(level)]
+    assert len(said) == 1 and "Cancelled" in said[0], said
     assert dock.run_button.isEnabled() and not dock.cancel_button.isEnabled()
     assert dock.table.rowCount() == 0
     assert QgsProject.instance().layerTreeRoot().findGroup("Loc² street.jpg") is None
@@ -214,6 +221,37 @@ def test_second_run_is_refused_and_cancel_stops_the_task(plugin, scene, aerial_r
     dock.run_button.click()
     wait_until(lambda: dock.task is None)
     assert dock.table.rowCount() == 1
+
+
+@pytest.mark.inqgis
+def test_a_cancelled_task_is_complete_not_failed_and_stops_between_stages(scene, monkeypatch):
+    from loc2_qgis import task as task_module
+    from loc2_qgis.task import LocalizeTask, Request, localize_with_engine
+
+    built = []
+    monkeypatch.setattr(task_module, "localizer_for", lambda *args: built.append(args))
+    task = LocalizeTask(Request(photo=str(scene["photo"]), aerial=None), lambda t, ok: None)
+    task.cancel()
+    assert task.run() is True and task.result is None  # returned True: QgsTask.Complete, no "Task failed"
+    assert localize_with_engine(task.request, task) is None and not built  # no model loaded after cancel
+
+
+@pytest.mark.inqgis
+@pytest.mark.parametrize("ref, words", [("T", "EXIF compass 123°"), ("M", "magnetic")])
+def test_the_exif_compass_heading_is_offered_not_imposed(plugin, tmp_path, ref, words):
+    exif = Image.Exif()
+    exif[0x8825] = {1: "N", 2: (46.0, 57.0, 11.0), 3: "E", 4: (15.0, 0.0, 2.5), 16: ref, 17: 123.4}
+    photo = tmp_path / "compass.jpg"
+    Image.fromarray(np.zeros((90, 160, 3), np.uint8)).save(photo, exif=exif)
+    dock = plugin.dock
+    dock.photo.setFilePath(str(photo))
+    assert dock.heading.value() == pytest.approx(123.4)
+    assert words in dock.heading_source.text()
+    assert not dock.heading_known.isChecked()  # the user decides whether it is known
+    plain = tmp_path / "plain.jpg"
+    Image.fromarray(np.zeros((90, 160, 3), np.uint8)).save(plain)
+    dock.photo.setFilePath(str(plain))
+    assert dock.heading_source.text() == ""
 
 
 @pytest.mark.inqgis

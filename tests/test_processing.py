@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from osgeo import ogr
-from qgis.core import NULL, QgsApplication, QgsProcessingFeedback, QgsSymbolLayer, QgsVectorLayer
+from qgis.core import (NULL, QgsApplication, QgsProcessingContext, QgsProcessingFeedback,
+                       QgsProcessingOutputLayerDefinition, QgsProcessingParameterDefinition, QgsProcessingUtils,
+                       QgsProject, QgsSymbolLayer, QgsVectorLayer)
 
 from batch_fixtures import CRS, GOOD, OFFSET_M, ORIGIN, FakeLocalizer, make_folder, write_photo, write_raster
 from loc2_engine import defaults, pipeline
@@ -109,6 +111,15 @@ def test_parameters_default_to_the_defaults_of_loc2_and_the_dock(provider):
     assert default["RADIUS"] == defaults.RADIUS_M
     assert default["HEADING_TOLERANCE"] == defaults.HEADING_TOLERANCE_DEG
     assert default["MODEL"] == defaults.MODEL
+    from loc2_engine.depth import DEPTH_PROVIDERS
+    from loc2_engine.models import MODEL_REGISTRY
+
+    # lists of the registries, not free text; a weight file replaces the model choice
+    assert alg.parameterDefinition("MODEL").options() == list(MODEL_REGISTRY)
+    depths = alg.parameterDefinition("DEPTH").options()
+    assert depths[0] == "model default" and set(depths[1:]) <= set(DEPTH_PROVIDERS) and "plane" in depths
+    assert alg.parameterDefinition("DEPTH").defaultValue() == "model default"
+    assert alg.parameterDefinition("MODEL_FILE").flags() & QgsProcessingParameterDefinition.Flag.FlagOptional
     assert alg.parameterDefinition("CAMERA").options()[default["CAMERA"]] == defaults.CAMERA
     assert f"empty: {defaults.CAMERA_HEIGHT_M:g}," in alg.parameterDefinition("CAMERA_HEIGHT").description()
 
@@ -195,8 +206,9 @@ def test_resume_appends_and_skips_the_photos_already_written(provider, fake, tmp
     assert QgsVectorLayer(frustums).featureCount() == 3  # the three good photos, each once
     again = processing.run(ALG, dict(params, RESUME=True))  # nothing left to do
     assert again["SKIPPED_COUNT"] == 8 and QgsVectorLayer(out).featureCount() == 8
-    processing.run(ALG, params)  # without RESUME an existing output is replaced, as Processing always does
-    assert QgsVectorLayer(out).featureCount() == 8
+    # without RESUME too: an existing GeoPackage is appended to, never replaced
+    again = processing.run(ALG, params)
+    assert again["SKIPPED_COUNT"] == 8 and QgsVectorLayer(out).featureCount() == 8
 
 
 def write_xyz_tiles(root, lonlat_min, lonlat_max, zoom=17):
@@ -266,6 +278,103 @@ def test_missing_inputs_are_clear_errors(provider, fake, tmp_path):
         processing.run(ALG, {"AERIAL": raster, "CAMERA_POSES": "TEMPORARY_OUTPUT"})  # no FOLDER, no POINTS
 
 
+@pytest.mark.inqgis
+def test_one_of_folder_or_points_is_checked_before_the_run(provider, tmp_path):
+    alg = QgsApplication.processingRegistry().createAlgorithmById(ALG)
+    points = QgsVectorLayer("Point?crs=EPSG:32633&field=photo:string", "points", "memory")
+    folder, raster, _ = make_folder(tmp_path)
+    context = QgsProcessingContext()
+    for given in ({}, {"FOLDER": str(folder), "POINTS": points}):
+        ok, message = alg.checkParameterValues({"AERIAL": raster, "CAMERA_POSES": "TEMPORARY_OUTPUT", **given},
+                                               context)
+        assert not ok and "One of 'Folder of photos' or 'Photo points' is required" in message
+    assert alg.checkParameterValues({"AERIAL": raster, "CAMERA_POSES": "TEMPORARY_OUTPUT", "FOLDER": str(folder)},
+                                    context)[0]
+    for name in ("FOLDER", "POINTS"):
+        description = alg.parameterDefinition(name).description()
+        assert "is required" in description and alg.parameterDefinition(name).flags() & \
+            QgsProcessingParameterDefinition.Flag.FlagOptional
+
+
+@pytest.mark.inqgis
+def test_help_names_what_the_dialog_shows_and_has_a_help_page(provider):
+    import re
+
+    alg = QgsApplication.processingRegistry().algorithmById(ALG)
+    text = alg.shortHelpString()
+    ids = {p.name() for p in alg.parameterDefinitions()} | {o.name() for o in alg.outputDefinitions()}
+    assert not [name for name in ids if re.search(rf"\b{name}\b", text)], text
+    assert "one of 'Folder of photos' or 'Photo points' is required" in text
+    assert "never replaced" in text and "skipped" in text
+    url = alg.helpUrl()
+    assert url.startswith("file://") and Path(url[len("file://"):]).is_file()
+
+
+@pytest.mark.inqgis
+def test_a_default_dialog_run_gives_outputs_qgis_can_load(provider, fake, tmp_path, qgis_new_project):
+    """As the dialog runs it: every output a QgsProcessingOutputLayerDefinition with the project, each
+    temporary. Every layer id the context is to load, and every output id, must resolve to a layer (the
+    dialog lists those that do not as 'not correctly generated')."""
+    folder, raster, _ = make_folder(tmp_path)
+    project = QgsProject.instance()
+    alg = QgsApplication.processingRegistry().createAlgorithmById(ALG)
+    params = {"FOLDER": str(folder), "AERIAL": raster}
+    for name in ("CAMERA_POSES", "VIEW_FRUSTUMS", "INLIERS"):
+        params[name] = QgsProcessingOutputLayerDefinition("TEMPORARY_OUTPUT", project)
+    context = QgsProcessingContext()
+    context.setProject(project)
+    feedback = QgsProcessingFeedback()
+    assert alg.prepare(params, context, feedback)
+    results = alg.runPrepared(params, context, feedback)
+    alg.postProcess(context, feedback)
+    to_load = context.layersToLoadOnCompletion()
+    assert set(to_load) == {results[name] for name in ("CAMERA_POSES", "VIEW_FRUSTUMS", "INLIERS")}
+    for layer_id in to_load:
+        assert QgsProcessingUtils.mapLayerFromString(layer_id, context) is not None, layer_id
+    assert {details.name for details in to_load.values()} == {"Camera poses", "View frustums", "Inliers"}
+
+
+class Warnings(QgsProcessingFeedback):
+    def __init__(self):
+        super().__init__()
+        self.warnings = []
+
+    def pushWarning(self, text):
+        self.warnings.append(text)
+        super().pushWarning(text)
+
+
+@pytest.mark.inqgis
+def test_an_existing_geopackage_is_appended_to_and_keeps_its_other_layers(provider, fake, tmp_path):
+    import processing
+
+    folder, raster, _ = make_folder(tmp_path)
+    gpkg = tmp_path / "project.gpkg"
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(gpkg))
+    layer = ds.CreateLayer("parcels", None, ogr.wkbPoint)
+    layer.CreateField(ogr.FieldDefn("owner", ogr.OFTString))
+    feature = ogr.Feature(layer.GetLayerDefn())
+    feature.SetField("owner", "someone")
+    layer.CreateFeature(feature)
+    ds = layer = feature = None
+
+    params = {"FOLDER": str(folder), "AERIAL": raster, "CAMERA_POSES": str(gpkg), "INLIERS": str(gpkg)}
+    feedback = Warnings()
+    first = processing.run(ALG, params, feedback=feedback)
+    assert "appended" in " ".join(feedback.warnings) and "skipped" in " ".join(feedback.warnings)
+    assert first["CAMERA_POSES"] == f"{gpkg}|layername=camera_poses"
+    second = processing.run(ALG, params)  # RESUME off
+    assert second["SKIPPED_COUNT"] == 8 and second["OK_COUNT"] + second["FAILED_COUNT"] == 0
+    ds = ogr.Open(str(gpkg))
+    assert ds.GetLayerByName("parcels").GetFeatureCount() == 1  # the user's layer is still there
+    assert ds.GetLayerByName("camera_poses").GetFeatureCount() == 8
+    assert ds.GetLayerByName("inliers").GetFeatureCount() == 3 * 6
+    styles = {f["f_table_name"]: f["useAsDefault"] for f in ds.GetLayerByName("layer_styles")}
+    assert styles == {"camera_poses": 1, "inliers": 1}  # stored once, when the layers were created
+    poses = QgsVectorLayer(first["CAMERA_POSES"], "poses", "ogr")
+    assert poses.isValid() and poses.renderer().type() == "categorizedSymbol"  # its default style
+
+
 # -- the same poses from the three entry points, with the real Localizer ------------------------------------
 
 @pytest.fixture(scope="module")
@@ -297,7 +406,7 @@ def test_qgis_process_processing_run_and_cli_give_the_same_poses(provider, synth
     from loc2_engine import cli
 
     photos, raster, model = synth_scene
-    common = {"FOLDER": str(photos), "AERIAL": str(raster), "MODEL": model, "DEPTH": "plane", "RADIUS": 25}
+    common = {"FOLDER": str(photos), "AERIAL": str(raster), "MODEL_FILE": model, "DEPTH": "plane", "RADIUS": 25}
 
     cli_out = tmp_path / "cli.gpkg"
     assert cli.main(["batch", str(photos), "--aerial", str(raster), "--out", str(cli_out), "--model", model,

@@ -5,7 +5,8 @@ It builds the photo list (a folder, or a point layer with a photo-path field suc
 writer that puts each photo's rows (`loc2_engine.gpkg.layer_rows`, the same rows `loc2 batch` writes into
 its GeoPackage) into the feature sinks. Failed photos are logged and become ``failed`` rows placed at their
 prior; cancel is honoured between photos; RESUME appends to existing output files and skips the photos
-they hold, as ``loc2 batch --resume``. A raster file is read by the engine as ``loc2 batch`` reads it; any
+they hold, as ``loc2 batch --resume``; an existing GeoPackage is always appended to (layer by layer, never
+replaced, so the user's other layers in it stay), as ``loc2 batch`` does. A raster file is read by the engine as ``loc2 batch`` reads it; any
 other raster layer (WMS, XYZ, ...) is rendered by QGIS with the dock's `render.LayerRenderer`. The engine
 (and torch) is imported only when the algorithm runs.
 """
@@ -18,13 +19,14 @@ import os
 from collections import deque
 
 from qgis.core import (QgsFeature, QgsFeatureSink, QgsField, QgsFields, QgsGeometry, QgsProcessing,
-                       QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingLayerPostProcessorInterface,
+                       QgsProcessingAlgorithm, QgsProcessingContext, QgsProcessingException, QgsProcessingLayerPostProcessorInterface,
                        QgsProcessingOutputLayerDefinition, QgsProcessingOutputNumber, QgsProperty,
                        QgsRemappingSinkDefinition,
                        QgsProcessingParameterBoolean, QgsProcessingParameterEnum,
                        QgsProcessingParameterFeatureSink, QgsProcessingParameterFeatureSource,
                        QgsProcessingParameterField, QgsProcessingParameterFile, QgsProcessingParameterNumber,
-                       QgsProcessingParameterRasterLayer, QgsProcessingParameterString, QgsProject, QgsWkbTypes)
+                       QgsProcessingParameterRasterLayer, QgsProject, QgsVectorLayer, QgsWkbTypes)
+from qgis.PyQt.QtCore import QUrl
 
 from loc2_engine import defaults
 
@@ -32,8 +34,13 @@ from ..compat import tr
 
 CAMERAS = ("auto", "pano", "pinhole")
 HEADING_MODES = ("Unknown: search every direction",
-                 "From the photos: HEADING_FIELD, or EXIF GPSImgDirection (true north)",
-                 "Fixed: HEADING for every photo")  # translated where shown (tr)
+                 "From the photos: the heading field, or EXIF GPSImgDirection (true north)",
+                 "Fixed: the fixed heading for every photo")  # translated where shown (tr)
+#: the Depth option that leaves the choice to the model (its registry default)
+MODEL_DEFAULT_DEPTH = "model default"
+#: the help page the dialog's Help button opens (shipped inside the plugin folder)
+HELP_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "help",
+                         "georeference_photos.html")
 #: sink parameter -> (GeoPackage layer of loc2_engine.gpkg.LAYERS, QGIS geometry type)
 SINKS = {"CAMERA_POSES": ("camera_poses", QgsWkbTypes.Type.Point),
          "VIEW_FRUSTUMS": ("view_frustums", QgsWkbTypes.Type.Polygon),
@@ -56,32 +63,43 @@ class GeoreferencePhotos(QgsProcessingAlgorithm):
         return "localization"
 
     def shortHelpString(self):
+        # the dialog shows descriptions, never parameter ids: the help names what the user sees
         return tr(
             "Estimates the position and heading of ground photos (phone, DSLR or 360° panoramas) by matching "
             "them against an aerial raster.\n\n"
-            "Photos: a FOLDER (optionally RECURSIVE; priors from EXIF GPS), or a POINTS layer whose points are "
-            "the priors and whose PHOTO_FIELD holds the photo paths, e.g. the output of 'Import geotagged "
-            "photos' (its 'direction' field can serve as HEADING_FIELD).\n"
-            "AERIAL is any raster layer QGIS can draw: files (GeoTIFF, VRT, ...) are read like 'loc2 batch' "
-            "reads them, other layers (WMS, XYZ, ...) are rendered by QGIS like in the Loc² panel. RADIUS is "
-            "the search radius around each prior in metres.\n\n"
-            "Every photo gives a row in Camera poses with status ok, low_confidence or failed; failed rows "
+            "Photos: one of 'Folder of photos' or 'Photo points' is required (not both). A folder (optionally "
+            "with its sub-folders) takes the priors from each photo's EXIF GPS; a point layer gives the priors "
+            "as its points and the photo paths in its 'Photo path field', e.g. the output of 'Import geotagged "
+            "photos' (its 'direction' field can serve as the 'Heading field').\n"
+            "'Aerial raster' is any raster layer QGIS can draw: files (GeoTIFF, VRT, ...) are read like "
+            "'loc2 batch' reads them, other layers (WMS, XYZ, ...) are rendered by QGIS like in the Loc² panel. "
+            "'Search radius' is the distance around each prior that is searched, in metres.\n"
+            "'Model' lists the installed models; a 'Model weight file' replaces it. 'Depth provider' "
+            "'model default' uses the model's own.\n\n"
+            "Every photo gives a row in 'Camera poses' with status ok, low_confidence or failed; failed rows "
             "say why in 'error', are listed in the log, and sit at the photo's prior when it has one (their "
-            "x, y stay empty: they are not poses). The counts are in the outputs OK_COUNT, "
-            "LOW_CONFIDENCE_COUNT, FAILED_COUNT and SKIPPED_COUNT. Cancelling stops after the current photo.\n\n"
-            "RESUME (as 'loc2 batch --resume'): outputs that are existing files are appended to, and photos "
-            "already in the Camera poses file are skipped, so an interrupted run can be finished. Without it, "
-            "existing output files are replaced.")
+            "x, y stay empty: they are not poses). The counts of each are outputs of the algorithm. Cancelling "
+            "stops after the current photo.\n\n"
+            "An existing GeoPackage output is never replaced: the layers camera_poses, view_frustums and inliers "
+            "are added to it, or appended to when it has them already, and the other layers in it are kept. "
+            "Photos already in its camera_poses are skipped (counted as skipped), as 'loc2 batch' does. "
+            "'Resume' does the same for outputs in other formats (without it they are replaced), so an "
+            "interrupted run can be finished.")
+
+    def helpUrl(self):  # noqa: N802 (QGIS's name)
+        """The dialog's Help button: the algorithm's page shipped in the plugin folder."""
+        return QUrl.fromLocalFile(HELP_FILE).toString() if os.path.isfile(HELP_FILE) else ""
 
     def createInstance(self):
         return GeoreferencePhotos()
 
     def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterFile(
-            "FOLDER", tr("Folder of photos"), behavior=QgsProcessingParameterFile.Behavior.Folder, optional=True))
+            "FOLDER", tr("Folder of photos (one of this or 'Photo points' is required)"),
+            behavior=QgsProcessingParameterFile.Behavior.Folder, optional=True))
         self.addParameter(QgsProcessingParameterBoolean("RECURSIVE", tr("Include sub-folders"), defaultValue=False))
         self.addParameter(QgsProcessingParameterFeatureSource(
-            "POINTS", tr("Photo points (instead of a folder)"), [QgsProcessing.SourceType.TypeVectorPoint],
+            "POINTS", tr("Photo points (one of this or 'Folder of photos' is required)"), [QgsProcessing.SourceType.TypeVectorPoint],
             optional=True))
         self.addParameter(QgsProcessingParameterField(
             "PHOTO_FIELD", tr("Photo path field"), defaultValue="photo", parentLayerParameterName="POINTS",
@@ -107,21 +125,27 @@ class GeoreferencePhotos(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterEnum("HEADING_MODE", tr("Heading prior"),
                                                      options=[tr(mode) for mode in HEADING_MODES], defaultValue=0))
         self.addParameter(QgsProcessingParameterNumber(
-            "HEADING", tr("Fixed heading (degrees from true north)"), type=QgsProcessingParameterNumber.Type.Double,
+            "HEADING", tr("Fixed heading (degrees from true north; with the 'Fixed' heading prior)"), type=QgsProcessingParameterNumber.Type.Double,
             optional=True, minValue=0.0, maxValue=360.0))
         self.addParameter(QgsProcessingParameterNumber(
             "HEADING_TOLERANCE", tr("Heading tolerance (degrees)"), type=QgsProcessingParameterNumber.Type.Double,
             defaultValue=defaults.HEADING_TOLERANCE_DEG, minValue=0.1, maxValue=180.0))
-        self.addParameter(QgsProcessingParameterString("MODEL", tr("Model (registry name or weight file)"),
-                                                       defaultValue=defaults.MODEL))
+        models = _model_names()
+        self.addParameter(QgsProcessingParameterEnum(
+            "MODEL", tr("Model"), options=models, usesStaticStrings=True,
+            defaultValue=defaults.MODEL if defaults.MODEL in models else models[0]))
+        self.addParameter(QgsProcessingParameterFile(
+            "MODEL_FILE", tr("Model weight file (replaces 'Model'; default architecture)"), optional=True))
         self.addParameter(QgsProcessingParameterFile(
             "WEIGHTS", tr("Matcher checkpoint, for models that need one (the official loc2-* models)"), optional=True))
         self.addParameter(QgsProcessingParameterFile(
             "BACKBONE", tr("Backbone weights, for models that need them (DINOv2 ViT-L/14 .pth)"), optional=True))
-        self.addParameter(QgsProcessingParameterString(
-            "DEPTH", tr("Depth provider (empty: the model's default)"), optional=True))
+        self.addParameter(QgsProcessingParameterEnum(
+            "DEPTH", tr("Depth provider"), options=[MODEL_DEFAULT_DEPTH] + _depth_names(), usesStaticStrings=True,
+            defaultValue=MODEL_DEFAULT_DEPTH))
         self.addParameter(QgsProcessingParameterBoolean(
-            "RESUME", tr("Resume: append to existing output files, skipping the photos already in Camera poses"),
+            "RESUME", tr("Resume: append to existing output files of other formats too, skipping the photos "
+                         "already in Camera poses (existing GeoPackages are always appended to)"),
             defaultValue=False))
         self.addParameter(QgsProcessingParameterFeatureSink(
             "CAMERA_POSES", tr("Camera poses"), QgsProcessing.SourceType.TypeVectorPoint))
@@ -134,12 +158,19 @@ class GeoreferencePhotos(QgsProcessingAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("FAILED_COUNT", tr("Photos that failed")))
         self.addOutput(QgsProcessingOutputNumber("SKIPPED_COUNT", tr("Photos skipped (already in the output)")))
 
+    def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS's name)
+        """Before the run: exactly one of FOLDER and POINTS (both are optional to QGIS, one is needed)."""
+        ok, message = super().checkParameterValues(parameters, context)
+        if ok and _given(parameters, "FOLDER") == _given(parameters, "POINTS"):
+            return False, _one_source_message()
+        return ok, message
+
     # -- run ------------------------------------------------------------------------------------------------
     def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS's name)
         """Main thread: the aerial source, since a layer renderer must copy the layer here (see render.py)."""
         layer = self.parameterAsRasterLayer(parameters, "AERIAL", context)
         if layer is None:
-            raise QgsProcessingException(tr("No aerial raster layer was given (AERIAL)."))
+            raise QgsProcessingException(tr("No 'Aerial raster' layer was given."))
         self.aerial_layer_crs = layer.crs()
         self.aerial = _aerial_source(layer, context)
         return True
@@ -165,9 +196,11 @@ class GeoreferencePhotos(QgsProcessingAlgorithm):
         resume = self.parameterAsBoolean(parameters, "RESUME", context)
         try:
             crs = output_crs(jobs, self.aerial)
+            depth = self.parameterAsEnumString(parameters, "DEPTH", context)
             localizer = pipeline.Localizer(
-                model=self.parameterAsString(parameters, "MODEL", context) or defaults.MODEL,
-                depth=self.parameterAsString(parameters, "DEPTH", context) or None,
+                model=(self.parameterAsFile(parameters, "MODEL_FILE", context)
+                       or self.parameterAsEnumString(parameters, "MODEL", context) or defaults.MODEL),
+                depth=None if depth in ("", MODEL_DEFAULT_DEPTH) else depth,
                 weights=self.parameterAsFile(parameters, "WEIGHTS", context) or None,
                 backbone=self.parameterAsFile(parameters, "BACKBONE", context) or None,
                 camera=CAMERAS[self.parameterAsEnum(parameters, "CAMERA", context)], hfov_deg=hfov,
@@ -175,6 +208,10 @@ class GeoreferencePhotos(QgsProcessingAlgorithm):
             writer = _SinkWriter(self, parameters, context, self.aerial_layer_crs, crs, jobs, resume)
         except Loc2Error as exc:
             raise QgsProcessingException(str(exc)) from exc
+        for path in writer.appended_gpkg:
+            feedback.pushWarning(tr("{path} exists: the Loc² layers are added to it or appended to, its other "
+                                    "layers are kept, and photos already in its camera_poses are skipped.")
+                                 .format(path=path))
         total = len(jobs)
 
         def progress(done, _total, result):
@@ -186,8 +223,9 @@ class GeoreferencePhotos(QgsProcessingAlgorithm):
                 feedback.pushInfo(f"{done}/{total} {name}: {result.status}, confidence {result.confidence:.2f}, "
                                   f"{result.runtime_s:.1f} s")
 
-        summary = run_batch(jobs, self.aerial, writer, localizer, resume=resume, progress=progress,
-                            cancelled=feedback.isCanceled)
+        summary = run_batch(jobs, self.aerial, writer, localizer, resume=resume or bool(writer.done),
+                            progress=progress, cancelled=feedback.isCanceled)
+        writer.close(feedback)
         feedback.pushInfo(f"ok {summary.ok}, low confidence {summary.low_confidence}, failed {summary.failed}, "
                           f"skipped (already in the output) {summary.skipped}"
                           + (" (cancelled)" if summary.cancelled else ""))
@@ -203,12 +241,11 @@ class GeoreferencePhotos(QgsProcessingAlgorithm):
         folder = self.parameterAsFile(parameters, "FOLDER", context)
         source = self.parameterAsSource(parameters, "POINTS", context)
         if bool(folder) == (source is not None):
-            raise QgsProcessingException(tr("Give either a folder of photos (FOLDER) or a point layer (POINTS), "
-                                            "not both and not neither."))
+            raise QgsProcessingException(_one_source_message())
         mode = self.parameterAsEnum(parameters, "HEADING_MODE", context)
         fixed = self.parameterAsDouble(parameters, "HEADING", context) if _given(parameters, "HEADING") else None
         if mode == 2 and fixed is None:
-            raise QgsProcessingException(tr("The heading prior is 'Fixed' but no HEADING was given."))
+            raise QgsProcessingException(tr("The heading prior is 'Fixed' but no 'Fixed heading' was given."))
         base = Prior(radius_m=self.parameterAsDouble(parameters, "RADIUS", context),
                      heading_deg=fixed if mode == 2 else None,
                      heading_tolerance_deg=self.parameterAsDouble(parameters, "HEADING_TOLERANCE", context))
@@ -224,8 +261,8 @@ class GeoreferencePhotos(QgsProcessingAlgorithm):
         fields = source.fields()
         for name in [photo_field] + ([heading_field] if heading_field else []):
             if fields.lookupField(name) < 0:
-                raise QgsProcessingException(tr("The point layer has no field {name!r}; pick the photo path field "
-                                                "(PHOTO_FIELD) and, optionally, a heading field (HEADING_FIELD).")
+                raise QgsProcessingException(tr("The point layer has no field {name!r}; pick the 'Photo path field' "
+                                                "and, optionally, a 'Heading field'.")
                                              .format(name=name))
         crs = source.sourceCrs()
         prior_crs = crs.authid() or crs.toWkt()
@@ -247,6 +284,33 @@ class GeoreferencePhotos(QgsProcessingAlgorithm):
             jobs.append(PhotoJob(photo=os.path.abspath(photo), prior=prior,
                                  exif_heading=mode == 1 and not heading_field))
         return jobs
+
+
+def _one_source_message() -> str:
+    return tr("One of 'Folder of photos' or 'Photo points' is required: give either a folder of photos or a "
+              "point layer, not both and not neither.")
+
+
+def _model_names():
+    """The model registry's names; the engine's default alone when torch (which the registry imports) is
+    missing, so that the provider still loads and the run says what to install."""
+    if importlib.util.find_spec("torch") is not None:
+        try:
+            from loc2_engine.models import MODEL_REGISTRY
+
+            return list(MODEL_REGISTRY)
+        except ImportError:
+            pass
+    return [defaults.MODEL]
+
+
+def _depth_names():
+    """The depth providers a surveyor can use ("truth" reads a dataset's depth files, as in the dock)."""
+    try:
+        from loc2_engine.depth import DEPTH_PROVIDERS
+    except ImportError:
+        return []
+    return [name for name in DEPTH_PROVIDERS if name != "truth"]
 
 
 def _given(parameters, name) -> bool:
@@ -272,6 +336,42 @@ def _engine_reads_files() -> bool:
     return importlib.util.find_spec("rasterio") is not None
 
 
+def _destination(value, context) -> str:
+    """The destination string of a sink parameter value, read without side effects.
+
+    `parameterAsOutputLayer` is not used for this: on a value that carries a destination project (every run
+    from the dialog) it registers the destination as a layer to load, and for a temporary output that is a
+    'memory:<name>' the dialog then cannot find, so it reported the outputs as not correctly generated.
+    """
+    if isinstance(value, QgsProcessingOutputLayerDefinition):
+        value = value.sink
+    if isinstance(value, QgsProperty):
+        value = value.valueAsString(context.expressionContext(), "")[0]
+    return "" if value is None else str(value)
+
+
+def _gpkg_path(destination: str):
+    """The file of a destination written into a GeoPackage as one of its layers, or None."""
+    if destination.startswith("ogr:"):
+        return None  # already names its layer (a database destination the user typed)
+    path = destination.partition("|")[0]
+    return path if path.lower().endswith(".gpkg") else None
+
+
+def _in_gpkg(path: str, layer_name: str) -> str:
+    """The sink destination of the layer ``layer_name`` inside the GeoPackage ``path``: QGIS then adds or
+    replaces that one layer and keeps the file with its other layers (a plain file path replaces the file)."""
+    quoted = path.replace("'", "\\'")
+    return f"ogr:dbname='{quoted}' table=\"{layer_name}\" (geom)"
+
+
+def _gpkg_layer_exists(path: str, layer_name: str) -> bool:
+    from osgeo import ogr
+
+    ds = ogr.Open(path) if os.path.isfile(path) else None
+    return ds is not None and ds.GetLayerByName(layer_name) is not None
+
+
 def _existing_file(destination: str):
     """(file path, layer name or None) of a sink destination that is an existing file; None otherwise."""
     path, _, options = destination.partition("|")
@@ -279,6 +379,33 @@ def _existing_file(destination: str):
         return None
     layer = options.partition("layername=")[2] or None
     return path, layer
+
+
+def _retarget(value, destination: str) -> QgsProcessingOutputLayerDefinition:
+    """``value`` (a sink parameter value) pointed at ``destination``, keeping its project and layer name."""
+    project = value.destinationProject if isinstance(value, QgsProcessingOutputLayerDefinition) else None
+    definition = QgsProcessingOutputLayerDefinition(destination, project)
+    if isinstance(value, QgsProcessingOutputLayerDefinition):
+        definition.destinationName = value.destinationName
+        definition.createOptions = value.createOptions
+    return definition
+
+
+def _store_style(path: str, layer_name: str) -> str:
+    """Store ``resources/styles/<layer>.qml`` as the default style of a layer of a GeoPackage (its
+    layer_styles table, where QGIS looks when it opens the layer); '' or a sentence saying why not."""
+    from loc2_engine.resources import resource_path
+
+    qml = resource_path("styles", f"{layer_name}.qml")
+    if not qml.is_file():
+        return ""
+    layer = QgsVectorLayer(f"{path}|layername={layer_name}", layer_name, "ogr")
+    message, ok = layer.loadNamedStyle(str(qml))
+    if not ok or not layer.isValid():
+        return tr("The Loc² style could not be stored in {path}: {reason}").format(path=path, reason=message)
+    error = layer.saveStyleToDatabase(layer_name, "Loc² default style", True, "")
+    return tr("The Loc² style could not be stored in {path}: {reason}").format(path=path, reason=error) if error \
+        else ""
 
 
 def _appending(value, destination: str, fields, wkb_type, crs) -> QgsProcessingOutputLayerDefinition:
@@ -293,10 +420,7 @@ def _appending(value, destination: str, fields, wkb_type, crs) -> QgsProcessingO
     remap.setSourceCrs(crs)
     remap.setDestinationCrs(crs)
     remap.setDestinationWkbType(wkb_type)
-    project = value.destinationProject if isinstance(value, QgsProcessingOutputLayerDefinition) else None
-    definition = QgsProcessingOutputLayerDefinition(destination, project)
-    if isinstance(value, QgsProcessingOutputLayerDefinition):
-        definition.destinationName = value.destinationName
+    definition = _retarget(value, destination)
     definition.setRemappingDefinition(remap)
     return definition
 
@@ -374,20 +498,44 @@ class _SinkWriter:
         qt_types = ogr_field_types()
         self.crs = crs
         self.jobs = {job.photo: job for job in jobs}
-        self.sinks, self.dest_ids, self.done = {}, {}, set()
+        self.sinks, self.dest_ids, self.done, self.layers = {}, {}, set(), []
+        #: GeoPackages that existed before the run (added or appended to); (GeoPackage, layer) created by this
+        #: run (to style)
+        self.appended_gpkg, self.created_gpkg = [], []
         loaded = {}  # the run's output layers, as QGIS loads them (see _Styler)
+        # files that were there before the run (a second output into a GeoPackage this run made is no news)
+        existed = {path for path in (_gpkg_path(_destination(parameters.get(param), context)) for param in SINKS)
+                   if path is not None and os.path.isfile(path)}
         for param, (layer_name, wkb_type) in SINKS.items():
             fields = QgsFields()
             for name, kind in LAYERS[layer_name][1]:
                 fields.append(QgsField(name, qt_types[kind]))
-            destination = alg.parameterAsOutputLayer(parameters, param, context) or ""
-            existing = _existing_file(destination) if resume else None
-            if existing is not None:
-                if param == "CAMERA_POSES":
-                    self.done = photos_in(*existing)
-                parameters = {**parameters,
-                              param: _appending(parameters[param], destination, fields, wkb_type, qgis_crs)}
-            sink, dest_id = alg.parameterAsSink(parameters, param, context, fields, wkb_type, qgis_crs)
+            value = parameters.get(param)
+            destination = _destination(value, context)
+            gpkg = _gpkg_path(destination)
+            # a GeoPackage is always appended to, layer by layer: it may be the user's project file
+            existing = None
+            if gpkg is not None:
+                destination = _in_gpkg(gpkg, layer_name)
+                if gpkg in existed and gpkg not in self.appended_gpkg:
+                    self.appended_gpkg.append(gpkg)
+                if _gpkg_layer_exists(gpkg, layer_name):
+                    existing = (gpkg, layer_name)
+                else:
+                    self.created_gpkg.append((gpkg, layer_name))
+            elif resume:
+                existing = _existing_file(destination)
+            if existing is not None and param == "CAMERA_POSES":
+                self.done = photos_in(*existing)
+            if existing is not None and gpkg is not None:
+                sink, fields, dest_id = self._gpkg_appender(alg, value, param, context, gpkg, layer_name)
+            else:
+                if existing is not None:
+                    value = _appending(value, destination, fields, wkb_type, qgis_crs)
+                elif gpkg is not None:
+                    value = _retarget(value, destination)
+                sink, dest_id = alg.parameterAsSink({**parameters, param: value}, param, context, fields, wkb_type,
+                                                    qgis_crs)
             if sink is None:
                 if param == "CAMERA_POSES":
                     raise QgsProcessingException(alg.invalidSinkError(parameters, param))
@@ -396,6 +544,32 @@ class _SinkWriter:
             self.dest_ids[param] = dest_id
             if context.willLoadLayerOnCompletion(dest_id):
                 context.layerToLoadOnCompletionDetails(dest_id).setPostProcessor(_Styler.create(layer_name, loaded))
+
+    def _gpkg_appender(self, alg, value, param, context, gpkg, layer_name):
+        """(sink, fields, output id) appending to the existing layer ``layer_name`` of ``gpkg``: its own data
+        provider (a sink with a remapping definition would write the rows of an `ogr:` destination without
+        their attributes in QGIS 3.22), loaded after the run like any sink output."""
+        layer = QgsVectorLayer(f"{gpkg}|layername={layer_name}", layer_name, "ogr")
+        if not layer.isValid():
+            raise QgsProcessingException(tr("Cannot open the layer {layer} of {path} to append to it.").format(
+                layer=layer_name, path=gpkg))
+        self.layers.append(layer)  # the provider lives as long as its layer
+        dest_id = layer.source()
+        project = value.destinationProject if isinstance(value, QgsProcessingOutputLayerDefinition) else None
+        if project is not None:
+            name = (value.destinationName or alg.parameterDefinition(param).description())
+            context.addLayerToLoadOnCompletion(dest_id, QgsProcessingContext.LayerDetails(name, project, param))
+        return layer.dataProvider(), layer.fields(), dest_id
+
+    def close(self, feedback=None) -> None:
+        """Close the sinks (so that their files are complete), then store the Loc² style of each layer this
+        run created in a GeoPackage as its default style, as `loc2 batch` does, so it opens styled anywhere."""
+        self.sinks.clear()
+        self.layers.clear()
+        for path, layer_name in self.created_gpkg:
+            message = _store_style(path, layer_name)
+            if message and feedback is not None:
+                feedback.pushWarning(message)
 
     def photos(self):
         """Photo ids already in the Camera poses file when resuming (`batch.run_batch` skips them)."""
