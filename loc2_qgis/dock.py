@@ -60,19 +60,18 @@ def format_point(point: QgsPointXY, crs: QgsCoordinateReferenceSystem) -> str:
 def engine_choices():
     """(model names, depth provider names, devices) from the engine registries; read when the dock opens.
 
-    Without torch the model registry cannot be imported; the dock then offers the defaults and Run offers
-    the installer instead of failing.
+    Without torch only the CPU is offered, and Run offers the installer instead of failing.
     """
     from loc2_engine.depth import DEPTH_PROVIDERS
 
     # "truth" reads a dataset's ground-truth depth file per photo; a surveyor's photo has none
     depths = [name for name in DEPTH_PROVIDERS if name != "truth"]
+    from loc2_engine.registry import MODEL_REGISTRY
+
     try:
         import torch
-
-        from loc2_engine.models import MODEL_REGISTRY
     except ImportError:
-        return [defaults.MODEL], depths, ["cpu"]
+        return list(MODEL_REGISTRY), depths, ["cpu"]
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     return list(MODEL_REGISTRY), depths, devices
 

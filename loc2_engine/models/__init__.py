@@ -15,41 +15,19 @@ path of the registry entry relative to the repository root (``resources/models/`
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Optional
 
 import torch
 
 from ..errors import ModelError
-from ..registry import load_target
+from ..registry import MODEL_REGISTRY, ModelSpec, load_target
 from .base import AerialFeatures, GroundFeatures, Matcher
 
 #: repository root, against which registry weight paths are resolved
 ROOT = Path(__file__).resolve().parents[2]
 #: folder of the shipped weights and model cards
 RESOURCES = ROOT / "resources" / "models"
-
-
-@dataclass
-class ModelSpec:
-    """arch: "module:factory"; weights: default weight file (relative to the repository root) or None when
-    the user must supply it; conf: keyword arguments for the factory."""
-
-    arch: str
-    weights: Optional[str] = None
-    conf: Dict = field(default_factory=dict)
-
-
-MODEL_REGISTRY: Dict[str, ModelSpec] = {
-    "default": ModelSpec("loc2_engine.models.small:build", weights="resources/models/default.safetensors"),
-    "loc2-vigor": ModelSpec("loc2_engine.models.official:build_vigor"),
-    # VIGOR known_ori checkpoints: panoramas rolled to north by the heading prior, which they require
-    "loc2-vigor-known": ModelSpec("loc2_engine.models.official:build_vigor", conf={"orientation": "known"}),
-    "loc2-kitti": ModelSpec("loc2_engine.models.official:build_kitti"),
-    # KITTI ori_noise10 checkpoints: aerial windows turned so that the heading prior points east
-    "loc2-kitti-known": ModelSpec("loc2_engine.models.official:build_kitti", conf={"orientation": "known"}),
-}
 
 
 def resolve_file(path: Optional[str]) -> Optional[str]:

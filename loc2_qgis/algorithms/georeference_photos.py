@@ -292,16 +292,11 @@ def _one_source_message() -> str:
 
 
 def _model_names():
-    """The model registry's names; the engine's default alone when torch (which the registry imports) is
-    missing, so that the provider still loads and the run says what to install."""
-    if importlib.util.find_spec("torch") is not None:
-        try:
-            from loc2_engine.models import MODEL_REGISTRY
+    """The model registry's names (a pure module: listing them never imports torch, so QGIS starts fast and
+    the provider loads without it)."""
+    from loc2_engine.registry import MODEL_REGISTRY
 
-            return list(MODEL_REGISTRY)
-        except ImportError:
-            pass
-    return [defaults.MODEL]
+    return list(MODEL_REGISTRY)
 
 
 def _depth_names():
