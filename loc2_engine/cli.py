@@ -7,7 +7,7 @@ import importlib
 import sys
 
 #: sub-command name -> module in loc2_engine.commands exposing `HELP`, `add_arguments(parser)`, `run(args)`
-COMMANDS = ("localize", "batch", "bench", "synth", "train", "demo")
+COMMANDS = ("localize", "batch", "bench", "synth", "train", "demo", "exif")
 
 
 def build_parser() -> argparse.ArgumentParser:
