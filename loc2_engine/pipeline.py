@@ -35,9 +35,12 @@ from .models.base import Matcher
 from .pose import estimate_pose
 from .probabilities import matches_for
 from .result import Result
-from .search_area import Prior, aerial_window, search_area
+from .search_area import Prior, aerial_crs, aerial_window, search_area
 
 __all__ = ["Localizer", "Prior"]
+
+#: failures of the photo itself, the same in every window of an extent
+_PHOTO_FAILURES = ("photo", "camera", "depth")
 
 
 class Localizer:
@@ -108,6 +111,48 @@ class Localizer:
         except Loc2Error as exc:
             return Result.failure(photo_id, exc, runtime_s=time.perf_counter() - start, **provenance,
                                   **photo_fields(ground), **area_fields(area))
+
+    def localize_in_extent(self, photo, aerial, extent, extent_crs=None, heading_deg: Optional[float] = None,
+                           heading_tolerance_deg: Optional[float] = None, depth_map=None) -> Result:
+        """Localize one photo somewhere in ``extent`` without a prior position; never raises `Loc2Error`.
+
+        extent: (xmin, ymin, xmax, ymax) in ``extent_crs`` (None: the aerial source's CRS). The photo is
+        localized (`localize`) against each window of `extent.cover` and `extent.best_of` keeps the best pose
+        inside the extent, its confidence lowered when another place fits about as well; runtime_s is the sum
+        over the windows. A failure that no other window can change (the photo, its camera, its depth) ends
+        the search at the first window.
+        """
+        from .extent import best_of, cover, validate_extent
+
+        start = time.perf_counter()
+        photo_id = os.fspath(photo) if isinstance(photo, (str, os.PathLike)) else os.fspath(photo.path)
+        try:
+            extent = validate_extent(extent)
+            crs = extent_crs if extent_crs is not None else aerial_crs(aerial)
+            priors = cover(extent, crs, self.matcher, heading_deg=heading_deg,
+                           heading_tolerance_deg=heading_tolerance_deg)
+        except Loc2Error as exc:
+            return Result.failure(photo_id, exc, runtime_s=time.perf_counter() - start, model=self.model_name,
+                                  depth=self.depth.name)
+        photo = self._loaded(photo)
+        results = []
+        for prior in priors:
+            results.append(self.localize(photo, aerial, prior, depth_map))
+            if results[-1].error_code in _PHOTO_FAILURES:
+                return results[-1]
+        return best_of(results, extent, crs)
+
+    def _loaded(self, photo):
+        """``photo`` as a `GroundImage`, loaded once for all the windows of an extent; a path it cannot load
+        stays a path, for `localize` to fail with the reason."""
+        from .ground import GroundImage
+
+        if not isinstance(photo, (str, os.PathLike)):
+            return photo
+        try:
+            return GroundImage.load(photo, camera=self.config.photo.camera, hfov_deg=self.config.photo.hfov_deg)
+        except Loc2Error:
+            return photo
 
     def _scale_range(self):
         """The plausible scale of the depth provider's metric depth; None for relative depth."""

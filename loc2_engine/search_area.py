@@ -156,7 +156,7 @@ def resolve_prior(ground, prior: Optional[Prior], aerial, exif_radius_m: float =
     (`Prior.validate`) or an invalid EXIF GPS position."""
     prior = (prior or Prior(radius_m=exif_radius_m)).validate()
     if prior.has_position:
-        return prior if prior.crs is not None else replace(prior, crs=_aerial_crs(aerial))
+        return prior if prior.crs is not None else replace(prior, crs=aerial_crs(aerial))
     lonlat = getattr(ground.exif, "lonlat", None) if ground.exif is not None else None
     invalid = invalid_gps_error(ground.path, ground.exif) if ground.exif is not None else None
     if invalid is not None:
@@ -186,7 +186,8 @@ def canonical_view_for(matcher, model_name: str, prior: Prior, kind: str) -> Can
     return canonical_view(prior.heading_deg, kind, matcher.ground_input_size_for(kind)[1])
 
 
-def _aerial_crs(aerial):
+def aerial_crs(aerial):
+    """The CRS of an aerial source: a window's, a raster file's, or a renderer's ``crs``; PriorError if none."""
     if isinstance(aerial, AerialWindow):
         return aerial.frame.crs
     if isinstance(aerial, (str, os.PathLike)):

@@ -4,7 +4,8 @@ Prints a short summary (or, with --json, one JSON object with the `camera_poses`
 optionally writes the GeoPackage layers and a figure; a failure's sentence goes to stderr. Exit status 0
 when a pose was found (ok or low_confidence), 1 when the photo failed (the reason on stderr), 2 when the
 command could not run (options, model, depth, output file). Options and the photo's EXIF GPS (when it is
-the prior) are checked before the model loads.
+the prior) are checked before the model loads. ``--extent`` searches a rectangle instead of around a prior
+(`Localizer.localize_in_extent`).
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def run(args) -> int:
     if problem is not None:
         print(f"loc2 localize: {problem}", file=sys.stderr)
         return 2
-    result = None if args.prior else _invalid_exif_gps(args)
+    result = None if args.prior or args.extent else _invalid_exif_gps(args)
     if result is None:
         try:
             localizer = Localizer(model=args.model, depth=args.depth, device=args.device, weights=args.weights,
@@ -85,7 +86,12 @@ def run(args) -> int:
         except Loc2Error as exc:
             print(f"loc2 localize: {exc}", file=sys.stderr)
             return 2
-        result = localizer.localize(args.photo, args.aerial, prior_from_args(args))
+        if args.extent:
+            result = localizer.localize_in_extent(args.photo, args.aerial, args.extent, args.extent_crs,
+                                                  heading_deg=args.heading,
+                                                  heading_tolerance_deg=args.heading_tolerance)
+        else:
+            result = localizer.localize(args.photo, args.aerial, prior_from_args(args))
     if args.json:
         print(json.dumps(result.pose_row(), ensure_ascii=False))
     elif result.ok:

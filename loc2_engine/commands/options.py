@@ -32,6 +32,11 @@ def add_camera_prior_options(parser: argparse.ArgumentParser, single_photo: bool
                        help="prior position; default: the photo's EXIF GPS")
         g.add_argument("--prior-crs", default=None,
                        help="CRS of --prior (default: the aerial raster's CRS)")
+        g.add_argument("--extent", nargs=4, type=float, metavar=("XMIN", "YMIN", "XMAX", "YMAX"),
+                       help="search the whole rectangle instead of around a prior (not with --prior): windows "
+                            "cover it and the best pose inside it is kept; ambiguous when two places fit")
+        g.add_argument("--extent-crs", default=None,
+                       help="CRS of --extent (default: the aerial raster's CRS)")
     g.add_argument("--radius", type=float, default=None,
                    help=f"search radius around the prior, metres (default {defaults.RADIUS_M:g})")
     g.add_argument("--camera", choices=("auto", "pano", "pinhole"), default=defaults.CAMERA,
@@ -56,6 +61,9 @@ def camera_prior_error(args) -> Optional[str]:
     prior = getattr(args, "prior", None)
     if prior is not None and not all(math.isfinite(v) for v in prior):
         return f"--prior {prior[0]:g} {prior[1]:g} is not a position: give two finite coordinates."
+    problem = extent_error(args)
+    if problem is not None:
+        return problem
     if args.radius is not None and not (math.isfinite(args.radius) and args.radius > 0):
         return (f"--radius {args.radius:g} is not a usable search radius: give a distance in metres greater "
                 f"than 0 (the default is {defaults.RADIUS_M:g}).")
@@ -74,4 +82,23 @@ def camera_prior_error(args) -> Optional[str]:
     if args.hfov is not None and not (math.isfinite(args.hfov) and 0 < args.hfov < 180):
         return (f"--hfov {args.hfov:g} is not a pinhole field of view: give degrees between 0 and 180 "
                 "(exclusive); a 360° panorama needs --camera pano, not --hfov.")
+    return None
+
+
+def extent_error(args) -> Optional[str]:
+    """The first unusable use of --extent / --extent-crs as a sentence, None when usable or absent: four
+    finite numbers with XMIN < XMAX and YMIN < YMAX, and no prior options beside them (the windows set the
+    positions and radii)."""
+    extent = getattr(args, "extent", None)
+    if extent is None:
+        return "--extent-crs needs --extent." if getattr(args, "extent_crs", None) is not None else None
+    shown = " ".join(f"{v:g}" for v in extent)
+    for name, given in (("--prior", args.prior), ("--prior-crs", args.prior_crs), ("--radius", args.radius)):
+        if given is not None:
+            return f"--extent and {name} exclude each other: search an extent, or around a prior."
+    if not all(math.isfinite(v) for v in extent):
+        return f"--extent {shown} is not a rectangle: give four finite coordinates XMIN YMIN XMAX YMAX."
+    xmin, ymin, xmax, ymax = extent
+    if not (xmin < xmax and ymin < ymax):
+        return f"--extent {shown} is empty: give XMIN YMIN XMAX YMAX with XMIN < XMAX and YMIN < YMAX."
     return None
