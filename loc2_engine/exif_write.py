@@ -3,7 +3,7 @@
 Each photo gets its estimated position (``GPSLatitude``/``GPSLongitude`` and their refs, WGS84 degrees), its
 heading (``GPSImgDirection``, degrees clockwise from true north, ``GPSImgDirectionRef = T``), its horizontal
 uncertainty (``GPSHPositioningError``, metres, the radius holding 68 % of an isotropic 2-D Gaussian:
-`RADIUS_68_PER_SIGMA` × the per-axis σ) and a provenance record in the project's own XMP namespace
+`confidence.RADIUS_68` × the per-axis σ) and a provenance record in the project's own XMP namespace
 ``XMP-loc2`` (method, model, confidence, status, σ, and the GPS position and heading the photo had before).
 
 exiftool does the writing because it rewrites only the tags it is given and keeps everything else
@@ -24,11 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional
 
+from .confidence import RADIUS_68
 from .errors import Loc2Error, OutputError
 from .exif import read_exif
 
-#: radius of the circle holding 68 % of an isotropic 2-D Gaussian, per unit of per-axis σ: sqrt(-2 ln 0.32)
-RADIUS_68_PER_SIGMA = 1.51
 #: decimals written: 1e-7° ≈ 1 cm of position, 0.01° of heading, 1 cm of positioning error
 LONLAT_DECIMALS = 7
 HEADING_DECIMALS = 2
@@ -142,10 +141,10 @@ def selected(poses: List[Pose], include_low_confidence: bool) -> List[Pose]:
 
 
 def positioning_error_m(sigma_m: Optional[float]) -> Optional[float]:
-    """GPSHPositioningError in metres: the 68 % radius `RADIUS_68_PER_SIGMA` × σ, to the centimetre."""
+    """GPSHPositioningError in metres: the 68 % radius `RADIUS_68` × σ, to the centimetre."""
     if sigma_m is None or sigma_m < 0:
         return None
-    return round(RADIUS_68_PER_SIGMA * sigma_m, ERROR_DECIMALS)
+    return round(RADIUS_68 * sigma_m, ERROR_DECIMALS)
 
 
 def resolve_photo(photo: str, photos_root) -> Path:

@@ -19,7 +19,7 @@ from .confidence import status_from
 from .errors import LocalizationError, PriorError
 from .georef import LocalFrame, transform_points
 from .result import Result
-from .search_area import MIN_VISIBLE_RANGE_M, Prior, _finite
+from .search_area import MIN_VISIBLE_RANGE_M, Prior, is_finite_number
 
 #: the most windows one extent is covered with: beyond it the search costs minutes per photo
 MAX_WINDOWS = 400
@@ -41,7 +41,7 @@ def validate_extent(extent_xy) -> Extent:
     """``extent_xy`` as a (xmin, ymin, xmax, ymax) tuple of floats; PriorError unless four finite numbers
     with xmin < xmax and ymin < ymax."""
     values = tuple(extent_xy) if extent_xy is not None else ()
-    if len(values) != 4 or not all(_finite(v) for v in values):
+    if len(values) != 4 or not all(is_finite_number(v) for v in values):
         raise PriorError(f"The extent {values!r} is not four finite numbers; give XMIN YMIN XMAX YMAX in its CRS.")
     xmin, ymin, xmax, ymax = (float(v) for v in values)
     if not (xmin < xmax and ymin < ymax):

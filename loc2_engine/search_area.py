@@ -64,24 +64,24 @@ class Prior:
         if (self.x is None) != (self.y is None):
             raise PriorError("The prior position has only one coordinate; give both x and y, or neither to use "
                              "the photo's EXIF GPS.")
-        if self.has_position and not (_finite(self.x) and _finite(self.y)):
+        if self.has_position and not (is_finite_number(self.x) and is_finite_number(self.y)):
             raise PriorError(f"The prior position ({_show(self.x)}, {_show(self.y)}) is not a pair of finite "
                              "numbers; give its coordinates in its CRS.")
-        if not (_finite(self.radius_m) and self.radius_m > 0):
+        if not (is_finite_number(self.radius_m) and self.radius_m > 0):
             raise PriorError(f"The search radius {_show(self.radius_m)} m is not usable: it must be a distance in "
                              f"metres greater than 0 (the default is {defaults.RADIUS_M:g} m).")
-        if self.heading_deg is not None and not _finite(self.heading_deg):
+        if self.heading_deg is not None and not is_finite_number(self.heading_deg):
             raise PriorError(f"The heading prior {_show(self.heading_deg)}° is not a direction: give degrees "
                              "clockwise from true north, or none for an unknown orientation.")
         tolerance = self.heading_tolerance_deg  # only used with a heading (callers may set both apart)
         if self.heading_deg is not None and tolerance is not None and not (
-                _finite(tolerance) and 0.0 < tolerance <= 180.0):
+                is_finite_number(tolerance) and 0.0 < tolerance <= 180.0):
             raise PriorError(f"The heading tolerance {_show(tolerance)}° is not usable: it must be more than 0° "
                              f"and at most 180° (the default is {defaults.HEADING_TOLERANCE_DEG:g}°).")
         return self
 
 
-def _finite(value) -> bool:
+def is_finite_number(value) -> bool:
     """True for a real, finite number (int, float, numpy scalar); False for NaN, ±inf, text, None, bools."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 

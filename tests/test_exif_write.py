@@ -16,7 +16,8 @@ from PIL import Image, ImageCms
 
 from loc2_engine.cli import main
 from loc2_engine.exif import read_exif
-from loc2_engine.exif_write import RADIUS_68_PER_SIGMA, positioning_error_m, tag_arguments, Pose
+from loc2_engine.confidence import RADIUS_68
+from loc2_engine.exif_write import positioning_error_m, tag_arguments, Pose
 from loc2_engine.gpkg import GeoPackageWriter
 from loc2_engine.result import Result
 
@@ -111,7 +112,7 @@ def test_positioning_error_is_the_68_percent_radius():
     assert positioning_error_m(2.0) == pytest.approx(3.02)
     assert positioning_error_m(0.7) == pytest.approx(1.06)  # 1.057 to the centimetre
     assert positioning_error_m(None) is None
-    assert RADIUS_68_PER_SIGMA == pytest.approx(math.sqrt(-2 * math.log(0.32)), abs=0.005)
+    assert RADIUS_68 == pytest.approx(math.sqrt(-2 * math.log(0.32)), abs=0.005)
 
 
 def test_no_position_is_refused_per_photo():
@@ -137,7 +138,7 @@ def test_copies_with_positions_headings_errors_and_provenance(scene, capsys):
         assert signed(tags, "Longitude") == pytest.approx(lon, abs=2e-7)
         assert tags["GPS:GPSImgDirection"] == pytest.approx(heading, abs=0.006)
         assert tags["GPS:GPSImgDirectionRef"] == "T"
-        assert tags["GPS:GPSHPositioningError"] == pytest.approx(RADIUS_68_PER_SIGMA * sigma, abs=0.006)
+        assert tags["GPS:GPSHPositioningError"] == pytest.approx(RADIUS_68 * sigma, abs=0.006)
         info = read_exif(out_dir / name)  # the engine's own reader
         assert info.lonlat == pytest.approx((lon, lat), abs=2e-7)
         assert info.gps_heading_deg == pytest.approx(heading, abs=0.006) and info.gps_heading_ref == "T"
