@@ -1,4 +1,5 @@
-"""Kinds of place (oldtown, village, retail) and the heldout preset: content, determinism, rendering (small)."""
+"""Kinds of place (training: park, campus; held out: oldtown, village, retail), the heldout and train-places
+presets: content, determinism, rendering (small)."""
 
 import dataclasses
 import math
@@ -9,8 +10,10 @@ import pytest
 from PIL import Image, ImageOps
 from shapely.geometry import Point, box
 from shapely.ops import unary_union
+from shapely.prepared import prep
 
 from loc2_engine.manifest import read_manifest
+from loc2_engine.synth import places as P
 from loc2_engine.synth import town as T
 from loc2_engine.synth.albedo import make_albedo
 from loc2_engine.synth.dataset import generate, town_origin, utm_crs
@@ -22,14 +25,20 @@ from test_synth import _digest  # the same file hashes as the determinism tests 
 ORIGIN = (465000.0, 5245000.0)   # UTM 32N
 
 
-def _town(style, seed=4, size_m=200.0):
-    return T.make_town("p", style, seed, "EPSG:32632", ORIGIN, size_m, T.default_style(style, "heldout"))
+def _town(style, seed=4, size_m=200.0, variant="heldout"):
+    return T.make_town("p", style, seed, "EPSG:32632", ORIGIN, size_m, T.default_style(style, variant))
 
 
 @pytest.fixture(scope="module")
 def towns():
-    """One town of each kind of place, 200 m square, seed 4."""
-    return {style: _town(style) for style in T.PLACE_STYLES}
+    """One town of each held-out kind of place, 200 m square, seed 4."""
+    return {style: _town(style) for style in T.HELDOUT_STYLES}
+
+
+@pytest.fixture(scope="module")
+def training_towns():
+    """One town of each training kind of place (train parameters), 200 m square, seed 4."""
+    return {style: _town(style, variant="train") for style in T.TRAIN_PLACE_STYLES}
 
 
 def _signature(town):
@@ -39,7 +48,7 @@ def _signature(town):
             [(e[0].wkb,) + tuple(e[1:]) for e in town.paint], town.walkable.wkb, town.sun_az_deg)
 
 
-@pytest.mark.parametrize("style", T.PLACE_STYLES)
+@pytest.mark.parametrize("style", T.HELDOUT_STYLES)
 def test_a_kind_of_place_is_built_again_identically_from_its_seed(style, towns):
     assert _signature(_town(style)) == _signature(towns[style])
     other = _town(style, seed=5)
@@ -140,8 +149,11 @@ def test_blank_walls_and_plain_ground_floors_have_no_shop_windows():
 def test_heldout_preset_holds_out_kinds_of_place_zones_and_camera():
     held, train, bench = get_preset("heldout"), get_preset("train"), get_preset("bench")
     styles = [t.style for t in held.towns]
-    assert set(styles) == set(T.PLACE_STYLES) and all(styles.count(s) == 2 for s in T.PLACE_STYLES)
-    assert not {t.style for t in train.towns} & set(T.PLACE_STYLES)
+    assert set(styles) == set(T.HELDOUT_STYLES) and all(styles.count(s) == 2 for s in T.HELDOUT_STYLES)
+    assert set(T.HELDOUT_STYLES) <= set(T.PLACE_STYLES) and not set(T.HELDOUT_STYLES) & set(T.TRAIN_PLACE_STYLES)
+    for p in PRESETS.values():  # every other preset trains or benchmarks on kinds the model may learn
+        if p is not held:
+            assert not {t.style for t in p.towns} & set(T.HELDOUT_STYLES), p.name
     seen = {town_origin(t) for p in (train, bench, get_preset("demo")) for t in p.towns}
     zones = {town_origin(t)[0] for t in train.towns + bench.towns}
     for t in held.towns:
@@ -210,3 +222,70 @@ def test_synth_command_keeps_the_heldout_light_unless_told_otherwise(monkeypatch
     assert seen[-1].photo_sun == "same" and seen[-1].overcast == 0.0
     assert main(["synth", str(tmp_path / "d"), "--preset", "bench"]) == 0
     assert seen[-1].photo_sun == "same" and seen[-1].overcast == 0.0
+
+
+# ----------------------------------------------------------------------------- training kinds of place
+@pytest.mark.parametrize("style", T.TRAIN_PLACE_STYLES)
+def test_a_training_kind_of_place_is_deterministic_and_leaves_cameras_room_clear_of_obstacles(style, training_towns):
+    town = training_towns[style]
+    assert _signature(_town(style, variant="train")) == _signature(town)
+    assert repr(_town(style, seed=5, variant="train").buildings) != repr(town.buildings)
+    centre = town.walkable.intersection(box(-40, -40, 40, 40))
+    assert centre.area > 500.0  # cameras find room in the middle, not one sliver
+    assert town.walkable.intersection(town.obstacles()).area < 1e-6
+    assert town.walkable.distance(P.footprints(town)) >= 0.79  # 0.8 m from every wall
+    rng = np.random.default_rng(0)
+    x0, y0, x1, y1 = centre.bounds
+    pts = [Point(x, y) for x, y in rng.uniform((x0, y0), (x1, y1), (400, 2))]
+    standing = [q for q in pts if centre.contains(q)]
+    near = prep(town.obstacles().buffer(0.5))
+    assert len(standing) >= 20 and not any(near.contains(q) for q in standing)
+
+
+def test_park_has_paths_lawns_tree_groups_water_a_playground_and_mixed_buildings_around(training_towns):
+    town = training_towns["park"]
+    park = town.features["park"]
+    assert town.features["pond"] or town.features["fountain"]
+    assert town.features["playground_m2"] >= 14 * 10 and town.features["paths"] >= 5
+    inside = [t for t in town.trees if park.contains(Point(t.x, t.y))]
+    assert len(inside) >= 30
+    shapes = {round(t.crown_h / t.radius, 1) for t in inside}
+    assert max(shapes) / min(shapes) > 1.8  # broad crowns and narrow ones (conifers, poplars), not one kind
+    assert len({t.rgb for t in inside}) == len(inside)  # each tree its own tone
+    assert not any(b.footprint().intersects(park) for b in town.buildings)
+    assert {b.roof for b in town.buildings} == {"flat", "gable", "hip"} and len(town.buildings) >= 40
+    assert 0.05 * park.area < town.walkable.intersection(park).area < 0.4 * park.area  # paths, not the lawns
+    assert sum(k.material == T.POLE and k.length == 1.8 for k in town.blocks) >= 3  # benches
+    streets = [r for r in town.roads if r.line.distance(park) < r.width / 2 + r.sidewalk + 0.5]
+    assert len(streets) == 4 and all(r.sidewalk >= 2.5 for r in streets)  # a street on every side
+
+
+def test_campus_has_large_institutes_around_plazas_with_tree_grids_and_bike_racks(training_towns):
+    town = training_towns["campus"]
+    f = town.features
+    assert f["institutes"] >= 3 and f["plazas"] >= 1 and f["quads"] >= 1 and f["bikes"] >= 10
+    big = [b for b in town.buildings if b.footprint().area >= 600]
+    assert len(big) >= 3 and all(b.height >= 8.0 and not b.shopfront for b in town.buildings)
+    plaza = f["plaza"]
+    grid = [t for t in town.trees if plaza.contains(Point(t.x, t.y))]
+    assert any(len(e) > 3 and e[0].equals(plaza) and e[3].kind == "joints" for e in town.paint)  # pavers
+    assert len(grid) >= 4
+    xy = np.array([[t.x, t.y] for t in grid])
+    d = np.linalg.norm(xy[:, None] - xy[None], axis=2) + np.eye(len(xy)) * 1e9
+    assert d.min() >= 7.0 - 1e-6  # a grid of at least 7 m, not a clump
+
+
+def test_train_places_preset_trains_on_new_kinds_in_new_zones_with_real_light_and_camera():
+    tp, train, bench, held = (get_preset(n) for n in ("train-places", "train", "bench", "heldout"))
+    styles = [t.style for t in tp.towns]
+    assert len(styles) == 12 and all(styles.count(s) == 6 for s in T.TRAIN_PLACE_STYLES)
+    assert set(styles[:2]) == set(T.TRAIN_PLACE_STYLES)  # --towns 2 renders one of each
+    used = {town_origin(t)[0] for p in (train, bench, held, get_preset("demo")) for t in p.towns}
+    zones = [town_origin(t)[0] for t in tp.towns]
+    assert not set(zones) & used and len(set(zones)) == 12
+    assert sum(t.lat < 0 for t in tp.towns) >= 3
+    assert tp.variant == "train" and tp.seed_offset not in {p.seed_offset for p in PRESETS.values() if p is not tp}
+    assert (tp.pano_hw, tp.pinhole_hw, tp.supersample, tp.rotated_pinholes, tp.hfov_deg) == \
+        (train.pano_hw, train.pinhole_hw, 2, False, train.hfov_deg)
+    assert tp.sun_azimuth_deg == (0.0, 360.0) and tp.sun_elevation_deg == (10.0, 75.0) and tp.overcast == 0.3
+    assert tp.photo_sun == "independent" and tp.camera_height_m == (1.2, 3.0) and tp.phone_camera

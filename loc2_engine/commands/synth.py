@@ -1,4 +1,4 @@
-"""`loc2 synth OUT_DIR --preset demo|train|bench|heldout`: generate a synthetic georeferenced dataset (docs/manifest.md)."""
+"""`loc2 synth OUT_DIR --preset demo|train|bench|heldout|train-places`: generate a synthetic georeferenced dataset (docs/manifest.md)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,18 @@ HELP = "generate a synthetic dataset: procedural towns, orthophotos, ground phot
 
 def add_arguments(parser) -> None:
     parser.add_argument("out_dir", metavar="OUT_DIR", help="output folder (created; manifest.csv goes here)")
-    parser.add_argument("--preset", default="demo", choices=("demo", "train", "bench", "heldout"),
+    parser.add_argument("--preset", default="demo", choices=("demo", "train", "bench", "heldout", "train-places"),
                         help="dataset size and resolution (default: demo); heldout: kinds of place, places, light "
-                             "and camera that train never sees (docs/synth.md)")
+                             "and camera that train never sees; train-places: parks and campuses for training, "
+                             "with heldout's variety of light and camera (docs/synth.md)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed -> identical files")
     parser.add_argument("--towns", type=int, default=None, help="use only the first N towns of the preset")
     parser.add_argument("--views", type=int, default=None,
                         help="views per town (about half panoramas, half pinholes); default: the preset's")
     parser.add_argument("--workers", type=int, default=1, help="parallel processes, one town each (default 1)")
+    parser.add_argument("--sequences", action="store_true",
+                        help="street captures instead of scattered views: per town a panorama capture and a pinhole "
+                             "capture, a frame every 2-10 m, times in EXIF and `sequence`/`time` manifest columns")
     parser.add_argument("--photo-sun", choices=("same", "independent"), default=None,
                         help="'independent': light the photos with a sun drawn apart from the orthophoto's, as if "
                              "taken at another time (default: the preset's; the same sun but in heldout)")
@@ -69,7 +73,8 @@ def run(args) -> int:
         return 2
     preset = dataclasses.replace(preset, **light)
     t0 = time.perf_counter()
-    rows = generate(args.out_dir, preset, seed=args.seed, towns=args.towns, workers=max(1, args.workers))
+    rows = generate(args.out_dir, preset, seed=args.seed, towns=args.towns, workers=max(1, args.workers),
+                    sequences=args.sequences)
     print(f"wrote {len(rows)} photos to {os.path.join(args.out_dir, 'manifest.csv')} "
           f"in {time.perf_counter() - t0:.1f} s")
     return 0

@@ -16,8 +16,9 @@ import math
 import os
 import time
 from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from multiprocessing import Pool
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import pyproj
@@ -33,6 +34,10 @@ from .photos import camera_response, exif_bytes, photometric, rotate_for_orienta
 from .presets import Preset, TownSpec
 from .render import Renderer
 from .town import Town, default_style, draw_sun_strength, make_town
+
+#: the camera clock of the first capture of town 0 (`loc2 synth --sequences`); town i starts i hours later
+CAPTURE_START = datetime(2024, 6, 1, 10, 0, 0)
+
 
 def utm_crs(lon: float, lat: float) -> str:
     """EPSG code string of the standard UTM zone of a lon/lat (no Norway/Svalbard exceptions)."""
@@ -99,6 +104,30 @@ def sample_views(town: Town, renderer: Renderer, preset: Preset, rng, n_pano: in
     return views
 
 
+def capture_views(town: Town, preset: Preset, rng) -> Tuple[List[View], List[float], List[int]]:
+    """(views, seconds from the town's first photo, capture index) of two street captures (`captures`): the
+    panoramas, then the pinholes five minutes after the first capture ends, each looking along the street."""
+    from .captures import capture
+
+    half = preset.size_m / 2 - preset.camera_margin_m
+    views, times, which = [], [], []
+    start = 0.0
+    for k, (camera, n) in enumerate((("pano", preset.n_pano), ("pinhole", preset.n_pinhole))):
+        frames = capture(town, half, n, rng) if n else []
+        for f in frames:
+            z = float(rng.uniform(*preset.camera_height_m))
+            if camera == "pano":
+                views.append(View("pano", f.x, f.y, z, f.heading_grid))
+            else:
+                views.append(View("pinhole", f.x, f.y, z, f.heading_grid, float(rng.uniform(*preset.hfov_deg)),
+                                  float(rng.uniform(-preset.pitch_deg, preset.pitch_deg)),
+                                  float(rng.uniform(-preset.roll_deg, preset.roll_deg))))
+            times.append(start + f.t_s)
+            which.append(k)
+        start = (times[-1] if times else start) + 300.0
+    return views, times, which
+
+
 def _fmt(v, digits=3) -> str:
     return "" if v is None else f"{v:.{digits}f}"
 
@@ -121,7 +150,7 @@ def _feature_counts(town: Town) -> Dict[str, Dict[str, float]]:
 
 def generate_town(job) -> List[Dict[str, str]]:
     """Render one town's orthophoto and views into ``out_dir``; returns its manifest rows (in order)."""
-    preset, spec, seed, index, out_dir = job
+    preset, spec, seed, index, out_dir, sequences = job
     t0 = time.perf_counter()
     town = build_town(preset, spec, seed, index)
     renderer = Renderer(town, build_mesh(town), make_albedo(town))
@@ -141,7 +170,11 @@ def generate_town(job) -> List[Dict[str, str]]:
     frame = LocalFrame(town.crs, town.origin_xy)
     to_lonlat = pyproj.Transformer.from_crs(town.crs, "EPSG:4326", always_xy=True)
     rng = np.random.default_rng(town.seed + 101)
-    views = sample_views(town, renderer, preset, rng, preset.n_pano, preset.n_pinhole)
+    if sequences:  # a stream of its own: the photos' noise stays that of the seed
+        views, times, which = capture_views(town, preset, np.random.default_rng(town.seed + 404))
+        start = CAPTURE_START + timedelta(hours=index)
+    else:
+        views = sample_views(town, renderer, preset, rng, preset.n_pano, preset.n_pinhole)
     rows = []
     n_rotated = 0
     t_views = time.perf_counter()
@@ -171,8 +204,9 @@ def generate_town(job) -> List[Dict[str, str]]:
             heading_prior = (true_heading + float(np.clip(rng.normal(0, tol / 2.5), -tol, tol))) % 360.0
         compass = (true_heading + rng.normal(0, 8.0)) % 360.0 if rng.random() < preset.compass_fraction else None
         lon, lat = to_lonlat.transform(prior[0], prior[1])
+        taken = start + timedelta(seconds=times[k]) if sequences else None
         exif = exif_bytes((lon, lat), 400.0 + v.z, v.hfov, (W, H), (stored.shape[1], stored.shape[0]),
-                          orientation, compass)
+                          orientation, compass, taken)
         photo_rel, depth_rel = f"photos/{name}.jpg", f"depth/{name}.npy"
         save_jpeg(os.path.join(out_dir, photo_rel), stored, exif, int(rng.integers(*preset.jpeg_quality)))
         np.save(os.path.join(out_dir, depth_rel), rng_m.astype(np.float32))
@@ -184,21 +218,25 @@ def generate_town(job) -> List[Dict[str, str]]:
                      # extras (ignored by readers that do not know them)
                      "town": spec.name, "style": spec.style, "camera_height_m": _fmt(v.z, 3),
                      "pitch_deg": _fmt(v.pitch, 3), "roll_deg": _fmt(v.roll, 3), "exif_orientation": str(orientation),
-                     "grid_heading_deg": _fmt(v.heading_grid % 360.0, 4)})
+                     "grid_heading_deg": _fmt(v.heading_grid % 360.0, 4),
+                     **({"sequence": f"{spec.name}_{which[k]}", "time": taken.isoformat(timespec="milliseconds")}
+                        if sequences else {})})
     t_end = time.perf_counter()
     print(f"[synth] {spec.name} ({spec.style}): town+ortho {t_views - t0:.1f} s, {len(views)} views "
           f"{(t_end - t_views) / max(len(views), 1):.3f} s/view", flush=True)
     return rows
 
 
-def generate(out_dir: str, preset: Preset, seed: int = 0, towns: Optional[int] = None, workers: int = 1) -> List[Dict]:
-    """Write the whole dataset; ``towns`` limits the number of towns (first N of the preset)."""
+def generate(out_dir: str, preset: Preset, seed: int = 0, towns: Optional[int] = None, workers: int = 1,
+             sequences: bool = False) -> List[Dict]:
+    """Write the whole dataset; ``towns`` limits the number of towns (first N of the preset); ``sequences``:
+    the views are street captures (`capture_views`), with times in EXIF and the manifest."""
     if preset.photo_sun not in ("same", "independent"):
         raise ValueError(f"photo_sun must be 'same' or 'independent', got {preset.photo_sun!r}")
     specs = preset.towns[: towns or len(preset.towns)]
     for sub in ("aerial", "photos", "depth"):
         os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
-    jobs = [(preset, spec, seed, i, out_dir) for i, spec in enumerate(specs)]
+    jobs = [(preset, spec, seed, i, out_dir, sequences) for i, spec in enumerate(specs)]
     if workers > 1 and len(jobs) > 1:
         with Pool(min(workers, len(jobs))) as pool:
             per_town = pool.map(generate_town, jobs, chunksize=1)

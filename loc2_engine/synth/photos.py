@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import math
+from datetime import datetime
 from fractions import Fraction
 from typing import Optional, Tuple
 
@@ -109,8 +110,10 @@ def _dms(deg: float):
 
 
 def exif_bytes(lonlat, altitude: float, hfov_deg: Optional[float], upright_wh: Tuple[int, int],
-               stored_wh: Tuple[int, int], orientation: int = 1, img_direction: Optional[float] = None) -> bytes:
-    """EXIF block for one photo (see module docstring); hfov_deg None for panoramas."""
+               stored_wh: Tuple[int, int], orientation: int = 1, img_direction: Optional[float] = None,
+               taken_at: Optional[datetime] = None) -> bytes:
+    """EXIF block for one photo (see module docstring); hfov_deg None for panoramas; taken_at: the camera
+    clock's time, as DateTimeOriginal + SubSecTimeOriginal (milliseconds)."""
     lon, lat = lonlat
     zeroth = {piexif.ImageIFD.Make: b"Loc2", piexif.ImageIFD.Model: b"Loc2 synth camera",
               piexif.ImageIFD.Orientation: int(orientation)}
@@ -125,6 +128,9 @@ def exif_bytes(lonlat, altitude: float, hfov_deg: Optional[float], upright_wh: T
         ex[piexif.ExifIFD.FocalPlaneXResolution] = _rational(10.0 / PIXEL_PITCH_MM)   # pixels per cm
         ex[piexif.ExifIFD.FocalPlaneYResolution] = _rational(10.0 / PIXEL_PITCH_MM)
         ex[piexif.ExifIFD.FocalPlaneResolutionUnit] = 3
+    if taken_at is not None:
+        ex[piexif.ExifIFD.DateTimeOriginal] = taken_at.strftime("%Y:%m:%d %H:%M:%S").encode()
+        ex[piexif.ExifIFD.SubSecTimeOriginal] = f"{taken_at.microsecond // 1000:03d}".encode()
     gps = {piexif.GPSIFD.GPSVersionID: (2, 3, 0, 0),
            piexif.GPSIFD.GPSLatitudeRef: b"N" if lat >= 0 else b"S", piexif.GPSIFD.GPSLatitude: _dms(lat),
            piexif.GPSIFD.GPSLongitudeRef: b"E" if lon >= 0 else b"W", piexif.GPSIFD.GPSLongitude: _dms(lon),

@@ -1,6 +1,8 @@
-"""Kinds of place beyond the three training styles (``town.PLACE_STYLES``): dispatch and shared pieces.
+"""Kinds of place beyond the three street styles (``town.PLACE_STYLES``): dispatch and shared pieces.
 
-Each kind has a module of its own (oldtown.py, village.py, retail.py) whose ``build(town, rng)`` lays out,
+Two are training kinds (``town.TRAIN_PLACE_STYLES``: park.py, campus.py), three are held out of training
+(``town.HELDOUT_STYLES``: oldtown.py, village.py, retail.py). Each kind has a module of its own whose
+``build(town, rng)`` lays out,
 paints and furnishes the town from the town's random stream and returns the open ground where a camera may
 stand (lanes, squares, yards, parking lots); ``build_place`` then keeps the cameras clear of obstacles.
 Geometry is in the town's local grid metres (x east, y north, z up), as in town.py; materials (ground,
@@ -24,7 +26,7 @@ RGB = Tuple[float, float, float]
 
 def build_place(town: T.Town, rng) -> None:
     """Fill ``town`` (a kind of place in ``T.PLACE_STYLES``) and set its walkable area."""
-    module = importlib.import_module(f".{town.style}", __package__)  # oldtown.py, village.py, retail.py
+    module = importlib.import_module(f".{town.style}", __package__)  # park.py, campus.py, oldtown.py, ...
     open_ground = module.build(town, rng)
     town.walkable = open_ground.difference(town.obstacles().buffer(0.8))
 
@@ -55,11 +57,14 @@ def frame_point(origin, t, n, a: float, b: float) -> Tuple[float, float]:
 
 
 def pitched(cx, cy, length, depth, angle, eave, pitch_deg, wall: RGB, roof: RGB, floor_h, bay_w,
-            shopfront=False, windows=True) -> T.Building:
-    """A gable-roofed building: ridge along ``length``, roof slopes of ``pitch_deg`` (rise = depth/2 tan)."""
+            shopfront=False, windows=True, shape: str = "gable") -> T.Building:
+    """A pitched-roofed building (``shape`` "gable" or "hip"): ridge along ``length``, roof slopes of
+    ``pitch_deg`` (rise = depth/2 tan). A hip roof needs ``length >= depth`` (its ridge would vanish)."""
+    if shape == "hip" and length < depth:
+        raise ValueError(f"a hip roof needs length >= depth, got {length:.1f} < {depth:.1f} m")
     rise = depth / 2 * math.tan(math.radians(pitch_deg))
     return T.Building([(float(cx), float(cy), float(length), float(depth), float(angle))], round(float(eave), 2),
-                      "gable", float(rise), wall, roof, float(floor_h), float(bay_w), shopfront, windows)
+                      shape, float(rise), wall, roof, float(floor_h), float(bay_w), shopfront, windows)
 
 
 def flat(cx, cy, length, depth, angle, eave, wall: RGB, roof: RGB, floor_h, bay_w, shopfront=True,
@@ -89,6 +94,37 @@ def sign(town: T.Town, rng, x, y) -> None:
     post(town, x, y, 2.6, (0.55, 0.55, 0.57),
          (2.0, 0.7, 0.06, 0.6, rng.uniform(0, 180), pick(rng, [(0.8, 0.1, 0.1), (0.1, 0.3, 0.7), (0.9, 0.9, 0.9)])),
          thick=0.08)
+
+
+def bench(town: T.Town, x, y, angle, rgb: RGB) -> None:
+    """A park bench, 1.8 m along ``angle`` (degrees), seat 0.45 m high with a back rest."""
+    g = len(town.blocks)
+    a = math.radians(angle)
+    bx, by = float(x) - 0.25 * math.sin(a), float(y) + 0.25 * math.cos(a)
+    town.blocks.append(T.Block(float(x), float(y), 0.0, 1.8, 0.55, 0.45, float(angle), T.POLE, rgb, g))
+    town.blocks.append(T.Block(bx, by, 0.45, 1.8, 0.08, 0.45, float(angle), T.POLE, rgb, g))
+
+
+#: trees of a park or campus: name -> (trunk height, crown radius, crown height / radius, canopy colour);
+#: ranges in metres; the conifers and the columnar poplar are narrow crowns low on the trunk
+SPECIES = {
+    "oak": ((2.5, 4.0), (3.5, 6.5), (1.0, 1.4), (0.20, 0.31, 0.11)),
+    "lime": ((2.5, 3.5), (2.5, 4.5), (1.4, 1.9), (0.25, 0.37, 0.13)),
+    "birch": ((2.0, 3.5), (1.5, 2.6), (1.8, 2.6), (0.33, 0.44, 0.17)),
+    "copper beech": ((2.5, 3.5), (3.0, 5.5), (1.1, 1.5), (0.33, 0.17, 0.15)),
+    "maple": ((2.0, 3.0), (2.0, 3.5), (1.1, 1.5), (0.30, 0.40, 0.12)),
+    "spruce": ((0.4, 1.2), (1.6, 2.8), (3.2, 4.5), (0.10, 0.20, 0.12)),
+    "pine": ((3.5, 6.0), (1.8, 3.0), (1.2, 1.8), (0.16, 0.24, 0.12)),
+    "poplar": ((1.0, 2.0), (1.0, 1.7), (6.0, 9.0), (0.22, 0.34, 0.12)),
+}
+
+
+def plant(town: T.Town, rng, x, y, species: str, size: float = 1.0) -> None:
+    """A tree of ``species`` (``SPECIES``) at (x, y), its crown scaled by ``size`` (young trees < 1)."""
+    trunk, radius, ratio, rgb = SPECIES[species]
+    r = T._u(rng, radius) * size
+    town.trees.append(T.Tree(float(x), float(y), T._u(rng, trunk) * max(size, 0.6), r, r * T._u(rng, ratio),
+                             tone(rng, rgb, 0.03)))
 
 
 def drop_objects_in(town: T.Town, area) -> None:

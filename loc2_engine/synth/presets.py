@@ -7,6 +7,11 @@ Train and bench never share a town origin, a seed stream (``seed_offset``) or st
 (town.PLACE_STYLES; tests keep them out of TRAIN_TOWNS), origins in UTM zones and hemispheres that neither train nor bench uses, a seed stream
 and style variant of its own, the sun anywhere in the sky and lit apart for the photos, some overcast skies,
 and another camera: a phone-like response (photos.camera_response), camera heights 1.2-3 m, JPEG 80-92.
+
+``train-places`` is more training data of other kinds: the training kinds of place (town.TRAIN_PLACE_STYLES:
+parks and campuses) at origins in UTM zones and hemispheres that no other preset uses, at train's resolutions,
+with the light and camera variety of real photos (the sun anywhere, 10-75 degrees high, lit apart for the
+photos, some overcast skies, the phone-like camera, camera heights 1.2-3 m).
 """
 
 from __future__ import annotations
@@ -80,6 +85,16 @@ HELDOUT_TOWNS = (
     TownSpec("hahndorf", "village", 138.811, -35.031), TownSpec("vik", "village", -19.011, 63.421),
     TownSpec("curitiba", "retail", -49.271, -25.431), TownSpec("calgary", "retail", -114.071, 51.041),
 )
+# training kinds of place, alternating so that --towns 2 gives one of each; UTM zones 55S, 17N, 53N, 59S, 30N,
+# 52N, 19S, 10N, 37S, 21S, 6N, 23S: none of train's, bench's or heldout's, six in the southern hemisphere
+TRAIN_PLACE_TOWNS = (
+    TownSpec("melbourne", "park", 144.961, -37.811), TownSpec("toronto", "campus", -79.391, 43.661),
+    TownSpec("kyoto", "park", 135.771, 35.011), TownSpec("christchurch", "campus", 172.631, -43.521),
+    TownSpec("madrid", "park", -3.681, 40.411), TownSpec("seoul", "campus", 126.951, 37.461),
+    TownSpec("santiago", "park", -70.651, -33.441), TownSpec("vancouver", "campus", -123.251, 49.261),
+    TownSpec("nairobi", "park", 36.821, -1.291), TownSpec("montevideo", "campus", -56.171, -34.901),
+    TownSpec("anchorage", "park", -149.891, 61.211), TownSpec("saopaulo", "campus", -46.731, -23.561),
+)
 
 PRESETS = {
     "demo": Preset("demo", DEMO_TOWNS, 3, 3, (512, 1024), (480, 640), (60.0, 90.0), size_m=256.0,
@@ -93,6 +108,10 @@ PRESETS = {
                       sun_elevation_deg=(10.0, 70.0), overcast=0.3, photo_sun="independent",
                       camera_height_m=(1.2, 3.0), pitch_deg=3.0, roll_deg=2.0, jpeg_quality=(80, 93),
                       phone_camera=True),
+    "train-places": Preset("train-places", TRAIN_PLACE_TOWNS, 90, 80, (256, 512), (192, 256), (50.0, 100.0),
+                           size_m=256.0, variant="train", seed_offset=4_000_000, rotated_pinholes=False,
+                           supersample=2, sun_azimuth_deg=(0.0, 360.0), sun_elevation_deg=(10.0, 75.0),
+                           overcast=0.3, photo_sun="independent", camera_height_m=(1.2, 3.0), phone_camera=True),
 }
 
 

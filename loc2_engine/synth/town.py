@@ -10,11 +10,14 @@ Three styles (``STYLES``): "downtown" (rotated street grid, tall flat-roofed blo
 streets, large halls, parking lots with bays and cars). ``StyleParams`` holds the ranges a style draws from,
 so the bench preset can use parameters that the train preset never sees.
 
-Three kinds of place more (``PLACE_STYLES``, built in places.py and its modules): "oldtown" (a historic
-centre: irregular lanes, terraced houses, a market square and a church), "village" (rural roads, farmsteads,
-striped fields, orchards, hedgerows, tracks) and "retail" (a commercial district: parking lots with painted
-bays, big stores with skylights, a plaza, a roundabout). The train preset does not use them; the heldout
-preset uses only them.
+Five kinds of place more (``PLACE_STYLES``, built in places.py and its modules). Two are for training
+(``TRAIN_PLACE_STYLES``, the train-places preset): "park" (a city park: curving paths, lawns, tree groups, a
+pond or fountain, a playground, perimeter streets lined with mixed buildings) and "campus" (large institutional
+buildings around paved plazas with tree grids, lawn quads, bike racks). Three are held out of training
+(``HELDOUT_STYLES``): "oldtown" (a historic centre: irregular lanes, terraced houses, a market square and a
+church), "village" (rural roads, farmsteads, striped fields, orchards, hedgerows, tracks) and "retail" (a
+commercial district: parking lots with painted bays, big stores with skylights, a plaza, a roundabout). No
+training preset uses them; the heldout preset uses only them.
 """
 
 from __future__ import annotations
@@ -30,8 +33,12 @@ from shapely.ops import unary_union
 from shapely import affinity
 
 STYLES = ("downtown", "suburb", "industrial")
-#: kinds of place built by places.py; kept out of the train preset (the heldout preset uses only these)
-PLACE_STYLES = ("oldtown", "village", "retail")
+#: kinds of place built by places.py for training (the train-places preset)
+TRAIN_PLACE_STYLES = ("park", "campus")
+#: kinds of place kept out of every training preset (the heldout preset uses only these)
+HELDOUT_STYLES = ("oldtown", "village", "retail")
+#: every kind of place built by places.py (one module each)
+PLACE_STYLES = TRAIN_PLACE_STYLES + HELDOUT_STYLES
 ALL_STYLES = STYLES + PLACE_STYLES
 
 # materials of the mesh faces (mesh.py) and of the per-hit shading (shading.py)
@@ -59,7 +66,9 @@ def default_style(style: str, variant: str = "train") -> StyleParams:
     ``road_width`` = lane width (facade to facade), ``sidewalk`` = sidewalks of the few wider streets,
     ``tree_spacing`` = spacing of wall lamps; village: ``block`` = field size, ``sidewalk`` = verge width,
     ``grid_angle`` = orientation of the field pattern, ``tree_spacing`` = trees in tree lines; retail: as
-    downtown. All in metres or degrees."""
+    downtown; park: ``block`` = side of the park, ``height`` = eaves of the buildings around it,
+    ``tree_spacing`` = lamps and street trees along its streets; campus: ``block`` = spacing of the walks
+    between buildings, ``height`` = eaves of its buildings. All in metres or degrees."""
     if style not in ALL_STYLES:
         raise ValueError(f"unknown town style {style!r}; choose one of {', '.join(ALL_STYLES)}")
     p = {
@@ -69,6 +78,8 @@ def default_style(style: str, variant: str = "train") -> StyleParams:
         "oldtown": StyleParams("oldtown", (30, 46), (3, 8), (1.75, 2.5), (6.5, 16), (0, 90), (16, 26)),
         "village": StyleParams("village", (45, 110), (4, 7), (1.5, 4.0), (4, 7), (0, 180), (7, 12)),
         "retail": StyleParams("retail", (115, 160), (11, 16), (2.0, 3.5), (6, 12), (8, 82), (10, 16)),
+        "park": StyleParams("park", (110, 165), (8, 12), (2.5, 4.0), (7, 20), (0, 90), (12, 20)),
+        "campus": StyleParams("campus", (48, 72), (7, 10), (2.0, 3.5), (9, 22), (0, 90), (14, 22)),
     }[style]
     if variant == "heldout":
         def sh(r, k):
@@ -469,6 +480,8 @@ def _try_house(town: Town, rng, road: Road, s: float, side: int, taken: list) ->
 def _roof_furniture(town: Town, rng, rect, h) -> None:
     cx, cy, L, D, ang = rect
     for _ in range(rng.integers(0, 4)):
+        if L < 4 or D < 4:  # too narrow to draw a spot 2 m inside the walls (the stream of wider roofs is kept)
+            return
         u, v = rng.uniform(-L / 2 + 2, L / 2 - 2), rng.uniform(-D / 2 + 2, D / 2 - 2)
         if L < 5 or D < 5:
             return
