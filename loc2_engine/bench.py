@@ -5,7 +5,10 @@ plus the pinholes at least `WIDE_PINHOLE_DEG` wide (the group of the pinhole tar
 camera groups split by status (ok / low_confidence) so that the confidence can be judged.
 
 Per group: count, mean / median position error (m), recall at 1 m and 5 m, mean / median heading error
-(degrees), recall at 1° and 5°, failures, median runtime per photo (s).
+(degrees), recall at 1° and 5°, failures, median runtime per photo (s). A dataset of several kinds of place
+(the manifest's `style` column, as `loc2 synth` writes it) gets the same rows per kind of place. The
+reliability table bins the photos by confidence and gives the share of each bin within `HIT_RADIUS_M`, and how
+many `ok` poses are within 5 m and beyond 10 m: whether the confidence can be trusted on that data.
 Failed photos count as misses in every recall (recall is over all photos of the group); means and medians
 are over the photos that were localized, so the `failed` column must be read beside them.
 """
@@ -21,6 +24,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
+from .confidence import HIT_RADIUS_M
 from .georef import LocalFrame, transform_points
 
 #: pinholes at least this wide (HFOV, degrees) get their own rows: the accuracy target is set on them
@@ -57,6 +61,7 @@ class PhotoRecord:
     confidence: float
     error: str = ""
     hfov_deg: float = math.nan  # pinholes: horizontal field of view, degrees
+    place: str = ""             # kind of place (the manifest's style column), "" when unknown
 
 
 def heading_error_deg(estimate_deg: float, truth_deg: float) -> float:
@@ -78,9 +83,9 @@ def position_error_m(result, true_xy, truth_crs) -> float:
 
 
 def record_for(result, camera: str, heading_known: bool, true_xy, true_heading_deg, truth_crs,
-               hfov_deg: Optional[float] = None) -> PhotoRecord:
+               hfov_deg: Optional[float] = None, place: str = "") -> PhotoRecord:
     """Score one `Result` against its manifest truth (true_xy None -> errors NaN). hfov_deg: the pinhole's
-    HFOV from the manifest (None: the one the result used)."""
+    HFOV from the manifest (None: the one the result used); place: its kind of place."""
     pos = heading = math.nan
     if result.ok and true_xy is not None:
         pos = position_error_m(result, true_xy, truth_crs)
@@ -89,7 +94,8 @@ def record_for(result, camera: str, heading_known: bool, true_xy, true_heading_d
     return PhotoRecord(photo=result.photo, camera=camera, orientation="known" if heading_known else "unknown",
                        status=result.status, pos_err_m=pos, heading_err_deg=heading,
                        runtime_s=float(result.runtime_s), confidence=float(result.confidence), error=result.error,
-                       hfov_deg=float(hfov_deg if hfov_deg is not None else (result.hfov_deg or math.nan)))
+                       hfov_deg=float(hfov_deg if hfov_deg is not None else (result.hfov_deg or math.nan)),
+                       place=place)
 
 
 def _nan_stat(fn, values: np.ndarray) -> float:
@@ -120,7 +126,8 @@ def summarize(name: str, records: Sequence[PhotoRecord]) -> Dict:
 
 
 def group_tables(records: Sequence[PhotoRecord]) -> Dict[str, List[Dict]]:
-    """{"by_camera": rows per camera x orientation (+ all), "by_status": the same split by ok/low_confidence}."""
+    """{"by_camera": rows per camera x orientation (+ all), "by_status": the same split by ok/low_confidence,
+    "by_place": per kind of place, all photos and per camera x orientation (empty for one kind of place)}."""
     def key(r):
         return f"{r.camera} / {r.orientation}"
 
@@ -139,7 +146,57 @@ def group_tables(records: Sequence[PhotoRecord]) -> Dict[str, List[Dict]]:
             by_camera.append(summarize(f"pinhole ≥{WIDE_PINHOLE_DEG:g}° / {orientation}", wide))
     if records:
         by_camera.append(summarize("all", records))
-    return {"by_camera": by_camera, "by_status": by_status}
+    by_place = []
+    places = sorted({r.place for r in records if r.place})
+    if len(places) > 1:
+        for place in places:
+            members = [r for r in records if r.place == place]
+            by_place.append(summarize(place, members))
+            by_place += [summarize(f"{place} / {group}", [r for r in members if key(r) == group])
+                         for group in sorted({key(r) for r in members})]
+    return {"by_camera": by_camera, "by_status": by_status, "by_place": by_place}
+
+
+#: confidence bins of the reliability table: [lo, hi), the last one closed
+CONFIDENCE_BINS = (0.0, 0.2, 0.4, 0.6, 0.8, 0.9, 1.0)
+
+
+def reliability(records: Sequence[PhotoRecord]) -> Dict:
+    """How far the confidence can be trusted: per confidence bin the photos, their mean confidence and the
+    share within `HIT_RADIUS_M` (a calibrated confidence has the two equal), and the `ok` poses' precision.
+
+    Returns {"bins": [{"bin", "count", "mean_confidence", "hit_rate"}], "ok": {"count", "within_5m",
+    "beyond_10m", "worst_m"}}; failed photos are left out of the bins (they have no confidence).
+    """
+    scored = [r for r in records if r.status != "failed"]
+    conf = np.array([r.confidence for r in scored], np.float64)
+    hit = np.array([np.nan_to_num(r.pos_err_m, nan=np.inf) <= HIT_RADIUS_M for r in scored])
+    bins = []
+    for lo, hi in zip(CONFIDENCE_BINS[:-1], CONFIDENCE_BINS[1:]):
+        m = (conf >= lo) & ((conf < hi) | (hi == CONFIDENCE_BINS[-1]))
+        if m.any():
+            bins.append({"bin": f"{lo:.1f}–{hi:.1f}", "count": int(m.sum()),
+                         "mean_confidence": float(conf[m].mean()), "hit_rate": float(hit[m].mean())})
+    ok_err = np.array([r.pos_err_m for r in scored if r.status == "ok"], np.float64)
+    ok_err = np.nan_to_num(ok_err, nan=np.inf)
+    return {"bins": bins, "ok": {"count": int(ok_err.size),
+                                 "within_5m": float(np.mean(ok_err <= HIT_RADIUS_M)) if ok_err.size else math.nan,
+                                 "beyond_10m": int(np.sum(ok_err > 10.0)),
+                                 "worst_m": float(ok_err.max()) if ok_err.size else math.nan}}
+
+
+def reliability_markdown(table: Dict) -> str:
+    """The reliability table and the `ok` line as markdown."""
+    lines = ["| confidence | n | mean confidence | within 5 m |", "|---|---:|---:|---:|"]
+    lines += [f"| {b['bin']} | {b['count']} | {b['mean_confidence']:.2f} | {b['hit_rate']:.0%} |"
+              for b in table["bins"]]
+    ok = table["ok"]
+    if ok["count"]:
+        lines += ["", f"`ok`: {ok['count']} poses, {ok['within_5m']:.0%} within 5 m, {ok['beyond_10m']} beyond "
+                      f"10 m (worst {ok['worst_m']:.1f} m)"]
+    else:
+        lines += ["", "`ok`: no poses"]
+    return "\n".join(lines)
 
 
 def markdown_table(rows: Iterable[Dict]) -> str:
@@ -171,6 +228,9 @@ def report(records: Sequence[PhotoRecord], title: str = "") -> str:
     tables = group_tables(records)
     parts = [f"### {title}" if title else "", markdown_table(tables["by_camera"]), "",
              "By status:", "", markdown_table(tables["by_status"])]
+    if tables["by_place"]:
+        parts += ["", "By kind of place:", "", markdown_table(tables["by_place"])]
+    parts += ["", "Reliability of the confidence:", "", reliability_markdown(reliability(records))]
     reasons = failure_reasons(records)
     if reasons:
         parts += ["", "Failures:", ""] + [f"- {line}" for line in reasons]
@@ -185,7 +245,9 @@ def records_to_json(records: Sequence[PhotoRecord], config: Dict) -> Dict:
     tables = group_tables(records)
     return {"config": config, "photos": [clean(asdict(r)) for r in records],
             "by_camera": [clean(r) for r in tables["by_camera"]],
-            "by_status": [clean(r) for r in tables["by_status"]]}
+            "by_status": [clean(r) for r in tables["by_status"]],
+            "by_place": [clean(r) for r in tables["by_place"]],
+            "reliability": reliability(records)}
 
 
 def spread_subset(n_rows: int, limit: Optional[int]) -> List[int]:
@@ -215,7 +277,7 @@ def run_bench(dataset_dir, localizer, limit: Optional[int] = None,
         result = localize_job(job, None, localizer)
         camera = row.camera if row.camera in ("pano", "pinhole") else (result.camera or "unknown")
         record = record_for(result, camera, row.heading_prior_deg is not None, row.true_xy,
-                            row.true_heading_deg, row.crs, row.hfov_deg)
+                            row.true_heading_deg, row.crs, row.hfov_deg, place=row.extra.get("style", ""))
         records.append(record)
         if on_result is not None:
             on_result(result, record)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from loc2_engine.bench import (PhotoRecord, group_tables, heading_error_deg, markdown_table, position_error_m,
-                               record_for, records_to_json, spread_subset, summarize)
+                               record_for, records_to_json, reliability, report, spread_subset, summarize)
 from loc2_engine.result import Result
 
 
@@ -86,3 +86,31 @@ def test_failure_reasons_group_numbers_together():
     recs = [PhotoRecord("p", "pano", "known", "failed", math.nan, math.nan, 0.1, 0.0,
                         error=f"The best pose is {d} m from the prior, outside") for d in ("28.0", "26.9")]
     assert failure_reasons(recs) == ["2 × The best pose is # m from the prior, outside"]
+
+
+def _placed(place, status, pos, confidence):
+    return PhotoRecord("p", "pano", "unknown", status, pos, 1.0, 0.5, confidence, place=place)
+
+
+def test_kinds_of_place_get_their_own_rows():
+    recs = [_placed("oldtown", "ok", 1.0, 0.95), _placed("oldtown", "low_confidence", 30.0, 0.1),
+            _placed("village", "ok", 2.0, 0.92)]
+    rows = {r["group"]: r for r in group_tables(recs)["by_place"]}
+    assert rows["oldtown"]["count"] == 2 and rows["oldtown"]["r_5m"] == pytest.approx(0.5)
+    assert rows["village"]["pos_median_m"] == pytest.approx(2.0)
+    assert rows["oldtown / pano / unknown"]["count"] == 2
+    assert "By kind of place" in report(recs)
+    one_kind = [dataclasses.replace(r, place="oldtown") for r in recs]
+    assert group_tables(one_kind)["by_place"] == []
+
+
+def test_reliability_bins_and_ok_precision():
+    recs = [_placed("", "ok", 1.0, 0.95), _placed("", "ok", 12.0, 0.93), _placed("", "low_confidence", 3.0, 0.15),
+            _placed("", "low_confidence", 40.0, 0.05), _placed("", "failed", math.nan, 0.0)]
+    table = reliability(recs)
+    bins = {b["bin"]: b for b in table["bins"]}
+    assert sum(b["count"] for b in table["bins"]) == 4  # the failed photo has no confidence to judge
+    assert bins["0.0–0.2"]["count"] == 2 and bins["0.0–0.2"]["hit_rate"] == pytest.approx(0.5)
+    assert bins["0.9–1.0"]["mean_confidence"] == pytest.approx(0.94)
+    assert table["ok"] == {"count": 2, "within_5m": 0.5, "beyond_10m": 1, "worst_m": 12.0}
+    assert records_to_json(recs, {})["reliability"]["ok"]["beyond_10m"] == 1
