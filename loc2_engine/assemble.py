@@ -13,7 +13,7 @@ from .lifting import LiftedTokens
 from .orientation import unroll_uv
 from .pose import PoseEstimate
 from .probabilities import Matches
-from .result import Result
+from .result import Result, RivalPose
 from .search_area import SearchArea
 from .solver import heading_from_rotation
 
@@ -54,11 +54,22 @@ def assemble_result(photo_id: str, ground, ground_in, area: SearchArea, lifted: 
         inlier_ratio=float(quality["inlier_ratio"]), confidence=float(quality["confidence"]),
         residual_m=float(quality["residual_m"]), sigma_m=float(quality["sigma_m"]),
         ambiguity=float(ransac.ambiguity), quality_features=quality["features"], runtime_s=runtime_s,
+        rivals=rival_poses(pose, frame),
         uv_ground=uv_photo[matches.idx_g.numpy()], xy_bev=pose.xy_bev.numpy(), xy_aerial=pose.xy_aerial.numpy(),
         weights=pose.weights.numpy(), inlier_mask=ransac.inliers.cpu().numpy().astype(bool),
         residuals_m=ransac.residuals.detach().cpu().float().numpy(),
         layout_uv=uv_photo[valid.numpy()], layout_xy=layout_xy,
         **provenance, **photo_fields(ground), **area_fields(area))
+
+
+def rival_poses(pose: PoseEstimate, frame) -> tuple:
+    """The pose's distinct runner-ups as `RivalPose` in the raster CRS (true-north headings), best first."""
+    out = []
+    for fit, gap in pose.rivals:
+        xy = frame.from_local(fit.t.detach().double().numpy().reshape(1, 2))[0]
+        out.append(RivalPose(float(xy[0]), float(xy[1]), float(heading_from_rotation(fit.R.detach().double())),
+                             float(gap)))
+    return tuple(out)
 
 
 def photo_fields(ground) -> dict:

@@ -13,3 +13,7 @@ CAMERA_HEIGHT_M = 1.6
 CAMERA = "auto"
 #: registry name of the matcher used when none is named
 MODEL = "default"
+#: a capture is split where consecutive photos are more than this many seconds apart (docs/sequences.md)
+MAX_GAP_S = 30.0
+#: ... or where their prior positions are more than this many metres apart
+MAX_GAP_M = 50.0

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 
@@ -74,6 +74,8 @@ DEFAULT_RIVAL_MARGIN = 0.125
 RIVAL_DISTINCT_M, RIVAL_DISTINCT_DEG = 4.0, 30.0
 #: `Choice.rival_gap` is clipped to ± this (no rival at all, or one without any mass near it)
 RIVAL_GAP_CAP = 3.0
+#: `Choice.rivals` keeps at most this many distinct runner-up poses (for smoothing along a capture)
+KEPT_RIVALS = 4
 
 
 class DenseMass:
@@ -159,10 +161,13 @@ class DenseMass:
 class Choice:
     """The candidate `refit_best` keeps, and by how much: rival_gap is its rank minus the best rank of a
     candidate at another place or heading (`ransac.apart`), RIVAL_GAP_CAP when there is none; near 0 or
-    below, another pose explains P about as tightly (a confidence feature)."""
+    below, another pose explains P about as tightly (a confidence feature). rivals: up to KEPT_RIVALS
+    refitted candidates at other places or headings, each (fit, its rank minus the kept one's), best first
+    and apart from each other (what a capture's other photos may choose instead, `smoother`)."""
 
     fit: SimilarityFit
     rival_gap: float
+    rivals: Tuple[Tuple[SimilarityFit, float], ...] = ()
 
 
 def refit_best(mass: DenseMass, fits: Sequence[SimilarityFit], settings: RefitSettings, *,
@@ -180,7 +185,21 @@ def refit_best(mass: DenseMass, fits: Sequence[SimilarityFit], settings: RefitSe
     best = max(range(len(refits)), key=lambda i: ranks[i] + (margin if i == 0 else 0.0))
     others = [ranks[i] for i, f in enumerate(refits) if apart(f, refits[best], RIVAL_DISTINCT_M, RIVAL_DISTINCT_DEG)]
     gap = ranks[best] - max(others) if others and math.isfinite(ranks[best]) else RIVAL_GAP_CAP
-    return Choice(refits[best], float(min(max(gap, -RIVAL_GAP_CAP), RIVAL_GAP_CAP)))
+    return Choice(refits[best], float(min(max(gap, -RIVAL_GAP_CAP), RIVAL_GAP_CAP)),
+                  _distinct_rivals(refits, ranks, best))
+
+
+def _distinct_rivals(refits, ranks, best: int) -> Tuple[Tuple[SimilarityFit, float], ...]:
+    """(fit, rank - the kept rank) of the best-ranked refits apart from the kept one and from each other."""
+    kept = [refits[best]]
+    out = []
+    for i in sorted(range(len(refits)), key=lambda i: -ranks[i]):
+        if len(out) == KEPT_RIVALS or not math.isfinite(ranks[i]) or not math.isfinite(ranks[best]):
+            break
+        if all(apart(refits[i], k, RIVAL_DISTINCT_M, RIVAL_DISTINCT_DEG) for k in kept):
+            kept.append(refits[i])
+            out.append((refits[i], float(ranks[i] - ranks[best])))
+    return tuple(out)
 
 
 def _rank(mass: DenseMass, fit: SimilarityFit, sigma_m: float) -> float:

@@ -1,4 +1,5 @@
-"""EXIF reading: orientation, GPS position and direction, focal length, sensor size, camera make/model.
+"""EXIF reading: orientation, GPS position and direction, focal length, sensor size, camera make/model, the
+time the photo was taken.
 
 Reading never raises on a strange tag: a value that is missing, of the wrong type, has a zero denominator
 or is out of range is reported as ``None``. Only a file that cannot be opened as an image raises
@@ -11,6 +12,7 @@ Turning the optics into a field of view is `ground.hfov_from_exif`'s job (it nee
 
 from __future__ import annotations
 
+import datetime as _dt
 import math
 import os
 from dataclasses import dataclass
@@ -31,6 +33,8 @@ _FOCAL_35MM = 0xA405
 _FOCAL_PLANE_XRES = 0xA20E
 _FOCAL_PLANE_UNIT = 0xA210
 _PIXEL_X_DIMENSION = 0xA002
+_DATETIME_ORIGINAL, _SUBSEC_ORIGINAL, _OFFSET_ORIGINAL = 0x9003, 0x9291, 0x9011
+_GPS_TIME, _GPS_DATE = 7, 29
 _GPS_LAT_REF, _GPS_LAT, _GPS_LON_REF, _GPS_LON = 1, 2, 3, 4
 _GPS_ALT_REF, _GPS_ALT = 5, 6
 _GPS_STATUS = 9
@@ -55,6 +59,8 @@ class ExifInfo:
     width, height: pixel size of the image as stored in the file (before orientation is applied).
     gps_error: why a GPS position present in the file was not used (a clause such as "its latitude has 75
     minutes, ..."), None when there was none or it was used.
+    taken_at: DateTimeOriginal with SubSecTimeOriginal's fraction; timezone-aware when OffsetTimeOriginal
+    gives the offset, else naive (the camera's clock). gps_time: GPSDateStamp + GPSTimeStamp, aware UTC.
     """
 
     orientation: Optional[int] = None
@@ -70,6 +76,8 @@ class ExifInfo:
     width: Optional[int] = None
     height: Optional[int] = None
     gps_error: Optional[str] = None
+    taken_at: Optional[_dt.datetime] = None
+    gps_time: Optional[_dt.datetime] = None
 
     @property
     def swaps_axes(self) -> bool:
@@ -144,8 +152,43 @@ def exif_from_image(img: Image.Image) -> ExifInfo:
     info.focal_mm = _positive(_float(sub.get(_FOCAL_LENGTH)))
     info.focal_35mm = _positive(_float(sub.get(_FOCAL_35MM)))
     info.sensor_width_mm = _sensor_width_mm(sub, info.width)
+    info.taken_at = _taken_at(sub)
     _read_gps(gps, info)
     return info
+
+
+def _taken_at(sub: dict) -> Optional[_dt.datetime]:
+    """DateTimeOriginal ("YYYY:MM:DD HH:MM:SS") + SubSecTimeOriginal digits (+ OffsetTimeOriginal "+HH:MM")."""
+    text = _text(sub.get(_DATETIME_ORIGINAL))
+    try:
+        when = _dt.datetime.strptime(text[:19], "%Y:%m:%d %H:%M:%S") if text else None
+    except ValueError:  # blank "    :  :  " placeholders, other layouts
+        return None
+    if when is None:
+        return None
+    digits = _text(sub.get(_SUBSEC_ORIGINAL)) or ""
+    if digits.isdigit():
+        when += _dt.timedelta(seconds=int(digits) / 10 ** len(digits))
+    offset = _text(sub.get(_OFFSET_ORIGINAL)) or ""
+    if len(offset) == 6 and offset[0] in "+-" and offset[1:3].isdigit() and offset[4:].isdigit():
+        minutes = int(offset[1:3]) * 60 + int(offset[4:])
+        when = when.replace(tzinfo=_dt.timezone(_dt.timedelta(minutes=minutes if offset[0] == "+" else -minutes)))
+    return when
+
+
+def _gps_time(gps: dict) -> Optional[_dt.datetime]:
+    """GPSDateStamp ("YYYY:MM:DD") + GPSTimeStamp (hours, minutes, seconds rationals), UTC."""
+    date, hms = _text(gps.get(_GPS_DATE)), gps.get(_GPS_TIME)
+    if not date or not isinstance(hms, (tuple, list)) or len(hms) != 3:
+        return None
+    parts = [_float(v) for v in hms]
+    try:
+        day = _dt.datetime.strptime(date[:10], "%Y:%m:%d")
+    except ValueError:
+        return None
+    if any(p is None or p < 0 for p in parts) or parts[0] >= 24 or parts[1] >= 60 or parts[2] >= 61:
+        return None
+    return (day + _dt.timedelta(hours=parts[0], minutes=parts[1], seconds=parts[2])).replace(tzinfo=_dt.timezone.utc)
 
 
 def _sensor_width_mm(sub: dict, stored_width: int) -> Optional[float]:
@@ -167,6 +210,7 @@ def _read_gps(gps: dict, info: ExifInfo) -> None:
     if (_text(gps.get(_GPS_STATUS)) or "A").upper().startswith("V"):
         return  # "V" = measurement void: the receiver had no fix, coordinates are leftovers
     info.lonlat, info.gps_error = _gps_position(gps)
+    info.gps_time = _gps_time(gps)
     alt = _float(gps.get(_GPS_ALT))
     if alt is not None and math.isfinite(alt):
         below = _int(gps.get(_GPS_ALT_REF)) == 1

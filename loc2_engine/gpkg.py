@@ -50,19 +50,38 @@ def _pose_schema() -> Tuple[Tuple[str, int], ...]:
     return tuple((name, _OGR_TYPES[py[types[name]]]) for name in POSE_FIELDS)
 
 
-#: layer name -> (geometry type, ((field, OGR type), ...)); the order is the order QGIS shows them
+#: layer name -> (geometry type, ((field, OGR type), ...)), in drawing order, top first (the pose arrow above its
+#: inlier dots, the wide frustum polygon underneath). Layers are created in this order because QGIS 3.22 lists a
+#: GeoPackage's layers in creation order and, adding them all at once, stacks them so, the first on top (its
+#: sublayer dialog sorts them by name, which puts camera_poses on top too); the dock and Processing stack their
+#: layers in this order as well (`loc2_qgis.layers.LAYER_ORDER`).
 LAYERS: Dict[str, Tuple[int, Tuple[Tuple[str, int], ...]]] = {
     "camera_poses": (ogr.wkbPoint, _pose_schema()),
-    "view_frustums": (ogr.wkbPolygon, (("photo", ogr.OFTString), ("heading_deg", ogr.OFTReal),
-                                       ("hfov_deg", ogr.OFTReal), ("range_m", ogr.OFTReal),
-                                       ("confidence", ogr.OFTReal), ("status", ogr.OFTString))),
     "inliers": (ogr.wkbPoint, (("photo", ogr.OFTString), ("u", ogr.OFTReal), ("v", ogr.OFTReal),
                                ("weight", ogr.OFTReal), ("residual_m", ogr.OFTReal))),
     "matches": (ogr.wkbLineString, (("photo", ogr.OFTString), ("u", ogr.OFTReal), ("v", ogr.OFTReal),
                                     ("weight", ogr.OFTReal), ("residual_m", ogr.OFTReal),
                                     ("inlier", ogr.OFTInteger))),
     "ground_layout": (ogr.wkbPoint, (("photo", ogr.OFTString), ("u", ogr.OFTReal), ("v", ogr.OFTReal))),
+    "view_frustums": (ogr.wkbPolygon, (("photo", ogr.OFTString), ("heading_deg", ogr.OFTReal),
+                                       ("hfov_deg", ogr.OFTReal), ("range_m", ogr.OFTReal),
+                                       ("confidence", ogr.OFTReal), ("status", ogr.OFTString))),
 }
+
+#: layers beside LAYERS that the dock and Processing do not show (docs/sequences.md): each photo's runner-up
+#: poses, written with its rows so that a later sequence pass (also after --resume) can choose among them, and
+#: the lines of the sequence pass, created by its first run
+RIVAL_LAYER = "rival_poses"
+TRAJECTORY_LAYER = "trajectory"
+EXTRA_LAYERS: Dict[str, Tuple[int, Tuple[Tuple[str, int], ...]]] = {
+    RIVAL_LAYER: (ogr.wkbPoint, (("photo", ogr.OFTString), ("rank", ogr.OFTInteger), ("heading_deg", ogr.OFTReal),
+                                 ("gap", ogr.OFTReal))),
+    TRAJECTORY_LAYER: (ogr.wkbLineString, (("sequence", ogr.OFTString), ("photos", ogr.OFTInteger),
+                                           ("overruled", ogr.OFTInteger), ("length_m", ogr.OFTReal))),
+}
+#: nullable camera_poses columns the sequence pass adds and fills; NULL for photos it has not seen
+SEQUENCE_FIELDS = (("sequence", ogr.OFTString), ("seq_x", ogr.OFTReal), ("seq_y", ogr.OFTReal),
+                   ("seq_heading_deg", ogr.OFTReal), ("seq_sigma_m", ogr.OFTReal), ("seq_overruled", ogr.OFTInteger))
 
 _GEOM_COLUMN = "geom"
 _STYLE_TABLE = "layer_styles"
@@ -151,7 +170,8 @@ class GeoPackageWriter:
             with _quiet():
                 try:
                     self._layers = {name: self._layer(name, geom, fields) for name, (geom, fields) in LAYERS.items()}
-                    self._embed_styles()
+                    self._layers[RIVAL_LAYER] = self._layer(RIVAL_LAYER, *EXTRA_LAYERS[RIVAL_LAYER])
+                    self._embed_styles(LAYERS)
                 except RuntimeError as exc:  # GDAL with exceptions enabled by other code
                     raise OutputError(f"Cannot set up the layers of {self.path} ({exc}).") from exc
                 self._index_photos()
@@ -190,7 +210,8 @@ class GeoPackageWriter:
 
     def _layer(self, name: str, geom_type: int, fields):
         layer = self._ds.GetLayerByName(name)
-        if layer is None:
+        created = layer is None
+        if created:
             self._raised = None
             layer = self._ds.CreateLayer(name, _srs(self.crs), geom_type,
                                          options=[f"GEOMETRY_NAME={_GEOM_COLUMN}", "SPATIAL_INDEX=YES"])
@@ -202,10 +223,13 @@ class GeoPackageWriter:
             if field_name not in have and self._gdal(layer.CreateField, ogr.FieldDefn(field_name, field_type)):
                 raise OutputError(f"Cannot add the field {field_name!r} to the layer {name!r} in {self.path} "
                                   f"({self._reason()}).")
+        # GDAL creates the table at its first row; made now, the tables are listed in `LAYERS` (drawing) order
+        if created and self._gdal(layer.SyncToDisk):
+            raise OutputError(f"Cannot create the layer {name!r} in {self.path} ({self._reason()}).")
         return layer
 
-    def _embed_styles(self) -> None:
-        """Store resources/styles/<layer>.qml as each layer's default QGIS style, once per layer."""
+    def _embed_styles(self, layers) -> None:
+        """Store resources/styles/<layer>.qml as the default QGIS style of each of ``layers``, once per layer."""
         table = self._ds.GetLayerByName(_STYLE_TABLE)
         if table is None:
             self._raised = None
@@ -221,7 +245,7 @@ class GeoPackageWriter:
         table.ResetReading()
         for feature in table:
             styled.add(feature.GetField("f_table_name"))
-        todo = [name for name in LAYERS if name not in styled and resource_path("styles", f"{name}.qml").is_file()]
+        todo = [name for name in layers if name not in styled and resource_path("styles", f"{name}.qml").is_file()]
         if not todo:
             return
         now = _dt.datetime.now(_dt.timezone.utc)
@@ -264,6 +288,7 @@ class GeoPackageWriter:
         if result.photo in self._photos:
             raise OutputError(self._duplicate(result.photo))
         rows = layer_rows(result, self.crs, self.frustum_range_m)  # compute first: no transaction left open
+        rows[RIVAL_LAYER] = rival_rows(result, self.crs)
         what = f"the rows of the photo {result.photo}"
         self._writing = result.photo
         try:
@@ -287,6 +312,69 @@ class GeoPackageWriter:
         finally:
             self._writing = None
         self._photos.add(result.photo)
+
+    # -- the sequence pass (docs/sequences.md) -------------------------------------------------------------
+    def pose_evidence(self) -> Dict[str, dict]:
+        """{photo: its single-photo pose} of every ``camera_poses`` row: x, y (layer CRS; None when failed),
+        heading_deg, sigma_m, confidence, status, and rivals: (R, 4) array of x, y, heading_deg, gap, best
+        first (`result.RivalPose`; empty for photos written before rivals were kept)."""
+        poses = {}
+        layer = self._layers["camera_poses"]
+        layer.ResetReading()
+        for f in layer:
+            poses[f.GetField("photo")] = {name: f.GetField(name) for name in
+                                          ("x", "y", "heading_deg", "sigma_m", "confidence", "status")}
+        rivals: Dict[str, list] = {}
+        layer = self._layers[RIVAL_LAYER]
+        layer.ResetReading()
+        for f in layer:
+            g = f.GetGeometryRef()
+            rivals.setdefault(f.GetField("photo"), []).append(
+                (f.GetField("rank"), g.GetX(), g.GetY(), f.GetField("heading_deg"), f.GetField("gap")))
+        for photo, pose in poses.items():
+            found = sorted(rivals.get(photo, []))
+            pose["rivals"] = np.array([r[1:] for r in found], np.float64).reshape(-1, 4)
+        return poses
+
+    def write_sequences(self, poses: Dict[str, dict], lines: List[Row]) -> None:
+        """Store a sequence pass in one transaction: ``poses`` {photo: {field of SEQUENCE_FIELDS: value}} into
+        those ``camera_poses`` columns (added when missing), and ``lines`` (geometry, trajectory attributes)
+        into the trajectory layer (created and styled when missing), replacing its rows of the same sequences.
+        The single-photo pose fields are never touched."""
+        with _quiet():
+            try:
+                self._layers["camera_poses"] = self._layer("camera_poses", ogr.wkbPoint, SEQUENCE_FIELDS)
+                self._layers[TRAJECTORY_LAYER] = self._layer(TRAJECTORY_LAYER, *EXTRA_LAYERS[TRAJECTORY_LAYER])
+                self._embed_styles((TRAJECTORY_LAYER,))
+            except RuntimeError as exc:  # GDAL with exceptions enabled by other code
+                raise OutputError(f"Cannot set up the sequence layers of {self.path} ({exc}).") from exc
+            what = "the sequences"
+            self._begin(what)
+            try:
+                layer = self._layers["camera_poses"]
+                layer.ResetReading()
+                changed = [f for f in layer if f.GetField("photo") in poses]
+                for f in changed:
+                    for key, value in poses[f.GetField("photo")].items():
+                        _set(f, key, value)
+                    if self._gdal(layer.SetFeature, f):
+                        raise OutputError(self._failure(what))
+                trajectory = self._layers[TRAJECTORY_LAYER]
+                ids = {attrs["sequence"] for _, attrs in lines}
+                trajectory.ResetReading()
+                for fid in [f.GetFID() for f in trajectory if f.GetField("sequence") in ids]:
+                    if self._gdal(trajectory.DeleteFeature, fid):
+                        raise OutputError(self._failure(what))
+                for geometry, attrs in lines:
+                    f = ogr.Feature(trajectory.GetLayerDefn())
+                    f.SetGeometry(geometry)
+                    for key, value in attrs.items():
+                        _set(f, key, value)
+                    self._create(trajectory, f)
+            except BaseException:
+                self._rollback()
+                raise
+            self._commit(what)
 
     def _begin(self, what: str) -> None:
         if self._gdal(self._ds.StartTransaction):
@@ -546,6 +634,27 @@ def layer_rows(result: Result, crs, frustum_range_m: float = FRUSTUM_RANGE_M,
     for (x, y), (u, v) in zip(layout, luv):
         out["ground_layout"].append((_point(x, y), {"photo": photo, "u": float(u), "v": float(v)}))
     return out
+
+
+def rival_rows(result: Result, crs) -> List[Row]:
+    """The ``rival_poses`` rows of a localized result (`result.RivalPose`, rank 1 = best), placed in ``crs``."""
+    if not result.ok or not result.rivals:
+        return []
+    xy = np.array([[r.x, r.y] for r in result.rivals], np.float64)
+    src = result.crs or (result.frame.crs if result.frame is not None else crs)
+    if pyproj.CRS.from_user_input(src) != pyproj.CRS.from_user_input(crs):
+        xy = transform_points(xy, src, crs)
+    return [(_point(x, y), {"photo": result.photo, "rank": rank, "heading_deg": _num(r.heading_deg),
+                            "gap": _num(r.gap)})
+            for rank, ((x, y), r) in enumerate(zip(xy, result.rivals), start=1)]
+
+
+def line_string(xy) -> ogr.Geometry:
+    """An OGR LineString through the (N, 2) points ``xy``."""
+    line = ogr.Geometry(ogr.wkbLineString)
+    for x, y in np.asarray(xy, np.float64).reshape(-1, 2):
+        line.AddPoint_2D(float(x), float(y))
+    return line
 
 
 def _num(value) -> Optional[float]:

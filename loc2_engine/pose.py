@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 
@@ -25,6 +25,7 @@ from .probabilities import Matches
 from .ransac import RansacResult, ransac_similarity
 from .ray_noise import RayNoise
 from .search_area import SearchArea
+from .solver import SimilarityFit
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,8 @@ class PoseEstimate:
     """ransac: the search's result with the final pose (``ransac.fit``: xy_local = s R xy_bev + t) and the
     residuals and inliers of the matches under it; mass: P as the refit saw it (`dense_refit.DenseMass`);
     xy_bev (N, 2) depth units and xy_aerial (N, 2) local metres: the matched points; weights (N,) float32;
-    rival_gap: how much more tightly the pose explains P than its best rival (`dense_refit.Choice`)."""
+    rival_gap: how much more tightly the pose explains P than its best rival, rivals: the distinct runner-up
+    poses with their rank gaps (`dense_refit.Choice`)."""
 
     ransac: RansacResult
     mass: DenseMass
@@ -40,6 +42,7 @@ class PoseEstimate:
     xy_aerial: torch.Tensor
     weights: torch.Tensor
     rival_gap: float
+    rivals: Tuple[Tuple[SimilarityFit, float], ...] = ()
 
 
 def estimate_pose(lifted: LiftedTokens, matches: Matches, area: SearchArea, camera, matcher,
@@ -70,7 +73,7 @@ def estimate_pose(lifted: LiftedTokens, matches: Matches, area: SearchArea, came
     choice = refit_best(mass, (ransac.fit,) + ransac.rivals, KIND_SETTINGS[camera.kind],
                         accept=lambda f: bool(ransac.limits(f)))
     return PoseEstimate(ransac.refitted(choice.fit, xy_bev, xy_aerial, config.th_inlier_m), mass, xy_bev,
-                        xy_aerial, w, choice.rival_gap)
+                        xy_aerial, w, choice.rival_gap, choice.rivals)
 
 
 def _ray_noise(camera, token_columns: int, cell_m: float, config: PoseConfig) -> Optional[RayNoise]:

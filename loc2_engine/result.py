@@ -23,6 +23,21 @@ POSE_FIELDS = (
 STATUSES = ("ok", "low_confidence", "failed")
 
 
+@dataclass(frozen=True)
+class RivalPose:
+    """A runner-up pose of a photo: another place or heading that also explains its matches.
+
+    x, y in the Result's ``crs`` units; heading_deg clockwise from true north, [0, 360); gap: its rank minus
+    the kept pose's (`dense_refit.Choice.rivals`, log units: about 0 = as tight a fit, -1 = markedly looser;
+    up to +0.125 when RANSAC's own pose was kept by its margin).
+    """
+
+    x: float
+    y: float
+    heading_deg: float
+    gap: float
+
+
 @dataclass
 class Result:
     """Outcome of localizing one photo.
@@ -67,6 +82,7 @@ class Result:
     error_code: str = ""
     ambiguity: float = math.nan  # RANSAC: rival place's support / the winner's (ransac.RansacResult)
     quality_features: dict = field(default_factory=dict)  # what the confidence was computed from (confidence.py)
+    rivals: tuple = ()  # RivalPose runner-ups, best first (a capture's other photos may pick one: smoother.py)
     uv_ground: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
     xy_bev: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
     xy_aerial: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))

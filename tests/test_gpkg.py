@@ -169,6 +169,32 @@ def test_qgis_opens_the_file_styled(tmp_path, qgis_app):
         del layer
 
 
+@pytest.mark.inqgis
+def test_qgis_stacks_a_reopened_file_pose_on_top(tmp_path, qgis_app):
+    """A GeoPackage dragged into QGIS 3.22: its provider lists the layers in creation order and QGIS, adding them
+    all, stacks them in that order (QgisApp::addSublayers adds them last to first, each on top), so the file must
+    list them in drawing order, whatever its first photo wrote."""
+    from qgis.core import (QgsCoordinateTransformContext, QgsProject, QgsProviderRegistry,
+                           QgsProviderSublayerDetails)
+
+    path = tmp_path / "out.gpkg"
+    with GeoPackageWriter(path, CRS) as w:
+        w.write(Result.failure("broken.jpg", PhotoError("broken.jpg is empty (0 bytes).")))  # camera_poses only
+        w.write(ok_result())
+    listed = QgsProviderRegistry.instance().querySublayers(str(path))
+    sublayers = [s for s in listed if s.name() in LAYERS]
+    assert [s.name() for s in sublayers] == list(LAYERS)
+    project = QgsProject()
+    options = QgsProviderSublayerDetails.LayerOptions(QgsCoordinateTransformContext())
+    for sublayer in reversed(sublayers):
+        assert project.addMapLayer(sublayer.toLayer(options)) is not None
+    drawn = [layer.name() for layer in project.layerTreeRoot().layerOrder()]  # top first
+    assert drawn.index("camera_poses") < drawn.index("inliers") < drawn.index("view_frustums"), drawn
+    # QGIS's sublayer dialog lists them by name instead: the pose layer is first there too
+    assert sorted((s.name() for s in listed), key=str.casefold)[0] == "camera_poses"
+    project.clear()
+
+
 def test_unusable_output_files_are_specific_errors(tmp_path):
     from loc2_engine.errors import OutputError
 
