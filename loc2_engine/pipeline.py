@@ -10,6 +10,7 @@ runs the method. It hands each stage's frozen output to the next:
     feature_cache + probabilities.matches_for ─ Matches (P with its test-time ensembles, matches drawn)
     pose.estimate_pose ─ PoseEstimate (RANSAC, its refits and rivals)
     assemble.assemble_result ─ Result (confidence, status, the pose in the raster's CRS, explanations)
+        fov_check.fov_gate (a pinhole whose matches point to another HFOV than assumed: low_confidence)
 
 Expected failures (`Loc2Error`) become ``Result.failure`` with the error's sentence; anything else is a bug
 and propagates.
@@ -19,16 +20,18 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
 from .assemble import area_fields, assemble_result, photo_fields
+from .cancel import checkpoint, watching
 from .config import LocalizerConfig
 from .content import check_content
 from .depth import DepthProvider, get_depth_provider
 from .errors import Loc2Error
 from .feature_cache import AerialFeatureCache
+from .fov_check import fov_gate
 from .lifting import lift_tokens
 from .models import load_model
 from .models.base import Matcher
@@ -79,12 +82,14 @@ class Localizer:
         """The matcher's aerial window around ``prior`` (`search_area.aerial_window`)."""
         return aerial_window(self.matcher, self.model_name, aerial, prior, turned)
 
-    def localize(self, photo, aerial, prior: Optional[Prior] = None, depth_map=None) -> Result:
+    def localize(self, photo, aerial, prior: Optional[Prior] = None, depth_map=None,
+                 should_stop: Optional[Callable[[], bool]] = None) -> Result:
         """Localize one photo; never raises `Loc2Error` (a failed `Result` carries the sentence).
 
         photo: a `GroundImage` or a path; aerial: see `search_area.aerial_window`; prior: `Prior` (None: EXIF
         GPS); depth_map: ground-truth range for this photo (.npy path or (H, W) array), read only by the
-        ``truth`` provider.
+        ``truth`` provider; should_stop: asked between the stages and inside their long loops (`cancel`);
+        raises `cancel.Cancelled` once it answers True.
         """
         from .ground import GroundImage  # io module; imported here so tests can stub a photo object
 
@@ -94,33 +99,41 @@ class Localizer:
         config = self.config
         ground = area = None
         try:
-            ground = photo if not isinstance(photo, (str, os.PathLike)) else GroundImage.load(
-                photo, camera=config.photo.camera, hfov_deg=config.photo.hfov_deg)
-            area = search_area(self.matcher, self.model_name, ground, prior, aerial, config.photo.radius_m)
-            H, W = self.matcher.ground_input_size_for(ground.camera.kind)
-            ground_in = ground.fitted(W, H, letterbox=self.matcher.letterbox)
-            check_content(ground_in.content.image, os.path.basename(photo_id))
-            lifted = lift_tokens(self.matcher, self.depth, ground_in, depth_map, area.view.roll,
-                                 config.lifting.max_range_m)
-            matches = matches_for(self.features, area.window, ground_in, lifted.valid, config.matching,
-                                  config.seed, area.view)
-            pose = estimate_pose(lifted, matches, area, ground.camera, self.matcher, self._scale_range(),
-                                 config.pose, config.seed)
-            return assemble_result(photo_id, ground, ground_in, area, lifted, matches, pose, self.matcher,
-                                   self.depth.kind, time.perf_counter() - start, **provenance)
+            with watching(should_stop):
+                checkpoint()
+                ground = photo if not isinstance(photo, (str, os.PathLike)) else GroundImage.load(
+                    photo, camera=config.photo.camera, hfov_deg=config.photo.hfov_deg)
+                area = search_area(self.matcher, self.model_name, ground, prior, aerial, config.photo.radius_m)
+                H, W = self.matcher.ground_input_size_for(ground.camera.kind)
+                ground_in = ground.fitted(W, H, letterbox=self.matcher.letterbox)
+                check_content(ground_in.content.image, os.path.basename(photo_id))
+                checkpoint()
+                lifted = lift_tokens(self.matcher, self.depth, ground_in, depth_map, area.view.roll,
+                                     config.lifting.max_range_m)
+                checkpoint()
+                matches = matches_for(self.features, area.window, ground_in, lifted.valid, config.matching,
+                                      config.seed, area.view)
+                checkpoint()
+                pose = estimate_pose(lifted, matches, area, ground.camera, self.matcher, self._scale_range(),
+                                     config.pose, config.seed)
+                checkpoint()
+            result = assemble_result(photo_id, ground, ground_in, area, lifted, matches, pose, self.matcher,
+                                     self.depth.kind, time.perf_counter() - start, **provenance)
+            return fov_gate(result, ground.camera)
         except Loc2Error as exc:
             return Result.failure(photo_id, exc, runtime_s=time.perf_counter() - start, **provenance,
                                   **photo_fields(ground), **area_fields(area))
 
     def localize_in_extent(self, photo, aerial, extent, extent_crs=None, heading_deg: Optional[float] = None,
-                           heading_tolerance_deg: Optional[float] = None, depth_map=None) -> Result:
+                           heading_tolerance_deg: Optional[float] = None, depth_map=None,
+                           should_stop: Optional[Callable[[], bool]] = None) -> Result:
         """Localize one photo somewhere in ``extent`` without a prior position; never raises `Loc2Error`.
 
         extent: (xmin, ymin, xmax, ymax) in ``extent_crs`` (None: the aerial source's CRS). The photo is
         localized (`localize`) against each window of `extent.cover` and `extent.best_of` keeps the best pose
         inside the extent, its confidence lowered when another place fits about as well; runtime_s is the sum
         over the windows. A failure that no other window can change (the photo, its camera, its depth) ends
-        the search at the first window.
+        the search at the first window. should_stop: as in `localize`.
         """
         from .extent import best_of, cover, validate_extent
 
@@ -137,10 +150,11 @@ class Localizer:
         photo = self._loaded(photo)
         results = []
         for prior in priors:
-            results.append(self.localize(photo, aerial, prior, depth_map))
+            results.append(self.localize(photo, aerial, prior, depth_map, should_stop))
             if results[-1].error_code in _PHOTO_FAILURES:
                 return results[-1]
-        return best_of(results, extent, crs)
+        # best_of recomputes the status from the confidence: the field-of-view verdict is given again
+        return fov_gate(best_of(results, extent, crs), photo.camera)
 
     def _loaded(self, photo):
         """``photo`` as a `GroundImage`, loaded once for all the windows of an extent; a path it cannot load

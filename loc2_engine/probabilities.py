@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from .aerial import AerialWindow
+from .cancel import checkpoint
 from .config import MatchingConfig
 from .errors import LocalizationError
 from .feature_cache import AerialFeatureCache
@@ -84,7 +85,10 @@ def _ensemble(cache: AerialFeatureCache, window: AerialWindow, ground_in, valid:
     quarters = range(1 if canonical else config.aerial_quarters)
     total, peaks = 0.0, 0.0
     for mirrored in mirrors:
-        aerials = [cache.get(window, view.aerial_turn_deg, mirrored, q, kind) for q in quarters]
+        aerials = []
+        for q in quarters:  # an aerial encoder pass each: where a cancel must not wait long (`cancel`)
+            checkpoint()
+            aerials.append(cache.get(window, view.aerial_turn_deg, mirrored, q, kind))
         P, member_peaks = _ground_probabilities(cache, aerials, ground_in, valid, view.roll, mirrored)
         total, peaks = total + P, peaks + member_peaks
     return total / len(mirrors), peaks / (len(mirrors) * len(quarters))
@@ -111,6 +115,7 @@ def _ground_probabilities(cache: AerialFeatureCache, aerials, ground_in, valid: 
         if mirrored:
             feats_g = GroundFeatures(feats_g.desc.flip(-1), feats_g.uv, feats_g.input_size)
         for feats_a, cell_valid in aerials:
+            checkpoint()
             P = network.match(feats_a, feats_g, valid, cell_valid)  # (1, Na, Ng)
             total = P if total is None else total + P
             peaks = P.amax(dim=1) if peaks is None else peaks + P.amax(dim=1)

@@ -31,6 +31,7 @@ from typing import Optional, Tuple
 
 import torch
 
+from .cancel import checkpoint
 from .defaults import HEADING_TOLERANCE_DEG
 from .ray_noise import RayNoise
 from .refine import refine_pose
@@ -381,6 +382,7 @@ def _soft_scores(hyp: SimilarityFit, valid: torch.Tensor, p: torch.Tensor, q: to
     chunk = max(1, _SCORE_ELEMENTS_PER_CHUNK // N)
     buf = torch.empty(min(chunk, H), N, dtype=p.dtype)
     for start in range(0, H, chunk):
+        checkpoint()  # a cancel stops between batches of hypotheses (`cancel`)
         stop = min(start + chunk, H)
         d = torch.mm(coef[start:stop], feats, out=buf[: stop - start])
         # sigmoid(β (th - sqrt(d² + eps))), in place

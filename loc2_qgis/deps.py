@@ -7,12 +7,16 @@ thread; that folder is *appended* to ``sys.path`` when the plugin loads and righ
 own packages (numpy, pyproj, GDAL) always win. Geo packages (pyproj) are never
 pip-installed: their wheels bundle their own PROJ/GDAL and clash with QGIS's (docs/environment.md); they are
 reported with advice instead.
+
+torch is installed as its CPU build from PyTorch's CPU index (about 200 MB): on Linux, PyPI's torch is the
+CUDA build, which pulls about 2.5 GB of CUDA libraries; on Linux the dialog offers that build as a choice.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import re
 import shutil
 import subprocess
 import sys
@@ -23,12 +27,16 @@ from typing import List, Optional
 
 from qgis.core import QgsApplication
 from qgis.PyQt.QtCore import QObject, pyqtSignal
-from qgis.PyQt.QtWidgets import (QDialog, QDialogButtonBox, QLabel, QPlainTextEdit, QPushButton,
-                                 QVBoxLayout)
+from qgis.PyQt.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFormLayout, QLabel, QPlainTextEdit,
+                                 QPushButton, QVBoxLayout)
 
 PLUGIN_DIR = Path(__file__).resolve().parent
-#: download sizes the confirmation states (the CPU build of torch: the plugin runs on the CPU by default)
-DOWNLOAD_SIZES = {"torch": "about 200 MB, CPU build", "safetensors": "about 0.5 MB", "PIL": "about 4 MB"}
+#: download sizes the confirmation states; torch's is its build's (TORCH_BUILDS)
+DOWNLOAD_SIZES = {"safetensors": "about 0.5 MB", "PIL": "about 4 MB"}
+#: the torch builds: name -> (what it is, its download size with what it pulls in)
+TORCH_BUILDS = {"cpu": ("CPU build", "about 200 MB"), "cuda": ("GPU (CUDA) build", "about 2.5 GB")}
+#: PyTorch's index of CPU-only wheels, whose Linux and Windows versions carry the local tag ``+cpu``
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
 
 @dataclass(frozen=True)
@@ -117,9 +125,40 @@ def qgis_python() -> str:
     raise FileNotFoundError(f"Cannot find the Python {version} interpreter of this QGIS to run pip.")
 
 
-def install_command(specs: List[str], target: Path, python: Optional[str] = None) -> List[str]:
-    """``<QGIS python> -m pip install --target <target> <specs>`` as an argument list."""
-    return [python or qgis_python(), "-m", "pip", "install", "--target", str(target), *specs]
+def torch_builds(platform: str = sys.platform) -> List[str]:
+    """The torch builds pip can install here (`TORCH_BUILDS`): the CPU one everywhere; the CUDA one on Linux,
+    where it is PyPI's torch (on Windows it needs another index, macOS has none)."""
+    return ["cpu", "cuda"] if platform.startswith("linux") else ["cpu"]
+
+
+def install_command(specs: List[str], target: Path, python: Optional[str] = None, torch_build: str = "cpu",
+                    platform: str = sys.platform) -> List[str]:
+    """``<QGIS python> -m pip install --target <target> <specs>`` as an argument list.
+
+    torch_build "cpu": a ``torch==X`` spec becomes ``torch==X+cpu`` from `TORCH_CPU_INDEX` (PyPI stays the
+    index of every other package), except on macOS, where PyPI's torch is the CPU build and carries no tag;
+    "cuda": PyPI's torch as it is (Linux).
+    """
+    if torch_build not in TORCH_BUILDS:
+        raise ValueError(f"torch_build must be one of {sorted(TORCH_BUILDS)}, got {torch_build!r}")
+    index, out = [], []
+    for spec in specs:
+        pinned = re.fullmatch(r"torch==([\w.]+)", spec)
+        if pinned and torch_build == "cpu" and platform != "darwin":
+            spec, index = f"torch=={pinned.group(1)}+cpu", ["--extra-index-url", TORCH_CPU_INDEX]
+        out.append(spec)
+    return [python or qgis_python(), "-m", "pip", "install", *index, "--target", str(target), *out]
+
+
+class _Installs(QObject):
+    """Announces a successful install from any `InstallDialog` (the menu's or the dock's Run), so the plugin
+    takes its missing-packages warning away whichever dialog did it."""
+
+    done = pyqtSignal()
+
+
+#: the one announcer; `InstallDialog` emits ``INSTALLS.done`` once nothing is missing any more
+INSTALLS = _Installs()
 
 
 class Installer(QObject):
@@ -176,19 +215,21 @@ class InstallDialog(QDialog):
         self.target = local_site(root)
         self.specs = [req.pip_spec for req in reqs if req.pip_spec]
         system_only = [req.module for req in reqs if not req.pip_spec]
+        self.reqs, self.system_only = list(reqs), system_only
         layout = QVBoxLayout(self)
-        text = describe(reqs)
-        sizes = [f"{req.pip_spec} ({DOWNLOAD_SIZES[req.module]})" for req in reqs
-                 if req.pip_spec and req.module in DOWNLOAD_SIZES]
-        if self.specs:
-            text += (f" Installing downloads {', '.join(sizes) if sizes else ', '.join(self.specs)} into "
-                     f"{self.target}, which plugin upgrades keep.")
-        if system_only:
-            text += (f" {', '.join(system_only)} must come with your QGIS installation (install it with the "
-                     "package manager QGIS came from).")
-        self.message = QLabel(text)
+        self.message = QLabel()
         self.message.setWordWrap(True)
         layout.addWidget(self.message)
+        self.torch_build = QComboBox(self)
+        self.torch_build.setObjectName("loc2_torch_build")
+        for build in torch_builds():
+            self.torch_build.addItem("{}, {}".format(*TORCH_BUILDS[build]), build)
+        if any(req.module == "torch" for req in reqs if req.pip_spec) and self.torch_build.count() > 1:
+            form = QFormLayout()
+            form.addRow("torch", self.torch_build)
+            layout.addLayout(form)
+        else:
+            self.torch_build.hide()
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
         self.log.setObjectName("loc2_install_log")
@@ -203,19 +244,38 @@ class InstallDialog(QDialog):
         layout.addWidget(buttons)
         self.installer: Optional[Installer] = None
         self.succeeded = False
+        self.command = None
+        self._build_chosen()
+        self.torch_build.currentIndexChanged.connect(self._build_chosen)
+
+    def _build_chosen(self, *_) -> None:
+        """The confirmation and the pip command for the torch build chosen."""
+        build = self.torch_build.currentData()
+        sizes = {**DOWNLOAD_SIZES, "torch": "{1}, {0}".format(*TORCH_BUILDS[build])}
+        sizes = [f"{req.pip_spec} ({sizes[req.module]})" for req in self.reqs if req.pip_spec and req.module in sizes]
+        text = describe(self.reqs)
         if self.specs:
-            try:
-                self.command = install_command(self.specs, self.target)
-                self.log.appendPlainText("Will run: " + " ".join(self.command))
-            except FileNotFoundError as exc:
-                self.command = None
-                self.install_button.setEnabled(False)
-                self.log.appendPlainText(str(exc))
+            text += (f" Installing downloads {', '.join(sizes) if sizes else ', '.join(self.specs)} into "
+                     f"{self.target}, which plugin upgrades keep.")
+        if self.system_only:
+            text += (f" {', '.join(self.system_only)} must come with your QGIS installation (install it with the "
+                     "package manager QGIS came from).")
+        self.message.setText(text)
+        if not self.specs:
+            return
+        try:
+            self.command = install_command(self.specs, self.target, torch_build=build)
+            self.log.appendPlainText("Will run: " + " ".join(self.command))
+        except FileNotFoundError as exc:
+            self.command = None
+            self.install_button.setEnabled(False)
+            self.log.appendPlainText(str(exc))
 
     def install(self) -> None:
         if not self.command or (self.installer and self.installer.running()):
             return
         self.install_button.setEnabled(False)
+        self.torch_build.setEnabled(False)
         self.installer = Installer(self.command, self.target, self)
         self.installer.output.connect(self.log.appendPlainText)
         self.installer.finished.connect(self._done)
@@ -231,5 +291,7 @@ class InstallDialog(QDialog):
                                      "Everything is available now; Loc² is ready.")
             if not still:
                 self.installed.emit()
+                INSTALLS.done.emit()
         else:
             self.install_button.setEnabled(True)
+            self.torch_build.setEnabled(True)

@@ -12,18 +12,20 @@ from pathlib import Path
 
 import numpy as np
 from qgis.core import (QgsFeature, QgsField, QgsGeometry, QgsPointXY, QgsProject, QgsVectorLayer)
+
+from loc2_engine.gpkg import LAYERS
+
 from .compat import ogr_field_types
 from .render import qgis_crs
 
-#: top to bottom in the group: the pose above its evidence, the wide frustum polygon underneath
-LAYER_ORDER = ("camera_poses", "inliers", "matches", "ground_layout", "view_frustums")
+#: top to bottom in the group: the GeoPackage's drawing order (the pose above its evidence, the wide frustum
+#: polygon underneath), so the dock, Processing and a reopened GeoPackage stack the layers alike
+LAYER_ORDER = tuple(LAYERS)
 GROUP_PREFIX = "Loc² "
 
 
 def _schema():
     from osgeo import ogr
-
-    from loc2_engine.gpkg import LAYERS
 
     qt_types = ogr_field_types()
     geometry = {ogr.wkbPoint: "Point", ogr.wkbPolygon: "Polygon", ogr.wkbLineString: "LineString"}

@@ -77,17 +77,18 @@ class Loc2Plugin:
                 LOG_TAG,
                 deps.describe(self.missing) + " " + tr("Use Plugins › Loc² › Install missing Python packages."))
             bar.pushWidget(self.deps_message, Qgis.MessageLevel.Warning, 0)
+            # whichever installer succeeds, the menu's or the one the dock's Run offers
+            deps.INSTALLS.done.connect(self.packages_installed)
 
     def show_installer(self):
-        dialog = deps.InstallDialog(deps.missing(), self.iface.mainWindow())
-        dialog.installed.connect(self.packages_installed)
-        dialog.exec()
+        deps.InstallDialog(deps.missing(), self.iface.mainWindow()).exec()
 
     def packages_installed(self):
         """After an install that left nothing missing: the warning and the menu entry go, no restart."""
         self.missing = deps.missing()
         if self.missing:
             return
+        self._stop_listening()
         if self.deps_message is not None:
             self.iface.messageBar().popWidget(self.deps_message)
             self.deps_message = None
@@ -95,6 +96,12 @@ class Loc2Plugin:
             self.iface.removePluginMenu(MENU, self.install_action)
             self.install_action.deleteLater()
             self.install_action = None
+
+    def _stop_listening(self):
+        try:
+            deps.INSTALLS.done.disconnect(self.packages_installed)
+        except TypeError:  # not connected: nothing was missing at load
+            pass
 
     def show_dock(self, visible: bool = True):
         """Create the dock on first use (it reads the engine registries), then show or hide it."""
@@ -117,6 +124,7 @@ class Loc2Plugin:
 
     def unload(self):
         """Remove everything initGui/initProcessing added: actions, dock (with its map tool), provider."""
+        self._stop_listening()
         if self.dock is not None:
             self.dock.close_down()
             self.iface.removeDockWidget(self.dock)

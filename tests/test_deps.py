@@ -100,6 +100,37 @@ def test_a_successful_install_clears_the_warning_without_a_restart(qgis_iface, m
         plugin.unload()
 
 
+@pytest.mark.inqgis
+def test_an_install_offered_by_the_docks_run_clears_the_warning_and_run_goes_on(qgis_iface, monkeypatch, tmp_path):
+    from qgis.core import Qgis
+
+    absent = deps.Requirement("loc2fakepkg", "loc2fakepkg==1.0", "testing")
+    monkeypatch.setattr(deps, "REQUIREMENTS", deps.REQUIREMENTS + (absent,))
+    monkeypatch.setattr(deps, "deps_root", lambda: tmp_path / "loc2_deps")
+    monkeypatch.setattr(deps, "qgis_python", lambda: "/opt/qgis/bin/python3.11")
+    monkeypatch.setattr(subprocess, "Popen", FakePip)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    bar = qgis_iface.messageBar()
+    plugin = loc2_qgis.classFactory(qgis_iface)
+    plugin.initGui()
+    try:
+        item = plugin.deps_message
+        assert item in bar.items() and item.level() == Qgis.MessageLevel.Warning
+        plugin.action.trigger()
+        plugin.dock.run_button.click()  # Run offers the installer instead of running
+        dialogs = plugin.dock.findChildren(deps.InstallDialog)
+        assert len(dialogs) == 1 and plugin.dock.task is None
+        finish(dialogs[0])
+        assert dialogs[0].succeeded and not deps.missing()
+        assert plugin.deps_message is None and item not in bar.items() and plugin.install_action is None
+        plugin.dock.run_button.click()  # no restart: Run now goes past the packages to its own checks
+        assert len(plugin.dock.findChildren(deps.InstallDialog)) == 1
+        assert "aerial raster layer" in plugin.dock.status.text()
+        sys.modules.pop("loc2fakepkg", None)
+    finally:
+        plugin.unload()
+
+
 def test_the_confirmation_states_the_download_size_of_torch(qgis_iface):
     torch = next(req for req in deps.REQUIREMENTS if req.module == "torch")
     dialog = deps.InstallDialog([torch], root=Path("/nonexistent/loc2_deps"))

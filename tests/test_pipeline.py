@@ -118,8 +118,9 @@ def _ground_range(el):
     return np.where(rng * np.cos(el) <= MAX_RANGE, rng, np.nan)
 
 
-def _scene(tmp_path, kind, pinhole_size=(256, 192)):
-    """Raster, ground image, truth depth, truth pose; returns a dict. pinhole_size: (w, h) px."""
+def _scene(tmp_path, kind, pinhole_size=(256, 192), hfov_deg=90.0):
+    """Raster, ground image, truth depth, truth pose; returns a dict. pinhole_size: (w, h) px; hfov_deg: the
+    pinhole's true horizontal field of view."""
     true_xy = np.array([ORIGIN[0] + 103.0, ORIGIN[1] - 96.0])
     prior_xy = true_xy + np.array([4.0, -3.0])
     heading = 70.0
@@ -130,7 +131,7 @@ def _scene(tmp_path, kind, pinhole_size=(256, 192)):
         az, el = _pano_rays(h, w, np.stack([u, v], -1))
     else:
         w, h = pinhole_size  # default: twice the model input, which exercises the resize
-        cam = PinholeCamera.from_hfov(w, h, 90.0)
+        cam = PinholeCamera.from_hfov(w, h, hfov_deg)
         v, u = np.mgrid[0:h, 0:w].astype(np.float64)
         az, el = _pinhole_rays(cam, np.stack([u, v], -1))
     depth = _ground_range(el).astype(np.float32)

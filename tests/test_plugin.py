@@ -124,10 +124,39 @@ def test_missing_names_exactly_what_is_absent():
 def test_install_command_targets_the_folder_outside_the_plugin(tmp_path):
     target = deps.local_site(tmp_path)
     assert target.name == f"python{sys.version_info.major}.{sys.version_info.minor}"
-    cmd = deps.install_command(["torch==2.13.0"], target, python="/usr/bin/python3")
-    assert cmd == ["/usr/bin/python3", "-m", "pip", "install", "--target", str(target), "torch==2.13.0"]
+    cmd = deps.install_command(["Pillow"], target, python="/usr/bin/python3")
+    assert cmd == ["/usr/bin/python3", "-m", "pip", "install", "--target", str(target), "Pillow"]
     assert Path(deps.qgis_python()).is_file()
     assert deps.PLUGIN_DIR not in deps.local_site().parents  # plugin upgrades replace the plugin folder
+
+
+@pytest.mark.parametrize("platform", ["linux", "win32"])
+def test_torch_is_the_cpu_build_from_the_cpu_index_unless_the_gpu_build_is_chosen(tmp_path, platform):
+    cmd = deps.install_command(["torch==2.13.0", "safetensors"], tmp_path, python="py", platform=platform)
+    assert cmd == ["py", "-m", "pip", "install", "--extra-index-url", deps.TORCH_CPU_INDEX, "--target",
+                   str(tmp_path), "torch==2.13.0+cpu", "safetensors"]
+    assert deps.TORCH_CPU_INDEX == "https://download.pytorch.org/whl/cpu"
+    if "cuda" in deps.torch_builds(platform):  # PyPI's own torch, the CUDA build on Linux
+        assert deps.install_command(["torch==2.13.0"], tmp_path, python="py", torch_build="cuda",
+                                    platform=platform)[-1] == "torch==2.13.0"
+    # macOS: PyPI's torch is the CPU build, and has no +cpu tag
+    assert deps.install_command(["torch==2.13.0"], tmp_path, python="py", platform="darwin")[-1] == "torch==2.13.0"
+    with pytest.raises(ValueError, match="torch_build"):
+        deps.install_command(["torch==2.13.0"], tmp_path, python="py", torch_build="rocm")
+
+
+def test_the_confirmation_states_the_size_of_the_torch_build_chosen(qgis_iface, monkeypatch):
+    monkeypatch.setattr(deps, "qgis_python", lambda: "py")
+    monkeypatch.setattr(deps, "torch_builds", lambda: ["cpu", "cuda"])
+    torch = next(req for req in deps.REQUIREMENTS if req.module == "torch")
+    dialog = deps.InstallDialog([torch], root=Path("/nonexistent/loc2_deps"))
+    assert dialog.torch_build.isVisibleTo(dialog)
+    assert "about 200 MB, CPU build" in dialog.message.text() and "torch==2.13.0+cpu" in dialog.command
+    dialog.torch_build.setCurrentIndex(dialog.torch_build.findData("cuda"))
+    assert "about 2.5 GB, GPU (CUDA) build" in dialog.message.text() and "200 MB" not in dialog.message.text()
+    assert "torch==2.13.0" in dialog.command and deps.TORCH_CPU_INDEX not in dialog.command
+    monkeypatch.setattr(deps, "torch_builds", lambda: ["cpu"])
+    assert not deps.InstallDialog([torch], root=Path("/nonexistent/loc2_deps")).torch_build.isVisibleTo(dialog)
 
 
 def make_wheel(folder: Path) -> Path:

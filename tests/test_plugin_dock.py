@@ -431,6 +431,50 @@ def test_real_pipeline_runs_in_the_task_with_a_qgis_rendered_window(plugin, scen
         assert result.error and result.error in dock.status.text()
 
 
+@pytest.mark.inqgis
+def test_cancel_stops_the_running_matcher_promptly_and_is_said_once(plugin, scene, aerial_raster, qgis_iface):
+    """Cancel while the matcher runs its eight ensemble passes (half a second each): the engine stops at its
+    next checkpoint instead of finishing them, the task ends complete, and "Cancelled" is said once."""
+    from functools import partial
+
+    from images import scene_like
+    from loc2_engine.models.small import build
+    from loc2_engine.pipeline import Localizer
+    from loc2_qgis.task import localize_with_engine
+
+    with Image.open(scene["photo"]) as photo:  # a scene, not noise: past the content check to the matcher
+        exif = photo.getexif()
+    Image.fromarray(scene_like(90, 160)).save(scene["photo"], exif=exif)
+    matcher, started, passes = build(), threading.Event(), []
+
+    def slow_match(*args, match=matcher.match, **kwargs):
+        passes.append(time.monotonic())
+        started.set()
+        time.sleep(0.5)
+        return match(*args, **kwargs)
+
+    matcher.match = slow_match
+    localizer = Localizer(model=matcher, depth="plane", device="cpu", mirror_tta=True, aerial_quarters=4,
+                          hypotheses=200, n_matches=256)
+    dock = plugin.dock
+    bar = qgis_iface.messageBar()
+    bar.clear_messages()
+    drive(dock, scene, aerial_raster, partial(localize_with_engine, localizer=localizer))
+    wait_until(lambda: started.is_set() or dock.task is None, timeout=120)
+    task = dock.task
+    assert task is not None, dock.status.text()
+    dock.cancel_button.click()
+    cancelled_at = time.monotonic()
+    wait_until(lambda: dock.task is None, timeout=30)
+    assert time.monotonic() - cancelled_at < 2.0  # the seven passes left would take 3.5 s
+    assert len(passes) <= 2, passes
+    said = [m for level in (Qgis.MessageLevel.Info, Qgis.MessageLevel.Warning, Qgis.MessageLevel.Critical)
+            for m in bar.get_messages(level)]
+    assert len(said) == 1 and "Cancelled" in said[0], said
+    assert task.result is None and not task.error and dock.table.rowCount() == 0
+    assert dock.run_button.isEnabled()
+
+
 def _default_weights_available() -> bool:
     """Where the model registry looks for the default weights: $LOC2_MODELS, then resources/models."""
     import os
