@@ -119,6 +119,11 @@ def read_poses(gpkg) -> List[Pose]:
     return [_pose(feature.items()) for feature in layer]
 
 
+def pose_of(result) -> Pose:
+    """The Pose of a `result.Result` held in memory (one that was not read back from a GeoPackage)."""
+    return _pose(result.pose_row())
+
+
 def _pose(items: Dict) -> Pose:
     return Pose(photo=items.get("photo") or "", lon=_finite(items.get("lon")), lat=_finite(items.get("lat")),
                 heading_deg=_finite(items.get("heading_deg")), sigma_m=_finite(items.get("sigma_m")),

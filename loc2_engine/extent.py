@@ -81,7 +81,7 @@ def cover(extent_xy, crs, matcher, max_windows: int = MAX_WINDOWS, heading_deg: 
         raise PriorError(
             f"The extent is {hi[0] - lo[0]:.0f} m x {hi[1] - lo[1]:.0f} m and would need {counts[0] * counts[1]} "
             f"windows of this model; the largest it searches is {max_windows} windows, about {side:.0f} m x "
-            f"{side:.0f} m: give a smaller extent, or a prior.")
+            f"{side:.0f} m: search a smaller area, or around a prior.")
     centres_local = _grid(lo, hi, counts)
     centres = frame.from_local(centres_local)
     return [Prior(float(x), float(y), crs, radius_m=radius, heading_deg=heading_deg,

@@ -1,8 +1,11 @@
-"""The Loc² dock: choose an aerial layer, a photo and a prior, run the localization in the background, list the
-results, export them, open the match viewer.
+"""The Loc² dock: choose an aerial layer, a photo and where to search (around a prior, or in a drawn rectangle,
+a drawn polygon or the map view), run the localization in the background, list the results, export them,
+write a pose into a copy of its photo, open the match viewer.
 
 It only collects choices and shows answers; the localization is `task.LocalizeTask` (engine in a worker
-thread), the layers are `layers.add_result_layers`, the window is rendered by `render.LayerRenderer`.
+thread), the layers are `layers.add_result_layers`, the window is rendered by `render.LayerRenderer`, an
+area becomes the engine's extent in `search_extent.engine_extent`, the EXIF is written by
+`loc2_engine.exif_write`.
 """
 
 from __future__ import annotations
@@ -11,22 +14,24 @@ import math
 from pathlib import Path
 from typing import List, Optional
 
-from qgis.core import (Qgis, QgsApplication, QgsCoordinateReferenceSystem, QgsCoordinateTransform,
+from qgis.core import (Qgis, QgsApplication, QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsGeometry,
                        QgsMapLayerProxyModel, QgsMessageLog, QgsPointXY, QgsProject, QgsRectangle,
                        QgsVectorLayer, QgsWkbTypes)
 from qgis.gui import QgsCollapsibleGroupBox, QgsDoubleSpinBox, QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QImageReader, QPixmap
-from qgis.PyQt.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDockWidget, QFormLayout, QFrame,
-                                 QHBoxLayout, QHeaderView, QLabel, QProgressBar, QPushButton, QScrollArea,
-                                 QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from qgis.PyQt.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDockWidget, QFileDialog, QFormLayout,
+                                 QFrame, QHBoxLayout, QHeaderView, QLabel, QMenu, QMessageBox, QProgressBar,
+                                 QPushButton, QScrollArea, QTableWidget, QTableWidgetItem, QToolButton,
+                                 QVBoxLayout, QWidget)
 
 from loc2_engine import defaults
 
 from . import deps, settings
-from .compat import tr
-from .map_tools import WGS84, PriorMarker, PriorTool
+from .compat import QAction, tr
+from .map_tools import POLYGON, RECTANGLE, WGS84, AreaMarker, AreaTool, PriorMarker, PriorTool, ground_size_m
 from .render import LayerRenderer, crs_definition
+from .search_extent import AreaError, engine_extent
 from .task import LocalizeTask, Request, localize_with_engine
 
 LOG_TAG = "Loc²"
@@ -42,6 +47,13 @@ MESSAGE_SECONDS = {Qgis.MessageLevel.Info: 8, Qgis.MessageLevel.Success: 8, Qgis
                    Qgis.MessageLevel.Critical: 0}
 #: prior sources, in the order of the combo box
 PRIOR_EXIF, PRIOR_CLICK, PRIOR_FEATURE = range(3)
+#: search areas, in the order of the combo box
+AREA_PRIOR, AREA_RECTANGLE, AREA_POLYGON, AREA_VIEW = range(4)
+#: the shape drawn for each drawn search area
+AREA_SHAPES = {AREA_RECTANGLE: RECTANGLE, AREA_POLYGON: POLYGON}
+#: how to draw each shape, said while the tool is active
+DRAW_HINTS = {RECTANGLE: "click one corner, then the other (or drag); Esc cancels",
+              POLYGON: "click each corner; right-click or double-click to finish; Esc cancels"}
 #: what the dock says when neither the photo nor the user gives a prior position
 NO_GPS = "This photo has no GPS position: click the map to set the prior, or pick a point layer feature."
 #: results table columns
@@ -105,8 +117,16 @@ class Loc2Dock(QDockWidget):
         self.marker = PriorMarker(self.canvas)
         self.tool = PriorTool(self.canvas)
         self.tool.prior_clicked.connect(self._prior_clicked)
+        #: the drawn search area: (geometry, its CRS), or None
+        self.area: Optional[tuple] = None
+        self.area_marker = AreaMarker(self.canvas)
+        self.area_tool = AreaTool(self.canvas)
+        self.area_tool.area_drawn.connect(self._area_drawn)
+        self.area_tool.cancelled.connect(self._area_cancelled)
         self._build()
         self._restore_settings()
+        self._area_chosen(AREA_PRIOR)
+        self.canvas.extentsChanged.connect(self._show_area)
 
     # -- layout -------------------------------------------------------------------------------------------
     def _build(self):
@@ -131,6 +151,33 @@ class Loc2Dock(QDockWidget):
         self.thumbnail.setMinimumHeight(40)
         form.addRow(self.thumbnail)
 
+        self.area_choice = QComboBox()
+        self.area_choice.addItems([tr("Around the prior"), tr("Drawn rectangle"), tr("Drawn polygon"),
+                                   tr("Current map view")])
+        self.area_choice.setObjectName("loc2_area_choice")
+        self.area_choice.setToolTip(tr("Where the photo is looked for: around a prior position, or anywhere in "
+                                       "an area (no prior needed; every window of the area is matched, so a "
+                                       "larger area takes longer)"))
+        self.area_choice.activated.connect(self._area_chosen)
+        # tool buttons: as narrow as their words, so that the row fits beside the form's labels
+        self.draw_button = QToolButton()
+        self.draw_button.setText(tr("Draw"))
+        self.draw_button.setToolTip(tr("Draw the search area on the map"))
+        self.draw_button.clicked.connect(self.draw_area)
+        self.clear_area_button = QToolButton()
+        self.clear_area_button.setText(tr("Clear"))
+        self.clear_area_button.setToolTip(tr("Remove the drawn search area from the map"))
+        self.clear_area_button.clicked.connect(self.clear_area)
+        row = QHBoxLayout()
+        row.addWidget(self.area_choice, 1)
+        row.addWidget(self.draw_button)
+        row.addWidget(self.clear_area_button)
+        form.addRow(tr("Search area"), row)
+        self.area_label = QLabel("")
+        self.area_label.setObjectName("loc2_area_label")
+        self.area_label.setWordWrap(True)
+        form.addRow("", self.area_label)
+
         self.prior_source = QComboBox()
         self.prior_source.addItems([tr("EXIF GPS"), tr("Click on the map"), tr("Selected point feature")])
         self.prior_source.setObjectName("loc2_prior_source")
@@ -141,7 +188,8 @@ class Loc2Dock(QDockWidget):
         row = QHBoxLayout()
         row.addWidget(self.prior_source, 1)
         row.addWidget(self.pick_button)
-        form.addRow(tr("Prior"), row)
+        prior_title = QLabel(tr("Prior"))
+        form.addRow(prior_title, row)
         self.prior_label = QLabel(tr("none"))
         self.prior_label.setWordWrap(True)
         form.addRow("", self.prior_label)
@@ -151,7 +199,11 @@ class Loc2Dock(QDockWidget):
         self.radius.setSuffix(" m")
         self.radius.setClearValue(defaults.RADIUS_M)
         self.radius.valueChanged.connect(self._show_prior)
-        form.addRow(tr("Search radius"), self.radius)
+        radius_title = QLabel(tr("Search radius"))
+        form.addRow(radius_title, self.radius)
+        #: shown only for a search around the prior (an area needs none): the dock stays short either way
+        self.prior_widgets = (prior_title, self.prior_source, self.pick_button, self.prior_label, radius_title,
+                              self.radius)
 
         self.camera = QComboBox()
         self.camera.addItems(["auto", "pano", "pinhole"])
@@ -271,7 +323,27 @@ class Loc2Dock(QDockWidget):
         row.addWidget(self.export_file, 1)
         row.addWidget(self.export_button)
         outer.addLayout(row)
-        outer.addWidget(self.viewer_button)
+        # a copy by default; the original only through the menu, after saying what it changes
+        self.exif_button = QToolButton()
+        self.exif_button.setObjectName("loc2_write_exif")
+        self.exif_button.setPopupMode(QToolButton.ToolButtonPopupMode.MenuButtonPopup)
+        self.exif_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        copy_action = QAction(tr("Write position into a copy of the photo…"), self)
+        copy_action.setIconText(tr("Write position…"))  # the button's words; the menu gives the full ones
+        copy_action.setToolTip(tr("Write the selected pose (position, heading, positioning error) into the EXIF "
+                                  "of a copy of its photo, in a folder you choose"))
+        copy_action.triggered.connect(lambda: self.write_exif(in_place=False))
+        self.in_place_action = QAction(tr("Write position into the original photo…"), self)
+        self.in_place_action.triggered.connect(lambda: self.write_exif(in_place=True))
+        menu = QMenu(self.exif_button)
+        menu.addAction(copy_action)
+        menu.addAction(self.in_place_action)
+        self.exif_button.setMenu(menu)
+        self.exif_button.setDefaultAction(copy_action)
+        row = QHBoxLayout()
+        row.addWidget(self.viewer_button)
+        row.addWidget(self.exif_button, 1)
+        outer.addLayout(row)
 
         # the dock shares the side of the window with other panels (Processing toolbox, Layers): it scrolls
         # instead of demanding the height of all its widgets
@@ -419,6 +491,91 @@ class Loc2Dock(QDockWidget):
         self.marker.show(self.prior_point, self.prior_crs, self.radius.value())
         self.prior_label.setText(format_point(self.prior_point, self.prior_crs))
 
+    # -- search area ---------------------------------------------------------------------------------------
+    def _area_chosen(self, index: int):
+        """Around the prior: the prior and radius apply; an area: they are off and the area is drawn (on
+        choosing a drawn shape with none drawn yet) or read from the canvas at Run (the map view)."""
+        self.area_choice.setCurrentIndex(index)
+        around_prior = index == AREA_PRIOR
+        for widget in self.prior_widgets:
+            widget.setVisible(around_prior)
+        self.draw_button.setEnabled(index in AREA_SHAPES)
+        self.area_label.setVisible(not around_prior)
+        if index in AREA_SHAPES and self.area is None:
+            self.draw_area()
+            return
+        if self.canvas.mapTool() is self.area_tool:
+            self.canvas.unsetMapTool(self.area_tool)
+        self._show_area()
+
+    def draw_area(self):
+        """Activate the map tool that draws the chosen shape (a rectangle when the choice is not a shape)."""
+        self.area_tool.shape = AREA_SHAPES.get(self.area_choice.currentIndex(), RECTANGLE)
+        self.area_tool.reset()
+        self.canvas.setMapTool(self.area_tool)
+        self.area_label.setText(tr(DRAW_HINTS[self.area_tool.shape]))
+
+    def _area_drawn(self, geometry: QgsGeometry, crs: QgsCoordinateReferenceSystem):
+        self.canvas.unsetMapTool(self.area_tool)
+        self.area = (QgsGeometry(geometry), crs)
+        self.area_marker.show(geometry, crs)
+        self._show_area()
+
+    def _area_cancelled(self):
+        self.canvas.unsetMapTool(self.area_tool)
+        self._show_area()
+
+    def clear_area(self):
+        """Forget the drawn area and take it off the map."""
+        if self.canvas.mapTool() is self.area_tool:
+            self.canvas.unsetMapTool(self.area_tool)
+        self.area = None
+        self.area_marker.clear()
+        self._show_area()
+
+    def _show_area(self, *_):
+        """The area's ground size under the choice (the map view's follows the canvas)."""
+        index = self.area_choice.currentIndex()
+        if index == AREA_PRIOR or self.canvas.mapTool() is self.area_tool:
+            return
+        found = self._area_rectangle()
+        if found is None:
+            self.area_label.setText(tr("none drawn: press Draw"))
+            return
+        width, height = ground_size_m(*found)
+        size = tr("{width:.0f} m × {height:.0f} m").format(width=width, height=height)
+        if index == AREA_VIEW:
+            self.area_label.setText(tr("the map view when Run is pressed, now {size}").format(size=size))
+        elif not self.area[0].isGeosEqual(QgsGeometry.fromRect(found[0])):  # a polygon, not a rectangle
+            self.area_label.setText(tr("{size}, the polygon's bounding rectangle").format(size=size))
+        else:
+            self.area_label.setText(size)
+
+    def _area_rectangle(self):
+        """(rectangle, its CRS) searched under the current choice: the drawn area's bounding box or the map
+        view; None around the prior or with nothing drawn."""
+        index = self.area_choice.currentIndex()
+        if index == AREA_VIEW:
+            return self.canvas.extent(), self.canvas.mapSettings().destinationCrs()
+        if index in AREA_SHAPES and self.area is not None:
+            return self.area[0].boundingBox(), self.area[1]
+        return None
+
+    def _search_extent(self, layer):
+        """(extent, extent CRS) of the chosen area for the engine (`search_extent.engine_extent`), or None
+        after telling the user what is wrong."""
+        found = self._area_rectangle()
+        if found is None:
+            self.message(tr("Draw the search area on the map first (Draw), or choose another search area."),
+                         Qgis.MessageLevel.Warning)
+            return None
+        try:
+            extent = engine_extent(*found, layer.crs(), layer.extent(), QgsProject.instance().transformContext())
+        except AreaError as exc:
+            self.message(str(exc), Qgis.MessageLevel.Warning)
+            return None
+        return extent, crs_definition(layer.crs())
+
     # -- running -------------------------------------------------------------------------------------------
     def request(self) -> Optional[Request]:
         """The run request from the widgets, or None after telling the user what is missing."""
@@ -431,18 +588,25 @@ class Loc2Dock(QDockWidget):
             self.message(tr("Choose a photo file first ({path} does not exist).").format(path=photo) if photo
                          else tr("Choose a photo file first."), Qgis.MessageLevel.Warning)
             return None
-        if self.prior_point is None and self.exif_lonlat is None:
+        heading = ({"heading_deg": self.heading.value(), "heading_tolerance_deg": self.tolerance.value()}
+                   if self.heading_known.isChecked() else {})
+        extent = extent_crs = None
+        prior = None
+        if self.area_choice.currentIndex() != AREA_PRIOR:
+            found = self._search_extent(layer)
+            if found is None:
+                return None
+            extent, extent_crs = found
+            prior = heading or None  # the heading prior still applies in every window
+        elif self.prior_point is None and self.exif_lonlat is None:
             # refused here: the engine would only fail later, in the words of its command line
             self.message(tr(NO_GPS), Qgis.MessageLevel.Warning)
             return None
-        prior = None
-        if self.prior_point is not None:
+        elif self.prior_point is not None:
             prior = {"x": self.prior_point.x(), "y": self.prior_point.y(),
-                     "crs": crs_definition(self.prior_crs), "radius_m": self.radius.value()}
-            if self.heading_known.isChecked():
-                prior.update(heading_deg=self.heading.value(), heading_tolerance_deg=self.tolerance.value())
+                     "crs": crs_definition(self.prior_crs), "radius_m": self.radius.value(), **heading}
         return Request(photo=photo, aerial=LayerRenderer(layer, QgsProject.instance().transformContext()),
-                       prior=prior, camera=self.camera.currentText(),
+                       prior=prior, extent=extent, extent_crs=extent_crs, camera=self.camera.currentText(),
                        hfov_deg=self.hfov.value() or None, camera_height_m=self.camera_height.value(), model=self.model.currentText(),
                        depth=self.depth.currentText(), device=self.device.currentText(),
                        weights=self.weights.filePath() or None, backbone=self.backbone.filePath() or None)
@@ -470,7 +634,8 @@ class Loc2Dock(QDockWidget):
         self._set_running(True)
         self.progress.setFormat("%p%")
         self.progress.setValue(0)
-        self.status.setText(tr("Localizing {name}…").format(name=Path(request.photo).name))
+        self.status.setText((tr("Searching the area for {name}…") if request.extent else
+                             tr("Localizing {name}…")).format(name=Path(request.photo).name))
         QgsApplication.taskManager().addTask(task)
 
     def _set_running(self, running: bool):
@@ -484,8 +649,8 @@ class Loc2Dock(QDockWidget):
             self.progress.setValue(int(value))
 
     def cancel(self):
-        """Say "Cancelled" at once (the step running in the engine cannot be interrupted; its result is
-        dropped when it ends, and Run comes back then), and only once."""
+        """Say "Cancelled" at once (the engine stops at its next checkpoint, within a matcher pass or a batch
+        of RANSAC hypotheses, and Run comes back then), and only once."""
         if self.task is not None and not self.task.isCanceled():
             self.cancel_button.setEnabled(False)
             self.progress.setValue(0)
@@ -601,6 +766,64 @@ class Loc2Dock(QDockWidget):
         self.message(tr("Exported {count} result(s) to {path}.").format(count=len(todo), path=path),
                      Qgis.MessageLevel.Success)
 
+    def write_exif(self, in_place: bool = False):
+        """Write the selected pose into a copy of its photo (a folder the user picks), or into the photo itself
+        when ``in_place`` and the user confirms; a low_confidence pose only after asking, a failed one never."""
+        index = self.selected_index()
+        if index is None:
+            self.message(tr("Nothing to write yet: run a localization first."), Qgis.MessageLevel.Warning)
+            return
+        result = self.results[index]
+        name = Path(result.photo).name
+        if not result.ok:
+            self.message(tr("{name} was not localized: there is no position to write.").format(name=name),
+                         Qgis.MessageLevel.Warning)
+            return
+        if result.status != "ok" and not self.confirm(
+                tr("Low confidence"), tr("The pose of {name} has low confidence ({confidence:.2f}): it may be "
+                                         "wrong. Write it anyway?").format(name=name, confidence=result.confidence)):
+            return
+        if in_place:
+            if not self.confirm(tr("Write into the original photo"), tr(
+                    "This rewrites {path} itself: its GPS position and direction are replaced by Loc²'s (the old "
+                    "ones are kept in its XMP-loc2 record). Write into the original?").format(path=result.photo)):
+                return
+            out_dir = None
+        else:
+            folder = self.choose_folder(tr("Folder for the corrected copy of {name}").format(name=name),
+                                        str(Path(result.photo).parent))
+            if not folder:
+                return
+            out_dir = Path(folder)
+        self._write_pose(result, out_dir)
+
+    def confirm(self, title: str, text: str) -> bool:
+        """Ask a yes/no question; No is the default."""
+        answer = QMessageBox.question(self, title, text, QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                      QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def choose_folder(self, title: str, start: str) -> str:
+        """A folder picked by the user ("" when cancelled)."""
+        return QFileDialog.getExistingDirectory(self, title, start)
+
+    def _write_pose(self, result, out_dir: Optional[Path]):
+        """Run `exif_write.write_all` on one result (``out_dir`` None: in place) and say what it did."""
+        from loc2_engine.errors import OutputError
+        from loc2_engine.exif_write import pose_of, write_all
+
+        photo = Path(result.photo)
+        try:
+            outcome = list(write_all([pose_of(result)], photo.parent, out_dir))[0]
+        except OutputError as exc:  # no exiftool: the sentence says how to install it
+            self.message(str(exc), Qgis.MessageLevel.Critical)
+            return
+        if outcome.error:
+            self.message(outcome.error, Qgis.MessageLevel.Warning)
+            return
+        self.message(tr("Wrote the position of {name} into {path}.").format(name=photo.name, path=outcome.written),
+                     Qgis.MessageLevel.Success)
+
     def open_viewer(self):
         index = self.selected_index()
         if index is None or not self.results[index].ok or self.results[index].window is None:
@@ -618,8 +841,11 @@ class Loc2Dock(QDockWidget):
             self.task.on_done = lambda *_: None
             self.task.cancel()
             self.task = None
-        if self.canvas.mapTool() is self.tool:
-            self.canvas.unsetMapTool(self.tool)
+        for tool in (self.tool, self.area_tool):
+            if self.canvas.mapTool() is tool:
+                self.canvas.unsetMapTool(tool)
+        self.canvas.extentsChanged.disconnect(self._show_area)
         self.marker.remove()
+        self.area_marker.remove()
         if self.viewer is not None:
             self.viewer.close()

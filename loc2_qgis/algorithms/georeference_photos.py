@@ -9,6 +9,11 @@ they hold, as ``loc2 batch --resume``; an existing GeoPackage is always appended
 replaced, so the user's other layers in it stay), as ``loc2 batch`` does. A raster file is read by the engine as ``loc2 batch`` reads it; any
 other raster layer (WMS, XYZ, ...) is rendered by QGIS with the dock's `render.LayerRenderer`. The engine
 (and torch) is imported only when the algorithm runs.
+
+With EXTENT, a photo that has no prior position (no point of its own, no EXIF GPS) is searched for in the
+extent (`Localizer.localize_in_extent`, see `_ExtentSearch`) instead of failing. With WRITE_EXIF, the ``ok``
+poses of the run are written into copies of their photos in EXIF_FOLDER (`loc2_engine.exif_write`, as
+``loc2 exif write``); the originals are never changed.
 """
 
 from __future__ import annotations
@@ -17,16 +22,19 @@ import importlib.util
 import math
 import os
 from collections import deque
+from pathlib import Path
 
 from qgis.core import (QgsFeature, QgsFeatureSink, QgsField, QgsFields, QgsGeometry, QgsProcessing,
                        QgsProcessingAlgorithm, QgsProcessingContext, QgsProcessingException, QgsProcessingLayerPostProcessorInterface,
                        QgsProcessingOutputLayerDefinition, QgsProcessingOutputNumber, QgsProperty,
-                       QgsRemappingSinkDefinition,
-                       QgsProcessingParameterBoolean, QgsProcessingParameterEnum,
+                       QgsRemappingSinkDefinition, QgsProcessingParameterDefinition,
+                       QgsProcessingParameterBoolean, QgsProcessingParameterEnum, QgsProcessingParameterExtent,
                        QgsProcessingParameterFeatureSink, QgsProcessingParameterFeatureSource,
-                       QgsProcessingParameterField, QgsProcessingParameterFile, QgsProcessingParameterNumber,
-                       QgsProcessingParameterRasterLayer, QgsProject, QgsVectorLayer, QgsWkbTypes)
-from qgis.PyQt.QtCore import QUrl
+                       QgsProcessingParameterField, QgsProcessingParameterFile,
+                       QgsProcessingParameterFolderDestination, QgsProcessingParameterNumber,
+                       QgsProcessingParameterRasterLayer, QgsProject, QgsVectorDataProvider, QgsVectorLayer,
+                       QgsWkbTypes)
+from qgis.PyQt.QtCore import QUrl, QVariant
 
 from loc2_engine import defaults
 
@@ -45,6 +53,8 @@ HELP_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file_
 SINKS = {"CAMERA_POSES": ("camera_poses", QgsWkbTypes.Type.Point),
          "VIEW_FRUSTUMS": ("view_frustums", QgsWkbTypes.Type.Polygon),
          "INLIERS": ("inliers", QgsWkbTypes.Type.Point)}
+#: the sink of the sequence pass (with SEQUENCES): one line per capture
+TRAJECTORY = ("TRAJECTORY", "trajectory", QgsWkbTypes.Type.LineString)
 
 
 class GeoreferencePhotos(QgsProcessingAlgorithm):
@@ -73,7 +83,11 @@ class GeoreferencePhotos(QgsProcessingAlgorithm):
             "photos' (its 'direction' field can serve as the 'Heading field').\n"
             "'Aerial raster' is any raster layer QGIS can draw: files (GeoTIFF, VRT, ...) are read like "
             "'loc2 batch' reads them, other layers (WMS, XYZ, ...) are rendered by QGIS like in the Loc² panel. "
-            "'Search radius' is the distance around each prior that is searched, in metres.\n"
+            "'Search radius' is the distance around each prior that is searched, in metres. With a 'Search "
+            "extent', a photo that has neither a point of its own nor EXIF GPS is searched for anywhere in the "
+            "extent (within the aerial raster) instead of failing: the extent is covered with overlapping "
+            "windows of the model, so a larger extent takes longer, and one needing more than 400 windows is "
+            "refused, naming the largest. Photos with a prior are searched around it as before.\n"
             "'Model' lists the installed models; a 'Model weight file' replaces it. 'Depth provider' "
             "'model default' uses the model's own.\n\n"
             "Every photo gives a row in 'Camera poses' with status ok, low_confidence or failed; failed rows "
@@ -84,7 +98,19 @@ class GeoreferencePhotos(QgsProcessingAlgorithm):
             "are added to it, or appended to when it has them already, and the other layers in it are kept. "
             "Photos already in its camera_poses are skipped (counted as skipped), as 'loc2 batch' does. "
             "'Resume' does the same for outputs in other formats (without it they are replaced), so an "
-            "interrupted run can be finished.")
+            "interrupted run can be finished.\n\n"
+            "'Localize the photos of each capture jointly' is for photos taken in sequence (a 360° camera on a car, "
+            "a phone taking a frame every few metres): after the photos are localized one by one, they are grouped "
+            "into captures by their EXIF time (split where two are farther apart than the advanced 'seconds apart' "
+            "and 'metres apart' limits), and each capture is smoothed under a motion model, which can pick a "
+            "photo's runner-up pose or place a failed photo. Camera poses gains the fields sequence, seq_x, seq_y, "
+            "seq_heading_deg, seq_sigma_m and seq_overruled (1 where the capture disagrees with the photo's own "
+            "pose, which stays in x, y, heading_deg); 'Trajectory' gets one line per capture. With photos "
+            "skipped because an earlier run wrote them, their poses are read back from Camera poses.\n\n"
+            "'Write corrected positions into copies of the photos' copies the photos whose pose is ok into "
+            "'Folder for the corrected copies', with the pose in their EXIF (GPS position, direction from true "
+            "north, positioning error) and the original GPS kept in an XMP record, as 'loc2 exif write' does "
+            "(exiftool is needed). The original photos are never changed.")
 
     def helpUrl(self):  # noqa: N802 (QGIS's name)
         """The dialog's Help button: the algorithm's page shipped in the plugin folder."""
@@ -112,6 +138,8 @@ class GeoreferencePhotos(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterNumber(
             "RADIUS", tr("Search radius (m)"), type=QgsProcessingParameterNumber.Type.Double,
             defaultValue=defaults.RADIUS_M, minValue=1.0))
+        self.addParameter(QgsProcessingParameterExtent(
+            "EXTENT", tr("Search extent for photos without a prior position (no point, no EXIF GPS)"), optional=True))
         self.addParameter(QgsProcessingParameterEnum("CAMERA", tr("Camera"), options=list(CAMERAS),
                                                      defaultValue=CAMERAS.index(defaults.CAMERA)))
         self.addParameter(QgsProcessingParameterNumber(
@@ -153,16 +181,42 @@ class GeoreferencePhotos(QgsProcessingAlgorithm):
             "VIEW_FRUSTUMS", tr("View frustums"), QgsProcessing.SourceType.TypeVectorPolygon, optional=True))
         self.addParameter(QgsProcessingParameterFeatureSink(
             "INLIERS", tr("Inliers"), QgsProcessing.SourceType.TypeVectorPoint, optional=True))
+        self.addParameter(QgsProcessingParameterBoolean(
+            "SEQUENCES", tr("Localize the photos of each capture jointly (photos taken in sequence: EXIF time)"),
+            defaultValue=False))
+        for name, label, default in (
+                ("MAX_GAP_S", tr("Split a capture where photos are more than this many seconds apart"),
+                 defaults.MAX_GAP_S),
+                ("MAX_GAP_M", tr("Split a capture where prior positions are more than this many metres apart"),
+                 defaults.MAX_GAP_M)):
+            gap = QgsProcessingParameterNumber(name, label, type=QgsProcessingParameterNumber.Type.Double,
+                                               defaultValue=default, minValue=0.001)
+            gap.setFlags(gap.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
+            self.addParameter(gap)
+        self.addParameter(QgsProcessingParameterFeatureSink(
+            TRAJECTORY[0], tr("Trajectory (with the joint localization of captures)"),
+            QgsProcessing.SourceType.TypeVectorLine, optional=True))
+        self.addParameter(QgsProcessingParameterBoolean(
+            "WRITE_EXIF", tr("Write corrected positions into copies of the photos (ok poses; needs exiftool)"),
+            defaultValue=False))
+        self.addParameter(QgsProcessingParameterFolderDestination(
+            "EXIF_FOLDER", tr("Folder for the corrected copies"), optional=True, createByDefault=False))
         self.addOutput(QgsProcessingOutputNumber("OK_COUNT", tr("Photos localized (ok)")))
         self.addOutput(QgsProcessingOutputNumber("LOW_CONFIDENCE_COUNT", tr("Photos localized with low confidence")))
         self.addOutput(QgsProcessingOutputNumber("FAILED_COUNT", tr("Photos that failed")))
         self.addOutput(QgsProcessingOutputNumber("SKIPPED_COUNT", tr("Photos skipped (already in the output)")))
+        self.addOutput(QgsProcessingOutputNumber("EXIF_WRITTEN_COUNT", tr("Corrected copies of photos written")))
+        self.addOutput(QgsProcessingOutputNumber("CAPTURE_COUNT", tr("Captures localized jointly")))
+        self.addOutput(QgsProcessingOutputNumber("OVERRULED_COUNT", tr("Photos overruled by their capture")))
 
     def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS's name)
         """Before the run: exactly one of FOLDER and POINTS (both are optional to QGIS, one is needed)."""
         ok, message = super().checkParameterValues(parameters, context)
         if ok and _given(parameters, "FOLDER") == _given(parameters, "POINTS"):
             return False, _one_source_message()
+        if ok and self.parameterAsBoolean(parameters, "WRITE_EXIF", context) and not _given(parameters, "EXIF_FOLDER"):
+            return False, tr("'Write corrected positions into copies of the photos' needs a 'Folder for the "
+                             "corrected copies'.")
         return ok, message
 
     # -- run ------------------------------------------------------------------------------------------------
@@ -172,6 +226,7 @@ class GeoreferencePhotos(QgsProcessingAlgorithm):
         if layer is None:
             raise QgsProcessingException(tr("No 'Aerial raster' layer was given."))
         self.aerial_layer_crs = layer.crs()
+        self.aerial_layer_extent = layer.extent()
         self.aerial = _aerial_source(layer, context)
         return True
 
@@ -185,6 +240,7 @@ class GeoreferencePhotos(QgsProcessingAlgorithm):
         from loc2_engine import pipeline
         from loc2_engine.batch import output_crs, run_batch
         from loc2_engine.errors import Loc2Error
+        from loc2_engine.exif_write import pose_of
 
         jobs = self._jobs(parameters, context, feedback)
         if not jobs:
@@ -194,6 +250,9 @@ class GeoreferencePhotos(QgsProcessingAlgorithm):
         height = (self.parameterAsDouble(parameters, "CAMERA_HEIGHT", context)
                   if _given(parameters, "CAMERA_HEIGHT") else None)
         resume = self.parameterAsBoolean(parameters, "RESUME", context)
+        sequences = self.parameterAsBoolean(parameters, "SEQUENCES", context)
+        search = self._search_extent(parameters, context, feedback) if _given(parameters, "EXTENT") else None
+        exif_folder = self._exif_folder(parameters, context)
         try:
             crs = output_crs(jobs, self.aerial)
             depth = self.parameterAsEnumString(parameters, "DEPTH", context)
@@ -205,7 +264,9 @@ class GeoreferencePhotos(QgsProcessingAlgorithm):
                 backbone=self.parameterAsFile(parameters, "BACKBONE", context) or None,
                 camera=CAMERAS[self.parameterAsEnum(parameters, "CAMERA", context)], hfov_deg=hfov,
                 radius_m=self.parameterAsDouble(parameters, "RADIUS", context), camera_height_m=height)
-            writer = _SinkWriter(self, parameters, context, self.aerial_layer_crs, crs, jobs, resume)
+            if search is not None:
+                localizer = _ExtentSearch(localizer, *search)
+            writer = _SinkWriter(self, parameters, context, self.aerial_layer_crs, crs, jobs, resume, sequences)
         except Loc2Error as exc:
             raise QgsProcessingException(str(exc)) from exc
         for path in writer.appended_gpkg:
@@ -213,8 +274,11 @@ class GeoreferencePhotos(QgsProcessingAlgorithm):
                                     "layers are kept, and photos already in its camera_poses are skipped.")
                                  .format(path=path))
         total = len(jobs)
+        ok_poses = []
 
         def progress(done, _total, result):
+            if exif_folder and result.status == "ok":
+                ok_poses.append(pose_of(result))
             feedback.setProgress(100.0 * done / total)
             name = os.path.basename(result.photo)
             if result.status == "failed":
@@ -225,12 +289,80 @@ class GeoreferencePhotos(QgsProcessingAlgorithm):
 
         summary = run_batch(jobs, self.aerial, writer, localizer, resume=resume or bool(writer.done),
                             progress=progress, cancelled=feedback.isCanceled)
+        # after a cancel too: the captures of the photos done so far
+        captures = self._sequence_pass(parameters, context, feedback, writer, jobs, crs) if sequences else None
         writer.close(feedback)
+        if captures is not None:
+            writer.store_sequences(captures.poses, feedback)
         feedback.pushInfo(f"ok {summary.ok}, low confidence {summary.low_confidence}, failed {summary.failed}, "
                           f"skipped (already in the output) {summary.skipped}"
                           + (" (cancelled)" if summary.cancelled else ""))
-        return dict(writer.dest_ids, OK_COUNT=summary.ok, LOW_CONFIDENCE_COUNT=summary.low_confidence,
-                    FAILED_COUNT=summary.failed, SKIPPED_COUNT=summary.skipped)
+        outputs = dict(writer.dest_ids, OK_COUNT=summary.ok, LOW_CONFIDENCE_COUNT=summary.low_confidence,
+                       FAILED_COUNT=summary.failed, SKIPPED_COUNT=summary.skipped, EXIF_WRITTEN_COUNT=0,
+                       CAPTURE_COUNT=captures.summary.sequences if captures else 0,
+                       OVERRULED_COUNT=captures.summary.overruled if captures else 0)
+        if exif_folder:
+            outputs.update(EXIF_FOLDER=exif_folder, EXIF_WRITTEN_COUNT=_write_copies(ok_poses, exif_folder, feedback))
+        return outputs
+
+    def _sequence_pass(self, parameters, context, feedback, writer, jobs, crs):
+        """The engine's sequence pass (`sequences.smooth_captures`) over the photos of the run's jobs, those
+        written by an earlier run into the Camera poses output included; its lines go into Trajectory. Returns
+        the `sequences.SequencePass` (its poses are stored once the sinks are closed)."""
+        from loc2_engine.errors import Loc2Error
+        from loc2_engine.sequences import job_timing, smooth_captures
+
+        records = {**writer.earlier_records(), **writer.records}
+        try:
+            timings = [job_timing(job, crs) for job in jobs if job.photo in records]
+            found = smooth_captures(records, crs, timings,
+                                    max_gap_s=self.parameterAsDouble(parameters, "MAX_GAP_S", context),
+                                    max_gap_m=self.parameterAsDouble(parameters, "MAX_GAP_M", context))
+        except Loc2Error as exc:
+            raise QgsProcessingException(str(exc)) from exc
+        writer.write_trajectory(found.lines)
+        done = found.summary
+        feedback.pushInfo(tr("Captures: {n} localized jointly ({photos} photos), {overruled} photos overruled, "
+                             "{filled} failed photos placed by their capture.").format(
+                                 n=done.sequences, photos=done.photos, overruled=done.overruled, filled=done.filled))
+        return found
+
+    def _search_extent(self, parameters, context, feedback):
+        """EXTENT as the engine searches it: ((xmin, ymin, xmax, ymax), CRS) in the aerial layer's CRS,
+        clipped to the layer (`search_extent.engine_extent`); an extent given without a CRS is in the layer's."""
+        from ..render import crs_definition
+        from ..search_extent import AreaError, engine_extent
+
+        rect = self.parameterAsExtent(parameters, "EXTENT", context)
+        crs = self.parameterAsExtentCrs(parameters, "EXTENT", context)
+        try:
+            extent = engine_extent(rect, crs if crs.isValid() else self.aerial_layer_crs, self.aerial_layer_crs,
+                                   self.aerial_layer_extent, context.transformContext())
+        except AreaError as exc:
+            raise QgsProcessingException(str(exc)) from exc
+        feedback.pushInfo(tr("Photos without a prior position are searched for in {xmin:.1f}, {ymin:.1f} – "
+                             "{xmax:.1f}, {ymax:.1f} ({crs}); every window of it is matched, which takes longer "
+                             "than a search around a prior.").format(
+                                 xmin=extent[0], ymin=extent[1], xmax=extent[2], ymax=extent[3],
+                                 crs=crs_definition(self.aerial_layer_crs)))
+        return extent, crs_definition(self.aerial_layer_crs)
+
+    def _exif_folder(self, parameters, context) -> str:
+        """The folder for corrected copies ("" without WRITE_EXIF); exiftool is checked before the run."""
+        if not self.parameterAsBoolean(parameters, "WRITE_EXIF", context):
+            return ""
+        from loc2_engine.errors import OutputError
+        from loc2_engine.exif_write import exiftool_path
+
+        folder = self.parameterAsFileOutput(parameters, "EXIF_FOLDER", context)
+        if not folder:
+            raise QgsProcessingException(tr("'Write corrected positions into copies of the photos' needs a "
+                                            "'Folder for the corrected copies'."))
+        try:
+            exiftool_path()
+        except OutputError as exc:
+            raise QgsProcessingException(str(exc)) from exc
+        return folder
 
     def _jobs(self, parameters, context, feedback):
         """PhotoJobs from FOLDER or POINTS (exactly one of them), with priors from the other parameters."""
@@ -306,6 +438,69 @@ def _depth_names():
     except ImportError:
         return []
     return [name for name in DEPTH_PROVIDERS if name != "truth"]
+
+
+class _ExtentSearch:
+    """The batch's localizer when an EXTENT is given: a photo without a prior position (no point of its own)
+    and without EXIF GPS is searched for in the extent (`Localizer.localize_in_extent`, with the heading
+    prior it has); every other photo goes to `Localizer.localize` as without an extent.
+
+    extent: (xmin, ymin, xmax, ymax) in ``crs``, the aerial layer's CRS. An extent too large for the model's
+    window (`extent.cover`) is refused here, before the batch starts (PriorError naming the largest).
+    """
+
+    def __init__(self, localizer, extent, crs: str):
+        from loc2_engine.extent import cover
+
+        cover(extent, crs, localizer.matcher)
+        self.localizer, self.extent, self.crs = localizer, extent, crs
+
+    def localize(self, photo, aerial, prior=None, depth_map=None):
+        if (prior is not None and prior.has_position) or not _without_gps(photo):
+            return self.localizer.localize(photo, aerial, prior, depth_map=depth_map)
+        return self.localizer.localize_in_extent(photo, aerial, self.extent, self.crs,
+                                                 getattr(prior, "heading_deg", None),
+                                                 getattr(prior, "heading_tolerance_deg", None), depth_map=depth_map)
+
+
+def _without_gps(photo) -> bool:
+    """True when the photo's EXIF has no GPS position; False when it has one or cannot be read (then
+    `Localizer.localize` fails with the reason, as without an extent)."""
+    from loc2_engine.errors import Loc2Error
+    from loc2_engine.exif import read_exif
+
+    try:
+        return read_exif(photo if isinstance(photo, (str, os.PathLike)) else photo.path).lonlat is None
+    except Loc2Error:
+        return False
+
+
+def _write_copies(poses, folder: str, feedback) -> int:
+    """Write ``poses`` into copies of their photos in ``folder`` (`exif_write.write_all`); each failure is
+    logged and the others go on. Returns the number of copies written."""
+    from loc2_engine.exif_write import write_all
+
+    written = 0
+    # the photo paths of a batch are absolute: no root folder is needed to find them
+    for outcome in write_all(poses, folder, Path(folder)):
+        if outcome.error:
+            feedback.reportError(tr("Corrected copy of {photo}: {error}").format(photo=outcome.photo,
+                                                                               error=outcome.error), False)
+        else:
+            written += 1
+            feedback.pushInfo(tr("Corrected copy written: {path}").format(path=outcome.written))
+    return written
+
+
+def _not_stored(feedback, output: str, reason: str) -> None:
+    feedback.pushWarning(tr("The joint poses (sequence, seq_x, seq_y, seq_heading_deg, seq_sigma_m, seq_overruled) "
+                            "could not be stored in {output}: {reason}. Write Camera poses to a GeoPackage to keep "
+                            "them.").format(output=output, reason=reason))
+
+
+def _value(value):
+    """A feature's attribute as Python: NULL -> None."""
+    return None if value is None or (isinstance(value, QVariant) and value.isNull()) else value
 
 
 def _given(parameters, name) -> bool:
@@ -482,63 +677,83 @@ class _SinkWriter:
     qgis_crs: the sinks' CRS (the aerial layer's); crs: the same CRS as pyproj understands it (the raster
     file's, as `loc2 batch` uses), for placing the geometries; jobs: the batch's `PhotoJob` list (failed
     rows are placed at their prior); resume: sinks whose destination is an existing file are appended to,
-    and `photos` lists the photos already in the Camera poses file (Raises OutputError if unreadable).
+    and `photos` lists the photos already in the Camera poses file (Raises OutputError if unreadable);
+    sequences: also open the Trajectory sink and keep each photo's pose and rivals (`records`, for
+    `sequences.smooth_captures`).
     """
 
-    def __init__(self, alg, parameters, context, qgis_crs, crs, jobs, resume: bool):
-        from loc2_engine.gpkg import LAYERS, photos_in
+    def __init__(self, alg, parameters, context, qgis_crs, crs, jobs, resume: bool, sequences: bool = False):
+        from loc2_engine.gpkg import photos_in
 
-        from ..compat import ogr_field_types
-
-        qt_types = ogr_field_types()
+        self.alg, self.parameters, self.context, self.qgis_crs = alg, parameters, context, qgis_crs
         self.crs = crs
         self.jobs = {job.photo: job for job in jobs}
         self.sinks, self.dest_ids, self.done, self.layers = {}, {}, set(), []
+        #: {photo: `sequences.pose_record`} of the photos written by this run (with sequences)
+        self.records = {} if sequences else None
+        #: (file, layer name or None) of the Camera poses output when it existed before the run
+        self.poses_file = None
         #: GeoPackages that existed before the run (added or appended to); (GeoPackage, layer) created by this
         #: run (to style)
         self.appended_gpkg, self.created_gpkg = [], []
-        loaded = {}  # the run's output layers, as QGIS loads them (see _Styler)
+        self._loaded = {}  # the run's output layers, as QGIS loads them (see _Styler)
+        sinks = dict(SINKS, **({TRAJECTORY[0]: TRAJECTORY[1:]} if sequences else {}))
         # files that were there before the run (a second output into a GeoPackage this run made is no news)
-        existed = {path for path in (_gpkg_path(_destination(parameters.get(param), context)) for param in SINKS)
-                   if path is not None and os.path.isfile(path)}
-        for param, (layer_name, wkb_type) in SINKS.items():
-            fields = QgsFields()
-            for name, kind in LAYERS[layer_name][1]:
-                fields.append(QgsField(name, qt_types[kind]))
-            value = parameters.get(param)
-            destination = _destination(value, context)
-            gpkg = _gpkg_path(destination)
-            # a GeoPackage is always appended to, layer by layer: it may be the user's project file
-            existing = None
-            if gpkg is not None:
-                destination = _in_gpkg(gpkg, layer_name)
-                if gpkg in existed and gpkg not in self.appended_gpkg:
-                    self.appended_gpkg.append(gpkg)
-                if _gpkg_layer_exists(gpkg, layer_name):
-                    existing = (gpkg, layer_name)
-                else:
-                    self.created_gpkg.append((gpkg, layer_name))
-            elif resume:
-                existing = _existing_file(destination)
+        self._existed = {path for path in (_gpkg_path(_destination(parameters.get(param), context)) for param in sinks)
+                         if path is not None and os.path.isfile(path)}
+        for param, (layer_name, wkb_type) in sinks.items():
+            # the trajectory is made again from every photo of the run: a file of another format is replaced
+            existing = self._open(param, layer_name, wkb_type, resume and param != TRAJECTORY[0])
             if existing is not None and param == "CAMERA_POSES":
+                self.poses_file = existing
                 self.done = photos_in(*existing)
-            if existing is not None and gpkg is not None:
-                sink, fields, dest_id = self._gpkg_appender(alg, value, param, context, gpkg, layer_name)
+
+    def _open(self, param: str, layer_name: str, wkb_type, resume: bool):
+        """Open the sink of ``param`` into ``self.sinks[layer_name]`` (nothing when the user switched an
+        optional output off); returns the (file, layer name or None) it appends to, or None."""
+        from loc2_engine.gpkg import EXTRA_LAYERS, LAYERS
+
+        from ..compat import ogr_field_types
+
+        alg, parameters, context = self.alg, self.parameters, self.context
+        qt_types = ogr_field_types()
+        fields = QgsFields()
+        for name, kind in {**LAYERS, **EXTRA_LAYERS}[layer_name][1]:
+            fields.append(QgsField(name, qt_types[kind]))
+        value = parameters.get(param)
+        destination = _destination(value, context)
+        gpkg = _gpkg_path(destination)
+        # a GeoPackage is always appended to, layer by layer: it may be the user's project file
+        existing = None
+        if gpkg is not None:
+            destination = _in_gpkg(gpkg, layer_name)
+            if gpkg in self._existed and gpkg not in self.appended_gpkg:
+                self.appended_gpkg.append(gpkg)
+            if _gpkg_layer_exists(gpkg, layer_name):
+                existing = (gpkg, layer_name)
             else:
-                if existing is not None:
-                    value = _appending(value, destination, fields, wkb_type, qgis_crs)
-                elif gpkg is not None:
-                    value = _retarget(value, destination)
-                sink, dest_id = alg.parameterAsSink({**parameters, param: value}, param, context, fields, wkb_type,
-                                                    qgis_crs)
-            if sink is None:
-                if param == "CAMERA_POSES":
-                    raise QgsProcessingException(alg.invalidSinkError(parameters, param))
-                continue  # an optional output the user switched off
-            self.sinks[layer_name] = (sink, fields)
-            self.dest_ids[param] = dest_id
-            if context.willLoadLayerOnCompletion(dest_id):
-                context.layerToLoadOnCompletionDetails(dest_id).setPostProcessor(_Styler.create(layer_name, loaded))
+                self.created_gpkg.append((gpkg, layer_name))
+        elif resume:
+            existing = _existing_file(destination)
+        if existing is not None and gpkg is not None:
+            sink, fields, dest_id = self._gpkg_appender(alg, value, param, context, gpkg, layer_name)
+        else:
+            if existing is not None:
+                value = _appending(value, destination, fields, wkb_type, self.qgis_crs)
+            elif gpkg is not None:
+                value = _retarget(value, destination)
+            sink, dest_id = alg.parameterAsSink({**parameters, param: value}, param, context, fields, wkb_type,
+                                                self.qgis_crs)
+        if sink is None:
+            if param == "CAMERA_POSES":
+                raise QgsProcessingException(alg.invalidSinkError(parameters, param))
+            return existing  # an optional output the user switched off
+        self.sinks[layer_name] = (sink, fields)
+        self.dest_ids[param] = dest_id
+        if context.willLoadLayerOnCompletion(dest_id):
+            context.layerToLoadOnCompletionDetails(dest_id).setPostProcessor(_Styler.create(layer_name,
+                                                                                            self._loaded))
+        return existing
 
     def _gpkg_appender(self, alg, value, param, context, gpkg, layer_name):
         """(sink, fields, output id) appending to the existing layer ``layer_name`` of ``gpkg``: its own data
@@ -570,24 +785,90 @@ class _SinkWriter:
         """Photo ids already in the Camera poses file when resuming (`batch.run_batch` skips them)."""
         return self.done
 
+    def earlier_records(self) -> dict:
+        """{photo: `sequences.pose_record`} of the photos of this run's jobs that an earlier run wrote into the
+        Camera poses file (skipped by this one): their own pose; the rivals of a photo live only in a
+        `loc2 batch` GeoPackage (rival_poses), so they bring none."""
+        from loc2_engine.sequences import pose_record
+
+        if self.poses_file is None or not self.done:
+            return {}
+        path, layer_name = self.poses_file
+        layer = QgsVectorLayer(path if layer_name is None else f"{path}|layername={layer_name}", "poses", "ogr")
+        names = [name for name in ("x", "y", "heading_deg", "sigma_m", "confidence", "status")
+                 if layer.fields().lookupField(name) >= 0]
+        return {f["photo"]: pose_record({name: _value(f[name]) for name in names}) for f in layer.getFeatures()
+                if f["photo"] in self.done and f["photo"] in self.jobs}
+
+    def store_sequences(self, poses: dict, feedback) -> None:
+        """The ``sequence`` / ``seq_*`` values of a sequence pass (`sequences.SequencePass.poses`) into the
+        Camera poses output, after `close`: the fields (`gpkg.SEQUENCE_FIELDS`) are added when it lacks them,
+        the single-photo fields stay as they are. A format that cannot take them gets a warning instead."""
+        from loc2_engine.gpkg import SEQUENCE_FIELDS
+
+        from ..compat import ogr_field_types
+
+        dest_id = self.dest_ids["CAMERA_POSES"]
+        layer = self.context.getMapLayer(dest_id) or QgsVectorLayer(dest_id, "poses", "ogr")
+        if not layer.isValid():
+            return _not_stored(feedback, dest_id, tr("it cannot be opened"))
+        if layer.storageType() == "ESRI Shapefile":  # it would add the fields under names cut to 10 characters
+            return _not_stored(feedback, dest_id, tr("a Shapefile cuts field names to 10 characters"))
+        provider = layer.dataProvider()
+        qt_types = ogr_field_types()
+        missing = [QgsField(name, qt_types[kind]) for name, kind in SEQUENCE_FIELDS
+                   if layer.fields().lookupField(name) < 0]
+        if missing and not provider.addAttributes(missing):
+            return _not_stored(feedback, dest_id, provider.lastError() or tr("its format takes no new fields"))
+        layer.updateFields()
+        index = {name: layer.fields().lookupField(name) for name, _ in SEQUENCE_FIELDS}
+        if min(index.values()) < 0:
+            return _not_stored(feedback, dest_id, tr("its format shortens the field names"))
+        changes = {f.id(): {index[k]: v for k, v in poses[f["photo"]].items()} for f in layer.getFeatures()
+                   if f["photo"] in poses}
+        if changes and not provider.changeAttributeValues(changes):
+            _not_stored(feedback, dest_id, provider.lastError() or tr("its format cannot be changed"))
+
     def write(self, result) -> None:
-        from loc2_engine.gpkg import layer_rows
+        from loc2_engine.gpkg import layer_rows, rival_rows
 
         rows = layer_rows(result, self.crs, failed_at=None if result.ok else self._prior_xy(result.photo))
-        for layer_name, (sink, fields) in self.sinks.items():
-            features = []
-            for geometry, attrs in rows[layer_name]:
-                feature = QgsFeature(fields)
-                if geometry is not None:
-                    g = QgsGeometry()
-                    g.fromWkb(bytes(geometry.ExportToIsoWkb()))
-                    feature.setGeometry(g)
-                for name, value in attrs.items():
-                    feature.setAttribute(name, value)
-                features.append(feature)
-            if features and not sink.addFeatures(features, QgsFeatureSink.Flag.FastInsert):
-                raise QgsProcessingException(f"Cannot write the {layer_name} rows of {result.photo}: "
-                                             f"{sink.lastError()}")
+        for layer_name in self.sinks:
+            if layer_name in rows:
+                self._add(layer_name, rows[layer_name], result.photo)
+        if self.records is not None:
+            from loc2_engine.sequences import pose_record
+
+            self.records[result.photo] = pose_record(rows["camera_poses"][0][1], rival_rows(result, self.crs))
+
+    def write_trajectory(self, lines) -> None:
+        """The lines of a sequence pass (`sequences.SequencePass.lines`) into the Trajectory sink; in a layer
+        that existed, its rows of the same sequences are replaced (as `loc2 batch --sequences` does)."""
+        if "trajectory" not in self.sinks:
+            return
+        sink = self.sinks["trajectory"][0]
+        if isinstance(sink, QgsVectorDataProvider):  # an existing GeoPackage layer (`_gpkg_appender`)
+            ids = {attrs["sequence"] for _, attrs in lines}
+            old = [f.id() for f in sink.getFeatures() if f["sequence"] in ids]
+            if old and not sink.deleteFeatures(old):
+                raise QgsProcessingException(f"Cannot replace the trajectory rows: {sink.lastError()}")
+        self._add("trajectory", lines, tr("the capture trajectories"))
+
+    def _add(self, layer_name: str, rows, what: str) -> None:
+        """Append ``rows`` ([(OGR geometry or None, {field: value})]) to the sink of ``layer_name``."""
+        sink, fields = self.sinks[layer_name]
+        features = []
+        for geometry, attrs in rows:
+            feature = QgsFeature(fields)
+            if geometry is not None:
+                g = QgsGeometry()
+                g.fromWkb(bytes(geometry.ExportToIsoWkb()))
+                feature.setGeometry(g)
+            for name, value in attrs.items():
+                feature.setAttribute(name, value)
+            features.append(feature)
+        if features and not sink.addFeatures(features, QgsFeatureSink.Flag.FastInsert):
+            raise QgsProcessingException(f"Cannot write the {layer_name} rows of {what}: {sink.lastError()}")
 
     def _prior_xy(self, photo: str):
         """(x, y) in the output CRS where ``photo`` was looked for (prior or EXIF GPS), or None."""
