@@ -180,10 +180,13 @@ def run_batch(jobs: Sequence[PhotoJob], aerial, out, localizer, *, resume: bool 
     jobs: `PhotoJob` list; aerial: raster path (or any source `Localizer.localize` accepts) for jobs
     without their own; out: a writer with ``write(result)`` (and ``photos()`` when ``resume``), e.g.
     `gpkg.GeoPackageWriter`; localizer: object with ``localize(photo, aerial, prior, depth_map=None) ->
-    Result`` (normally `pipeline.Localizer`). resume: skip jobs whose photo id ``out.photos()`` already has.
-    progress(done_or_skipped, total, result): after each written photo. cancelled(): checked before each
-    photo; True stops the batch cleanly (finished photos are already written).
+    Result`` (normally `pipeline.Localizer`), or one with its own ``run_batch`` of these arguments
+    (`cluster.ClusterLocalizer`: a Dask cluster's workers localize). resume: skip jobs whose photo id
+    ``out.photos()`` already has. progress(done_or_skipped, total, result): after each written photo.
+    cancelled(): checked before each photo; True stops the batch cleanly (finished photos are already written).
     """
+    if hasattr(localizer, "run_batch"):
+        return localizer.run_batch(jobs, aerial, out, resume=resume, progress=progress, cancelled=cancelled)
     start = time.perf_counter()
     summary = BatchSummary(total=len(jobs))
     done_ids = set(out.photos()) if resume else set()
@@ -194,15 +197,20 @@ def run_batch(jobs: Sequence[PhotoJob], aerial, out, localizer, *, resume: bool 
         if cancelled is not None and cancelled():
             summary.cancelled = True
             break
-        result = localize_job(job, aerial, localizer)
-        out.write(result)
-        summary.count(result.status)
-        summary.runtimes_s.append(float(result.runtime_s))
-        if progress is not None:
-            progress(summary.skipped + summary.done, summary.total, result)
-        del result  # the Result holds the aerial window and arrays; nothing of it outlives its row
+        record(localize_job(job, aerial, localizer), out, summary, progress)
     summary.wall_s = time.perf_counter() - start
     return summary
+
+
+def record(result: Result, out, summary: BatchSummary,
+           progress: Optional[Callable[[int, int, Result], None]] = None) -> None:
+    """Write one photo's rows to ``out``, count them in ``summary``, report them to ``progress``. The Result
+    (the aerial window, the arrays) is dropped when this returns: nothing of it outlives its row."""
+    out.write(result)
+    summary.count(result.status)
+    summary.runtimes_s.append(float(result.runtime_s))
+    if progress is not None:
+        progress(summary.skipped + summary.done, summary.total, result)
 
 
 def localize_job(job: PhotoJob, aerial, localizer) -> Result:

@@ -6,7 +6,7 @@ export DEBIAN_FRONTEND=noninteractive
 VENV=${VENV:-.venv}
 APT_PKGS="qgis python3-qgis qgis-providers python3-numpy python3-rasterio python3-geopandas python3-shapely
   python3-pyproj python3-fiona python3-rtree python3-scipy python3-matplotlib python3-pil python3-tqdm proj-bin
-  python3-venv python3-pip xvfb xauth xdotool imagemagick x11-apps zip libimage-exiftool-perl"
+  python3-distributed python3-venv python3-pip xvfb xauth xdotool imagemagick x11-apps zip libimage-exiftool-perl"
 missing=""
 for p in $APT_PKGS; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"; done
 if [ -n "$(echo $missing)" ]; then

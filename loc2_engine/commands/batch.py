@@ -1,15 +1,18 @@
-"""`loc2 batch (PHOTO_DIR | --manifest CSV) [--aerial RASTER] --out FILE.gpkg [--resume]` (docs/cli.md).
+"""`loc2 batch (PHOTO_DIR | --manifest CSV) [--aerial RASTER] --out FILE.gpkg [--resume] [--sequences]` (docs/cli.md).
 
 Exit status: 0 when the batch ran (failed photos are recorded as `failed` rows), 2 when it could not run at
 all (unusable options, no photos, unreadable aerial raster or manifest, model that cannot be loaded, unusable
 output file, another writer on it) or stopped because the output could not be written (disk full: every
 photo finished before is in the file), 130 on Ctrl-C (every finished photo is in the file; rerun with
---resume). Options are checked before the model loads.
+--resume). Options are checked before the model loads. With --workers N (N > 1) or --scheduler ADDRESS the
+photos are localized by Dask worker processes and written here, with the same rows and exit codes
+(docs/cluster.md).
 """
 
 from __future__ import annotations
 
 import sys
+from contextlib import ExitStack
 
 from .. import defaults
 from .options import add_camera_prior_options, add_model_options, camera_prior_error
@@ -30,8 +33,22 @@ def add_arguments(parser) -> None:
     parser.add_argument("--recursive", action="store_true", help="also take photos from sub-folders")
     parser.add_argument("--exif-heading", action="store_true",
                         help="use each photo's EXIF GPSImgDirection (true north) as heading prior")
+    parser.add_argument("--sequences", action="store_true",
+                        help="after the batch, localize each capture's photos jointly (docs/sequences.md): the "
+                             "seq_* columns of camera_poses and the trajectory layer")
+    parser.add_argument("--max-gap-s", type=float, default=None, metavar="S",
+                        help="with --sequences: split a capture where photos are more than S seconds apart (30)")
+    parser.add_argument("--max-gap-m", type=float, default=None, metavar="M",
+                        help="with --sequences: split a capture where prior positions are more than M metres "
+                             "apart (50)")
     add_model_options(parser)
     add_camera_prior_options(parser, single_photo=False)
+    g = parser.add_argument_group("cluster (docs/cluster.md)")
+    g.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="localize in N worker processes of a local Dask cluster, each with its own model (default "
+                        "1: in this process)")
+    g.add_argument("--scheduler", metavar="ADDRESS",
+                   help="localize on the workers of a running Dask scheduler (tcp://host:8786) instead")
 
 
 def _fail(message: str) -> int:
@@ -40,6 +57,11 @@ def _fail(message: str) -> int:
 
 
 def run(args) -> int:
+    with ExitStack() as stack:  # a Dask cluster the batch runs on closes after the writer
+        return _run(args, stack)
+
+
+def _run(args, stack) -> int:
     from tqdm import tqdm
 
     from ..batch import folder_jobs, manifest_jobs, output_crs, photo_extensions, run_batch, scan_folder
@@ -52,12 +74,19 @@ def run(args) -> int:
     problem = camera_prior_error(args)
     if problem is not None:
         return _fail(problem)
-    skipped = []
+    if args.workers < 1 or (args.scheduler is not None and args.workers != 1):
+        return _fail("--workers N needs N >= 1 and goes without --scheduler (whose workers are started with "
+                     "`dask worker`).")
+    problem = sequence_option_error(args)
+    if problem is not None:
+        return _fail(problem)
+    skipped, rows = [], None
     try:
         if args.manifest:
             from ..manifest import read_manifest
 
-            jobs = manifest_jobs(read_manifest(args.manifest), radius_m=args.radius)
+            rows = read_manifest(args.manifest)
+            jobs = manifest_jobs(rows, radius_m=args.radius)
         else:
             radius = defaults.RADIUS_M if args.radius is None else args.radius  # 0 is refused, not replaced
             prior = Prior(radius_m=radius, heading_deg=args.heading, heading_tolerance_deg=args.heading_tolerance)
@@ -73,8 +102,15 @@ def run(args) -> int:
         conf = {"camera": args.camera, "hfov_deg": args.hfov, "camera_height_m": args.camera_height}
         if args.radius is not None:
             conf["radius_m"] = args.radius
-        localizer = Localizer(model=args.model, depth=args.depth, device=args.device, weights=args.weights,
-                              backbone=args.backbone, **conf)
+        settings = dict(model=args.model, depth=args.depth, device=args.device, weights=args.weights,
+                        backbone=args.backbone, **conf)
+        if args.workers > 1 or args.scheduler is not None:
+            from ..cluster import ClusterLocalizer
+
+            localizer = stack.enter_context(ClusterLocalizer(
+                settings, workers=None if args.scheduler else args.workers, scheduler=args.scheduler))
+        else:
+            localizer = Localizer(**settings)
         writer = GeoPackageWriter(args.out, crs)
     except Loc2Error as exc:
         return _fail(str(exc))
@@ -103,8 +139,35 @@ def run(args) -> int:
             bar.close()
             return _fail(str(exc))
         bar.close()
+        if args.sequences:
+            try:
+                sequences = sequence_pass(writer, jobs, rows, args)
+            except Loc2Error as exc:
+                return _fail(str(exc))
     print(summary_table(summary, args.out, skipped))
+    if args.sequences:
+        print(f"sequences: {sequences.sequences} smoothed ({sequences.photos} photos), {sequences.overruled} "
+              f"photos overruled, {sequences.filled} failed photos placed by their sequence")
     return 0
+
+
+def sequence_option_error(args):
+    """Why the sequence options cannot be used, or None."""
+    gaps = (("--max-gap-s", args.max_gap_s), ("--max-gap-m", args.max_gap_m))
+    if not args.sequences and any(v is not None for _, v in gaps):
+        return "--max-gap-s and --max-gap-m go with --sequences."
+    for option, value in gaps:
+        if value is not None and not value > 0:
+            return f"{option} must be a positive number, got {value:g}."
+    return None
+
+
+def sequence_pass(writer, jobs, rows, args):
+    """The sequence pass over every photo of the batch, skipped ones included (docs/sequences.md)."""
+    from ..sequences import MAX_GAP_M, MAX_GAP_S, run_sequence_pass
+
+    return run_sequence_pass(writer, [job.photo for job in jobs], rows,
+                             max_gap_s=args.max_gap_s or MAX_GAP_S, max_gap_m=args.max_gap_m or MAX_GAP_M)
 
 
 def summary_table(summary, out, skipped=()) -> str:
