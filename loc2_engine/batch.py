@@ -6,6 +6,10 @@ A batch is a list of `PhotoJob` (from a folder, a manifest, or a point layer) ru
 one ``write``; a photo that fails for any reason becomes a ``failed`` row with its reason and the batch goes
 on. Memory stays flat with the number of photos: Results are written and dropped, only counts and run
 times are kept; aerial features are cached (bounded) by the Localizer.
+
+A job with a search extent (``loc2 batch --extent``, the algorithm's EXTENT) is searched for anywhere in it
+(`Localizer.localize_in_extent`) when its photo has neither a prior position nor a usable EXIF GPS position;
+every other photo is localized around its prior as without an extent.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ class PhotoJob:
     camera, hfov_deg: this photo's camera type and pinhole HFOV (manifest rows); None: the Localizer's.
     depth_map: ground-truth depth (.npy) for the ``truth`` depth provider.
     exif_heading: take the heading prior from EXIF GPSImgDirection (true north only) when ``prior`` has none.
+    extent: (xmin, ymin, xmax, ymax) searched when the photo has no prior position and no EXIF GPS position,
+    in extent_crs (None: the aerial raster's CRS); None: such a photo fails ("no GPS position").
     """
 
     photo: str
@@ -50,6 +56,8 @@ class PhotoJob:
     hfov_deg: Optional[float] = None
     depth_map: Optional[str] = None
     exif_heading: bool = False
+    extent: Optional[Tuple[float, float, float, float]] = None
+    extent_crs: Optional[str] = None
 
 
 @dataclass
@@ -134,6 +142,26 @@ def folder_jobs(folder, recursive: bool = False, prior=None, exif_heading: bool 
     return [PhotoJob(photo=p, prior=prior, exif_heading=exif_heading) for p in find_photos(folder, recursive)]
 
 
+def with_extent(jobs: Iterable[PhotoJob], extent, extent_crs=None) -> List[PhotoJob]:
+    """``jobs`` with the search extent (xmin, ymin, xmax, ymax) in ``extent_crs`` (None: each job's aerial
+    raster's CRS) for those of their photos that have no prior position and no EXIF GPS position."""
+    box = tuple(float(v) for v in extent)
+    return [replace(job, extent=box, extent_crs=extent_crs) for job in jobs]
+
+
+def check_extent(localizer, extent, crs) -> None:
+    """PriorError when ``extent`` (xmin, ymin, xmax, ymax in ``crs``) cannot be searched with ``localizer``'s
+    model: empty, not on the Earth, or more windows than `extent.MAX_WINDOWS`. Checked before the batch, so
+    that it stops instead of failing every photo without a position; a localizer whose model lives elsewhere
+    (`cluster.ClusterLocalizer`) checks it there with its own ``check_extent``."""
+    if hasattr(localizer, "check_extent"):
+        localizer.check_extent(extent, crs)
+        return
+    from .extent import cover
+
+    cover(extent, crs, localizer.matcher)
+
+
 def manifest_jobs(rows: Iterable, radius_m: Optional[float] = None) -> List[PhotoJob]:
     """Jobs from `manifest.ManifestRow` rows (docs/manifest.md; paths already absolute).
 
@@ -214,7 +242,9 @@ def record(result: Result, out, summary: BatchSummary,
 
 
 def localize_job(job: PhotoJob, aerial, localizer) -> Result:
-    """Run one job; any exception becomes a failed Result carrying its reason (the batch must go on)."""
+    """Run one job; any exception becomes a failed Result carrying its reason (the batch must go on). A job
+    with an extent whose photo has no position to search around goes to ``localizer.localize_in_extent``
+    (with the heading prior it has), every other one to ``localizer.localize``."""
     start = time.perf_counter()
     try:
         source = job.aerial or aerial
@@ -224,9 +254,13 @@ def localize_job(job: PhotoJob, aerial, localizer) -> Result:
         prior = _with_exif_heading(job) if job.exif_heading else job.prior
         if prior is not None:
             prior.validate()  # a NaN or zero radius is refused here, not after the matcher ran
-        _check_exif_gps(job, prior)
-        photo = _photo_input(job)
-        result = localizer.localize(photo, source, prior, depth_map=job.depth_map)
+        if job.extent is not None and _without_position(job, prior):
+            result = localizer.localize_in_extent(
+                _photo_input(job), source, job.extent, job.extent_crs, getattr(prior, "heading_deg", None),
+                getattr(prior, "heading_tolerance_deg", None), depth_map=job.depth_map)
+        else:
+            _check_exif_gps(job, prior)
+            result = localizer.localize(_photo_input(job), source, prior, depth_map=job.depth_map)
     except Exception as exc:  # noqa: BLE001 -- one photo's failure, whatever it is, must not end the batch
         if not isinstance(exc, Loc2Error):
             _log.exception("unexpected error on %s", job.photo)  # a bug: keep its traceback for the report
@@ -256,6 +290,15 @@ def prior_position(job: PhotoJob):
     if info is None or info.lonlat is None:
         return None
     return (float(info.lonlat[0]), float(info.lonlat[1])), "EPSG:4326"
+
+
+def _without_position(job: PhotoJob, prior) -> bool:
+    """True when the job has no prior position and its photo's EXIF no usable GPS position (absent or
+    invalid); False when it has one, or when the photo cannot be read (`localize` then fails with the reason)."""
+    if prior is not None and prior.has_position:
+        return False
+    info = _exif(job)
+    return info is not None and info.lonlat is None
 
 
 def _check_exif_gps(job: PhotoJob, prior) -> None:

@@ -5,10 +5,11 @@
 cluster of worker processes (one thread each) or connects to a running ``dask.distributed`` scheduler, and
 has every worker load the localizer before the first photo, so that a model that cannot be loaded stops
 the batch before anything is written. Each worker process keeps its localizer (model and aerial-feature
-cache) for all the photos it is given; the aerial raster is opened there by path. This process places
-each photo on a worker with a free thread (so no more photos are out than the workers have threads), and
-each `Result` comes back as soon as it is ready to the writer here, so the GeoPackage is written, resumable
-and interrupt-safe exactly as in one process. A photo's own failure is its ``failed`` row, made on the
+cache) for all the photos it is given; the aerial raster is opened there by path. A photo travels as its
+`batch.PhotoJob` (its prior, its search extent, ...) and the worker runs it through `batch.localize_job`,
+as one process does. This process places each photo on a worker with a free thread (so no more photos are
+out than the workers have threads), and each `Result` comes back as soon as it is ready to the writer here,
+so the GeoPackage is written, resumable and interrupt-safe exactly as in one process. A photo's own failure is its ``failed`` row, made on the
 worker by `batch.localize_job`. A worker process that dies (out of memory, a crash in native code, a lost
 machine) loses only the photos it was running: each is given to another worker once more, and its second
 death makes it a ``failed`` row saying so; the batch goes on with the workers left (a local cluster starts
@@ -30,7 +31,7 @@ from concurrent.futures import CancelledError
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from .batch import BatchSummary, PhotoJob, localize_job, record
+from .batch import BatchSummary, PhotoJob, check_extent, localize_job, record
 from .errors import Loc2Error, ModelError
 from .registry import load_target
 from .result import Result
@@ -174,6 +175,13 @@ class ClusterLocalizer:
         worker that joins later builds it for its first photo)."""
         self.client.run(_load, self.spec)
 
+    def check_extent(self, extent, crs) -> None:
+        """`batch.check_extent` on a worker, whose localizer has the model (the window size): PriorError when
+        the extent cannot be searched."""
+        problem = self.client.submit(_extent_problem, self.spec, tuple(extent), crs, pure=False).result()
+        if problem is not None:
+            raise problem
+
     def run_batch(self, jobs: Sequence[PhotoJob], aerial, out, *, resume: bool = False,
                   progress: Optional[Callable[[int, int, Result], None]] = None,
                   cancelled: Optional[Callable[[], bool]] = None) -> BatchSummary:
@@ -278,6 +286,16 @@ class _Flights:
 def _load(spec: LocalizerSpec) -> None:
     """On a worker: build its localizer."""
     spec.localizer()
+
+
+def _extent_problem(spec: LocalizerSpec, extent, crs) -> Optional[Loc2Error]:
+    """Task: `batch.check_extent` with this worker's localizer; its error is returned, not raised (a raising
+    task is logged by the worker as a failed computation)."""
+    try:
+        check_extent(spec.localizer(), extent, crs)
+    except Loc2Error as exc:
+        return exc
+    return None
 
 
 def _localize(job: PhotoJob, aerial, spec: LocalizerSpec) -> Result:

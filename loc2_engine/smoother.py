@@ -9,8 +9,12 @@ photo (`result.RivalPose`) that fits the neighbours is probably right. Two stage
    (`PhotoEvidence.from_pose`: the confidence for the own pose, the rest shared among the rivals by their
    rank gaps); an outlier costs ``outlier_cost`` and drops out of the chain, its neighbours then being
    linked to each other across it. Consecutive chosen candidates pay for a step whose length departs
-   from the capture's typical speed (the median step of its photos) and for a heading that turns faster
-   than ``turn_rate_deg_s``; both terms are capped so that a stop or a corner costs a bounded amount.
+   from the capture's typical speed and for a heading that turns faster than ``turn_rate_deg_s``; both
+   terms are capped so that a stop or a corner costs a bounded amount. The typical speed is chosen with
+   the candidates: the programme runs for each speed of a geometric grid (``min_speed_mps`` to
+   ``max_speed_mps``) and the speed whose best chain costs least wins. The step term carries its
+   likelihood's normalisation (a faster speed widens the spread, which is paid for), so the speeds compare
+   fairly, and wrong single-photo poses, whose steps are long and random, do not make a capture look fast.
 2. **Smoothing** (iteratively reweighted least squares): positions minimise the chosen candidates'
    squared errors (per-axis ``sigma_m``) plus a constant-velocity prior (velocity changes between
    consecutive steps, ``accel_sigma`` m/s per √s) and a weak maximum-speed prior, each term re-weighted by a
@@ -46,7 +50,9 @@ class SmootherConfig:
 
     outlier_cost: float = 3.0          # declaring a photo with a pose an outlier
     max_skip: int = 12                 # consecutive photos the choice may skip (outliers, failures)
-    speed_mps: Optional[float] = None  # the capture's typical speed; None: the median step of its own poses
+    speed_mps: Optional[float] = None  # the capture's typical speed; None: chosen with the candidates
+    min_speed_mps: float = 0.5         # slowest speed of the grid the choice tries, m/s (the fastest: max_speed_mps)
+    speed_step: float = 1.25           # ratio of consecutive speeds of that grid (below 1 + speed_tolerance)
     speed_tolerance: float = 0.5       # relative spread of a step's length around speed · dt
     step_sigma_m: float = 1.5          # floor of that spread, metres
     step_cost_cap: float = 8.0         # most a single step costs (a stop, a speed change)
@@ -127,8 +133,10 @@ def smooth_sequence(times_s, evidence: Sequence[PhotoEvidence],
         raise ValueError(f"{n} times but {len(evidence)} photos' evidence; give one time per photo")
     if not np.isfinite(t).all() or np.any(np.diff(t) < 0):
         raise ValueError("the times of a sequence must be finite and sorted (non-decreasing)")
-    speed = config.speed_mps if config.speed_mps is not None else typical_speed(t, evidence)
-    choice = choose_candidates(t, evidence, speed, config)
+    if config.speed_mps is not None:
+        speed, choice = config.speed_mps, choose_candidates(t, evidence, config.speed_mps, config)
+    else:
+        speed, choice = choose_speed_and_candidates(t, evidence, config)
     inlier = choice >= 0
     if not inlier.any():
         nan = np.full(n, np.nan)
@@ -141,21 +149,23 @@ def smooth_sequence(times_s, evidence: Sequence[PhotoEvidence],
     return SmoothedSequence(xy[:, 0], xy[:, 1], heading, sigma, choice, overruled, speed)
 
 
-def typical_speed(times_s: np.ndarray, evidence: Sequence[PhotoEvidence]) -> float:
-    """Median speed (m/s) of the steps between consecutive photos' own poses, the confident ones first
-    (own-pose cost below -log 0.5); 0 when no two consecutive photos have a pose."""
-    steps, sure = [], []
-    for i in range(len(evidence) - 1):
-        a, b = evidence[i], evidence[i + 1]
-        if len(a.poses) == 0 or len(b.poses) == 0:
-            continue
-        dt = max(float(times_s[i + 1] - times_s[i]), 1e-3)
-        v = float(np.hypot(*(b.poses[0, :2] - a.poses[0, :2]))) / dt
-        steps.append(v)
-        if max(a.cost[0], b.cost[0]) < math.log(2.0):
-            sure.append(v)
-    use = sure if len(sure) >= max(2, len(steps) // 3) else steps
-    return float(np.median(use)) if use else 0.0
+def candidate_speeds(config: SmootherConfig = SmootherConfig()) -> np.ndarray:
+    """(S,) m/s: the geometric grid of typical speeds the choice tries, ``min_speed_mps`` to ``max_speed_mps``,
+    consecutive speeds at most ``speed_step`` apart."""
+    lo, hi = config.min_speed_mps, max(config.max_speed_mps, config.min_speed_mps)
+    count = int(math.ceil(math.log(hi / lo) / math.log(config.speed_step))) + 1 if hi > lo else 1
+    return np.geomspace(lo, hi, count)
+
+
+def choose_speed_and_candidates(times_s: np.ndarray, evidence: Sequence[PhotoEvidence],
+                                config: SmootherConfig = SmootherConfig()):
+    """(speed m/s, (N,) choice as `choose_candidates`): the speed of `candidate_speeds` whose best chain
+    costs least, and that chain. The costs of different speeds compare because the step term is normalised
+    (`pair_cost`); all speeds run in one programme."""
+    speeds = candidate_speeds(config)
+    choices, totals = _best_chains(times_s, evidence, speeds, config)
+    s = int(np.argmin(totals))
+    return float(speeds[s]), choices[s]
 
 
 def choose_candidates(times_s: np.ndarray, evidence: Sequence[PhotoEvidence], speed_mps: float,
@@ -164,56 +174,70 @@ def choose_candidates(times_s: np.ndarray, evidence: Sequence[PhotoEvidence], sp
     candidates' costs + outliers' costs + the capped step and turn costs between consecutive chosen
     candidates (skipped photos in between), by dynamic programming; at most ``max_skip`` photos in a row are
     skipped between two chosen ones."""
-    n = len(evidence)
+    return _best_chains(times_s, evidence, np.array([float(speed_mps)]), config)[0][0]
+
+
+def _best_chains(times_s, evidence, speeds: np.ndarray, config: SmootherConfig):
+    """`choose_candidates` for each of S typical speeds (S,) m/s at once: (choices (S, N) int, their total
+    costs (S,))."""
+    n, m = len(evidence), len(speeds)
     # skipping a photo with a pose costs outlier_cost; a photo without one is skipped for free
     skip = np.array([config.outlier_cost if len(e.poses) else 0.0 for e in evidence])
     before = np.concatenate([[0.0], np.cumsum(skip)])  # before[i] = cost of skipping photos 0 .. i-1
-    best = [np.zeros(0)] * n          # (K_i,) least cost of a chain ending at candidate k of photo i
-    back = [np.zeros((0, 2), int)] * n  # (K_i, 2) (previous photo, its candidate) or (-1, -1): chain starts
+    rows = np.arange(m)
+    best = [np.zeros((m, 0))] * n          # (S, K_i) least cost of a chain ending at candidate k of photo i
+    back = [np.zeros((m, 0, 2), int)] * n  # (S, K_i, 2) (previous photo, its candidate) or (-1, -1): starts
     for i, e in enumerate(evidence):
         k = len(e.poses)
         if k == 0:
             continue
-        cost = np.full(k, before[i])  # all photos before are skipped
-        prev = np.full((k, 2), -1)
+        cost = np.full((m, k), before[i])  # all photos before are skipped
+        prev = np.full((m, k, 2), -1)
         for j in range(max(0, i - config.max_skip - 1), i):
             if len(evidence[j].poses) == 0:
                 continue
-            link = best[j][:, None] + pair_cost(evidence[j], evidence[i], times_s[i] - times_s[j], speed_mps,
-                                                config) + (before[i] - before[j + 1])
-            a = np.argmin(link, axis=0)
-            value = link[a, np.arange(k)]
+            link = best[j][:, :, None] + pair_cost(evidence[j], e, times_s[i] - times_s[j], speeds,
+                                                   config) + (before[i] - before[j + 1])
+            a = np.argmin(link, axis=1)  # (S, K_i)
+            value = np.take_along_axis(link, a[:, None, :], axis=1)[:, 0]
             better = value < cost
             cost[better] = value[better]
             prev[better] = np.stack([np.full(better.sum(), j), a[better]], axis=1)
         best[i], back[i] = cost + e.cost, prev
-    choice = np.where(skip > 0, OUTLIER, NO_POSE)
-    finish = before[n]  # every photo skipped
-    end = None
+    choices = np.tile(np.where(skip > 0, OUTLIER, NO_POSE), (m, 1))
+    finish = np.full(m, before[n])  # every photo skipped
+    end = np.full((m, 2), -1)
     for i in range(n):
-        if len(best[i]):
-            k = int(np.argmin(best[i]))
-            total = best[i][k] + before[n] - before[i + 1]
-            if total < finish:
-                finish, end = total, (i, k)
-    while end is not None and end[0] >= 0:
-        i, k = end
-        choice[i] = k
-        end = tuple(back[i][k]) if back[i][k][0] >= 0 else None
-    return choice
+        if best[i].shape[1]:
+            k = np.argmin(best[i], axis=1)
+            total = best[i][rows, k] + before[n] - before[i + 1]
+            better = total < finish
+            finish[better] = total[better]
+            end[better] = np.stack([np.full(better.sum(), i), k[better]], axis=1)
+    for s in range(m):
+        i, k = end[s]
+        while i >= 0:
+            choices[s, i] = k
+            i, k = back[i][s, k]
+    return choices, finish
 
 
-def pair_cost(a: PhotoEvidence, b: PhotoEvidence, dt_s: float, speed_mps: float,
+def pair_cost(a: PhotoEvidence, b: PhotoEvidence, dt_s: float, speed_mps,
               config: SmootherConfig = SmootherConfig()) -> np.ndarray:
-    """(K_a, K_b) cost of a step from each candidate of ``a`` to each of ``b``, dt_s seconds later: the step
-    length against speed · dt (spread ``speed_tolerance`` of it, the candidates' sigmas and
-    ``step_sigma_m``), and the heading change beyond ``turn_rate_deg_s`` · dt, each capped."""
+    """(K_a, K_b) cost of a step from each candidate of ``a`` to each of ``b``, dt_s seconds later, at the
+    typical speed speed_mps (m/s; an array of S speeds gives (S, K_a, K_b)): the step length against
+    speed · dt (spread ``speed_tolerance`` of it, the candidates' sigmas and ``step_sigma_m``), and the
+    heading change beyond ``turn_rate_deg_s`` · dt, each capped.
+
+    The step term is a Gaussian's negative log-likelihood including log(spread / spread at rest): without it
+    a faster speed, whose spread is wider, would make every step cheaper and always win the speed choice."""
     dt = max(float(dt_s), 1e-3)
     d = np.hypot(*(b.poses[None, :, :2] - a.poses[:, None, :2]).transpose(2, 0, 1))
-    expected = speed_mps * dt
-    spread2 = (a.sigma_m[:, None] ** 2 + b.sigma_m[None, :] ** 2 + config.step_sigma_m ** 2
-               + (config.speed_tolerance * expected) ** 2)
-    cost = np.minimum(0.5 * (d - expected) ** 2 / spread2, config.step_cost_cap)
+    expected = np.asarray(speed_mps, np.float64)[..., None, None] * dt
+    at_rest2 = a.sigma_m[:, None] ** 2 + b.sigma_m[None, :] ** 2 + config.step_sigma_m ** 2
+    spread2 = at_rest2 + (config.speed_tolerance * expected) ** 2
+    cost = np.minimum(0.5 * (d - expected) ** 2 / spread2 + 0.5 * np.log(spread2 / at_rest2),
+                      config.step_cost_cap)
     if config.heading_continuity:
         turn = np.abs(wrap_deg(b.poses[None, :, 2] - a.poses[:, None, 2]))
         excess = np.maximum(turn - config.turn_rate_deg_s * dt, 0.0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import piexif
@@ -23,6 +24,7 @@ from loc2_engine.errors import Loc2Error, PriorError
 from loc2_engine.georef import transform_points
 from loc2_engine.ground import GroundImage
 from loc2_engine.result import Result
+from loc2_engine.search_area import Prior
 
 CRS = "EPSG:32633"
 #: raster: 200 x 200 px at 1 m, top-left corner
@@ -138,3 +140,22 @@ class FakeLocalizer:
             xy_bev=xy_bev, xy_aerial=xy_aerial, weights=np.full(n, 0.5), inlier_mask=np.ones(n, bool),
             residuals_m=np.zeros(n), layout_uv=np.zeros((3, 2)), layout_xy=t + np.zeros((3, 2)),
             window=window, frame=frame)
+
+
+class ExtentFake(FakeLocalizer):
+    """`FakeLocalizer` that can also search an extent: records the call and answers from the extent's centre
+    (a 64 m window, as a small model's)."""
+
+    matcher = SimpleNamespace(aerial_size_m=64.0)
+
+    def __init__(self):
+        super().__init__()
+        self.extent_calls = []
+
+    def localize_in_extent(self, photo, aerial, extent, extent_crs=None, heading_deg=None,
+                           heading_tolerance_deg=None, depth_map=None):
+        photo_id = os.fspath(photo) if isinstance(photo, (str, os.PathLike)) else photo.path
+        self.extent_calls.append((os.path.basename(photo_id), tuple(extent), extent_crs, heading_deg))
+        centre = Prior(x=(extent[0] + extent[2]) / 2, y=(extent[1] + extent[3]) / 2, crs=extent_crs,
+                       heading_deg=heading_deg, heading_tolerance_deg=heading_tolerance_deg)
+        return self.localize(photo, aerial, centre, depth_map)

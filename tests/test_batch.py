@@ -1,9 +1,10 @@
 """The batch loop (loc2_engine.batch) and `loc2 batch`: good and broken photos, resume after SIGKILL,
-cancel, manifests, EXIF heading priors, exit codes. The localizer is `batch_fixtures.FakeLocalizer` (real
+cancel, manifests, EXIF heading priors, a search extent for photos without a position, exit codes. The localizer is `batch_fixtures.FakeLocalizer` (real
 input handling, made-up pose) so these tests do not depend on a trained model."""
 
 import gc
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -15,9 +16,11 @@ from pathlib import Path
 import pytest
 from osgeo import ogr
 
-from batch_fixtures import CRS, GOOD, OFFSET_M, FakeLocalizer, make_folder, write_photo, write_raster
+from batch_fixtures import (CRS, GOOD, OFFSET_M, ExtentFake, FakeLocalizer, make_folder, write_photo,
+                            write_raster)
 from loc2_engine import cli, defaults, pipeline
 from loc2_engine.batch import find_photos, folder_jobs, manifest_jobs, run_batch
+from loc2_engine.georef import transform_points
 from loc2_engine.gpkg import GeoPackageWriter
 from loc2_engine.manifest import read_manifest, write_manifest
 from loc2_engine.pipeline import Prior
@@ -236,3 +239,101 @@ def test_prior_position_is_the_prior_else_the_exif_gps(tmp_path):
     assert prior_position(PhotoJob(without)) is None
     (tmp_path / "empty.jpg").write_bytes(b"")
     assert prior_position(PhotoJob(str(tmp_path / "empty.jpg"))) is None
+
+
+#: a 60 m square in the raster's south-west, in its CRS
+EXTENT = (500_010.0, 5_000_010.0, 500_070.0, 5_000_070.0)
+
+
+def test_a_photo_without_a_position_is_searched_in_the_extent_the_others_around_their_prior(tmp_path):
+    from loc2_engine.batch import with_extent
+
+    folder, raster, expected = make_folder(tmp_path)
+    fake = ExtentFake()
+    with GeoPackageWriter(tmp_path / "out.gpkg", CRS) as out:
+        summary = run_batch(with_extent(folder_jobs(folder, prior=Prior(heading_deg=80.0)), EXTENT), raster, out,
+                            fake)
+    assert fake.extent_calls == [("noexif.jpg", EXTENT, None, 80.0)]  # with the heading prior it has
+    rows = {Path(items["photo"]).name: items for items, _ in pose_rows(tmp_path / "out.gpkg")}
+    centre = ((EXTENT[0] + EXTENT[2]) / 2 + OFFSET_M[0], (EXTENT[1] + EXTENT[3]) / 2 + OFFSET_M[1])
+    assert rows["noexif.jpg"]["status"] == "ok"
+    assert (rows["noexif.jpg"]["x"], rows["noexif.jpg"]["y"]) == pytest.approx(centre, abs=0.05)
+    assert rows["p01.jpg"]["x"] == pytest.approx(GOOD["p01.jpg"][0] + OFFSET_M[0], abs=0.05)  # its EXIF GPS
+    for name in ("zero.jpg", "truncated.jpg", "random.jpg", "outside.jpg"):  # unreadable, or GPS elsewhere
+        assert expected[name] in rows[name]["error"], name
+    assert (summary.ok, summary.failed) == (4, 4)
+
+
+def test_cli_extent_for_folder_and_manifest_photos_without_a_position(tmp_path, monkeypatch):
+    fake = ExtentFake()
+    monkeypatch.setattr(pipeline, "Localizer", lambda **kw: fake)
+    raster = write_raster(tmp_path / "aerial.tif")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    write_photo(photos / "gps.jpg", GOOD["p02.JPG"])
+    write_photo(photos / "bare.jpg", None, seed=1)
+    write_photo(photos / "placed.jpg", None, seed=2)
+    write_manifest(tmp_path / "manifest.csv", [
+        {"photo": "photos/bare.jpg", "aerial": "aerial.tif"},
+        {"photo": "photos/placed.jpg", "aerial": "aerial.tif", "crs": CRS, "prior_x": 500_150.0,
+         "prior_y": 5_000_150.0},
+        {"photo": "photos/gps.jpg", "aerial": "aerial.tif"}])
+    lonlat = transform_points([EXTENT[:2], EXTENT[2:]], CRS, "EPSG:4326")
+    extent_lonlat = (*lonlat[0], *lonlat[1])
+    assert run_cli("--manifest", tmp_path / "manifest.csv", "--out", tmp_path / "m.gpkg", "--radius", 8,
+                   "--extent", *extent_lonlat, "--extent-crs", "EPSG:4326") == 0
+    assert fake.extent_calls == [("bare.jpg", pytest.approx(extent_lonlat), "EPSG:4326", None)]
+    rows = {Path(items["photo"]).name: items for items, _ in pose_rows(tmp_path / "m.gpkg")}
+    assert {name: row["status"] for name, row in rows.items()} == {"bare.jpg": "ok", "placed.jpg": "ok",
+                                                                     "gps.jpg": "ok"}
+    assert rows["placed.jpg"]["x"] == pytest.approx(500_150.0 + OFFSET_M[0], abs=0.05)
+
+    fake.extent_calls.clear()
+    assert run_cli(photos, "--aerial", raster, "--out", tmp_path / "f.gpkg", "--extent", *EXTENT) == 0
+    assert fake.extent_calls == [("bare.jpg", EXTENT, None, None), ("placed.jpg", EXTENT, None, None)]
+
+
+@pytest.mark.parametrize("options, words", [
+    (("--extent", 500_070, 5_000_010, 500_010, 5_000_070), "is empty"),
+    (("--extent", "nan", 5_000_010, 500_070, 5_000_070), "four finite coordinates"),
+    (("--extent-crs", "EPSG:4326"), "--extent-crs needs --extent"),
+    (("--extent", *EXTENT, "--extent-crs", "EPSG:nope"), "is not a CRS"),
+])
+def test_cli_unusable_extent_exits_2_before_the_model(tmp_path, monkeypatch, capsys, options, words):
+    def no_model(**kw):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(pipeline, "Localizer", no_model)
+    folder, raster, _ = make_folder(tmp_path)
+    assert run_cli(folder, "--aerial", raster, "--out", tmp_path / "x.gpkg", *options) == 2
+    assert words in capsys.readouterr().err
+    assert not (tmp_path / "x.gpkg").exists()
+
+
+def test_cli_extent_too_large_for_the_model_exits_2_before_any_photo(tmp_path, monkeypatch, capsys):
+    fake = ExtentFake()
+    monkeypatch.setattr(pipeline, "Localizer", lambda **kw: fake)
+    folder, raster, _ = make_folder(tmp_path)
+    # 10 km x 10 km of 64 m windows (22 m radius)
+    assert run_cli(folder, "--aerial", raster, "--out", tmp_path / "x.gpkg",
+                   "--extent", 500_000, 5_000_000, 510_000, 5_010_000) == 2
+    assert "the largest it searches is 400 windows" in capsys.readouterr().err
+    assert not fake.extent_calls and not (tmp_path / "x.gpkg").exists()
+
+
+def test_a_cluster_worker_searches_the_extent_of_the_job_it_is_given(tmp_path, monkeypatch):
+    """The task a Dask worker runs for a photo (`cluster._localize`) gets the extent with the job, and the
+    worker-side check refuses an extent too large for its model."""
+    from loc2_engine import cluster
+    from loc2_engine.batch import PhotoJob
+    from loc2_engine.errors import PriorError
+
+    monkeypatch.setattr(cluster, "_CACHE", {})
+    raster = write_raster(tmp_path / "aerial.tif")
+    job = PhotoJob(write_photo(tmp_path / "bare.jpg", None), prior=Prior(), extent=EXTENT, extent_crs=CRS)
+    spec = cluster.LocalizerSpec.of({}, "batch_fixtures:ExtentFake")
+    result = cluster._localize(pickle.loads(pickle.dumps(job)), raster, spec)
+    assert result.status == "ok" and spec.localizer().extent_calls == [("bare.jpg", EXTENT, CRS, None)]
+    assert cluster._extent_problem(spec, EXTENT, CRS) is None
+    problem = cluster._extent_problem(spec, (500_000.0, 5_000_000.0, 510_000.0, 5_010_000.0), CRS)
+    assert isinstance(problem, PriorError) and "400 windows" in str(problem)

@@ -9,7 +9,6 @@ import json
 import math
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -374,6 +373,31 @@ def test_an_existing_geopackage_is_appended_to_and_keeps_its_other_layers(provid
     poses = QgsVectorLayer(first["CAMERA_POSES"], "poses", "ogr")
     assert poses.isValid() and poses.renderer().type() == "categorizedSymbol"  # its default style
 
+
+
+@pytest.mark.inqgis
+def test_a_geopackage_output_lists_its_layers_in_drawing_order(provider, fake, tmp_path):
+    """Every output into one GeoPackage: QGIS 3.22 stacks a reopened file's layers in the order the file lists
+    them, first on top, so the file lists them as `loc2 batch` writes its own (`gpkg.LAYERS`: the pose, its
+    inlier dots, the frustum polygon underneath; the trajectory after them), whatever the first photo wrote
+    (here a failed one: a camera_poses row only)."""
+    import processing
+    from qgis.core import (QgsCoordinateTransformContext, QgsProviderRegistry, QgsProviderSublayerDetails)
+
+    folder, raster, _ = make_folder(tmp_path)
+    gpkg = tmp_path / "out.gpkg"
+    processing.run(ALG, {"FOLDER": str(folder), "AERIAL": raster, "CAMERA_POSES": str(gpkg),
+                         "VIEW_FRUSTUMS": str(gpkg), "INLIERS": str(gpkg), "SEQUENCES": True,
+                         "TRAJECTORY": str(gpkg)})
+    listed = [s for s in QgsProviderRegistry.instance().querySublayers(str(gpkg)) if s.name() != "layer_styles"]
+    assert [s.name() for s in listed] == ["camera_poses", "inliers", "view_frustums", "trajectory"]
+    project = QgsProject()  # as QGIS adds a dropped file's layers: last to first, each on top
+    options = QgsProviderSublayerDetails.LayerOptions(QgsCoordinateTransformContext())
+    for sublayer in reversed(listed):
+        assert project.addMapLayer(sublayer.toLayer(options)) is not None
+    drawn = [layer.name() for layer in project.layerTreeRoot().layerOrder()]  # top first
+    assert drawn.index("camera_poses") < drawn.index("inliers") < drawn.index("view_frustums"), drawn
+    project.clear()
 
 # -- the same poses from the three entry points, with the real Localizer ------------------------------------
 

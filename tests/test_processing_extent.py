@@ -7,36 +7,16 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
 import pyproj
 import pytest
 from qgis.core import QgsProcessingException
 
-from batch_fixtures import CRS, OFFSET_M, FakeLocalizer, make_folder, write_photo, write_raster
+from batch_fixtures import CRS, OFFSET_M, ExtentFake, make_folder, write_photo, write_raster
 from loc2_engine import pipeline
-from loc2_engine.pipeline import Prior
 from test_processing import ALG, features, provider  # noqa: F401 (fixture)
 
 needs_exiftool = pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool is not installed (make setup)")
-
-
-class ExtentFake(FakeLocalizer):
-    """`FakeLocalizer` that can also search an extent: records the call and answers from the extent's centre
-    (a 64 m window, as a small model's)."""
-
-    matcher = SimpleNamespace(aerial_size_m=64.0)
-
-    def __init__(self):
-        super().__init__()
-        self.extent_calls = []
-
-    def localize_in_extent(self, photo, aerial, extent, extent_crs=None, heading_deg=None,
-                           heading_tolerance_deg=None, depth_map=None):
-        self.extent_calls.append((Path(photo).name, tuple(extent), extent_crs, heading_deg))
-        centre = Prior(x=(extent[0] + extent[2]) / 2, y=(extent[1] + extent[3]) / 2, crs=extent_crs,
-                       heading_deg=heading_deg, heading_tolerance_deg=heading_tolerance_deg)
-        return self.localize(photo, aerial, centre, depth_map)
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ nearly as it was, headings across north, and photos without a pose placed by the
 import numpy as np
 import pytest
 
-from loc2_engine.smoother import (NO_POSE, OUTLIER, PhotoEvidence, SmootherConfig, choose_candidates,
-                                  smooth_sequence, wrap_deg)
+from loc2_engine.smoother import (NO_POSE, OUTLIER, PhotoEvidence, SmootherConfig, candidate_speeds,
+                                  choose_candidates, smooth_sequence, wrap_deg)
 
 
 def street(n=24, step_m=5.0, dt_s=2.0, corner=12):
@@ -125,3 +125,34 @@ def test_rival_costs_follow_confidence_and_gap():
     e = PhotoEvidence.from_pose(0, 0, 0, 1.0, 0.9, [(5, 0, 0, -0.1), (9, 0, 0, -2.0)])
     assert e.cost[0] < e.cost[1] < e.cost[2]
     assert np.exp(-e.cost).sum() == pytest.approx(1.0)
+
+
+def test_capture_of_mostly_wrong_photos_keeps_a_plausible_speed():
+    """Two thirds of the photos weakly confident and far off, each with its right pose among its rivals:
+    the speed is chosen with the candidates, not read off the long, random steps of the wrong poses."""
+    rng = np.random.default_rng(7)
+    t, xy, heading = street()
+    evidence = []
+    for k, ((x, y), h) in enumerate(zip(xy, heading)):
+        right = (x + rng.normal(0, 0.5), y + rng.normal(0, 0.5), h + rng.normal(0, 2))
+        if k % 3 == 0:  # right but weak, with a decoy rival
+            decoy = (x + rng.uniform(-30, 30), y + rng.uniform(-30, 30), (h + 180) % 360, -0.5)
+            evidence.append(PhotoEvidence.from_pose(*right, 0.5, 0.3, [decoy]))
+        else:  # wrong, with the right pose as its runner-up
+            angle = rng.uniform(0, 2 * np.pi)
+            wrong = (x + 30 * np.cos(angle), y + 30 * np.sin(angle), rng.uniform(0, 360))
+            evidence.append(PhotoEvidence.from_pose(*wrong, 0.5, 0.25, [(*right, -0.3)]))
+    own = np.array([e.poses[0, :2] for e in evidence])
+    assert np.median(np.hypot(*np.diff(own, axis=0).T) / np.diff(t)) > 8.0  # the own poses' steps: far too fast
+    out = smooth_sequence(t, evidence)
+    assert 1.8 < out.speed_mps < 3.5  # the capture moves at 2.5 m/s
+    assert np.median(np.hypot(out.x - xy[:, 0], out.y - xy[:, 1])) < 1.5
+    assert (out.choice[::3] == 0).all()  # the right but weak photos keep their own pose
+    fixed = smooth_sequence(t, evidence, SmootherConfig(speed_mps=2.5))
+    assert (fixed.choice == out.choice).all()
+
+
+def test_candidate_speeds_span_the_grid():
+    speeds = candidate_speeds(SmootherConfig(min_speed_mps=0.5, max_speed_mps=30.0, speed_step=1.25))
+    assert speeds[0] == pytest.approx(0.5) and speeds[-1] == pytest.approx(30.0)
+    assert (speeds[1:] / speeds[:-1] <= 1.25 + 1e-9).all()

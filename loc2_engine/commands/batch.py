@@ -1,12 +1,15 @@
-"""`loc2 batch (PHOTO_DIR | --manifest CSV) [--aerial RASTER] --out FILE.gpkg [--resume] [--sequences]` (docs/cli.md).
+"""`loc2 batch (PHOTO_DIR | --manifest CSV) [--aerial RASTER] --out FILE.gpkg [--resume] [--sequences]
+[--extent XMIN YMIN XMAX YMAX]` (docs/cli.md).
 
 Exit status: 0 when the batch ran (failed photos are recorded as `failed` rows), 2 when it could not run at
 all (unusable options, no photos, unreadable aerial raster or manifest, model that cannot be loaded, unusable
 output file, another writer on it) or stopped because the output could not be written (disk full: every
 photo finished before is in the file), 130 on Ctrl-C (every finished photo is in the file; rerun with
---resume). Options are checked before the model loads. With --workers N (N > 1) or --scheduler ADDRESS the
-photos are localized by Dask worker processes and written here, with the same rows and exit codes
-(docs/cluster.md).
+--resume). Options are checked before the model loads; an --extent too large for the model's windows is
+refused once the model is loaded, before any photo. With --extent, a photo with neither a prior position nor
+EXIF GPS is searched for in the extent (`batch.localize_job`). With --workers N (N > 1) or --scheduler
+ADDRESS the photos are localized by Dask worker processes and written here, with the same rows and exit
+codes (docs/cluster.md).
 """
 
 from __future__ import annotations
@@ -33,6 +36,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--recursive", action="store_true", help="also take photos from sub-folders")
     parser.add_argument("--exif-heading", action="store_true",
                         help="use each photo's EXIF GPSImgDirection (true north) as heading prior")
+    parser.add_argument("--extent", nargs=4, type=float, metavar=("XMIN", "YMIN", "XMAX", "YMAX"),
+                        help="search each photo that has neither a prior position nor EXIF GPS anywhere in this "
+                             "rectangle (windows cover it, the best pose inside it is kept) instead of failing it; "
+                             "the other photos are localized around their priors")
+    parser.add_argument("--extent-crs", metavar="CRS",
+                        help="CRS of --extent (default: the aerial raster's CRS)")
     parser.add_argument("--sequences", action="store_true",
                         help="after the batch, localize each capture's photos jointly (docs/sequences.md): the "
                              "seq_* columns of camera_poses and the trajectory layer")
@@ -64,7 +73,8 @@ def run(args) -> int:
 def _run(args, stack) -> int:
     from tqdm import tqdm
 
-    from ..batch import folder_jobs, manifest_jobs, output_crs, photo_extensions, run_batch, scan_folder
+    from ..batch import (check_extent, folder_jobs, manifest_jobs, output_crs, photo_extensions, run_batch,
+                         scan_folder, with_extent)
     from ..errors import Loc2Error
     from ..gpkg import GeoPackageWriter
     from ..pipeline import Localizer, Prior
@@ -77,7 +87,7 @@ def _run(args, stack) -> int:
     if args.workers < 1 or (args.scheduler is not None and args.workers != 1):
         return _fail("--workers N needs N >= 1 and goes without --scheduler (whose workers are started with "
                      "`dask worker`).")
-    problem = sequence_option_error(args)
+    problem = sequence_option_error(args) or extent_crs_error(args)
     if problem is not None:
         return _fail(problem)
     skipped, rows = [], None
@@ -98,6 +108,8 @@ def _run(args, stack) -> int:
             return _fail(f"no photos ({kinds}) in {args.manifest or args.photo_dir}"
                          + ("" if args.recursive or args.manifest else "; add --recursive for sub-folders")
                          + ("" if not skipped else "\n" + skipped_lines(skipped)))
+        if args.extent:
+            jobs = with_extent(jobs, args.extent, args.extent_crs)
         crs = output_crs(jobs, args.aerial)
         conf = {"camera": args.camera, "hfov_deg": args.hfov, "camera_height_m": args.camera_height}
         if args.radius is not None:
@@ -111,6 +123,8 @@ def _run(args, stack) -> int:
                 settings, workers=None if args.scheduler else args.workers, scheduler=args.scheduler))
         else:
             localizer = Localizer(**settings)
+        if args.extent:
+            check_extent(localizer, args.extent, args.extent_crs or crs)
         writer = GeoPackageWriter(args.out, crs)
     except Loc2Error as exc:
         return _fail(str(exc))
@@ -159,6 +173,19 @@ def sequence_option_error(args):
     for option, value in gaps:
         if value is not None and not value > 0:
             return f"{option} must be a positive number, got {value:g}."
+    return None
+
+
+def extent_crs_error(args):
+    """Why --extent-crs is not a CRS, or None (--extent itself is checked with the camera and prior options)."""
+    if args.extent_crs is None:
+        return None
+    import pyproj
+
+    try:
+        pyproj.CRS.from_user_input(args.extent_crs)
+    except pyproj.exceptions.CRSError:
+        return f"--extent-crs {args.extent_crs!r} is not a CRS pyproj knows: give e.g. EPSG:4326 or EPSG:32633."
     return None
 
 

@@ -87,13 +87,15 @@ def camera_prior_error(args) -> Optional[str]:
 
 def extent_error(args) -> Optional[str]:
     """The first unusable use of --extent / --extent-crs as a sentence, None when usable or absent: four
-    finite numbers with XMIN < XMAX and YMIN < YMAX, and no prior options beside them (the windows set the
-    positions and radii)."""
+    finite numbers with XMIN < XMAX and YMIN < YMAX, and, for one photo, no prior options beside them (the
+    windows set the positions and radii; a batch searches the extent only for photos without a position)."""
     extent = getattr(args, "extent", None)
     if extent is None:
         return "--extent-crs needs --extent." if getattr(args, "extent_crs", None) is not None else None
     shown = " ".join(f"{v:g}" for v in extent)
-    for name, given in (("--prior", args.prior), ("--prior-crs", args.prior_crs), ("--radius", args.radius)):
+    single_photo = ("--prior", "prior"), ("--prior-crs", "prior_crs"), ("--radius", "radius")
+    for name, attribute in single_photo if hasattr(args, "prior") else ():  # loc2 batch has no --prior
+        given = getattr(args, attribute)
         if given is not None:
             return f"--extent and {name} exclude each other: search an extent, or around a prior."
     if not all(math.isfinite(v) for v in extent):

@@ -11,7 +11,7 @@ other raster layer (WMS, XYZ, ...) is rendered by QGIS with the dock's `render.L
 (and torch) is imported only when the algorithm runs.
 
 With EXTENT, a photo that has no prior position (no point of its own, no EXIF GPS) is searched for in the
-extent (`Localizer.localize_in_extent`, see `_ExtentSearch`) instead of failing. With WRITE_EXIF, the ``ok``
+extent (`Localizer.localize_in_extent`, by the batch loop, as ``loc2 batch --extent``) instead of failing. With WRITE_EXIF, the ``ok``
 poses of the run are written into copies of their photos in EXIF_FOLDER (`loc2_engine.exif_write`, as
 ``loc2 exif write``); the originals are never changed.
 """
@@ -49,11 +49,14 @@ MODEL_DEFAULT_DEPTH = "model default"
 #: the help page the dialog's Help button opens (shipped inside the plugin folder)
 HELP_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "help",
                          "georeference_photos.html")
-#: sink parameter -> (GeoPackage layer of loc2_engine.gpkg.LAYERS, QGIS geometry type)
+#: sink parameter -> (GeoPackage layer of loc2_engine.gpkg.LAYERS, QGIS geometry type), in that drawing order
+#: (top first): the sinks are opened and written in this order, so outputs into one GeoPackage list their
+#: tables so, and QGIS stacks the reopened file as `loc2 batch`'s (the frustum polygon under the inlier dots)
 SINKS = {"CAMERA_POSES": ("camera_poses", QgsWkbTypes.Type.Point),
-         "VIEW_FRUSTUMS": ("view_frustums", QgsWkbTypes.Type.Polygon),
-         "INLIERS": ("inliers", QgsWkbTypes.Type.Point)}
-#: the sink of the sequence pass (with SEQUENCES): one line per capture
+         "INLIERS": ("inliers", QgsWkbTypes.Type.Point),
+         "VIEW_FRUSTUMS": ("view_frustums", QgsWkbTypes.Type.Polygon)}
+#: the sink of the sequence pass (with SEQUENCES): one line per capture; opened after SINKS, as `loc2 batch`
+#: creates its trajectory table after the layers of `gpkg.LAYERS`
 TRAJECTORY = ("TRAJECTORY", "trajectory", QgsWkbTypes.Type.LineString)
 
 
@@ -94,8 +97,8 @@ class GeoreferencePhotos(QgsProcessingAlgorithm):
             "say why in 'error', are listed in the log, and sit at the photo's prior when it has one (their "
             "x, y stay empty: they are not poses). The counts of each are outputs of the algorithm. Cancelling "
             "stops after the current photo.\n\n"
-            "An existing GeoPackage output is never replaced: the layers camera_poses, view_frustums and inliers "
-            "are added to it, or appended to when it has them already, and the other layers in it are kept. "
+            "An existing GeoPackage output is never replaced: the layers camera_poses, inliers and view_frustums "
+            "are added to it (in that order, the order they are drawn in), or appended to when it has them already, and the other layers in it are kept. "
             "Photos already in its camera_poses are skipped (counted as skipped), as 'loc2 batch' does. "
             "'Resume' does the same for outputs in other formats (without it they are replaced), so an "
             "interrupted run can be finished.\n\n"
@@ -178,9 +181,9 @@ class GeoreferencePhotos(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterFeatureSink(
             "CAMERA_POSES", tr("Camera poses"), QgsProcessing.SourceType.TypeVectorPoint))
         self.addParameter(QgsProcessingParameterFeatureSink(
-            "VIEW_FRUSTUMS", tr("View frustums"), QgsProcessing.SourceType.TypeVectorPolygon, optional=True))
-        self.addParameter(QgsProcessingParameterFeatureSink(
             "INLIERS", tr("Inliers"), QgsProcessing.SourceType.TypeVectorPoint, optional=True))
+        self.addParameter(QgsProcessingParameterFeatureSink(
+            "VIEW_FRUSTUMS", tr("View frustums"), QgsProcessing.SourceType.TypeVectorPolygon, optional=True))
         self.addParameter(QgsProcessingParameterBoolean(
             "SEQUENCES", tr("Localize the photos of each capture jointly (photos taken in sequence: EXIF time)"),
             defaultValue=False))
@@ -238,7 +241,7 @@ class GeoreferencePhotos(QgsProcessingAlgorithm):
             raise QgsProcessingException(
                 deps.describe(absent) + " " + tr("Open the Loc² panel in QGIS to install it."))
         from loc2_engine import pipeline
-        from loc2_engine.batch import output_crs, run_batch
+        from loc2_engine.batch import check_extent, output_crs, run_batch, with_extent
         from loc2_engine.errors import Loc2Error
         from loc2_engine.exif_write import pose_of
 
@@ -264,8 +267,9 @@ class GeoreferencePhotos(QgsProcessingAlgorithm):
                 backbone=self.parameterAsFile(parameters, "BACKBONE", context) or None,
                 camera=CAMERAS[self.parameterAsEnum(parameters, "CAMERA", context)], hfov_deg=hfov,
                 radius_m=self.parameterAsDouble(parameters, "RADIUS", context), camera_height_m=height)
-            if search is not None:
-                localizer = _ExtentSearch(localizer, *search)
+            if search is not None:  # too large for the model's windows: refused before the run
+                check_extent(localizer, *search)
+                jobs = with_extent(jobs, *search)
             writer = _SinkWriter(self, parameters, context, self.aerial_layer_crs, crs, jobs, resume, sequences)
         except Loc2Error as exc:
             raise QgsProcessingException(str(exc)) from exc
@@ -438,41 +442,6 @@ def _depth_names():
     except ImportError:
         return []
     return [name for name in DEPTH_PROVIDERS if name != "truth"]
-
-
-class _ExtentSearch:
-    """The batch's localizer when an EXTENT is given: a photo without a prior position (no point of its own)
-    and without EXIF GPS is searched for in the extent (`Localizer.localize_in_extent`, with the heading
-    prior it has); every other photo goes to `Localizer.localize` as without an extent.
-
-    extent: (xmin, ymin, xmax, ymax) in ``crs``, the aerial layer's CRS. An extent too large for the model's
-    window (`extent.cover`) is refused here, before the batch starts (PriorError naming the largest).
-    """
-
-    def __init__(self, localizer, extent, crs: str):
-        from loc2_engine.extent import cover
-
-        cover(extent, crs, localizer.matcher)
-        self.localizer, self.extent, self.crs = localizer, extent, crs
-
-    def localize(self, photo, aerial, prior=None, depth_map=None):
-        if (prior is not None and prior.has_position) or not _without_gps(photo):
-            return self.localizer.localize(photo, aerial, prior, depth_map=depth_map)
-        return self.localizer.localize_in_extent(photo, aerial, self.extent, self.crs,
-                                                 getattr(prior, "heading_deg", None),
-                                                 getattr(prior, "heading_tolerance_deg", None), depth_map=depth_map)
-
-
-def _without_gps(photo) -> bool:
-    """True when the photo's EXIF has no GPS position; False when it has one or cannot be read (then
-    `Localizer.localize` fails with the reason, as without an extent)."""
-    from loc2_engine.errors import Loc2Error
-    from loc2_engine.exif import read_exif
-
-    try:
-        return read_exif(photo if isinstance(photo, (str, os.PathLike)) else photo.path).lonlat is None
-    except Loc2Error:
-        return False
 
 
 def _write_copies(poses, folder: str, feedback) -> int:
