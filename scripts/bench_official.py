@@ -9,10 +9,12 @@
         (real weights; --ground / --aerial image files then make the agreement meaningful).
     python scripts/bench_official.py precision [--reps N] [--tokens 5203] [--modes ...]
         one random ViT-L/14 block (1024-d, 16 heads) on the panorama's 5202 + 1 tokens in each mode, on the
-        code path the backbone uses for it (float32: oneDNN `fast_layer_forward`; bfloat16, int8:
-        transformers' forward), interleaved, min over reps; prints the CPU's ISA and native bfloat16.
+        code path the backbone uses for it (float32: `cpu_layer_forward`, oneDNN linears on AVX-512 CPUs
+        and MKL's elsewhere; bfloat16, int8: transformers' forward), interleaved, min over reps; prints the
+        CPU's ISA and native bfloat16.
     python scripts/bench_official.py block [REPS]
-        one ViT-L block in float32: transformers' forward vs `fast_layer_forward`, interleaved REPS times.
+        one ViT-L block in float32: transformers' forward (MKL linears) vs `fast_layer_forward` (oneDNN
+        linears), interleaved REPS times: which of the two GEMM libraries is faster on this CPU.
 
 Modes: float32 (the reference), bfloat16 (the ViT in bfloat16; heads and matching stay float32), int8
 (opt-in: the ViT's nn.Linear layers dynamically quantized to int8 with
@@ -35,7 +37,7 @@ from torch import nn
 
 from loc2_engine.models.base import AerialFeatures, GroundFeatures
 from loc2_engine.models.cpu import cpu_isa, native_bf16
-from loc2_engine.models.dinov2 import Dinov2Backbone, fast_layer_forward
+from loc2_engine.models.dinov2 import Dinov2Backbone, cpu_layer_forward, fast_layer_forward
 from loc2_engine.models.official import AERIAL_CELLS, OfficialHeads, OfficialMatcher, kitti_variant, vigor_variant
 
 MODES = ("float32", "bfloat16", "int8")
@@ -201,7 +203,7 @@ def block_in_mode(layer, mode: str) -> Callable[[torch.Tensor], torch.Tensor]:
     """x (B, N, D) float32 -> block output float32, on the path the backbone takes in ``mode``."""
     layer = copy.deepcopy(layer)
     if mode == "float32":
-        return lambda x: fast_layer_forward(layer, x)
+        return lambda x: cpu_layer_forward(layer, x)
     if mode == "bfloat16":
         layer = layer.to(torch.bfloat16)
         return lambda x: layer(x.to(torch.bfloat16)).float()

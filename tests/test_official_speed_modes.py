@@ -8,7 +8,7 @@ import warnings
 import pytest
 import torch
 
-from loc2_engine.models import cpu, official
+from loc2_engine.models import cpu, dinov2, official
 from loc2_engine.models.official import OfficialHeads, build_vigor, kitti_variant
 from script_modules import load_script
 
@@ -22,6 +22,27 @@ from official_fixtures import files, tiny_dinov2  # noqa: E402,F401
 def test_native_bfloat16_is_read_from_the_cpu_flags(monkeypatch, flags, native):
     monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset(flags))
     assert cpu.native_bf16() == native
+
+
+@pytest.mark.parametrize("isa, onednn", [("AVX2", False), ("AVX512", True), ("DEFAULT", False)])
+def test_float32_blocks_take_onednn_gemms_on_avx512_and_mkl_elsewhere_with_the_same_features(monkeypatch, isa,
+                                                                                                onednn):
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: isa)
+    calls = []
+
+    def spy(x, linear, activation="none"):
+        calls.append(activation)
+        return dinov2.module_linear(x, linear, activation)
+    monkeypatch.setattr(dinov2, "onednn_linear", spy)
+    vit = tiny_dinov2(layers=2, hidden=128, seed=5)
+    backbone = dinov2.Dinov2Backbone(vit)  # binds the official position-embedding resize to vit as well
+    x = torch.rand(1, 3, 42, 84, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref = vit(pixel_values=x).last_hidden_state[:, 1:].transpose(1, 2).reshape(1, 128, 3, 6)
+    out = backbone(x)
+    assert cpu.onednn_gemm_faster() == (onednn and torch.backends.mkldnn.is_available())
+    assert len(calls) == (2 * 6 if cpu.onednn_gemm_faster() else 0)  # 6 linears per block
+    assert float((out - ref).abs().max()) <= 1e-5 * float(ref.abs().max())
 
 
 def test_the_backbone_runs_in_float32_unless_asked_and_bfloat16_without_native_support_warns(files, monkeypatch):

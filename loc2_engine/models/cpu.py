@@ -56,3 +56,13 @@ def cpu_isa() -> str:
         return f"{name}+AMX"
     return f"{name}+BF16" if native_bf16() else name
 
+
+
+def onednn_gemm_faster() -> bool:
+    """Whether oneDNN's float32 GEMMs beat PyTorch's default (MKL's sgemm) on this CPU, which decides the
+    linears of the float32 ViT blocks (`dinov2.cpu_layer_forward`).
+
+    Measured on two AMD EPYCs (docs/official-models.md §4): with AVX-512, oneDNN makes a ViT-L block 1.35×
+    faster; with AVX2 only, MKL is faster (1.3× on the MLP GEMM, 1.1× per block). Taken as: AVX-512 -> oneDNN.
+    """
+    return torch.backends.cpu.get_cpu_capability().startswith("AVX512") and torch.backends.mkldnn.is_available()

@@ -14,8 +14,10 @@ Feature fidelity with the checkpoints' training features:
     * dtype: float32 or bfloat16 on CPU (float16 GEMMs are ~50× slower there; bfloat16 pays only with native
       bfloat16 instructions, see `cpu`), float16 on GPU (as trained).
 
-Speed: in float32 on a CPU the blocks run through `fast_layer_forward` (the same maths with oneDNN linears,
-1.4× faster per ViT-L block than transformers' forward, whose GEMMs go to MKL); elsewhere transformers runs.
+Speed: in float32 on a CPU the blocks run through `cpu_layer_forward`, the layer's maths with SDPA attention and
+the GEMM library that is faster on the CPU: oneDNN on AVX-512 CPUs (1.35× faster per ViT-L block than
+transformers' forward, whose GEMMs go to MKL), MKL on AVX2-only ones (there 1.1× faster than oneDNN); elsewhere
+transformers runs.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from torch import nn
 
 from ..errors import ModelError
 from .base import load_state_file
+from .cpu import onednn_gemm_faster
 
 #: where users get the backbone (named in every error about it)
 DINOV2_SOURCE = ("Meta's dinov2_vitl14_pretrain.pth from "
@@ -170,21 +173,40 @@ def onednn_linear(x: torch.Tensor, linear: nn.Linear, activation: str = "none") 
                                               "none" if activation == "gelu" else "")
 
 
-def fast_layer_forward(layer, x: torch.Tensor) -> torch.Tensor:
-    """A transformers ``Dinov2Layer`` (MLP feed-forward, eval) on x (B, N, D) float32 CPU, with oneDNN linears.
+def module_linear(x: torch.Tensor, linear: nn.Linear, activation: str = "none") -> torch.Tensor:
+    """``linear(x)`` (then exact erf-GELU when activation == "gelu") through the module itself: ``F.linear``,
+    which PyTorch's float32 CPU build hands to MKL's sgemm."""
+    y = linear(x)
+    return F.gelu(y) if activation == "gelu" else y
+
+
+def layer_forward(layer, x: torch.Tensor, linear) -> torch.Tensor:
+    """A transformers ``Dinov2Layer`` (MLP feed-forward, eval) on x (B, N, D) float32 CPU, with the given
+    linear (`onednn_linear` or `module_linear`, same signature).
 
     The layer's own maths: x += ls1 · attn(norm1 x); x += ls2 · fc2(gelu(fc1(norm2 x))); attention is SDPA
-    (as transformers' "sdpa"), the GELU fused into the fc1 GEMM.
+    (as transformers' "sdpa").
     """
     b, n, d = x.shape
     att = layer.attention
     h = layer.norm1(x)
-    q, k, v = (onednn_linear(h, proj).view(b, n, -1, att.head_dim).transpose(1, 2)
+    q, k, v = (linear(h, proj).view(b, n, -1, att.head_dim).transpose(1, 2)
                for proj in (att.q_proj, att.k_proj, att.v_proj))                # (B, heads, N, head_dim)
     o = F.scaled_dot_product_attention(q, k, v, scale=att.scaling).transpose(1, 2).reshape(b, n, d)
-    x = x + onednn_linear(o, att.o_proj) * layer.layer_scale1.lambda1
-    h = onednn_linear(layer.norm2(x), layer.mlp.fc1, "gelu")
-    return x + onednn_linear(h, layer.mlp.fc2) * layer.layer_scale2.lambda1
+    x = x + linear(o, att.o_proj) * layer.layer_scale1.lambda1
+    h = linear(layer.norm2(x), layer.mlp.fc1, "gelu")
+    return x + linear(h, layer.mlp.fc2) * layer.layer_scale2.lambda1
+
+
+def fast_layer_forward(layer, x: torch.Tensor) -> torch.Tensor:
+    """`layer_forward` with oneDNN linears (the GELU fused into the fc1 GEMM)."""
+    return layer_forward(layer, x, onednn_linear)
+
+
+def cpu_layer_forward(layer, x: torch.Tensor) -> torch.Tensor:
+    """`layer_forward` on x (B, N, D) float32 CPU with the GEMMs that are faster on this CPU
+    (`cpu.onednn_gemm_faster`): oneDNN (`fast_layer_forward`) or MKL (the modules' own ``F.linear``)."""
+    return layer_forward(layer, x, onednn_linear if onednn_gemm_faster() else module_linear)
 
 
 class Dinov2Backbone(nn.Module):
@@ -224,14 +246,14 @@ class Dinov2Backbone(nn.Module):
         if self._onednn_path(x):
             hidden = self.vit.embeddings(x)
             for layer in self.vit.encoder.layer:
-                hidden = fast_layer_forward(layer, hidden)
+                hidden = cpu_layer_forward(layer, hidden)
             tokens = self.vit.layernorm(hidden)[:, 1:]
         else:
             tokens = self.vit(pixel_values=x).last_hidden_state[:, 1:]  # drop cls; LayerNorm-ed
         return tokens.transpose(1, 2).reshape(b, self.channels, height // p, width // p).float()
 
     def _onednn_path(self, x: torch.Tensor) -> bool:
-        """Whether `fast_layer_forward` applies to the input x: float32 on a CPU with oneDNN, a plain-MLP ViT
+        """Whether `cpu_layer_forward` applies to the input x: float32 on a CPU with oneDNN, a plain-MLP ViT
         in eval mode with transformers 5's layer names and float linears (otherwise transformers' own forward
         runs, e.g. for int8 dynamically quantized linears, which have no float weight to hand to oneDNN)."""
         config = self.vit.config
