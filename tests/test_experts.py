@@ -113,3 +113,13 @@ def test_fine_tuning_a_file_with_experts_starts_from_its_general_network(files, 
     reference = load_model(general).state_dict()
     assert trainer.model.state_dict().keys() == reference.keys()
     assert all(torch.equal(v, reference[k]) for k, v in trainer.model.state_dict().items())
+
+
+def test_an_extracted_expert_is_the_network_that_was_added(tmp_path, files):
+    general, expert, both = files
+    out = str(tmp_path / "extracted.safetensors")
+    assert load_script("extract_expert").main([both, "--kind", "pano", "--out", out]) == 0
+    assert torch.equal(_outputs(load_model(out), "pano"), _outputs(load_model(expert), "pano"))
+    assert json.loads(load_state_file(out)[1]["training"])["seed"] == 2
+    with pytest.raises(SystemExit, match="no pinhole expert"):
+        load_script("extract_expert").main([both, "--kind", "pinhole", "--out", out])
