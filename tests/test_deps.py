@@ -65,16 +65,21 @@ def test_the_package_folder_is_outside_the_plugin_folder_and_on_sys_path_at_load
     assert sys.path[-1] == str(site)  # appended: QGIS's own packages win
 
 
-@pytest.mark.inqgis
-def test_a_successful_install_clears_the_warning_without_a_restart(qgis_iface, monkeypatch, tmp_path):
-    from qgis.core import Qgis
-
+@pytest.fixture
+def missing_package(monkeypatch, tmp_path):
+    """A required package that is not installed, pip faked (FakePip), packages going under tmp_path."""
     absent = deps.Requirement("loc2fakepkg", "loc2fakepkg==1.0", "testing")
     monkeypatch.setattr(deps, "REQUIREMENTS", deps.REQUIREMENTS + (absent,))
     monkeypatch.setattr(deps, "deps_root", lambda: tmp_path / "loc2_deps")
     monkeypatch.setattr(deps, "qgis_python", lambda: "/opt/qgis/bin/python3.11")
     monkeypatch.setattr(subprocess, "Popen", FakePip)
     monkeypatch.setattr(sys, "path", list(sys.path))
+
+
+@pytest.mark.inqgis
+def test_a_successful_install_clears_the_warning_without_a_restart(qgis_iface, missing_package, tmp_path):
+    from qgis.core import Qgis
+
     FakePip.commands.clear()
     bar = qgis_iface.messageBar()
     plugin = loc2_qgis.classFactory(qgis_iface)
@@ -101,15 +106,9 @@ def test_a_successful_install_clears_the_warning_without_a_restart(qgis_iface, m
 
 
 @pytest.mark.inqgis
-def test_an_install_offered_by_the_docks_run_clears_the_warning_and_run_goes_on(qgis_iface, monkeypatch, tmp_path):
+def test_an_install_offered_by_the_docks_run_clears_the_warning_and_run_goes_on(qgis_iface, missing_package):
     from qgis.core import Qgis
 
-    absent = deps.Requirement("loc2fakepkg", "loc2fakepkg==1.0", "testing")
-    monkeypatch.setattr(deps, "REQUIREMENTS", deps.REQUIREMENTS + (absent,))
-    monkeypatch.setattr(deps, "deps_root", lambda: tmp_path / "loc2_deps")
-    monkeypatch.setattr(deps, "qgis_python", lambda: "/opt/qgis/bin/python3.11")
-    monkeypatch.setattr(subprocess, "Popen", FakePip)
-    monkeypatch.setattr(sys, "path", list(sys.path))
     bar = qgis_iface.messageBar()
     plugin = loc2_qgis.classFactory(qgis_iface)
     plugin.initGui()

@@ -19,7 +19,7 @@ from loc2_engine import pipeline
 from loc2_engine.gpkg import SEQUENCE_FIELDS, GeoPackageWriter, layer_rows, rival_rows
 from loc2_engine.sequences import PhotoTiming, pose_record, run_sequence_pass, smooth_captures
 import test_processing
-from test_processing import ALG
+from test_processing import ALG, Warnings
 from test_sequences import WrongFourth, manifest_rows, pose
 
 provider = test_processing.provider  # the fixture that registers the Loc² provider
@@ -139,16 +139,6 @@ def test_the_loaded_trajectory_has_the_loc2_style(provider, wrong_fourth, tmp_pa
     assert symbol.symbolLayerCount() >= 2 and symbol.symbolLayer(1).color() == QColor(214, 39, 140)
     assert layers["Camera poses"].fields().lookupField("seq_overruled") >= 0  # the loaded layer has them
     QgsProject.instance().removeAllMapLayers()
-
-
-class Warnings(QgsProcessingFeedback):
-    def __init__(self):
-        super().__init__()
-        self.warnings = []
-
-    def pushWarning(self, text):
-        self.warnings.append(text)
-        super().pushWarning(text)
 
 
 @pytest.mark.inqgis
