@@ -137,7 +137,7 @@ def test_blank_walls_and_plain_ground_floors_have_no_shop_windows():
     base = np.full((3, 3), 0.7, np.float32)
 
     def shade(floor_h, bay):
-        fac = np.tile(np.array([0, 0, 1, 0, floor_h, bay], np.float32), (3, 1))
+        fac = np.tile(np.array([0, 0, 1, 0, floor_h, bay, 0], np.float32), (3, 1))
         return Renderer._facade(p, fac, base.copy())
 
     shop, plain, blank = shade(3.0, 2.0), shade(-3.0, 2.0), shade(3.0, 0.0)

@@ -29,7 +29,8 @@ from ..georef import LocalFrame
 from ..manifest import write_manifest
 from .albedo import make_albedo
 from .mesh import build_mesh
-from .ortho import ortho_transform, render_ortho, write_geotiff
+from .lens import Lens, draw_lens
+from .ortho import draw_aerial_camera, ortho_transform, render_ortho, write_geotiff
 from .photos import camera_response, exif_bytes, photometric, rotate_for_orientation, save_jpeg
 from .presets import Preset, TownSpec
 from .render import Renderer
@@ -59,7 +60,8 @@ def town_seed(preset: Preset, seed: int, index: int) -> int:
 def build_town(preset: Preset, spec: TownSpec, seed: int, index: int) -> Town:
     crs, origin = town_origin(spec)
     town = make_town(spec.name, spec.style, town_seed(preset, seed, index), crs, origin, preset.size_m,
-                     default_style(spec.style, preset.variant), preset.sun_azimuth_deg, preset.sun_elevation_deg)
+                     default_style(spec.style, preset.variant), preset.sun_azimuth_deg, preset.sun_elevation_deg,
+                     preset.terrain)
     # a stream of its own: the town, its views and photo noise stay those of the seed, overcast or not
     town.sun_strength = draw_sun_strength(np.random.default_rng(town.seed + 303), preset.overcast)
     return town
@@ -67,7 +69,7 @@ def build_town(preset: Preset, spec: TownSpec, seed: int, index: int) -> Town:
 
 @dataclass
 class View:
-    """One camera in local grid metres; heading from grid north."""
+    """One camera in local grid metres; heading from grid north; ``z`` above the ground under it (`centre`)."""
     camera: str         # pano | pinhole
     x: float
     y: float
@@ -76,6 +78,10 @@ class View:
     hfov: Optional[float] = None
     pitch: float = 0.0
     roll: float = 0.0
+
+    def centre(self, town: Town) -> Tuple[float, float, float]:
+        """Camera centre in local grid metres: ``z`` (camera_height_m) above the ground under the camera."""
+        return (self.x, self.y, float(town.ground_height(self.x, self.y)) + self.z)
 
 
 def sample_views(town: Town, renderer: Renderer, preset: Preset, rng, n_pano: int, n_pinhole: int) -> List[View]:
@@ -96,7 +102,7 @@ def sample_views(town: Town, renderer: Renderer, preset: Preset, rng, n_pano: in
         hfov = float(rng.uniform(*preset.hfov_deg))
         for _ in range(8):
             h = float(rng.uniform(0, 360))
-            if renderer.openness((x, y, z), h, hfov) > 8.0:
+            if renderer.openness((x, y, float(town.ground_height(x, y)) + z), h, hfov) > 8.0:
                 break
         pitch = float(rng.uniform(-preset.pitch_deg, preset.pitch_deg))
         views.append(View("pinhole", float(x), float(y), z, h, hfov, pitch,
@@ -148,6 +154,19 @@ def _feature_counts(town: Town) -> Dict[str, Dict[str, float]]:
     return {"features": counts} if counts else {}
 
 
+def _aerial_camera(aerial) -> Dict[str, Dict[str, object]]:
+    """{"aerial_camera": nadir point (local grid metres) and flying height} of an ordinary orthophoto, or {} for
+    a true one, whose json stays as it was."""
+    if aerial is None:
+        return {}
+    return {"aerial_camera": {"nadir_xy": list(aerial.nadir_xy), "flying_height_m": aerial.flying_height_m}}
+
+
+def _lens_columns(lens: Lens) -> Dict[str, str]:
+    """Manifest extras of a pinhole through a lens: its coefficients (lens.py: half-diagonal units)."""
+    return {f"lens_{k}": f"{getattr(lens, k):.6f}" for k in ("k1", "k2", "p1", "p2")}
+
+
 def generate_town(job) -> List[Dict[str, str]]:
     """Render one town's orthophoto and views into ``out_dir``; returns its manifest rows (in order)."""
     preset, spec, seed, index, out_dir, sequences = job
@@ -156,8 +175,12 @@ def generate_town(job) -> List[Dict[str, str]]:
     renderer = Renderer(town, build_mesh(town), make_albedo(town))
     aerial_rel = f"aerial/{spec.name}.tif"
     lit = photo_sun_town(town, preset) if preset.photo_sun == "independent" else town  # the photos' sun
-    write_geotiff(os.path.join(out_dir, aerial_rel), render_ortho(renderer, preset.gsd), ortho_transform(town, preset.gsd),
-                  town.crs)
+    # streams of their own: the town, its views and photo noise stay those of the seed, with lean or lenses or not
+    aerial = draw_aerial_camera(town, np.random.default_rng(town.seed + 505), preset.ortho_flying_height_m) \
+        if preset.ortho_flying_height_m else None
+    lens_rng = np.random.default_rng(town.seed + 707) if preset.lens_k1_range else None
+    write_geotiff(os.path.join(out_dir, aerial_rel), render_ortho(renderer, preset.gsd, aerial=aerial),
+                  ortho_transform(town, preset.gsd), town.crs)
     with open(os.path.join(out_dir, f"aerial/{spec.name}.json"), "w") as f:
         json.dump({"name": spec.name, "style": spec.style, "seed": town.seed, "crs": town.crs,
                    "origin_xy": town.origin_xy, "lonlat": [spec.lon, spec.lat], "size_m": town.size_m,
@@ -165,7 +188,7 @@ def generate_town(job) -> List[Dict[str, str]]:
                    "sun_strength": town.sun_strength, "photo_sun_strength": lit.sun_strength,
                    "buildings": len(town.buildings), "trees": len(town.trees),
                    "photo_sun_grid_azimuth_deg": lit.sun_az_deg, "photo_sun_elevation_deg": lit.sun_el_deg,
-                   **_feature_counts(town)}, f, indent=1)
+                   **_feature_counts(town), **_aerial_camera(aerial)}, f, indent=1)
     renderer.light(lit)
     frame = LocalFrame(town.crs, town.origin_xy)
     to_lonlat = pyproj.Transformer.from_crs(town.crs, "EPSG:4326", always_xy=True)
@@ -180,14 +203,15 @@ def generate_town(job) -> List[Dict[str, str]]:
     t_views = time.perf_counter()
     for k, v in enumerate(views):
         name = f"{spec.name}_{k:04d}"
-        pos = (v.x, v.y, v.z)
+        pos = v.centre(town)
+        lens = draw_lens(lens_rng, preset.lens_k1_range) if lens_rng and v.camera == "pinhole" else None
         if v.camera == "pano":
             H, W = preset.pano_hw
             rgb, rng_m = renderer.panorama(pos, v.heading_grid, H, W, preset.supersample)
         else:
             H, W = preset.pinhole_hw
             rgb, rng_m = renderer.pinhole(pos, v.heading_grid, v.hfov, H, W, v.pitch, v.roll,
-                                              preset.supersample)
+                                              preset.supersample, lens)
         img = (camera_response if preset.phone_camera else photometric)(rgb, rng, v.camera == "pano")
         orientation = 1
         if v.camera == "pinhole" and preset.rotated_pinholes and (n_rotated < 2 or rng.random() < 0.1):
@@ -205,7 +229,7 @@ def generate_town(job) -> List[Dict[str, str]]:
         compass = (true_heading + rng.normal(0, 8.0)) % 360.0 if rng.random() < preset.compass_fraction else None
         lon, lat = to_lonlat.transform(prior[0], prior[1])
         taken = start + timedelta(seconds=times[k]) if sequences else None
-        exif = exif_bytes((lon, lat), 400.0 + v.z, v.hfov, (W, H), (stored.shape[1], stored.shape[0]),
+        exif = exif_bytes((lon, lat), 400.0 + pos[2], v.hfov, (W, H), (stored.shape[1], stored.shape[0]),
                           orientation, compass, taken)
         photo_rel, depth_rel = f"photos/{name}.jpg", f"depth/{name}.npy"
         save_jpeg(os.path.join(out_dir, photo_rel), stored, exif, int(rng.integers(*preset.jpeg_quality)))
@@ -220,7 +244,8 @@ def generate_town(job) -> List[Dict[str, str]]:
                      "pitch_deg": _fmt(v.pitch, 3), "roll_deg": _fmt(v.roll, 3), "exif_orientation": str(orientation),
                      "grid_heading_deg": _fmt(v.heading_grid % 360.0, 4),
                      **({"sequence": f"{spec.name}_{which[k]}", "time": taken.isoformat(timespec="milliseconds")}
-                        if sequences else {})})
+                        if sequences else {}),
+                     **(_lens_columns(lens) if lens else {})})
     t_end = time.perf_counter()
     print(f"[synth] {spec.name} ({spec.style}): town+ortho {t_views - t0:.1f} s, {len(views)} views "
           f"{(t_end - t_views) / max(len(views), 1):.3f} s/view", flush=True)

@@ -11,13 +11,17 @@ and another camera: a phone-like response (photos.camera_response), camera heigh
 ``train-places`` is more training data of other kinds: the training kinds of place (town.TRAIN_PLACE_STYLES:
 parks and campuses) at origins in UTM zones and hemispheres that no other preset uses, at train's resolutions,
 with the light and camera variety of real photos (the sun anywhere, 10-75 degrees high, lit apart for the
-photos, some overcast skies, the phone-like camera, camera heights 1.2-3 m).
+photos, some overcast skies, the phone-like camera, camera heights 1.2-3 m), and towns on hills and slopes
+(``terrain``: 0-25 m of relief, grades mostly under 10 %), where every other preset is flat. Its orthophotos
+are ordinary, not true (roofs lean away from the nadir point of an aerial camera 800-3000 m up, up to about
+0.15 m per metre of height), and its pinholes come through lenses (radial distortion in the corners drawn from
+-8 % to +3 %, plus a smaller 4th-order term); every other preset renders true orthophotos and perfect pinholes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Optional, Tuple
 
 from .town import SOUTHERN_SKY_AZIMUTH_DEG, SUN_ELEVATION_DEG
 
@@ -62,6 +66,12 @@ class Preset:
     jpeg_quality: Tuple[int, int] = (72, 96)  # JPEG quality drawn from [lo, hi)
     phone_camera: bool = False           # photos.camera_response (auto exposure, colour temperature, shot
                                          # noise, tone curve, sharpening) instead of photos.photometric
+    terrain: bool = False                # hills and slopes under the town (terrain.py); False: flat at z = 0
+    ortho_flying_height_m: Optional[Tuple[float, float]] = None  # an ordinary orthophoto, roofs leaning out,
+                                         # from an aerial camera drawn this high (ortho.draw_aerial_camera);
+                                         # None: a true orthophoto
+    lens_k1_range: Optional[Tuple[float, float]] = None  # pinholes through lenses: radial distortion in the
+                                         # corners drawn from this range (lens.draw_lens); None: perfect pinholes
 
 
 # origins slightly off the real centres; zones 31-34 north, latitudes 46-70 degrees
@@ -111,7 +121,8 @@ PRESETS = {
     "train-places": Preset("train-places", TRAIN_PLACE_TOWNS, 90, 80, (256, 512), (192, 256), (50.0, 100.0),
                            size_m=256.0, variant="train", seed_offset=4_000_000, rotated_pinholes=False,
                            supersample=2, sun_azimuth_deg=(0.0, 360.0), sun_elevation_deg=(10.0, 75.0),
-                           overcast=0.3, photo_sun="independent", camera_height_m=(1.2, 3.0), phone_camera=True),
+                           overcast=0.3, photo_sun="independent", camera_height_m=(1.2, 3.0), phone_camera=True,
+                           terrain=True, ortho_flying_height_m=(800.0, 3000.0), lens_k1_range=(-0.08, 0.03)),
 }
 
 

@@ -14,6 +14,7 @@ cx = W / 2, cy = H / 2, pixel centres at u + 0.5.
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import numpy as np
 from scipy import ndimage
@@ -22,6 +23,7 @@ from embreex.mesh_construction import TriangleMesh
 
 from . import town as T
 from .albedo import GroundAlbedo
+from .lens import Lens
 from .mesh import SceneMesh
 
 AMBIENT = 0.42      # sky light on an upward-facing surface
@@ -57,13 +59,17 @@ def pano_rays(heading_deg: float, height: int, width: int) -> np.ndarray:
 
 
 def pinhole_rays(heading_deg: float, hfov_deg: float, height: int, width: int, pitch_deg: float = 0.0,
-                 roll_deg: float = 0.0) -> np.ndarray:
+                 roll_deg: float = 0.0, lens: Optional[Lens] = None) -> np.ndarray:
     """(H, W, 3) unit rays of a pinhole camera: optical axis at ``heading_deg`` tilted by pitch (up +),
-    rolled by roll (clockwise as seen from behind the camera, +)."""
+    rolled by roll (clockwise as seen from behind the camera, +). ``hfov_deg`` is the nominal pinhole's;
+    with a ``lens`` each pixel centre looks along the ray that the lens draws there (``lens.Lens``)."""
     f = (width / 2) / math.tan(math.radians(hfov_deg) / 2)
     u = (np.arange(width) + 0.5 - width / 2) / f
     v = (np.arange(height) + 0.5 - height / 2) / f
     U, V = np.meshgrid(u, v)
+    if lens is not None:
+        c = math.hypot(width, height) / 2 / f   # the half-diagonal, the lens model's unit, over the focal length
+        U, V = (a * c for a in lens.undistort(U / c, V / c))
     d = np.stack([U, np.ones_like(U), -V], -1)
     r, p, h = (math.radians(a) for a in (roll_deg, pitch_deg, heading_deg))
     roll = np.array([[math.cos(r), 0, math.sin(r)], [0, 1, 0], [-math.sin(r), 0, math.cos(r)]])
@@ -166,17 +172,19 @@ class Renderer:
 
     @staticmethod
     def _facade(p, fac, base):
-        """Windows on a grid of storeys x bays along each wall face; plain wall with grain elsewhere.
+        """Windows on a grid of storeys x bays along each wall face, counted up from the building's floor
+        (``fac[:, 6]``); plain wall with grain elsewhere and below the floor (a plinth on a slope).
         A negative storey height gives the ground floor the upper storeys' windows (no shop windows), a
         window spacing of 0 a blank wall (mesh.py)."""
         u = (p[:, 0] - fac[:, 0]) * fac[:, 2] + (p[:, 1] - fac[:, 1]) * fac[:, 3]
+        z = p[:, 2] - fac[:, 6]
         fh, bay = fac[:, 4], fac[:, 5]
         plain = blank = None
         if (fh < 0).any() or (bay <= 0).any():  # only the kinds of place use these; other towns skip the work
             plain, blank = fh < 0, bay <= 0
             fh, bay = np.abs(fh), np.where(blank, 1.0, bay)
-        row = np.floor(p[:, 2] / fh)
-        fz = p[:, 2] / fh - row
+        row = np.floor(z / fh)
+        fz = z / fh - row
         fu = u / bay - np.floor(u / bay)
         ground_floor = row == 0
         if plain is not None:
@@ -187,6 +195,8 @@ class Renderer:
                          (fz > 0.27) & (fz < 0.81) & (fu > 0.22) & (fu < 0.78)) & ~win
         if blank is not None:
             win, frame = win & ~blank, frame & ~blank
+        plinth = row < 0
+        win, frame = win & ~plinth, frame & ~plinth
         q = np.c_[np.floor(u / bay), row, fac[:, 0]]
         glass_tone = 0.08 + 0.22 * _hash(q[:, 0], q[:, 1], np.floor(q[:, 2]))  # lights/reflections vary
         grain = 0.92 + 0.12 * _cell_noise(p, 0.08)
@@ -220,10 +230,11 @@ class Renderer:
         return self.render(position, pano_rays(heading_deg, height, width), fine)
 
     def pinhole(self, position, heading_deg, hfov_deg, height, width, pitch_deg=0.0, roll_deg=0.0,
-                supersample: int = 1):
-        fine = pinhole_rays(heading_deg, hfov_deg, height * supersample, width * supersample, pitch_deg, roll_deg) \
-            if supersample > 1 else None
-        return self.render(position, pinhole_rays(heading_deg, hfov_deg, height, width, pitch_deg, roll_deg), fine)
+                supersample: int = 1, lens: Optional[Lens] = None):
+        fine = pinhole_rays(heading_deg, hfov_deg, height * supersample, width * supersample, pitch_deg, roll_deg,
+                            lens) if supersample > 1 else None
+        return self.render(position, pinhole_rays(heading_deg, hfov_deg, height, width, pitch_deg, roll_deg, lens),
+                           fine)
 
     def openness(self, position, heading_deg, hfov_deg) -> float:
         """Median range (m) over a coarse 8x12 grid of the pinhole view (to avoid photos of a wall)."""

@@ -1,7 +1,9 @@
 """Procedural town: one scene description (roads, buildings, trees, street objects) in local grid metres.
 
 Frame: x = grid east, y = grid north (metres, UTM grid of ``Town.crs``), z up, origin at ``Town.origin_xy``
-(the UTM position of the town centre), so float32 ray casting stays precise. The town covers
+(the UTM position of the town centre), so float32 ray casting stays precise. Heights in this description
+(``Block.z0``, building and tree heights) are above the ground under the object (``Town.ground_height``:
+flat at z = 0, or the town's ``terrain``); mesh.py stands each object on it. The town covers
 ``[-size_m/2, size_m/2]`` in x and y. Both the orthophoto (ortho.py) and the ground views (render.py) are
 rendered from the triangle mesh built from this description (mesh.py), so they agree exactly.
 
@@ -31,6 +33,8 @@ import numpy as np
 from shapely.geometry import LineString, Point, Polygon, box
 from shapely.ops import unary_union
 from shapely import affinity
+
+from .terrain import Terrain, make_terrain
 
 STYLES = ("downtown", "suburb", "industrial")
 #: kinds of place built by places.py for training (the train-places preset)
@@ -158,7 +162,7 @@ class Block:
     """An oriented box: cars, hedges, poles, lamp heads, signs, roof furniture."""
     cx: float
     cy: float
-    z0: float
+    z0: float               # above the ground under it; roof furniture, wall lamps: above its building's floor
     length: float           # along ``angle``
     width: float
     height: float
@@ -190,6 +194,14 @@ class Town:
     walkable: Optional[object] = None  # shapely geometry where cameras may stand
     # what makes a kind of place (places.py): named areas (shapely) and counts, e.g. "square", "parking_bays"
     features: dict = field(default_factory=dict)
+    # hills and slopes (terrain.py); None: flat ground at z = 0. Everything above stands on it (mesh.py)
+    terrain: Optional[Terrain] = None
+
+    def ground_height(self, x, y) -> np.ndarray:
+        """Height (metres) of the rendered ground under local points x, y (any equal shapes)."""
+        if self.terrain is None:
+            return np.zeros(np.broadcast(np.asarray(x), np.asarray(y)).shape)
+        return self.terrain.height(x, y)
 
     @property
     def sun_dir(self) -> np.ndarray:
@@ -248,17 +260,20 @@ def draw_sun_strength(rng, overcast: float) -> float:
 def make_town(name: str, style: str, seed: int, crs: str, origin_xy, size_m: float = 256.0,
               params: Optional[StyleParams] = None,
               sun_azimuth_deg: Tuple[float, float] = SOUTHERN_SKY_AZIMUTH_DEG,
-              sun_elevation_deg: Tuple[float, float] = SUN_ELEVATION_DEG) -> Town:
+              sun_elevation_deg: Tuple[float, float] = SUN_ELEVATION_DEG, terrain: bool = False) -> Town:
     """Build a town deterministically from ``seed``; see the module docstring for the frame.
 
     sun_azimuth_deg, sun_elevation_deg: (min, max) grid azimuth (degrees clockwise from grid north) and
     elevation the sun is drawn from; the defaults keep it in the southern sky, 28-62° high; other ranges
-    draw the same towns under another sun (one draw each from the town's stream, whatever the range)."""
+    draw the same towns under another sun (one draw each from the town's stream, whatever the range).
+    terrain: hills and slopes (terrain.py) from a stream of their own, so the layout stays that of the seed;
+    False: flat ground at z = 0."""
     rng = np.random.default_rng(seed)
     params = params or default_style(style)
     town = Town(name=name, style=style, seed=seed, crs=crs, origin_xy=(float(origin_xy[0]), float(origin_xy[1])),
                 size_m=float(size_m), sun_az_deg=float(rng.uniform(*sun_azimuth_deg)) % 360.0,
-                sun_el_deg=float(rng.uniform(*sun_elevation_deg)), params=params)
+                sun_el_deg=float(rng.uniform(*sun_elevation_deg)), params=params,
+                terrain=make_terrain(seed, size_m) if terrain else None)
     if style in PLACE_STYLES:
         from .places import build_place  # the kinds of place build on this module's pieces
         build_place(town, rng)
