@@ -17,7 +17,9 @@ from loc2_engine.lifting import lift_coefficients
 from loc2_engine.models import load_model
 from loc2_engine.models.base import grid_centres_uv
 from loc2_engine.models.mono_depth import MonoDepthNet, load_mono_depth, save_mono
-from loc2_engine.train.data import build_cache, draw_batch
+from loc2_engine.synth.lens import Lens
+from loc2_engine.synth.render import pinhole_rays
+from loc2_engine.train.data import build_cache, draw_batch, mirror_world, token_lift_coefficients
 from loc2_engine.train.losses import LossConf, matcher_losses
 from loc2_engine.train.pack import crop_mosaic, decode_depth, encode_depth, pack_conf, read_pack
 from loc2_engine.train.trainer import Trainer, TrainConf
@@ -99,6 +101,29 @@ def test_mirrored_samples_show_the_mirrored_world(trainer, kind):
     ok = torch.isfinite(expected).all(-1)
     assert ok.sum() > 50
     assert torch.allclose(m[ok], expected[ok], atol=5e-3)  # float32 headings; a half-pixel slip is ~0.1 m
+
+
+def test_a_token_seen_through_a_lens_lifts_along_the_ray_the_lens_drew_there_mirrored_too():
+    H, W, hfov = 192, 256, 70.0
+    f = (W / 2) / np.tan(np.radians(hfov) / 2)
+    lens = Lens(-0.08, 0.015, 0.0008, -0.0006)
+    intrinsics = torch.tensor([[f, f, W / 2 - 0.5, H / 2 - 0.5, lens.k1, lens.k2, lens.p1, lens.p2]])
+    rays = pinhole_rays(0.0, hfov, H, W, lens=lens)  # heading 0: x east = right, y north = forward
+    u, v = np.meshgrid(np.arange(0, W, 17), np.arange(H // 2, H, 13))
+    uv = torch.tensor(np.stack([u.ravel(), v.ravel()], -1), dtype=torch.float32)
+    coef = token_lift_coefficients("pinhole", intrinsics, (H, W), uv)[0]
+    expected = torch.tensor(rays[v.ravel(), u.ravel(), :2], dtype=torch.float32)
+    assert torch.allclose(coef, expected, atol=2e-5)
+    perfect = token_lift_coefficients("pinhole", intrinsics[:, :4], (H, W), uv)[0]
+    assert (perfect - expected).norm(dim=-1).max() > 0.02  # the lens matters in the corners
+
+    zeros = torch.zeros
+    *_, mirrored = mirror_world(torch.tensor([True]), zeros(1, 3, H, W), zeros(1, H, W), zeros(1, 1, 1),
+                                zeros(1, 3, 4, 4), zeros(1, 4, 4, dtype=torch.bool), zeros(1, 2), zeros(1),
+                                intrinsics, "pinhole")
+    uv_m = torch.stack([W - 1 - uv[:, 0], uv[:, 1]], -1)  # the mirrored photo shows pixel u at W - 1 - u
+    coef_m = token_lift_coefficients("pinhole", mirrored, (H, W), uv_m)[0]
+    assert torch.allclose(coef_m, coef * torch.tensor([-1.0, 1.0]), atol=2e-5)
 
 
 @pytest.mark.parametrize("kind", ["pano", "pinhole"])

@@ -8,7 +8,9 @@ Building the cache reads each manifest row once (docs/manifest.md: photo, aerial
 * an aerial crop **centred on the true position**, north-up in that point's local frame, larger than the
   model's window by ``2 * max_offset_px`` so that random windows are plain crops (uint8 (3, Hc, Wc), and a
   validity mask);
-* the true heading, the pinhole intrinsics at the input size, and the town (for the validation split).
+* the true heading, the pinhole intrinsics at the input size with the lens distortion a synthetic photo was
+  rendered through (manifest extras ``lens_k1`` ... ``lens_p2``, `synth.lens`; zeros for a perfect pinhole),
+  and the town (for the validation split).
 
 A batch (`draw_batch`) picks one camera kind, B photos, a window offset ≤ ``max_offset_m`` from the truth
 (uniform over the disk, whole aerial pixels) and, for panoramas, a random roll of the columns (unknown
@@ -42,6 +44,11 @@ from ..models.base import grid_centres_uv
 from ..solver import rotation_from_heading
 
 
+#: columns of `KindCache.intrinsics`: fx, fy, cx, cy, then the lens's k1, k2, p1, p2
+INTRINSICS = 8
+LENS_COLUMNS = ("lens_k1", "lens_k2", "lens_p1", "lens_p2")
+
+
 @dataclass
 class KindCache:
     """All photos of one camera kind. N photos; (H, W) ground input; Hc = Wc aerial crop side."""
@@ -50,7 +57,8 @@ class KindCache:
     ground: torch.Tensor        # (N, 3, H, W) uint8
     depth: torch.Tensor         # (N, H, W) float16, truth range in metres, NaN invalid
     heading: torch.Tensor       # (N,) float64, true heading, degrees clockwise from true north
-    intrinsics: torch.Tensor    # (N, 4) float32 fx, fy, cx, cy at the input size (zeros for panoramas)
+    intrinsics: torch.Tensor    # (N, 8) float32 fx, fy, cx, cy at the input size, lens k1, k2, p1, p2
+                                # (`synth.lens`; zeros: a perfect pinhole); all zeros for panoramas
     aerial: torch.Tensor        # (N, 3, Hc, Wc) uint8, centred on the truth, north-up
     aerial_valid: torch.Tensor  # (N, Hc, Wc) bool
     town: List[str] = field(default_factory=list)
@@ -62,6 +70,8 @@ class KindCache:
     def __post_init__(self):
         if self.truth_offset is None:
             self.truth_offset = torch.zeros(len(self.ground), 2)
+        if self.intrinsics.shape[-1] < INTRINSICS:  # caches and packs made before lenses: perfect pinholes
+            self.intrinsics = torch.nn.functional.pad(self.intrinsics, (0, INTRINSICS - self.intrinsics.shape[-1]))
 
     def __len__(self) -> int:
         return self.ground.shape[0]
@@ -131,7 +141,8 @@ def resample_depth(depth: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
 
 def load_ground_row(dataset_dir: str, row: Dict[str, str], ground_sizes: Dict[str, Tuple[int, int]]):
     """The ground half of a cache row: (kind, dict with ground uint8 (3, H, W), depth float16 (H, W),
-    heading, intrinsics [fx, fy, cx, cy] at the input size (zeros for panoramas)). Raises Loc2Error."""
+    heading, intrinsics [fx, fy, cx, cy, k1, k2, p1, p2] at the input size (zeros for panoramas)). Raises
+    Loc2Error."""
     from ..ground import GroundImage
 
     hfov = float(row["hfov_deg"]) if row.get("hfov_deg") else None
@@ -145,7 +156,8 @@ def load_ground_row(dataset_dir: str, row: Dict[str, str], ground_sizes: Dict[st
         "ground": np.ascontiguousarray(small.image.transpose(2, 0, 1)),
         "depth": depth.astype(np.float16),
         "heading": float(row["true_heading_deg"]),
-        "intrinsics": [cam.fx, cam.fy, cam.cx, cam.cy] if kind == "pinhole" else [0.0] * 4,
+        "intrinsics": ([cam.fx, cam.fy, cam.cx, cam.cy] + [float(row.get(k) or 0.0) for k in LENS_COLUMNS]
+                       if kind == "pinhole" else [0.0] * INTRINSICS),
     }
 
 
@@ -303,7 +315,8 @@ def mirror_world(flip: torch.Tensor, ground: torch.Tensor, depth: torch.Tensor, 
     """The samples where ``flip`` (B,) bool is set, seen in the world mirrored about the window's north–south
     axis: photo (B, 3, H, W), range (B, H, W) and token range (B, hg, wg) left–right, aerial window
     (B, 3, Hw, Ww) and validity east–west, camera x (t_gt (B, 2) metres) and heading (B,) degrees negated,
-    pinhole cx (intrinsics (B, 4), pixel-index units) moved to W - 1 - cx. Exact for both cameras (panorama
+    pinhole cx (intrinsics (B, 8), pixel-index units) moved to W - 1 - cx and the lens's p2 negated (its
+    decentring along x). Exact for both cameras (panorama
     azimuth (u + 0.5)/W·360 - 180, the token centres and aerial x = (col + 0.5 - W/2)·gsd are odd under
     u -> W - 1 - u), and a mirrored town is as plausible as the town: it doubles the layouts the matcher
     sees. The token range is flipped as tokens, not re-read from the flipped range, because a pack holds
@@ -320,6 +333,7 @@ def mirror_world(flip: torch.Tensor, ground: torch.Tensor, depth: torch.Tensor, 
         W = ground.shape[-1]
         intrinsics = intrinsics.clone()
         intrinsics[flip, 2] = W - 1 - intrinsics[flip, 2]
+        intrinsics[flip, 7] = -intrinsics[flip, 7]
     return ground, depth, token_depth, aerial, aerial_valid, t_gt, heading, intrinsics
 
 
@@ -344,12 +358,21 @@ def turn_world(quarters: torch.Tensor, aerial: torch.Tensor, aerial_valid: torch
 def token_lift_coefficients(kind: str, intrinsics: torch.Tensor, size: Tuple[int, int], uv: torch.Tensor
                             ) -> torch.Tensor:
     """(B, Ng, 2) range-lifting coefficients of tokens uv (Ng, 2) for B cameras of ``kind`` at size (H, W);
-    intrinsics (B, 4) fx, fy, cx, cy (ignored for panoramas)."""
+    intrinsics (B, 8) fx, fy, cx, cy, lens k1, k2, p1, p2 ((B, 4): no lens; ignored for panoramas). Through a
+    lens, a token lifts along the ray the lens draws at it: the nominal pinhole's at its
+    `synth.lens.Lens.nominal_pixels`."""
     from ..cameras import PanoramaCamera
+    from ..synth.lens import Lens
 
     H, W = size
     if kind == "pano":
         coef = lift_coefficients(PanoramaCamera(W, H), uv, "range")
         return coef[None].expand(intrinsics.shape[0], -1, -1)
-    return torch.stack([lift_coefficients(PinholeCamera(W, H, *map(float, k)), uv, "range")
-                        for k in intrinsics])
+    coefs = []
+    for k in intrinsics.tolist():
+        camera = PinholeCamera(W, H, *k[:4])
+        lens = Lens(*k[4:8]) if any(k[4:8]) else None
+        at = uv if lens is None else torch.as_tensor(
+            lens.nominal_pixels(uv.numpy(), camera.cx, camera.cy, math.hypot(W, H) / 2.0), dtype=uv.dtype)
+        coefs.append(lift_coefficients(camera, at, "range"))
+    return torch.stack(coefs)
