@@ -421,28 +421,27 @@ def test_mono_weights_with_bad_sizes_are_refused(tmp_path):
 
 def test_a_huge_declared_network_is_refused_before_any_allocation(tmp_path, small_state):
     """A 7 MB file whose metadata declares a network of 2 billion numbers: building it would take gigabytes
-    and tens of seconds before the tensors were found not to fit."""
+    before the tensors were found not to fit. The peak memory says whether it was built (a wall-clock bound
+    would fail on a busy machine)."""
     state, conf = small_state
     path = _weights(tmp_path / "huge.safetensors", state,
                     conf=json.dumps({**conf, "desc_dim": 4096, "fpn_dim": 4096}))
     code = textwrap.dedent(f"""
-        import resource, sys, time
+        import resource, sys
         sys.path[:0] = [{str(REPO)!r}]
         from loc2_engine.errors import ModelError
         from loc2_engine.models import load_model
-        start = time.perf_counter()
         try:
             load_model({path!r})
             print("loaded")
         except ModelError as exc:
             print(exc)
-        print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=ENV)
-    message, numbers = out.stdout.strip().splitlines()[-2:]
-    seconds, peak_mb = (float(v) for v in numbers.split())
+    message, peak_mb = out.stdout.strip().splitlines()[-2:]
     assert f"more than the {MAX_NETWORK_NUMBERS:,} allowed" in message and path in message, out.stderr
-    assert peak_mb < 1500 and seconds < 15, (peak_mb, seconds)
+    assert float(peak_mb) < 1500, peak_mb
 
 
 def test_localize_with_damaged_weights_exits_2_not_1(tmp_path, small_state, capsys):
