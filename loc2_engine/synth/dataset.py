@@ -61,7 +61,7 @@ def build_town(preset: Preset, spec: TownSpec, seed: int, index: int) -> Town:
     crs, origin = town_origin(spec)
     town = make_town(spec.name, spec.style, town_seed(preset, seed, index), crs, origin, preset.size_m,
                      default_style(spec.style, preset.variant), preset.sun_azimuth_deg, preset.sun_elevation_deg,
-                     preset.terrain)
+                     preset.terrain, preset.marking_styles)
     # a stream of its own: the town, its views and photo noise stay those of the seed, overcast or not
     town.sun_strength = draw_sun_strength(np.random.default_rng(town.seed + 303), preset.overcast)
     return town
@@ -154,6 +154,12 @@ def _feature_counts(town: Town) -> Dict[str, Dict[str, float]]:
     return {"features": counts} if counts else {}
 
 
+def _markings(town: Town) -> Dict[str, str]:
+    """{"markings": the road marking style drawn for the town}, or {} for the default markings, whose json
+    stays as it was."""
+    return {"markings": town.markings.style} if town.markings is not None else {}
+
+
 def _aerial_camera(aerial) -> Dict[str, Dict[str, object]]:
     """{"aerial_camera": nadir point (local grid metres) and flying height} of an ordinary orthophoto, or {} for
     a true one, whose json stays as it was."""
@@ -188,7 +194,7 @@ def generate_town(job) -> List[Dict[str, str]]:
                    "sun_strength": town.sun_strength, "photo_sun_strength": lit.sun_strength,
                    "buildings": len(town.buildings), "trees": len(town.trees),
                    "photo_sun_grid_azimuth_deg": lit.sun_az_deg, "photo_sun_elevation_deg": lit.sun_el_deg,
-                   **_feature_counts(town), **_aerial_camera(aerial)}, f, indent=1)
+                   **_feature_counts(town), **_aerial_camera(aerial), **_markings(town)}, f, indent=1)
     renderer.light(lit)
     frame = LocalFrame(town.crs, town.origin_xy)
     to_lonlat = pyproj.Transformer.from_crs(town.crs, "EPSG:4326", always_xy=True)

@@ -16,6 +16,9 @@ photos, some overcast skies, the phone-like camera, camera heights 1.2-3 m), and
 are ordinary, not true (roofs lean away from the nadir point of an aerial camera 800-3000 m up, up to about
 0.15 m per metre of height), and its pinholes come through lenses (radial distortion in the corners drawn from
 -8 % to +3 %, plus a smaller 4th-order term); every other preset renders true orthophotos and perfect pinholes.
+Its roads carry the markings of several countries, one style per town (``marking_styles``: continental
+European, British/Australian, North American with yellow centre lines and stop bars, Japanese, worn paint, none
+at all), where every other preset paints the same white markings everywhere.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-from .town import SOUTHERN_SKY_AZIMUTH_DEG, SUN_ELEVATION_DEG
+from .town import MARKING_STYLES, SOUTHERN_SKY_AZIMUTH_DEG, SUN_ELEVATION_DEG
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,8 @@ class Preset:
                                          # None: a true orthophoto
     lens_k1_range: Optional[Tuple[float, float]] = None  # pinholes through lenses: radial distortion in the
                                          # corners drawn from this range (lens.draw_lens); None: perfect pinholes
+    marking_styles: Tuple[str, ...] = ()  # road markings of several countries, worn or none, one drawn per town
+                                         # (town.MARKING_STYLES, town.draw_markings); (): the default markings
 
 
 # origins slightly off the real centres; zones 31-34 north, latitudes 46-70 degrees
@@ -122,7 +127,8 @@ PRESETS = {
                            size_m=256.0, variant="train", seed_offset=4_000_000, rotated_pinholes=False,
                            supersample=2, sun_azimuth_deg=(0.0, 360.0), sun_elevation_deg=(10.0, 75.0),
                            overcast=0.3, photo_sun="independent", camera_height_m=(1.2, 3.0), phone_camera=True,
-                           terrain=True, ortho_flying_height_m=(800.0, 3000.0), lens_k1_range=(-0.08, 0.03)),
+                           terrain=True, ortho_flying_height_m=(800.0, 3000.0), lens_k1_range=(-0.08, 0.03),
+                           marking_styles=MARKING_STYLES),
 }
 
 

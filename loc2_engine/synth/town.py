@@ -20,6 +20,9 @@ buildings around paved plazas with tree grids, lawn quads, bike racks). Three ar
 church), "village" (rural roads, farmsteads, striped fields, orchards, hedgerows, tracks) and "retail" (a
 commercial district: parking lots with painted bays, big stores with skylights, a plaza, a roundabout). No
 training preset uses them; the heldout preset uses only them.
+
+Road markings (``Markings``): one white default everywhere, or per town the style of a country, worn paint or
+none (``MARKING_STYLES``, ``draw_markings``; the train-places preset).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
 import numpy as np
-from shapely.geometry import LineString, Point, Polygon, box
+from shapely.geometry import LineString, MultiLineString, Point, Polygon, box
 from shapely.ops import unary_union
 from shapely import affinity
 
@@ -196,6 +199,8 @@ class Town:
     features: dict = field(default_factory=dict)
     # hills and slopes (terrain.py); None: flat ground at z = 0. Everything above stands on it (mesh.py)
     terrain: Optional[Terrain] = None
+    # the road markings of one country (`draw_markings`); None: `DEFAULT_MARKINGS`
+    markings: Optional[Markings] = None
 
     def ground_height(self, x, y) -> np.ndarray:
         """Height (metres) of the rendered ground under local points x, y (any equal shapes)."""
@@ -242,6 +247,8 @@ CAR_COLOURS = [(0.8, 0.8, 0.82), (0.1, 0.1, 0.12), (0.6, 0.1, 0.1), (0.15, 0.25,
 ASPHALT, PAVING, KERB, WHITE, GRASS, CONCRETE = (
     (0.22, 0.22, 0.23), (0.58, 0.56, 0.53), (0.72, 0.71, 0.68), (0.88, 0.88, 0.86), (0.30, 0.42, 0.20),
     (0.55, 0.54, 0.50))
+#: road paint of the marking styles: traffic yellow, and white and yellow worn thin (the asphalt shows through)
+YELLOW, WORN_WHITE, WORN_YELLOW = (0.84, 0.64, 0.12), (0.56, 0.56, 0.54), (0.50, 0.44, 0.22)
 
 
 #: elevation range of the sun above the horizon, degrees
@@ -260,20 +267,24 @@ def draw_sun_strength(rng, overcast: float) -> float:
 def make_town(name: str, style: str, seed: int, crs: str, origin_xy, size_m: float = 256.0,
               params: Optional[StyleParams] = None,
               sun_azimuth_deg: Tuple[float, float] = SOUTHERN_SKY_AZIMUTH_DEG,
-              sun_elevation_deg: Tuple[float, float] = SUN_ELEVATION_DEG, terrain: bool = False) -> Town:
+              sun_elevation_deg: Tuple[float, float] = SUN_ELEVATION_DEG, terrain: bool = False,
+              marking_styles: Tuple[str, ...] = ()) -> Town:
     """Build a town deterministically from ``seed``; see the module docstring for the frame.
 
     sun_azimuth_deg, sun_elevation_deg: (min, max) grid azimuth (degrees clockwise from grid north) and
     elevation the sun is drawn from; the defaults keep it in the southern sky, 28-62° high; other ranges
     draw the same towns under another sun (one draw each from the town's stream, whatever the range).
     terrain: hills and slopes (terrain.py) from a stream of their own, so the layout stays that of the seed;
-    False: flat ground at z = 0."""
+    False: flat ground at z = 0.
+    marking_styles: road marking styles (`MARKING_STYLES`), one drawn per town from a stream of its own
+    (`marking_streams`), so the rest of the town stays that of the seed; (): `DEFAULT_MARKINGS`."""
     rng = np.random.default_rng(seed)
     params = params or default_style(style)
     town = Town(name=name, style=style, seed=seed, crs=crs, origin_xy=(float(origin_xy[0]), float(origin_xy[1])),
                 size_m=float(size_m), sun_az_deg=float(rng.uniform(*sun_azimuth_deg)) % 360.0,
                 sun_el_deg=float(rng.uniform(*sun_elevation_deg)), params=params,
-                terrain=make_terrain(seed, size_m) if terrain else None)
+                terrain=make_terrain(seed, size_m) if terrain else None,
+                markings=draw_markings(marking_styles, marking_streams(seed)[0]) if marking_styles else None)
     if style in PLACE_STYLES:
         from .places import build_place  # the kinds of place build on this module's pieces
         build_place(town, rng)
@@ -530,8 +541,172 @@ def _add_car(town: Town, rng, x, y, ang) -> None:
 
 
 # ----------------------------------------------------------------------------------------- ground paint
+@dataclass(frozen=True)
+class Markings:
+    """The road markings of one town: a country's convention with its per-town choices made (`draw_markings`).
+
+    Widths and lengths in metres. Dash and gap lengths are multiples of 0.5 m (dashes are chords between points
+    0.5 m apart along the centre line). The defaults are `DEFAULT_MARKINGS`, the markings of every preset but
+    train-places."""
+    style: str = ""                # the name drawn from `MARKING_STYLES`; "": the defaults
+    rgb: Tuple[float, float, float] = WHITE         # edge lines, crossings, stop and give-way lines
+    centre_rgb: Tuple[float, float, float] = WHITE  # centre lines
+    centre_w: float = 0.14         # width of a centre line
+    dash: float = 3.0              # centre line: dash length ...
+    gap: float = 3.0               # ... and gap length; 0: a solid line
+    centre_from: float = 7.5       # roads this wide (kerb to kerb) or wider carry a centre line ...
+    double_from: float = math.inf  # ... and from this width a solid double one (two lines ``centre_w`` apart)
+    edge_w: float = 0.12           # edge lines, 0.35 m inside the kerb; 0: none
+    crossing: str = "bars"         # bars (zebra, continental) | lines (two transverse lines) | ladder (both)
+    crossing_len: float = 3.0      # along the road: the walking width of a crossing
+    bar_w: float = 0.5             # bars along the road ...
+    bar_gap: float = 0.5           # ... this far apart ...
+    bar_inset: float = 0.6         # ... the first one's centre this far from the kerb
+    line_w: float = 0.3            # transverse crossing lines, one each side of the walking width
+    stop: str = ""                 # "stop": a solid bar across the approach lane, ``stop_setback`` before the
+                                   # crossing; "give_way": two broken lines (0.6 m marks, 0.3 m gaps, 0.3 m
+                                   # apart) at the junction mouth of the narrower road; "": none
+    stop_w: float = 0.45
+    stop_setback: float = 1.2
+    left_hand: bool = False        # traffic keeps left: the approach lane lies left of the centre line
+    keep: float = 1.0              # worn paint: the fraction of marks (dashes, bars, 2 m of solid line) left
+    bare_below: float = 0.0        # roads narrower than this carry no markings at all
+
+
+#: the markings of every preset without ``marking_styles``: white 0.12 m edge lines, a white 0.14 m centre line
+#: of 3 m dashes and 3 m gaps on roads from 7.5 m, zebra crossings of 0.5 m bars, 3 m wide
+DEFAULT_MARKINGS = Markings()
+#: conventions of real countries, then worn paint (one of them faded and patchy) and no markings at all
+MARKING_CONVENTIONS = ("europe", "uk", "north_america", "japan")
+MARKING_STYLES = MARKING_CONVENTIONS + ("worn", "unmarked")
+
+
+def draw_markings(styles: Tuple[str, ...], rng) -> Markings:
+    """One town's markings: a style drawn uniformly from ``styles`` (names of `MARKING_STYLES`; repeat a name
+    to weight it), then its choices (dash pattern, edge lines, kind of crossing, crossing width)."""
+    unknown = sorted(set(styles) - set(MARKING_STYLES))
+    if unknown or not styles:
+        raise ValueError(f"unknown road marking styles {unknown or styles!r}; choose among {', '.join(MARKING_STYLES)}")
+    style = styles[rng.integers(len(styles))]
+    if style == "unmarked":
+        return Markings("unmarked", bare_below=math.inf)
+    if style == "worn":  # residential streets (under 9 m) bare, the rest faded and patchy
+        base = _convention(MARKING_CONVENTIONS[rng.integers(len(MARKING_CONVENTIONS))], rng)
+        return dataclasses.replace(base, style="worn", rgb=WORN_WHITE,
+                                   centre_rgb=WORN_YELLOW if base.centre_rgb == YELLOW else WORN_WHITE,
+                                   keep=round(_u(rng, (0.45, 0.8)), 2), bare_below=9.0)
+    return _convention(style, rng)
+
+
+def _convention(name: str, rng) -> Markings:
+    """A country's markings with the choices its streets vary in, drawn from ``rng``."""
+    if name == "europe":  # e.g. German RMS in towns: 3 m / 6 m (6 m / 12 m outside), 0.5 m zebra bars
+        dash, gap = ((3.0, 6.0), (6.0, 12.0))[rng.integers(2)]
+        return Markings(name, WHITE, WHITE, 0.12, dash, gap, centre_from=6.0,
+                        edge_w=0.12 if rng.random() < 0.5 else 0.0, crossing="bars",
+                        crossing_len=round(_u(rng, (3.0, 4.0)), 1), bar_w=0.5, bar_gap=0.5, bar_inset=0.6)
+    if name == "uk":  # UK 2 m / 4 m (diagram 1008), Australia 3 m / 9 m; give-way lines; 0.6 m zebra stripes
+        dash, gap = ((2.0, 4.0), (3.0, 9.0))[rng.integers(2)]
+        return Markings(name, WHITE, WHITE, 0.10, dash, gap, centre_from=5.5,
+                        edge_w=0.10 if rng.random() < 0.3 else 0.0, crossing="bars",
+                        crossing_len=round(_u(rng, (2.4, 4.0)), 1), bar_w=0.6, bar_gap=0.6, bar_inset=0.7,
+                        stop="give_way", stop_w=0.2, left_hand=True)
+    if name == "north_america":  # MUTCD: yellow centre 10 ft / 30 ft or double solid, 4-6 in lines, stop bars
+        crossing = ("lines", "bars", "ladder")[rng.integers(3)]
+        return Markings(name, WHITE, YELLOW, 0.10, 3.0, 9.0, centre_from=7.5, double_from=9.0,
+                        edge_w=0.15 if rng.random() < 0.5 else 0.0, crossing=crossing, crossing_len=3.0,
+                        bar_w=0.6, bar_gap=0.6, bar_inset=0.7, line_w=0.3, stop="stop", stop_w=0.45,
+                        stop_setback=1.2)
+    if name == "japan":  # white 0.15 m lines (solid centre in towns, 5 m / 5 m where passing is allowed),
+        dash, gap = ((5.0, 0.0), (5.0, 5.0))[rng.integers(2)]  # 0.45 m bars of a 4 m crossing, stop bar
+        return Markings(name, WHITE, WHITE, 0.15, dash, gap, centre_from=5.5, edge_w=0.15, crossing="bars",
+                        crossing_len=4.0, bar_w=0.45, bar_gap=0.45, bar_inset=0.6, stop="stop", stop_w=0.45,
+                        stop_setback=2.0, left_hand=True)
+    raise ValueError(f"unknown road marking convention {name!r}; choose one of {', '.join(MARKING_CONVENTIONS)}")
+
+
+def marking_streams(seed: int):
+    """(style draw, wear) generators of a town's markings: one stream of their own (town seed + 808), split
+    in two, so that neither the town's other draws nor the choice of style move with the number of marks."""
+    return tuple(np.random.default_rng(s) for s in np.random.SeedSequence(seed + 808).spawn(2))
+
+
+def _chords(line: LineString, dash: float, gap: float, step: float = 0.5) -> List[LineString]:
+    """Dashes of ``dash`` m starting every ``dash + gap`` m from the start of ``line``: chords between its points
+    ``step`` m apart (``gap`` = 0: consecutive pieces of ``dash`` m). Lengths are multiples of ``step``."""
+    pts = [line.interpolate(s) for s in np.arange(0, line.length, step)]
+    n, period = round(dash / step), round((dash + gap) / step)
+    return [LineString([pts[k], pts[k + n]]) for k in range(0, len(pts) - n, period)]
+
+
+def _paint_lines(town: Town, lines: list, width: float, rgb, solid: bool, junctions, m: Markings, wear) -> None:
+    """Paint lines (or dashes) ``width`` m wide outside the junctions; worn paint (``wear``, a generator, or
+    None) keeps each dash or 2 m piece of solid line with probability ``m.keep``."""
+    if wear is not None:
+        pieces = [c for g in lines for part in getattr(g, "geoms", [g])
+                  for c in (_chords(part, 2.0, 0.0, step=2.0) if solid else [part])]
+        kept = [c for c in pieces if wear.random() < m.keep]
+        if not kept:
+            return
+        geom = MultiLineString(kept).buffer(width / 2, cap_style=2)  # one buffer for thousands of pieces
+    elif not lines:
+        return
+    elif solid and len(lines) == 1:
+        geom = lines[0].buffer(width / 2)
+    else:
+        geom = unary_union([g.buffer(width / 2, cap_style=1 if solid else 2) for g in lines])
+    geom = geom.difference(junctions)
+    if not geom.is_empty:
+        town.paint.append((geom, rgb, 0.05))
+
+
+def _frame(line: LineString, s: float):
+    """(c, t, nrm): the point ``s`` m along ``line`` (2,), the unit tangent there (2,) and its left normal (2,),
+    metres; None where the line ends in a point."""
+    c, c2 = line.interpolate(s), line.interpolate(min(s + 0.5, line.length))
+    t = np.array([c2.x - c.x, c2.y - c.y])
+    if np.linalg.norm(t) < 1e-6:
+        return None
+    t /= np.linalg.norm(t)
+    return np.array([c.x, c.y]), t, np.array([-t[1], t[0]])
+
+
+def _crossing(road: Road, m: Markings, c, t, nrm) -> List[Polygon]:
+    """The bars and lines of a pedestrian crossing centred at ``c`` across ``road`` (``t``, ``nrm``: `_frame`)."""
+    half = m.crossing_len / 2
+    marks = []
+    if m.crossing in ("bars", "ladder"):
+        for q in np.arange(-road.width / 2 + m.bar_inset, road.width / 2 - 0.4, m.bar_w + m.bar_gap):
+            a = c + nrm * q
+            marks.append(LineString([a - t * half, a + t * half]).buffer(m.bar_w / 2, cap_style=2))
+    if m.crossing in ("lines", "ladder"):
+        for e in (-1, 1):
+            a = c + t * e * (half + m.line_w / 2)
+            marks.append(LineString([a - nrm * (road.width / 2 - 0.2), a + nrm * (road.width / 2 - 0.2)])
+                         .buffer(m.line_w / 2, cap_style=2))
+    return marks
+
+
+def _approach_line(road: Road, m: Markings, s: float, sgn: int, mark: float, gap: float) -> List[Polygon]:
+    """A line ``m.stop_w`` wide across the approach lane of ``road`` at ``s`` m along it, on the side where
+    ``sgn`` (+-1) points along the road away from the junction: solid (``gap`` = 0) or broken."""
+    frame = _frame(road.line, s) if 0 < s < road.line.length else None
+    if frame is None:
+        return []
+    c, t, nrm = frame
+    side = -sgn if m.left_hand else sgn  # traffic on this side approaches the junction against ``sgn``
+    q0, q1 = 0.15, road.width / 2 - 0.1
+    pieces = [(q0, q1)] if gap == 0 else [(q, min(q + mark, q1)) for q in np.arange(q0, q1, mark + gap)]
+    return [LineString([c + nrm * side * a, c + nrm * side * b]).buffer(m.stop_w / 2, cap_style=2)
+            for a, b in pieces]
+
+
 def _paint_roads(town: Town, rng) -> None:
-    """Sidewalks, kerbs, asphalt, lane markings and crosswalks as painted polygons."""
+    """Sidewalks, kerbs, asphalt, then the town's markings (`Town.markings`): lane markings, pedestrian
+    crossings near junctions, stop or give-way lines. ``rng`` (the town's stream) picks the approaches that
+    get a crossing, whatever the markings; worn paint draws from the markings' stream (`marking_streams`)."""
+    m = town.markings or DEFAULT_MARKINGS
+    wear = marking_streams(town.seed)[1] if m.keep < 1 else None
     roads = town.roads
     sidewalks = unary_union([r.line.buffer(r.width / 2 + r.sidewalk, cap_style=2) for r in roads])
     asphalt = unary_union([r.line.buffer(r.width / 2, cap_style=2) for r in roads])
@@ -550,34 +725,45 @@ def _paint_roads(town: Town, rng) -> None:
     junctions = unary_union([pt.buffer(max(r.width, o.width) / 2 + 1.0) for pt, r, o in crossings]) \
         if crossings else Polygon()
     for r in roads:
-        off = r.width / 2 - 0.35
-        for side in (-1, 1):  # solid edge lines
-            edge = r.line.parallel_offset(off, "left" if side > 0 else "right")
-            town.paint.append((edge.buffer(0.06).difference(junctions), WHITE, 0.05))
-        if r.width >= 7.5 and r.centre_dashed:
-            dashes = [r.line.interpolate(s) for s in np.arange(0, r.line.length, 0.5)]
-            segs = []
-            for k in range(0, len(dashes) - 6, 12):  # 3 m dash, 3 m gap
-                segs.append(LineString([dashes[k], dashes[k + 6]]).buffer(0.07, cap_style=2))
-            town.paint.append((unary_union(segs).difference(junctions), WHITE, 0.05))
+        if r.width < m.bare_below:
+            continue
+        if m.edge_w > 0:
+            for side in (-1, 1):
+                edge = r.line.parallel_offset(r.width / 2 - 0.35, "left" if side > 0 else "right")
+                _paint_lines(town, [edge], m.edge_w, m.rgb, True, junctions, m, wear)
+        if r.width >= m.centre_from and r.centre_dashed:
+            if r.width >= m.double_from:
+                pair = [side_line(r.line, m.centre_w, side) for side in (-1, 1)]
+                _paint_lines(town, [g for g in pair if g is not None], m.centre_w, m.centre_rgb, True, junctions,
+                             m, wear)
+            elif m.gap == 0:
+                _paint_lines(town, [r.line], m.centre_w, m.centre_rgb, True, junctions, m, wear)
+            else:
+                _paint_lines(town, _chords(r.line, m.dash, m.gap), m.centre_w, m.centre_rgb, False, junctions,
+                             m, wear)
     for pt, r, o in crossings:
         for road, other in ((r, o), (o, r)):
             s0 = road.line.project(pt)
+            minor = road.width < other.width or (road.width == other.width and road is o)
             for sgn in (-1, 1):
                 s = s0 + sgn * (other.width / 2 + other.sidewalk + 2.0)
-                if not (0 < s < road.line.length) or rng.random() < 0.25:
+                if not (0 < s < road.line.length) or rng.random() < 0.25 or road.width < m.bare_below:
                     continue
-                c, c2 = road.line.interpolate(s), road.line.interpolate(min(s + 0.5, road.line.length))
-                t = np.array([c2.x - c.x, c2.y - c.y])
-                if np.linalg.norm(t) < 1e-6:
+                frame = _frame(road.line, s)
+                if frame is None:
                     continue
-                t /= np.linalg.norm(t)
-                nrm = np.array([-t[1], t[0]])
-                stripes = []
-                for q in np.arange(-road.width / 2 + 0.6, road.width / 2 - 0.4, 1.0):
-                    a = np.array([c.x, c.y]) + nrm * q
-                    stripes.append(LineString([a - t * 1.5, a + t * 1.5]).buffer(0.25, cap_style=2))
-                town.paint.append((unary_union(stripes), WHITE, 0.05))
+                marks = _crossing(road, m, *frame)
+                if m.stop == "stop":
+                    far = m.crossing_len / 2 + (m.line_w if m.crossing != "bars" else 0.0) + m.stop_setback
+                    marks += _approach_line(road, m, s + sgn * (far + m.stop_w / 2), sgn, 0.0, 0.0)
+                elif m.stop == "give_way" and minor:
+                    mouth = s0 + sgn * (other.width / 2 + 0.3 + m.stop_w / 2)
+                    for k in range(2):
+                        marks += _approach_line(road, m, mouth + sgn * k * (0.3 + m.stop_w), sgn, 0.6, 0.3)
+                if wear is not None:
+                    marks = [g for g in marks if wear.random() < m.keep]
+                if marks:
+                    town.paint.append((unary_union(marks), m.rgb, 0.05))
 
 
 def side_line(line: LineString, offset_m: float, side: int) -> Optional[LineString]:
