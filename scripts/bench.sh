@@ -20,7 +20,8 @@
 #   8. the mono run on the heldout preset (`loc2 synth --preset heldout`, generated beside $DATA as
 #      $DATA-heldout): kinds of place the training world never has (old town, village, retail district),
 #      in other UTM zones and both hemispheres, sun anywhere and apart for the photos, some overcast skies,
-#      a phone-like camera: the generalization benchmark (docs/synth.md);
+#      a phone-like camera: the generalization benchmark (docs/synth.md); seed 0 ($DATA-heldout) and seed 1
+#      ($DATA-heldout-s1, other towns), 96 photos each: one seed alone moves by several metres;
 #   9. each run writes out/bench-<name>.json (per-photo records + tables) and out/bench-<name>.md, and
 #      prints its markdown tables.
 # Environment: BENCH_DATA (default data/bench), BENCH_OUT (default out), BENCH_LIMIT (photos per run,
@@ -87,7 +88,10 @@ for sun in anysun photosun light; do
     DATA="$DATA-$sun" run "mono-$sun" --depth mono
 done
 
-if [[ ! -f "$DATA-heldout/manifest.csv" ]]; then
-    "$PY" -m loc2_engine synth "$DATA-heldout" --preset heldout --workers 2
-fi
-DATA="$DATA-heldout" run mono-heldout --depth mono
+declare -A HELDOUT_SEED=([heldout]=0 [heldout-s1]=1)
+for held in heldout heldout-s1; do
+    if [[ ! -f "$DATA-$held/manifest.csv" ]]; then
+        "$PY" -m loc2_engine synth "$DATA-$held" --preset heldout --seed "${HELDOUT_SEED[$held]}" --workers 2
+    fi
+    DATA="$DATA-$held" run "mono-$held" --depth mono
+done
