@@ -21,7 +21,9 @@
 #      $DATA-heldout): kinds of place the training world never has (old town, village, retail district),
 #      in other UTM zones and both hemispheres, sun anywhere and apart for the photos, some overcast skies,
 #      a phone-like camera: the generalization benchmark (docs/synth.md); seed 0 ($DATA-heldout) and seed 1
-#      ($DATA-heldout-s1, other towns), 96 photos each: one seed alone moves by several metres;
+#      ($DATA-heldout-s1, other towns), 96 photos each: one seed alone moves by several metres; and seed 0's
+#      towns on hills, with leaning orthophotos, lenses and other road markings ($DATA-heldout-hills,
+#      `--preset heldout-hills`);
 #   9. each run writes out/bench-<name>.json (per-photo records + tables) and out/bench-<name>.md, and
 #      prints its markdown tables.
 # Environment: BENCH_DATA (default data/bench), BENCH_OUT (default out), BENCH_LIMIT (photos per run,
@@ -88,10 +90,12 @@ for sun in anysun photosun light; do
     DATA="$DATA-$sun" run "mono-$sun" --depth mono
 done
 
-declare -A HELDOUT_SEED=([heldout]=0 [heldout-s1]=1)
-for held in heldout heldout-s1; do
+declare -A HELDOUT_OPTS=([heldout]="--preset heldout" [heldout-s1]="--preset heldout --seed 1"
+                         [heldout-hills]="--preset heldout-hills")
+for held in heldout heldout-s1 heldout-hills; do
     if [[ ! -f "$DATA-$held/manifest.csv" ]]; then
-        "$PY" -m loc2_engine synth "$DATA-$held" --preset heldout --seed "${HELDOUT_SEED[$held]}" --workers 2
+        read -ra opts <<< "${HELDOUT_OPTS[$held]}"
+        "$PY" -m loc2_engine synth "$DATA-$held" --workers 2 "${opts[@]}"
     fi
     DATA="$DATA-$held" run "mono-$held" --depth mono
 done

@@ -152,7 +152,7 @@ def test_heldout_preset_holds_out_kinds_of_place_zones_and_camera():
     assert set(styles) == set(T.HELDOUT_STYLES) and all(styles.count(s) == 2 for s in T.HELDOUT_STYLES)
     assert set(T.HELDOUT_STYLES) <= set(T.PLACE_STYLES) and not set(T.HELDOUT_STYLES) & set(T.TRAIN_PLACE_STYLES)
     for p in PRESETS.values():  # every other preset trains or benchmarks on kinds the model may learn
-        if p is not held:
+        if p.name not in ("heldout", "heldout-hills"):
             assert not {t.style for t in p.towns} & set(T.HELDOUT_STYLES), p.name
     seen = {town_origin(t) for p in (train, bench, get_preset("demo")) for t in p.towns}
     zones = {town_origin(t)[0] for t in train.towns + bench.towns}
@@ -160,7 +160,8 @@ def test_heldout_preset_holds_out_kinds_of_place_zones_and_camera():
         crs, xy = town_origin(t)
         assert (crs, xy) not in seen and crs not in zones
     assert any(t.lat < 0 for t in held.towns) and any(t.lat > 60 for t in held.towns)
-    assert len({p.seed_offset for p in PRESETS.values()}) == len(PRESETS) and held.variant == "heldout"
+    own_streams = [p for p in PRESETS.values() if p.name != "heldout-hills"]  # heldout's towns on hills
+    assert len({p.seed_offset for p in own_streams}) == len(own_streams) and held.variant == "heldout"
     assert held.photo_sun == "independent" and held.sun_azimuth_deg == (0.0, 360.0) and 0 < held.overcast < 1
     assert held.phone_camera and held.camera_height_m == (1.2, 3.0) and held.pitch_deg <= 3 and held.roll_deg <= 2
     assert 80 <= held.jpeg_quality[0] and held.jpeg_quality[1] <= 93 and held.hfov_deg == (55.0, 95.0)
@@ -181,8 +182,8 @@ def test_the_phone_camera_exposes_for_the_scene_and_darkens_the_corners():
     assert not np.array_equal(phone, camera_response(dark, rng(1), pano=False))
 
 
-def _tiny_heldout(towns):
-    held = get_preset("heldout")
+def _tiny_heldout(towns, preset="heldout"):
+    held = get_preset(preset)
     return dataclasses.replace(held, towns=towns, size_m=140.0, camera_margin_m=35.0, n_pano=1, n_pinhole=1,
                                pano_hw=(32, 64), pinhole_hw=(24, 32))
 
@@ -289,3 +290,21 @@ def test_train_places_preset_trains_on_new_kinds_in_new_zones_with_real_light_an
         (train.pano_hw, train.pinhole_hw, 2, False, train.hfov_deg)
     assert tp.sun_azimuth_deg == (0.0, 360.0) and tp.sun_elevation_deg == (10.0, 75.0) and tp.overcast == 0.3
     assert tp.photo_sun == "independent" and tp.camera_height_m == (1.2, 3.0) and tp.phone_camera
+
+
+def test_heldout_hills_is_heldout_on_hills_with_leaning_orthophotos_lenses_and_markings(tmp_path):
+    """The same preset but for the four things flat true orthophotos and perfect pinholes leave out (each tested
+    with train-places); a tiny render of one town records its aerial camera and each pinhole's lens."""
+    held, hills, tp = get_preset("heldout"), get_preset("heldout-hills"), get_preset("train-places")
+    rough = ("terrain", "ortho_flying_height_m", "lens_k1_range", "marking_styles")
+    for f in dataclasses.fields(held):
+        if f.name in rough:
+            assert getattr(hills, f.name) == getattr(tp, f.name) != getattr(held, f.name), f.name
+        elif f.name != "name":
+            assert getattr(hills, f.name) == getattr(held, f.name), f.name
+    preset = dataclasses.replace(_tiny_heldout(hills.towns[:1], "heldout-hills"), n_pinhole=2)
+    generate(str(tmp_path / "h"), preset, seed=0)
+    rows = read_manifest(tmp_path / "h" / "manifest.csv")
+    assert os.path.isfile(tmp_path / "h" / "aerial" / f"{hills.towns[0].name}.json")  # the leaning camera
+    pinholes = [r for r in rows if r.camera == "pinhole"]
+    assert pinholes and all(-0.08 <= float(r.extra["lens_k1"]) <= 0.03 for r in pinholes)

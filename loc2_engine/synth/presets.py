@@ -12,18 +12,22 @@ and another camera: a phone-like response (photos.camera_response), camera heigh
 parks and campuses) at origins in UTM zones and hemispheres that no other preset uses, at train's resolutions,
 with the light and camera variety of real photos (the sun anywhere, 10-75 degrees high, lit apart for the
 photos, some overcast skies, the phone-like camera, camera heights 1.2-3 m), and towns on hills and slopes
-(``terrain``: 0-25 m of relief, grades mostly under 10 %), where every other preset is flat. Its orthophotos
-are ordinary, not true (roofs lean away from the nadir point of an aerial camera 800-3000 m up, up to about
-0.15 m per metre of height), and its pinholes come through lenses (radial distortion in the corners drawn from
--8 % to +3 %, plus a smaller 4th-order term); every other preset renders true orthophotos and perfect pinholes.
-Its roads carry the markings of several countries, one style per town (``marking_styles``: continental
-European, British/Australian, North American with yellow centre lines and stop bars, Japanese, worn paint, none
-at all), where every other preset paints the same white markings everywhere.
+(``terrain``: 0-25 m of relief, grades mostly under 10 %). Its orthophotos are ordinary, not true (roofs lean
+away from the nadir point of an aerial camera 800-3000 m up, up to about 0.15 m per metre of height), and its
+pinholes come through lenses (radial distortion in the corners drawn from -8 % to +3 %, plus a smaller
+4th-order term). Its roads carry the markings of several countries, one style per town (``marking_styles``:
+continental European, British/Australian, North American with yellow centre lines and stop bars, Japanese,
+worn paint, none at all). The other presets but heldout-hills are flat, with true orthophotos, perfect pinholes
+and the same white markings everywhere.
+
+``heldout-hills`` is ``heldout`` (the same towns, seed stream, light and cameras) on hills, with leaning
+orthophotos, lenses and the markings of several countries as in ``train-places``: the generalization benchmark
+with everything that flat true orthophotos and perfect pinholes leave out.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional, Tuple
 
 from .town import MARKING_STYLES, SOUTHERN_SKY_AZIMUTH_DEG, SUN_ELEVATION_DEG
@@ -130,6 +134,9 @@ PRESETS = {
                            terrain=True, ortho_flying_height_m=(800.0, 3000.0), lens_k1_range=(-0.08, 0.03),
                            marking_styles=MARKING_STYLES),
 }
+PRESETS["heldout-hills"] = replace(PRESETS["heldout"], name="heldout-hills", terrain=True,
+                                   ortho_flying_height_m=(800.0, 3000.0), lens_k1_range=(-0.08, 0.03),
+                                   marking_styles=MARKING_STYLES)
 
 
 def get_preset(name: str) -> Preset:
