@@ -115,6 +115,10 @@ TRAIN_PLACE_TOWNS = (
     TownSpec("anchorage", "park", -149.891, 61.211), TownSpec("saopaulo", "campus", -46.731, -23.561),
 )
 
+#: what flat true orthophotos and perfect pinholes leave out: hills, leaning roofs, lenses, other road markings
+UNEVEN_WORLD = dict(terrain=True, ortho_flying_height_m=(800.0, 3000.0), lens_k1_range=(-0.08, 0.03),
+                    marking_styles=MARKING_STYLES)
+
 PRESETS = {
     "demo": Preset("demo", DEMO_TOWNS, 3, 3, (512, 1024), (480, 640), (60.0, 90.0), size_m=256.0,
                    variant="bench", seed_offset=2_000_000),
@@ -131,12 +135,9 @@ PRESETS = {
                            size_m=256.0, variant="train", seed_offset=4_000_000, rotated_pinholes=False,
                            supersample=2, sun_azimuth_deg=(0.0, 360.0), sun_elevation_deg=(10.0, 75.0),
                            overcast=0.3, photo_sun="independent", camera_height_m=(1.2, 3.0), phone_camera=True,
-                           terrain=True, ortho_flying_height_m=(800.0, 3000.0), lens_k1_range=(-0.08, 0.03),
-                           marking_styles=MARKING_STYLES),
+                           **UNEVEN_WORLD),
 }
-PRESETS["heldout-hills"] = replace(PRESETS["heldout"], name="heldout-hills", terrain=True,
-                                   ortho_flying_height_m=(800.0, 3000.0), lens_k1_range=(-0.08, 0.03),
-                                   marking_styles=MARKING_STYLES)
+PRESETS["heldout-hills"] = replace(PRESETS["heldout"], name="heldout-hills", **UNEVEN_WORLD)
 
 
 def get_preset(name: str) -> Preset:
