@@ -294,7 +294,8 @@ def test_train_places_preset_trains_on_new_kinds_in_new_zones_with_real_light_an
 
 def test_heldout_hills_is_heldout_on_hills_with_leaning_orthophotos_lenses_and_markings(tmp_path):
     """The same preset but for the four things flat true orthophotos and perfect pinholes leave out (each tested
-    with train-places); a tiny render of one town records its aerial camera and each pinhole's lens."""
+    with train-places); a tiny render of one town records its aerial camera and each pinhole's lens, and puts
+    its cameras where heldout puts them, so that the two benchmarks compare photo by photo."""
     held, hills, tp = get_preset("heldout"), get_preset("heldout-hills"), get_preset("train-places")
     rough = ("terrain", "ortho_flying_height_m", "lens_k1_range", "marking_styles")
     for f in dataclasses.fields(held):
@@ -308,3 +309,6 @@ def test_heldout_hills_is_heldout_on_hills_with_leaning_orthophotos_lenses_and_m
     assert os.path.isfile(tmp_path / "h" / "aerial" / f"{hills.towns[0].name}.json")  # the leaning camera
     pinholes = [r for r in rows if r.camera == "pinhole"]
     assert pinholes and all(-0.08 <= float(r.extra["lens_k1"]) <= 0.03 for r in pinholes)
+    generate(str(tmp_path / "f"), dataclasses.replace(preset, **{k: getattr(held, k) for k in rough}), seed=0)
+    flat = read_manifest(tmp_path / "f" / "manifest.csv")
+    assert [(r.true_xy, r.camera) for r in rows] == [(r.true_xy, r.camera) for r in flat]
