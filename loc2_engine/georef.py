@@ -14,6 +14,7 @@ it is exact for north and the other cardinal directions and off by up to ~0.1-0.
 
 from __future__ import annotations
 
+import threading
 from typing import Tuple
 
 import numpy as np
@@ -43,9 +44,31 @@ def _wrap360(deg: np.ndarray):
     return float(out) if out.ndim == 0 else out
 
 
+#: per-thread transformers by (source WKT, destination WKT): PROJ takes 2–35 ms to pick the operation between
+#: two CRSs, and a transformer must not be shared between threads (pyproj's rule)
+_TRANSFORMERS = threading.local()
+
+
 def _transformer(src: pyproj.CRS, dst: pyproj.CRS) -> pyproj.Transformer:
-    # always_xy: (x, y) = (easting, northing) or (lon, lat) whatever the CRS's declared axis order
-    return pyproj.Transformer.from_crs(src, dst, always_xy=True)
+    """The (cached, this thread's) transformer from ``src`` to ``dst`` with x first: easting or longitude,
+    whatever the CRS's declared axis order."""
+    cache = getattr(_TRANSFORMERS, "by_wkt", None)
+    if cache is None:
+        cache = _TRANSFORMERS.by_wkt = {}
+    key = (src.to_wkt(), dst.to_wkt())
+    if key not in cache:
+        if len(cache) >= 64:  # a long session over many rasters: forget the oldest pair
+            del cache[next(iter(cache))]
+        cache[key] = pyproj.Transformer.from_crs(src, dst, always_xy=True)
+    return cache[key]
+
+
+def _aeqd_from_lonlat(lon: float, lat: float) -> pyproj.Transformer:
+    """WGS84 (lon, lat) degrees -> the azimuthal-equidistant metres centred on (lon, lat): a fixed PROJ
+    pipeline, built in a fraction of a millisecond where choosing an operation between CRSs takes tens."""
+    return pyproj.Transformer.from_pipeline(
+        f"+proj=pipeline +step +proj=unitconvert +xy_in=deg +xy_out=rad "
+        f"+step +proj=aeqd +lat_0={lat:.12f} +lon_0={lon:.12f} +ellps=WGS84")
 
 
 def _crs(crs) -> pyproj.CRS:
@@ -95,36 +118,38 @@ class LocalFrame:
         self.local_crs = pyproj.CRS.from_proj4(
             f"+proj=aeqd +lat_0={lat:.12f} +lon_0={lon:.12f} +x_0=0 +y_0=0 +datum=WGS84 +units=m +no_defs"
         )
-        self._crs_to_local = _transformer(self.crs, self.local_crs)
-        self._local_to_crs = _transformer(self.local_crs, self.crs)
-        self._local_to_lonlat = _transformer(self.local_crs, _WGS84)
-        self._crs_to_lonlat = _transformer(self.crs, _WGS84)
+        # the raster CRS <-> local metres go through WGS84 longitude/latitude, the local frame's own datum:
+        # the same operation PROJ picks between the two CRSs (equal to 1e-8 m), far cheaper to set up
+        self._lonlat_to_local = _aeqd_from_lonlat(lon, lat)
 
     def __repr__(self) -> str:
         lon, lat = self.origin_lonlat
         return f"LocalFrame(crs={self.crs.to_string()!r}, origin_lonlat=({lon:.7f}, {lat:.7f}))"
 
     @staticmethod
-    def _apply(tr: pyproj.Transformer, xy, name: str) -> np.ndarray:
+    def _apply(tr: pyproj.Transformer, xy, name: str, inverse: bool = False) -> np.ndarray:
         pts = _as_points(xy, name)
-        x, y = tr.transform(pts[:, 0], pts[:, 1])
+        x, y = tr.transform(pts[:, 0], pts[:, 1], direction="INVERSE" if inverse else "FORWARD")
         return np.stack([np.asarray(x, np.float64), np.asarray(y, np.float64)], axis=-1)
+
+    def _crs_to_lonlat(self) -> pyproj.Transformer:
+        return _transformer(self.crs, _WGS84)
 
     def to_local(self, xy_crs) -> np.ndarray:
         """(N, 2) positions in ``crs`` units -> (N, 2) local east/north metres."""
-        return self._apply(self._crs_to_local, xy_crs, "xy_crs")
+        return self.lonlat_to_local(self._apply(self._crs_to_lonlat(), xy_crs, "xy_crs"))
 
     def from_local(self, xy_local) -> np.ndarray:
         """(N, 2) local east/north metres -> (N, 2) positions in ``crs`` units."""
-        return self._apply(self._local_to_crs, xy_local, "xy_local")
+        return self._apply(self._crs_to_lonlat(), self.local_to_lonlat(xy_local), "xy_local", inverse=True)
 
     def local_to_lonlat(self, xy_local) -> np.ndarray:
         """(N, 2) local east/north metres -> (N, 2) WGS84 (lon, lat) degrees."""
-        return self._apply(self._local_to_lonlat, xy_local, "xy_local")
+        return self._apply(self._lonlat_to_local, xy_local, "xy_local", inverse=True)
 
     def lonlat_to_local(self, lonlat) -> np.ndarray:
         """(N, 2) WGS84 (lon, lat) degrees -> (N, 2) local east/north metres."""
-        return self._apply(_transformer(_WGS84, self.local_crs), lonlat, "lonlat")
+        return self._apply(self._lonlat_to_local, lonlat, "lonlat")
 
     def convergence_deg(self, xy_crs=None):
         """Meridian convergence (grid north minus true north, degrees clockwise) at ``xy_crs``.
@@ -137,8 +162,8 @@ class LocalFrame:
         pts = _as_points(self.origin_xy if xy_crs is None else xy_crs, "xy_crs")
         # a step of ~0.1 m (or 1e-6 degrees): small enough to be local, large enough for double precision
         step = 1e-6 if self.crs.is_geographic else 0.1 / self._unit_in_metres()
-        a = self._apply(self._crs_to_lonlat, pts, "xy_crs")
-        b = self._apply(self._crs_to_lonlat, pts + np.array([0.0, step]), "xy_crs")
+        a = self._apply(self._crs_to_lonlat(), pts, "xy_crs")
+        b = self._apply(self._crs_to_lonlat(), pts + np.array([0.0, step]), "xy_crs")
         az, _, _ = _GEOD.inv(a[:, 0], a[:, 1], b[:, 0], b[:, 1])
         gamma = (np.asarray(az, np.float64) + 180.0) % 360.0 - 180.0
         return float(gamma[0]) if single else gamma

@@ -1,11 +1,13 @@
 """LocalFrame against pyproj: metric, true-north local frame; convergence sign and value; headings."""
 
 import math
+import threading
 
 import numpy as np
 import pyproj
 import pytest
 
+from loc2_engine import georef
 from loc2_engine.errors import AerialError
 from loc2_engine.georef import LocalFrame, transform_points
 
@@ -37,6 +39,32 @@ def test_local_frame_is_metric_and_true_north(crs, origin):
     np.testing.assert_allclose(transform_points(xy_crs, crs, "EPSG:4326"), lonlat, atol=1e-9)
     np.testing.assert_allclose(frame.to_local(xy_crs), xy_local, atol=1e-6)
     np.testing.assert_allclose(frame.to_local(np.asarray(origin)), [[0.0, 0.0]], atol=1e-6)
+
+
+@pytest.mark.parametrize("crs,origin", CASES + [("EPSG:25832", (690000.0, 5335000.0))])
+def test_local_frame_equals_proj_between_the_two_crss(crs, origin):
+    """The frame goes through longitude/latitude; PROJ's own operation between the raster CRS and the local
+    azimuthal-equidistant CRS (a datum change included, ETRS89 here) gives the same metres."""
+    frame = LocalFrame(crs, origin)
+    direct = pyproj.Transformer.from_crs(frame.crs, frame.local_crs, always_xy=True)
+    unit = 1e-5 if frame.crs.is_geographic else 1.0
+    xy_crs = np.asarray(origin) + np.random.default_rng(1).uniform(-400, 400, size=(30, 2)) * unit
+    expected = np.stack(direct.transform(xy_crs[:, 0], xy_crs[:, 1]), axis=-1)
+    np.testing.assert_allclose(frame.to_local(xy_crs), expected, atol=1e-6)
+    back = np.stack(direct.transform(expected[:, 0], expected[:, 1], direction="INVERSE"), axis=-1)
+    np.testing.assert_allclose(frame.from_local(expected), back, atol=1e-6 * unit)
+
+
+def test_transformers_are_reused_within_a_thread_and_never_shared_across_threads():
+    src, dst = pyproj.CRS.from_epsg(32632), pyproj.CRS.from_epsg(4326)
+    first = georef._transformer(src, dst)
+    assert georef._transformer(pyproj.CRS.from_epsg(32632), dst) is first
+    other = []
+    thread = threading.Thread(target=lambda: other.append(georef._transformer(src, dst)))
+    thread.start()
+    thread.join()
+    assert other and other[0] is not first
+    assert other[0].transform(700000.0, 5200000.0) == first.transform(700000.0, 5200000.0)
 
 
 def test_origin_lonlat_matches_pyproj():
