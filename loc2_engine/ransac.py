@@ -374,21 +374,23 @@ def _soft_scores(hyp: SimilarityFit, valid: torch.Tensor, p: torch.Tensor, q: to
     feats = torch.cat([
         (p * p).sum(1, keepdim=True), (q * q).sum(1, keepdim=True), torch.ones_like(p[:, :1]), q, qp, p,
     ], dim=1).T.contiguous()                               # (11, N)
-    coef = torch.where(valid[:, None], coef, torch.zeros_like(coef))  # NaN-free rows for invalid fits
+    # only the valid fits are scored: most minimal samples break a limit (scale, heading, search area)
+    rows = torch.nonzero(valid).flatten()
+    coef = coef[rows]
 
     beta = 5.0 / th_soft
     H, N = coef.shape[0], feats.shape[1]
-    scores = torch.empty(H, dtype=p.dtype)
+    scores = torch.full((valid.shape[0],), -math.inf, dtype=p.dtype)
     chunk = max(1, _SCORE_ELEMENTS_PER_CHUNK // N)
-    buf = torch.empty(min(chunk, H), N, dtype=p.dtype)
+    buf = torch.empty(max(min(chunk, H), 1), N, dtype=p.dtype)
     for start in range(0, H, chunk):
         checkpoint()  # a cancel stops between batches of hypotheses (`cancel`)
         stop = min(start + chunk, H)
         d = torch.mm(coef[start:stop], feats, out=buf[: stop - start])
         # sigmoid(β (th - sqrt(d² + eps))), in place
         d.clamp_(min=0.0).add_(_DIST_EPS).sqrt_().mul_(-beta).add_(beta * th_soft).sigmoid_()
-        scores[start:stop] = d.sum(1)
-    return torch.where(valid, scores, torch.full_like(scores, -math.inf))
+        scores[rows[start:stop]] = d.sum(1)
+    return scores
 
 
 def _residuals(fit: SimilarityFit, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:

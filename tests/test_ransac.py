@@ -185,3 +185,24 @@ def test_bad_arguments_raise():
     with pytest.raises(ValueError, match="scale_range"):
         ransac_similarity(torch.zeros(5, 2), torch.zeros(5, 2), scale_range=(2.0, 1.0))
 
+
+
+def test_soft_scores_equal_the_plain_formula_and_skip_invalid_fits():
+    """Every valid hypothesis's score is Σ sigmoid(β (th - |s R p + t - q|)); an invalid one is -inf, even
+    when its fit is NaN."""
+    from loc2_engine.ransac import _soft_scores
+    from loc2_engine.solver import SimilarityFit
+
+    gen = torch.Generator().manual_seed(3)
+    H, N, th = 50, 300, 5.0
+    p, q = torch.randn(N, 2, generator=gen) * 20.0, torch.randn(N, 2, generator=gen) * 20.0
+    R = rotation_from_heading(torch.rand(H, generator=gen) * 360.0)
+    t, s = torch.randn(H, 2, generator=gen) * 5.0, 0.5 + torch.rand(H, generator=gen)
+    valid = torch.rand(H, generator=gen) < 0.3
+    t[~valid] = float("nan")
+    hyp = SimilarityFit(R=R, t=t, s=s, ok=valid, reason=("",) * H)
+    scores = _soft_scores(hyp, valid, p, q, th)
+    pred = s[:, None, None] * torch.einsum("hij,nj->hni", R, p) + t[:, None, :]
+    plain = torch.sigmoid(5.0 / th * (th - (pred - q).norm(dim=-1))).sum(1)
+    assert torch.isneginf(scores[~valid]).all()
+    torch.testing.assert_close(scores[valid], plain[valid], rtol=1e-4, atol=1e-3)
