@@ -102,9 +102,9 @@ class DenseMass:
         ray = src @ R.T
         r = self.target - (ray + t)
         if noise is None:
-            return self.prob * torch.exp(-(r ** 2).sum(-1) / (2.0 * sigma_m * sigma_m))
+            return self.prob * torch.exp(-_dot(r, r) / (2.0 * sigma_m * sigma_m))
         u, v, _, var_along, var_across = noise.with_width(sigma_m).variances(ray)
-        along, across = (r * u).sum(-1), (r * v).sum(-1)
+        along, across = _dot(r, u), _dot(r, v)
         return self.prob * torch.exp(-0.5 * ((1.0 / var_along) * along ** 2 + across ** 2 / var_across))
 
     def share(self, fit: SimilarityFit, sigma_m: float) -> float:
@@ -230,8 +230,7 @@ def _ray_step(src: torch.Tensor, target: torch.Tensor, w: torch.Tensor, R: torch
         grad_v = torch.cat([d[..., None], v], -1)
     w_u, w_v = w * (1.0 / var_along), w / var_across
     A = torch.einsum("kn,kni,knj->ij", w_u, grad_u, grad_u) + torch.einsum("kn,kni,knj->ij", w_v, grad_v, grad_v)
-    b = (torch.einsum("kn,kni->i", w_u * (r * u).sum(-1), grad_u)
-         + torch.einsum("kn,kni->i", w_v * (r * v).sum(-1), grad_v))
+    b = torch.einsum("kn,kni->i", w_u * _dot(r, u), grad_u) + torch.einsum("kn,kni->i", w_v * _dot(r, v), grad_v)
     delta, singular = torch.linalg.solve_ex(A, -b)
     if int(singular) != 0 or not bool(torch.isfinite(delta).all()):
         return None
@@ -239,6 +238,12 @@ def _ray_step(src: torch.Tensor, target: torch.Tensor, w: torch.Tensor, R: torch
         return R, t + delta
     c, s = math.cos(float(delta[0])), math.sin(float(delta[0]))
     return torch.tensor([[c, -s], [s, c]], dtype=R.dtype) @ R, t + delta[1:]
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Dot products (...) of 2-vectors a, b (..., 2), written out: the same sums as ``(a * b).sum(-1)``,
+    several times faster than a reduction over a last axis of two."""
+    return a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1]
 
 
 def _as(fit: SimilarityFit, R: torch.Tensor, t: torch.Tensor) -> SimilarityFit:

@@ -167,3 +167,13 @@ def test_a_kernel_long_along_the_rays_absorbs_a_one_sided_depth_error(turn):
     # without the error both kernels find the pose
     exact = DenseMass(P, cells, bev).refit(start, RefitSettings(DEFAULT_SIGMAS_M, 0.2, turn))
     assert float((exact.t - truth.t.float()).norm()) < 0.15
+
+
+def test_written_out_dot_products_equal_the_reduction_bit_for_bit():
+    from loc2_engine.dense_refit import _dot
+
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(32, 77, 2, dtype=torch.float64, generator=gen), torch.randn(32, 77, 2, dtype=torch.float64,
+                                                                                   generator=gen)
+    assert torch.equal(_dot(a, b), (a * b).sum(-1))
+    assert torch.equal(_dot(a, a), (a ** 2).sum(-1))
