@@ -14,7 +14,7 @@ it is exact for north and the other cardinal directions and off by up to ~0.1-0.
 
 from __future__ import annotations
 
-import threading
+import functools
 from typing import Tuple
 
 import numpy as np
@@ -44,23 +44,13 @@ def _wrap360(deg: np.ndarray):
     return float(out) if out.ndim == 0 else out
 
 
-#: per-thread transformers by (source WKT, destination WKT): PROJ takes 2–35 ms to pick the operation between
-#: two CRSs, and a transformer must not be shared between threads (pyproj's rule)
-_TRANSFORMERS = threading.local()
-
-
+@functools.lru_cache(maxsize=64)
 def _transformer(src: pyproj.CRS, dst: pyproj.CRS) -> pyproj.Transformer:
-    """The (cached, this thread's) transformer from ``src`` to ``dst`` with x first: easting or longitude,
-    whatever the CRS's declared axis order."""
-    cache = getattr(_TRANSFORMERS, "by_wkt", None)
-    if cache is None:
-        cache = _TRANSFORMERS.by_wkt = {}
-    key = (src.to_wkt(), dst.to_wkt())
-    if key not in cache:
-        if len(cache) >= 64:  # a long session over many rasters: forget the oldest pair
-            del cache[next(iter(cache))]
-        cache[key] = pyproj.Transformer.from_crs(src, dst, always_xy=True)
-    return cache[key]
+    """The transformer from ``src`` to ``dst`` with x first (easting or longitude, whatever the CRS's declared
+    axis order), made once per pair of CRSs (hashed by their WKT): PROJ takes 2–35 ms to choose the operation
+    between two CRSs. pyproj's transformers may be shared between threads (each thread gets its own PROJ
+    context)."""
+    return pyproj.Transformer.from_crs(src, dst, always_xy=True)
 
 
 def _aeqd_from_lonlat(lon: float, lat: float) -> pyproj.Transformer:
