@@ -19,7 +19,7 @@ import pytest
 import pyproj
 from osgeo import ogr
 from PIL import Image
-from qgis.core import Qgis, QgsCoordinateReferenceSystem, QgsProject, QgsRasterLayer
+from qgis.core import Qgis, QgsApplication, QgsCoordinateReferenceSystem, QgsProject, QgsRasterLayer
 from qgis.PyQt.QtCore import QCoreApplication
 
 import loc2_qgis
@@ -138,7 +138,17 @@ def plugin(qgis_iface):
     plugin.initGui()
     plugin.action.trigger()  # the toolbar button opens the dock
     yield plugin
+    settle(qgis_iface)
     plugin.unload()
+
+
+def settle(iface):
+    """Let the canvas finish drawing and the task manager empty before the next test clears the project:
+    layers removed under a canvas render job or a running task can take QGIS down."""
+    canvas = iface.mapCanvas()
+    canvas.stopRendering()
+    canvas.waitWhileRendering()
+    wait_until(lambda: QgsApplication.taskManager().countActiveTasks() == 0)
 
 
 def drive(dock, scene, layer, engine):
