@@ -382,7 +382,7 @@ def _soft_scores(hyp: SimilarityFit, valid: torch.Tensor, p: torch.Tensor, q: to
     H, N = coef.shape[0], feats.shape[1]
     scores = torch.full((valid.shape[0],), -math.inf, dtype=p.dtype)
     chunk = max(1, _SCORE_ELEMENTS_PER_CHUNK // N)
-    buf = torch.empty(max(min(chunk, H), 1), N, dtype=p.dtype)
+    buf = torch.empty(min(chunk, H), N, dtype=p.dtype)
     for start in range(0, H, chunk):
         checkpoint()  # a cancel stops between batches of hypotheses (`cancel`)
         stop = min(start + chunk, H)

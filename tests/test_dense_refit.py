@@ -173,7 +173,7 @@ def test_written_out_dot_products_equal_the_reduction_bit_for_bit():
     from loc2_engine.dense_refit import _dot
 
     gen = torch.Generator().manual_seed(0)
-    a, b = torch.randn(32, 77, 2, dtype=torch.float64, generator=gen), torch.randn(32, 77, 2, dtype=torch.float64,
-                                                                                   generator=gen)
+    a = torch.randn(32, 77, 2, dtype=torch.float64, generator=gen)
+    b = torch.randn(32, 77, 2, dtype=torch.float64, generator=gen)
     assert torch.equal(_dot(a, b), (a * b).sum(-1))
     assert torch.equal(_dot(a, a), (a ** 2).sum(-1))

@@ -186,7 +186,6 @@ def test_bad_arguments_raise():
         ransac_similarity(torch.zeros(5, 2), torch.zeros(5, 2), scale_range=(2.0, 1.0))
 
 
-
 def test_soft_scores_equal_the_plain_formula_and_skip_invalid_fits():
     """Every valid hypothesis's score is Σ sigmoid(β (th - |s R p + t - q|)); an invalid one is -inf, even
     when its fit is NaN."""
