@@ -26,7 +26,7 @@ def assemble_result(photo_id: str, ground, ground_in, area: SearchArea, lifted: 
     depth provider's kind (the tokens' photo pixels depend on it); provenance: ``model``, ``depth`` names.
     """
     ransac, fit, frame = pose.ransac, pose.ransac.fit, area.frame
-    camera = ground.camera
+    camera, s = ground.camera, float(fit.s)
     quality = pose_quality(ransac.residuals, ransac.inliers, pose.weights, ransac.soft_score, len(pose.weights),
                            ambiguity=ransac.ambiguity, panorama=camera.kind == "pano",
                            heading_prior=area.prior.heading_deg is not None,
@@ -34,12 +34,11 @@ def assemble_result(photo_id: str, ground, ground_in, area: SearchArea, lifted: 
                            dense_share=pose.mass.share(fit, SCORE_SIGMA_M),
                            sharpness=sharpness(pose.mass, fit, SCORE_SIGMA_M), agreement=matches.agreement,
                            matched_share=matches.matched_share, rival_gap=pose.rival_gap,
-                           calibration=matcher.confidence_calibration)
+                           scale=s, calibration=matcher.confidence_calibration)
     t_local = fit.t.detach().double().numpy().reshape(2)
     heading = float(heading_from_rotation(fit.R.detach().double()))
     xy_crs = frame.from_local(t_local[None])[0]
     lon, lat = frame.local_to_lonlat(t_local[None])[0]
-    s = float(fit.s)
     valid = lifted.valid
     layout_xy = (s * lifted.xy_bev[valid] @ fit.R.detach().float().T + fit.t.detach().float()).numpy()
     # the tokens' pixels on the photo as loaded, a rolled canonical view turned back

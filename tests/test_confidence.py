@@ -48,6 +48,21 @@ def test_calibrated_confidence_is_the_logistic_of_the_features():
     assert math.isfinite(confidence_from(quality_features(40, 0.2, 0.3, 2.0, 0.6, sharpness=-math.inf), newer))
 
 
+def test_the_depth_scale_is_a_feature_in_logarithms_clipped_and_weighed_by_a_calibration():
+    f = quality_features(40, 0.2, 0.3, 2.0, 0.6, scale=0.85)
+    assert f["log_scale"] == pytest.approx(math.log(0.85))
+    assert quality_features(40, 0.2, 0.3, 2.0, 0.6)["log_scale"] == 0.0  # the rigid fit's scale, 1
+    assert quality_features(40, 0.2, 0.3, 2.0, 0.6, scale=float("nan"))["log_scale"] == 0.0
+    assert quality_features(40, 0.2, 0.3, 2.0, 0.6, scale=1e-9)["log_scale"] == pytest.approx(math.log(0.1))
+    cal = {"intercept": 0.0, "log_scale": 4.0}
+    low, high = (confidence_from(quality_features(40, 0.2, 0.3, 2.0, 0.6, scale=s), cal) for s in (0.85, 1.2))
+    assert low == pytest.approx(1 / (1 + 0.85 ** -4.0)) and low < high
+    # through pose_quality, as the pipeline passes the fitted scale
+    q = pose_quality(torch.tensor([0.3, 0.4, 1.2]), torch.ones(3, dtype=torch.bool), torch.ones(3), 2.5, 3,
+                     scale=1.3)
+    assert q["features"]["log_scale"] == pytest.approx(math.log(1.3))
+
+
 def test_pose_quality_numbers():
     residuals = torch.tensor([0.3, 0.4, 1.2, 5.0, 9.0, float("nan")])
     inliers = torch.tensor([True, True, True, False, False, False])
