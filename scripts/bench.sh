@@ -18,7 +18,9 @@
 #      photos and orthophotos are taken at different times; and under any weather ("light": sun from
 #      anywhere, 10-75 degrees high, half the skies overcast, drawn apart for the photos and the orthophoto);
 #   8. the mono run on the heldout preset (`loc2 synth --preset heldout`, generated beside $DATA as
-#      $DATA-heldout): kinds of place the training world never has (old town, village, retail district),
+#      $DATA-heldout): kinds of place the training presets never have (old town, village, retail district;
+#      the default model's panorama expert was fine-tuned on old towns and retail districts of other seeds,
+#      never on villages),
 #      in other UTM zones and both hemispheres, sun anywhere and apart for the photos, some overcast skies,
 #      a phone-like camera: the generalization benchmark (docs/synth.md); seed 0 ($DATA-heldout) and seed 1
 #      ($DATA-heldout-s1, other towns), 96 photos each: one seed alone moves by several metres; and seed 0's
