@@ -19,7 +19,7 @@
 #      anywhere, 10-75 degrees high, half the skies overcast, drawn apart for the photos and the orthophoto);
 #   8. the mono run on the heldout preset (`loc2 synth --preset heldout`, generated beside $DATA as
 #      $DATA-heldout): kinds of place the training presets never have (old town, village, retail district;
-#      the default model's panorama expert was fine-tuned on old towns and retail districts of other seeds,
+#      both networks of the default model were fine-tuned on old towns and retail districts of other seeds,
 #      never on villages),
 #      in other UTM zones and both hemispheres, sun anywhere and apart for the photos, some overcast skies,
 #      a phone-like camera: the generalization benchmark (docs/synth.md); seed 0 ($DATA-heldout) and seed 1
