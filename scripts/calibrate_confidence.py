@@ -2,10 +2,10 @@
 
     .venv/bin/python scripts/calibrate_confidence.py DATASET [DATASET ...] [--model default] [--depth mono]
         [--features out/calib-features.json] [--refit-only] [--holdout DATASET ...]
-        [--holdout-features out/holdout-features.json] [--write MODEL.safetensors]
+        [--holdout-features out/holdout-features.json] [--l2 1.0] [--write MODEL.safetensors]
 
 Collects each localized photo's quality numbers (``confidence.quality_features``) and its position error,
-fits a logistic regression (L2-regularised, Newton steps, numpy only) and prints the coefficients, the
+fits a logistic regression (L2-regularised, ``--l2``, Newton steps, numpy only) and prints the coefficients, the
 reliability table (predicted vs observed hit rate per bin) and how the status threshold splits the photos,
 on the calibration photos and, with ``--holdout``, on photos of other datasets that the fit never saw (calibrate
 on kinds of place and looks the model was not trained on, and check on others still). Photos that failed are
@@ -130,6 +130,9 @@ def main():
     ap.add_argument("--holdout", nargs="*", default=[], metavar="DATASET",
                     help="datasets to check the fitted confidence on (never fitted on)")
     ap.add_argument("--holdout-features", default="out/holdout-features.json")
+    ap.add_argument("--l2", type=float, default=1.0,
+                    help="ridge penalty of the confidence's weights (default 1: weaker fits were too sure of "
+                         "themselves on towns unlike the calibration's)")
     ap.add_argument("--write", metavar="MODEL_FILE", help="store the calibration in this safetensors file")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = ap.parse_args()
@@ -138,7 +141,7 @@ def main():
     rows = rows_of(args.datasets, args.features, args.model, args.depth, args.refit_only)
     X = np.array([[1.0] + [r["features"].get(k, 0.0) for k in FEATURE_NAMES] for r in rows])
     y = np.array([r["err_m"] <= HIT_RADIUS_M for r in rows], float)
-    w = fit_logistic(X, y)
+    w = fit_logistic(X, y, l2=args.l2)
     calibration = dict(zip(("intercept",) + FEATURE_NAMES, np.round(w, 4).tolist()))
     calibration["sigma"] = dict(zip(("intercept",) + FEATURE_NAMES,
                                     np.round(fit_sigma(X, np.array([r["err_m"] for r in rows])), 4).tolist()))
