@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
+
 from .confidence import pose_quality, status_from
 from .dense_refit import SCORE_SIGMA_M, sharpness
 from .lifting import LiftedTokens
@@ -27,6 +29,7 @@ def assemble_result(photo_id: str, ground, ground_in, area: SearchArea, lifted: 
     """
     ransac, fit, frame = pose.ransac, pose.ransac.fit, area.frame
     camera, s = ground.camera, float(fit.s)
+    t_local = fit.t.detach().double().numpy().reshape(2)
     quality = pose_quality(ransac.residuals, ransac.inliers, pose.weights, ransac.soft_score, len(pose.weights),
                            ambiguity=ransac.ambiguity, panorama=camera.kind == "pano",
                            heading_prior=area.prior.heading_deg is not None,
@@ -34,8 +37,8 @@ def assemble_result(photo_id: str, ground, ground_in, area: SearchArea, lifted: 
                            dense_share=pose.mass.share(fit, SCORE_SIGMA_M),
                            sharpness=sharpness(pose.mass, fit, SCORE_SIGMA_M), agreement=matches.agreement,
                            matched_share=matches.matched_share, rival_gap=pose.rival_gap,
-                           scale=s, calibration=matcher.confidence_calibration)
-    t_local = fit.t.detach().double().numpy().reshape(2)
+                           scale=s, prior_offset=prior_offset(t_local, area),
+                           calibration=matcher.confidence_calibration)
     heading = float(heading_from_rotation(fit.R.detach().double()))
     xy_crs = frame.from_local(t_local[None])[0]
     lon, lat = frame.local_to_lonlat(t_local[None])[0]
@@ -59,6 +62,14 @@ def assemble_result(photo_id: str, ground, ground_in, area: SearchArea, lifted: 
         residuals_m=ransac.residuals.detach().cpu().float().numpy(),
         layout_uv=uv_photo[valid.numpy()], layout_xy=layout_xy,
         **provenance, **photo_fields(ground), **area_fields(area))
+
+
+def prior_offset(t_local: np.ndarray, area: SearchArea) -> Optional[float]:
+    """The camera position ``t_local`` (2,) local metres from the prior position, over the search radius; None
+    when the prior position is no estimate of the camera's (`search_area.Prior.is_estimate`)."""
+    if not area.prior.is_estimate:
+        return None
+    return float(np.hypot(*(t_local - area.prior_local))) / float(area.prior.radius_m)
 
 
 def rival_poses(pose: PoseEstimate, frame) -> tuple:

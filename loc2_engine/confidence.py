@@ -22,7 +22,13 @@ the pose needed (aerial metres per metre of lifted depth): at the wrong place th
 similarity, and a similarity fitted to noise shrinks (its scale is the cross-covariance of the two point sets
 over the spread of one, near zero without correspondence), so wrong poses sit low in the scale range
 (held-out kinds of place, three seeds: median scale 0.93 for panorama poses beyond 5 m against 1.08 within,
-pinholes 0.88 against 0.92). A calibration without a feature (one fitted before it existed) gives it no weight.
+pinholes 0.88 against 0.92). And prior_offset, (distance of the pose from the prior position / the search radius)²,
+clipped to 1: the prior is evidence too. A right pose lies about as far from the prior as the prior is from the
+truth, a pose at the wrong place anywhere in the search circle (the squared offset of a point uniform in the
+circle averages 1/2; a log-odds linear in it is a Gaussian prior on the position). Where the prior position only
+centres a search tile (`search_area.Prior.is_estimate` False: an extent's windows) it says nothing, and the
+feature takes that uninformed 1/2. A calibration without a feature (one fitted before it existed) gives it no
+weight.
 
 Without a calibration (e.g. the official checkpoints) a monotone heuristic stands in, and is only a ranking:
 
@@ -71,13 +77,15 @@ _LOG_SIGMA_CLIP = (math.log(0.05), math.log(400.0))
 #: quality features a calibration weighs, in order (see the module docstring)
 FEATURE_NAMES = ("log_inliers", "soft_ratio", "ambiguity", "log_sigma", "inlier_weight_share", "panorama",
                  "heading_prior", "dense_share", "sharpness", "agreement", "matched_share", "rival_gap",
-                 "log_scale")
+                 "log_scale", "prior_offset")
 #: sharpness (a log ratio, <= 0, -inf without mass near the pose) is clipped below at this
 _SHARPNESS_FLOOR = -5.0
 #: sigma_m is clipped to this range (metres) before its logarithm: beyond it the pose is equally good or bad
 _SIGMA_CLIP_M = (0.05, 200.0)
 #: the depth scale is clipped to this range before its logarithm (relative depth may need any scale)
 _SCALE_CLIP = (0.1, 10.0)
+#: prior_offset without an informative prior position: the mean squared offset of a point uniform in the circle
+UNINFORMED_PRIOR_OFFSET = 0.5
 
 #: status thresholds: below either, the pose is reported as "low_confidence". For a calibrated model 0.9
 #: means "at least 9 chances in 10 of being within HIT_RADIUS_M"; 0.8 let poses 10-30 m off through on kinds
@@ -89,7 +97,8 @@ MIN_INLIERS = 10
 def quality_features(inliers: int, soft_ratio: float, ambiguity: float, sigma_m: float,
                      inlier_weight_share: float, panorama: bool = True, heading_prior: bool = False,
                      dense_share: float = 0.0, sharpness: float = _SHARPNESS_FLOOR, agreement: float = 1.0,
-                     matched_share: float = 0.0, rival_gap: float = 0.0, scale: float = 1.0) -> Dict[str, float]:
+                     matched_share: float = 0.0, rival_gap: float = 0.0, scale: float = 1.0,
+                     prior_offset: Optional[float] = None) -> Dict[str, float]:
     """The `FEATURE_NAMES` of one pose (sigma_m NaN, i.e. fewer than 3 inliers, counts as the clip maximum).
 
     panorama / heading_prior: the camera type and whether the heading was constrained, because the same
@@ -97,16 +106,19 @@ def quality_features(inliers: int, soft_ratio: float, ambiguity: float, sigma_m:
     dense_share in [0, 1] and sharpness <= 0: the pose against the whole of P (module docstring); their
     defaults are those of a pose that explains none of it. agreement, matched_share, rival_gap: the matcher's
     own doubt (module docstring). scale: the pose's depth scale (aerial metres per depth metre; NaN counts as
-    1, the rigid fit's).
+    1, the rigid fit's). prior_offset: the pose's distance from the prior position over the search radius
+    (None: the prior position is no estimate of the camera's, `UNINFORMED_PRIOR_OFFSET`).
     """
     scale = min(max(scale, _SCALE_CLIP[0]), _SCALE_CLIP[1]) if math.isfinite(scale) else 1.0
     sigma = _SIGMA_CLIP_M[1] if not math.isfinite(sigma_m) else min(max(sigma_m, _SIGMA_CLIP_M[0]), _SIGMA_CLIP_M[1])
+    offset2 = UNINFORMED_PRIOR_OFFSET if prior_offset is None else min(float(prior_offset), 1.0) ** 2
     return {"log_inliers": math.log1p(max(inliers, 0)), "soft_ratio": float(soft_ratio),
             "ambiguity": float(ambiguity), "log_sigma": math.log(sigma),
             "inlier_weight_share": float(inlier_weight_share), "panorama": float(bool(panorama)),
             "heading_prior": float(bool(heading_prior)), "dense_share": float(dense_share),
             "sharpness": max(float(sharpness), _SHARPNESS_FLOOR), "agreement": float(agreement),
-            "matched_share": float(matched_share), "rival_gap": float(rival_gap), "log_scale": math.log(scale)}
+            "matched_share": float(matched_share), "rival_gap": float(rival_gap), "log_scale": math.log(scale),
+            "prior_offset": offset2}
 
 
 def confidence_from(features: Dict[str, float], calibration: Optional[Dict[str, float]] = None) -> float:
@@ -127,7 +139,7 @@ def pose_quality(residuals: torch.Tensor, inliers: torch.Tensor, weights: torch.
                  dst: Optional[torch.Tensor] = None, position: Optional[torch.Tensor] = None,
                  dense_share: float = 0.0, sharpness: float = _SHARPNESS_FLOOR, agreement: float = 1.0,
                  matched_share: float = 0.0, rival_gap: float = 0.0, scale: float = 1.0,
-                 calibration: Optional[Dict[str, float]] = None) -> dict:
+                 prior_offset: Optional[float] = None, calibration: Optional[Dict[str, float]] = None) -> dict:
     """Quality numbers of one pose for the ``camera_poses`` layer.
 
     residuals (N,) m (NaN = unusable), inliers (N,) bool, weights (N,) match probabilities, soft_score the
@@ -135,7 +147,8 @@ def pose_quality(residuals: torch.Tensor, inliers: torch.Tensor, weights: torch.
     panorama / heading_prior: the camera type and whether a heading prior constrained the fit.
     Optional dst (N, 2) local metres of the matches and position (2,) of the camera add the lever-arm term
     to sigma_m. dense_share, sharpness: the pose against the whole of P; agreement, matched_share, rival_gap:
-    the matcher's doubt; scale: the pose's depth scale (`quality_features`).
+    the matcher's doubt; scale: the pose's depth scale; prior_offset: its distance from an informative prior
+    position over the search radius, None without one (`quality_features`).
     calibration: the model's logistic weights, and its ``sigma`` weights (None: the heuristic and the
     formula's sigma_m).
 
@@ -153,7 +166,7 @@ def pose_quality(residuals: torch.Tensor, inliers: torch.Tensor, weights: torch.
     share = float(w[inl].sum()) / w_total if w_total > 0 else 0.0
     features = quality_features(k, soft_score / matches if matches else 0.0, ambiguity, sigma_m, share,
                                 panorama, heading_prior, dense_share, sharpness, agreement, matched_share,
-                                rival_gap, scale)
+                                rival_gap, scale, prior_offset)
     return dict(
         matches=matches,
         inliers=k,

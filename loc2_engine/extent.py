@@ -85,7 +85,7 @@ def cover(extent_xy, crs, matcher, max_windows: int = MAX_WINDOWS, heading_deg: 
     centres_local = _grid(lo, hi, counts)
     centres = frame.from_local(centres_local)
     return [Prior(float(x), float(y), crs, radius_m=radius, heading_deg=heading_deg,
-                  heading_tolerance_deg=heading_tolerance_deg) for x, y in centres]
+                  heading_tolerance_deg=heading_tolerance_deg, is_estimate=False) for x, y in centres]
 
 
 def _local_bounds(frame: LocalFrame, extent_xy: Extent) -> Tuple[np.ndarray, np.ndarray]:

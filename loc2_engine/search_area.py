@@ -39,7 +39,9 @@ class Prior:
     x, y: position in ``crs`` units (None, None: take the photo's EXIF GPS, keeping radius and heading);
     crs: anything pyproj accepts (None: the aerial raster's CRS); radius_m: search radius, metres;
     heading_deg: heading prior clockwise from true north (None: unknown orientation, full 360°);
-    heading_tolerance_deg: half-width of the allowed heading interval (None: `defaults.HEADING_TOLERANCE_DEG`).
+    heading_tolerance_deg: half-width of the allowed heading interval (None: `defaults.HEADING_TOLERANCE_DEG`);
+    is_estimate: whether the position estimates the camera's (GPS, a map click) or only centres a search tile
+    (an extent's windows), which says nothing about where the camera is (the confidence's prior_offset).
     """
 
     x: Optional[float] = None
@@ -48,6 +50,7 @@ class Prior:
     radius_m: float = defaults.RADIUS_M
     heading_deg: Optional[float] = None
     heading_tolerance_deg: Optional[float] = None
+    is_estimate: bool = True
 
     @property
     def has_position(self) -> bool:

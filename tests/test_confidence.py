@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from loc2_engine.confidence import (MAX_INDEPENDENT_INLIERS, confidence_from, pose_quality, quality_features,
-                                    status_from)
+from loc2_engine.confidence import (MAX_INDEPENDENT_INLIERS, UNINFORMED_PRIOR_OFFSET, confidence_from, pose_quality,
+                                    quality_features, status_from)
 from loc2_engine.solver import procrustes_2d, rotation_from_heading
 
 
@@ -61,6 +61,19 @@ def test_the_depth_scale_is_a_feature_in_logarithms_clipped_and_weighed_by_a_cal
     q = pose_quality(torch.tensor([0.3, 0.4, 1.2]), torch.ones(3, dtype=torch.bool), torch.ones(3), 2.5, 3,
                      scale=1.3)
     assert q["features"]["log_scale"] == pytest.approx(math.log(1.3))
+
+
+def test_the_offset_from_an_informative_prior_is_a_squared_feature():
+    assert quality_features(40, 0.2, 0.3, 2.0, 0.6, prior_offset=0.4)["prior_offset"] == pytest.approx(0.16)
+    assert quality_features(40, 0.2, 0.3, 2.0, 0.6, prior_offset=1.3)["prior_offset"] == 1.0  # the circle's edge
+    # without an informative prior position: the mean of a point uniform in the circle
+    assert quality_features(40, 0.2, 0.3, 2.0, 0.6)["prior_offset"] == UNINFORMED_PRIOR_OFFSET == 0.5
+    cal = {"intercept": 1.0, "prior_offset": -2.0}
+    near, far = (confidence_from(quality_features(40, 0.2, 0.3, 2.0, 0.6, prior_offset=d), cal) for d in (0.2, 0.9))
+    assert near == pytest.approx(1 / (1 + math.exp(-(1.0 - 2.0 * 0.04)))) and far < near
+    q = pose_quality(torch.tensor([0.3, 0.4, 1.2]), torch.ones(3, dtype=torch.bool), torch.ones(3), 2.5, 3,
+                     prior_offset=0.5)
+    assert q["features"]["prior_offset"] == pytest.approx(0.25)
 
 
 def test_pose_quality_numbers():

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from loc2_engine.aerial import AerialWindow
+from loc2_engine.confidence import UNINFORMED_PRIOR_OFFSET
 from loc2_engine.errors import PriorError
 from loc2_engine.extent import MIN_VISIBLE_RANGE_M, best_of, cover
 from loc2_engine.georef import LocalFrame, transform_points
@@ -126,6 +127,8 @@ def test_the_truth_somewhere_in_the_extent_is_found_without_a_prior(placed):
     assert math.hypot(res.x - TRUTH[0], res.y - TRUTH[1]) < 0.3, res
     assert abs((res.heading_deg - scene["heading"] + 180) % 360 - 180) < 1.5
     assert res.quality_features["extent_windows"] == 9
+    # a window's centre is no estimate of where the camera is: the prior's offset takes its uninformed value
+    assert res.quality_features["prior_offset"] == UNINFORMED_PRIOR_OFFSET
     assert res.quality_features["extent_runner_up"] == 0.0  # overlapping windows found the same place
     assert res.runtime_s > 0
     # the extent's CRS defaults to the raster's, and a heading prior is honoured in every window

@@ -184,6 +184,10 @@ def test_oracle_matches_recover_pose_and_heading(tmp_path, kind):
     assert res.heading_grid_deg == pytest.approx(res.heading_deg - frame.convergence_deg(), abs=1e-6)
     assert abs(res.lon - 15.0) < 0.01 and 45.0 < res.lat < 45.2
     assert res.inliers >= 0.9 * res.matches and res.status == "ok"
+    # the pose's squared offset from the prior over the search radius is a confidence feature
+    prior = scene["prior"]
+    offset = math.hypot(res.x - prior.x, res.y - prior.y) / prior.radius_m
+    assert 0.1 < offset < 1.0 and res.quality_features["prior_offset"] == pytest.approx(offset ** 2, rel=1e-3)
     n = res.matches
     assert res.uv_ground.shape == (n, 2) and res.xy_bev.shape == (n, 2) and res.xy_aerial.shape == (n, 2)
     assert res.weights.shape == res.inlier_mask.shape == res.residuals_m.shape == (n,)
