@@ -43,8 +43,9 @@ def collect(datasets, model, depth):
     return rows
 
 
-def fit_logistic(X, y, l2=1e-2, steps=50):
-    """Weights (F,) of P(y=1) = sigmoid(X w) by Newton's method; X (n, F) with a leading 1 column."""
+def fit_logistic(X, y, l2, steps=50):
+    """Weights (F,) of P(y=1) = sigmoid(X w) by Newton's method; X (n, F) with a leading 1 column; l2: the ridge
+    penalty of every weight but the intercept's."""
     w = np.zeros(X.shape[1])
     reg = l2 * np.eye(X.shape[1])
     reg[0, 0] = 0.0  # the intercept is not shrunk
