@@ -25,7 +25,8 @@
 #      a phone-like camera: the generalization benchmark (docs/synth.md); seed 0 ($DATA-heldout) and seed 1
 #      ($DATA-heldout-s1, other towns), 96 photos each: one seed alone moves by several metres; and seed 0's
 #      towns on hills, with leaning orthophotos, lenses and other road markings ($DATA-heldout-hills,
-#      `--preset heldout-hills`);
+#      `--preset heldout-hills`); and a kind of place that neither training nor heldout has, dense
+#      East-Asian alleys, in heldout-hills' world ($DATA-unseen, `--preset unseen`, 96 photos);
 #   9. each run writes out/bench-<name>.json (per-photo records + tables) and out/bench-<name>.md, and
 #      prints its markdown tables.
 # Environment: BENCH_DATA (default data/bench), BENCH_OUT (default out), BENCH_LIMIT (photos per run,
@@ -93,8 +94,8 @@ for sun in anysun photosun light; do
 done
 
 declare -A HELDOUT_OPTS=([heldout]="--preset heldout" [heldout-s1]="--preset heldout --seed 1"
-                         [heldout-hills]="--preset heldout-hills")
-for held in heldout heldout-s1 heldout-hills; do
+                         [heldout-hills]="--preset heldout-hills" [unseen]="--preset unseen")
+for held in heldout heldout-s1 heldout-hills unseen; do
     if [[ ! -f "$DATA-$held/manifest.csv" ]]; then
         read -ra opts <<< "${HELDOUT_OPTS[$held]}"
         "$PY" -m loc2_engine synth "$DATA-$held" --workers 2 "${opts[@]}"

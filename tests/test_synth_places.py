@@ -1,5 +1,5 @@
-"""Kinds of place (training: park, campus; held out: oldtown, village, retail), the heldout and train-places
-presets: content, determinism, rendering (small)."""
+"""Kinds of place (training: park, campus; held out: oldtown, village, retail; unseen: alleys), the heldout,
+unseen and train-places presets: content, determinism, rendering (small)."""
 
 import dataclasses
 import math
@@ -31,8 +31,8 @@ def _town(style, seed=4, size_m=200.0, variant="heldout"):
 
 @pytest.fixture(scope="module")
 def towns():
-    """One town of each held-out kind of place, 200 m square, seed 4."""
-    return {style: _town(style) for style in T.HELDOUT_STYLES}
+    """One town of each held-out and unseen kind of place, 200 m square, seed 4."""
+    return {style: _town(style) for style in T.HELDOUT_STYLES + T.UNSEEN_STYLES}
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def _signature(town):
             [(e[0].wkb,) + tuple(e[1:]) for e in town.paint], town.walkable.wkb, town.sun_az_deg)
 
 
-@pytest.mark.parametrize("style", T.HELDOUT_STYLES)
+@pytest.mark.parametrize("style", T.HELDOUT_STYLES + T.UNSEEN_STYLES)
 def test_a_kind_of_place_is_built_again_identically_from_its_seed(style, towns):
     assert _signature(_town(style)) == _signature(towns[style])
     other = _town(style, seed=5)
@@ -118,6 +118,34 @@ def test_village_is_open_country_with_fields_farms_and_unmarked_roads(towns):
     assert barns and max(b.rects[0][2] for b in barns) >= 18.0
 
 
+def test_alleys_are_narrow_lanes_between_detached_buildings_under_overhead_wires(towns):
+    town = towns["alleys"]
+    alleys = [r for r in town.roads if r.kind == "lane"]
+    streets = [r for r in town.roads if r.kind == "street"]
+    assert len(alleys) >= 15 and all(2.5 <= r.width <= 6.0 and r.sidewalk == 0 for r in alleys)
+    assert 1 <= len(streets) <= 2 and all(9.0 <= r.width <= 16.0 and r.sidewalk >= 2.0 for r in streets)
+    assert town.markings is not None and town.markings.style == "japan"  # the region's, when the preset draws none
+    houses = town.buildings
+    assert len(houses) >= 150
+    square = box(-80, -80, 80, 80)
+    ways = unary_union([r.line.buffer(r.width / 2 + r.sidewalk) for r in town.roads]).intersection(square)
+    built = P.footprints(town).intersection(square).area
+    assert built > 0.5 * (square.area - ways.area)  # dense: roofs cover most of the blocks
+    rows = unary_union([b.footprint() for b in houses])
+    assert len(getattr(rows, "geoms", [rows])) > 0.9 * len(houses)  # detached: a gap between neighbours
+    assert {b.roof for b in houses} >= {"flat", "gable"} and max(b.height for b in houses) >= 15.0
+    wires = [k for k in town.blocks if k.width < 0.05 and k.length > 10.0]
+    poles = [k for k in town.blocks if k.material == T.POLE and k.z0 == 0.0 and k.height >= 9.0]
+    assert town.features["poles"] == len(poles) >= 50 and len(wires) >= 2 * len(poles)
+    assert all(6.5 <= k.z0 <= 11.5 for k in wires)  # above the lorries, below the cross-arms
+    signs = [k for k in town.blocks if k.z0 >= 3.0 and k.height >= 1.5 and k.width == 0.25]
+    vending = [k for k in town.blocks if k.height > 1.5 and k.length == 1.0 and k.z0 == 0.0]
+    assert len(signs) >= 20 and len(vending) >= 3
+    assert town.features["coin_parking"] >= 1 and sum(k.material == T.CAR for k in town.blocks) >= 20
+    lanes = unary_union([r.line.buffer(r.width / 2) for r in alleys])
+    assert town.walkable.intersection(lanes).area > 0.2 * town.walkable.area  # cameras stand in the alleys too
+
+
 def test_a_ground_pattern_draws_joints_and_stripes():
     town = T.Town("g", "oldtown", 1, "EPSG:32632", ORIGIN, 20.0, 180.0, 45.0, T.default_style("oldtown"))
     grey, dark = (0.6, 0.6, 0.6), (0.1, 0.1, 0.1)
@@ -154,6 +182,8 @@ def test_heldout_preset_holds_out_kinds_of_place_zones_and_camera():
     for p in PRESETS.values():  # every other preset trains or benchmarks on kinds the model may learn
         if p.name not in ("heldout", "heldout-hills"):
             assert not {t.style for t in p.towns} & set(T.HELDOUT_STYLES), p.name
+        if p.name != "unseen":
+            assert not {t.style for t in p.towns} & set(T.UNSEEN_STYLES), p.name
     seen = {town_origin(t) for p in (train, bench, get_preset("demo")) for t in p.towns}
     zones = {town_origin(t)[0] for t in train.towns + bench.towns}
     for t in held.towns:
@@ -209,6 +239,24 @@ def test_each_kind_of_place_renders_an_orthophoto_and_photos(tmp_path):
     generate(str(tmp_path / "b"), one, seed=0)
     generate(str(tmp_path / "c"), one, seed=0)
     assert _digest(tmp_path / "b") == _digest(tmp_path / "c")
+
+
+def test_unseen_is_heldout_hills_in_a_kind_of_place_and_zones_no_other_preset_has(tmp_path):
+    unseen, hills = get_preset("unseen"), get_preset("heldout-hills")
+    assert {t.style for t in unseen.towns} == set(T.UNSEEN_STYLES) and len(unseen.towns) == 4
+    others = {town_origin(t)[0] for p in PRESETS.values() if p is not unseen for t in p.towns}
+    zones = {town_origin(t)[0] for t in unseen.towns}
+    assert len(zones) == 4 and not zones & others
+    same = ("variant", "sun_azimuth_deg", "sun_elevation_deg", "overcast", "photo_sun", "camera_height_m", "pitch_deg",
+            "roll_deg", "jpeg_quality", "phone_camera", "terrain", "ortho_flying_height_m", "lens_k1_range",
+            "pano_hw", "pinhole_hw", "hfov_deg")
+    assert all(getattr(unseen, f) == getattr(hills, f) for f in same)
+    assert 90 <= len(unseen.towns) * (unseen.n_pano + unseen.n_pinhole) <= 110
+    rows = generate(str(tmp_path / "u"), _tiny_heldout(unseen.towns[:1], "unseen"), seed=0)
+    assert len(rows) == 2
+    for r in read_manifest(tmp_path / "u" / "manifest.csv"):
+        assert r.crs == "EPSG:32651" and r.extra["style"] == "alleys"
+        assert np.nanmin(np.load(r.depth)) > 0.3
 
 
 def test_synth_command_keeps_the_heldout_light_unless_told_otherwise(monkeypatch, tmp_path):

@@ -1,4 +1,4 @@
-"""`loc2 synth OUT_DIR --preset demo|train|bench|heldout|heldout-hills|train-places`: generate a synthetic
+"""`loc2 synth OUT_DIR --preset demo|train|bench|heldout|heldout-hills|unseen|train-places`: generate a synthetic
 georeferenced dataset (docs/manifest.md)."""
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ HELP = "generate a synthetic dataset: procedural towns, orthophotos, ground phot
 def add_arguments(parser) -> None:
     parser.add_argument("out_dir", metavar="OUT_DIR", help="output folder (created; manifest.csv goes here)")
     parser.add_argument("--preset", default="demo",
-                        choices=("demo", "train", "bench", "heldout", "heldout-hills", "train-places"),
+                        choices=("demo", "train", "bench", "heldout", "heldout-hills", "unseen", "train-places"),
                         help="dataset size and resolution (default: demo); heldout: kinds of place, places, light "
                              "and camera that train never sees; heldout-hills: heldout on hills, with leaning "
-                             "orthophotos, lenses and other road markings; train-places: parks and campuses for "
+                             "orthophotos, lenses and other road markings; unseen: heldout-hills' world in a kind of "
+                             "place neither has (dense East-Asian alleys); train-places: parks and campuses for "
                              "training, with heldout's variety of light and camera (docs/synth.md)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed -> identical files")
     parser.add_argument("--towns", type=int, default=None, help="use only the first N towns of the preset")

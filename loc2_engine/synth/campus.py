@@ -183,13 +183,8 @@ def _institute(town: T.Town, rng, mat: Materials, cell: Polygon, angle: float):
         _bike_rack(town, rng, *xy(a0 + 3 + k * (W - 6) / 3 + 1, v0 + m + fore / 2), angle)
     fp = town.buildings[-1].footprint().buffer(3.0)
     lawn = cell.difference(fp).difference(forecourt).buffer(-2.0)
-    for _ in range(int(rng.integers(1, 6))):
-        if lawn.is_empty:
-            break
-        x0, y0, x1, y1 = lawn.bounds
-        q = Point(rng.uniform(x0, x1), rng.uniform(y0, y1))
-        if lawn.contains(q):
-            P.plant(town, rng, q.x, q.y, P.pick(rng, mat.species), T._u(rng, (0.7, 1.1)))
+    for q in P.points_inside(rng, lawn, int(rng.integers(1, 6))):
+        P.plant(town, rng, q.x, q.y, P.pick(rng, mat.species), T._u(rng, (0.7, 1.1)))
     return forecourt
 
 

@@ -211,13 +211,7 @@ def _terrace(town: T.Town, rng, mat: Materials, blk: Polygon, shops) -> None:
     ring = np.asarray(blk.exterior.coords)
     depth = T._u(rng, (8.0, 14.0))
     placed: List[Polygon] = []
-    for a, b in zip(ring[:-1], ring[1:]):
-        L = float(np.hypot(*(b - a)))
-        if L < 5.0:
-            continue
-        t = (b - a) / L
-        nrm = np.array([-t[1], t[0]])  # into the block
-        edge_ang = math.degrees(math.atan2(t[1], t[0]))
+    for a, t, nrm, L, edge_ang in P.block_edges(ring, 5.0):
         pos = 0.0
         while pos < L - 4.5:
             w = min(T._u(rng, (5.0, 10.0)), L - pos)
@@ -257,16 +251,10 @@ def _back_buildings(town: T.Town, rng, mat: Materials, court, angle: float) -> L
     of the block as in a dense historic centre; returns their footprints."""
     if court.is_empty or court.area < 30:
         return []
-    room = court.buffer(-0.3)
-    x0, y0, x1, y1 = court.bounds
     placed: List[Polygon] = []
-    for _ in range(int(court.area / 25)):
-        L, D = T._u(rng, (4.5, 11.0)), T._u(rng, (4.0, 8.0))
-        x, y = rng.uniform(x0, x1), rng.uniform(y0, y1)
-        fp = T._rect(x, y, L, D, angle)
-        if not room.contains(fp) or any(fp.buffer(1.0).intersects(q) for q in placed):
-            continue
-        placed.append(fp)
+    for x, y, L, D in P.scatter_rects(rng, court.buffer(-0.3), court.bounds, int(court.area / 25), (4.5, 11.0),
+                                      (4.0, 8.0), angle, 1.0):
+        placed.append(T._rect(x, y, L, D, angle))
         eave = T._u(rng, (3.2, 7.0))
         wall = T._jitter_rgb(rng, mat.walls[int(rng.integers(len(mat.walls)))], 0.05)
         roof = mat.roofs[int(rng.integers(len(mat.roofs)))]

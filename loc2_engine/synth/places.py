@@ -1,7 +1,8 @@
 """Kinds of place beyond the three street styles (``town.PLACE_STYLES``): dispatch and shared pieces.
 
 Two are training kinds (``town.TRAIN_PLACE_STYLES``: park.py, campus.py), three are held out of training
-(``town.HELDOUT_STYLES``: oldtown.py, village.py, retail.py). Each kind has a module of its own whose
+(``town.HELDOUT_STYLES``: oldtown.py, village.py, retail.py) and one more out of the heldout preset too
+(``town.UNSEEN_STYLES``: alleys.py). Each kind has a module of its own whose
 ``build(town, rng)`` lays out,
 paints and furnishes the town from the town's random stream and returns the open ground where a camera may
 stand (lanes, squares, yards, parking lots); ``build_place`` then keeps the cameras clear of obstacles.
@@ -125,6 +126,45 @@ def plant(town: T.Town, rng, x, y, species: str, size: float = 1.0) -> None:
     r = T._u(rng, radius) * size
     town.trees.append(T.Tree(float(x), float(y), T._u(rng, trunk) * max(size, 0.6), r, r * T._u(rng, ratio),
                              tone(rng, rgb, 0.03)))
+
+
+def block_edges(ring: np.ndarray, min_length: float):
+    """The edges of a counter-clockwise ring (N, 2) at least ``min_length`` m long, as (a, t, nrm, L, angle):
+    start point (2,), unit direction (2,), unit normal into the ring (2,), length (m), direction (degrees)."""
+    for a, b in zip(ring[:-1], ring[1:]):
+        L = float(np.hypot(*(b - a)))
+        if L < min_length:
+            continue
+        t = (b - a) / L
+        yield a, t, np.array([-t[1], t[0]]), L, math.degrees(math.atan2(t[1], t[0]))
+
+
+def points_inside(rng, area, tries: int):
+    """Points drawn uniformly in ``area``'s bounds (x then y, one pair per try), ``tries`` times; yields those
+    inside ``area`` (nothing when it is empty). Callers may draw from ``rng`` between the points."""
+    if area.is_empty:
+        return
+    x0, y0, x1, y1 = area.bounds
+    for _ in range(tries):
+        q = Point(rng.uniform(x0, x1), rng.uniform(y0, y1))
+        if area.contains(q):
+            yield q
+
+
+def scatter_rects(rng, room, bounds, tries: int, length, depth, angle: float, gap: float):
+    """Rectangles of ``length`` x ``depth`` (ranges, m) turned by ``angle`` (degrees), centred uniformly in
+    ``bounds`` (x0, y0, x1, y1), ``tries`` times; yields (x, y, L, D) of those that lie inside ``room`` and
+    more than ``gap`` m from the ones yielded before. Callers may draw from ``rng`` between them."""
+    x0, y0, x1, y1 = bounds
+    placed = []
+    for _ in range(tries):
+        L, D = T._u(rng, length), T._u(rng, depth)
+        x, y = rng.uniform(x0, x1), rng.uniform(y0, y1)
+        fp = T._rect(x, y, L, D, angle)
+        if not room.contains(fp) or any(fp.buffer(gap).intersects(q) for q in placed):
+            continue
+        placed.append(fp)
+        yield x, y, L, D
 
 
 def drop_objects_in(town: T.Town, area) -> None:

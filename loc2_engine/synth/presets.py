@@ -23,6 +23,10 @@ and the same white markings everywhere.
 ``heldout-hills`` is ``heldout`` (the same towns, seed stream, light and cameras) on hills, with leaning
 orthophotos, lenses and the markings of several countries as in ``train-places``: the generalization benchmark
 with everything that flat true orthophotos and perfect pinholes leave out.
+
+``unseen`` is ``heldout-hills``' world, light and cameras in a kind of place that neither training nor heldout
+has (town.UNSEEN_STYLES: dense East-Asian alleys), four towns in UTM zones no other preset uses, a seed stream
+of its own, Japanese road markings, worn ones or none: a benchmark that no choice of training data has touched.
 """
 
 from __future__ import annotations
@@ -115,6 +119,12 @@ TRAIN_PLACE_TOWNS = (
     TownSpec("anchorage", "park", -149.891, 61.211), TownSpec("saopaulo", "campus", -46.731, -23.561),
 )
 
+# a kind of place that neither training nor heldout has; UTM zones 51N, 48N, 54N, 50N: no other preset's
+UNSEEN_TOWNS = (
+    TownSpec("taipei", "alleys", 121.521, 25.041), TownSpec("hanoi", "alleys", 105.851, 21.031),
+    TownSpec("sapporo", "alleys", 141.351, 43.061), TownSpec("kowloon", "alleys", 114.171, 22.311),
+)
+
 #: what flat true orthophotos and perfect pinholes leave out: hills, leaning roofs, lenses, other road markings
 UNEVEN_WORLD = dict(terrain=True, ortho_flying_height_m=(800.0, 3000.0), lens_k1_range=(-0.08, 0.03),
                     marking_styles=MARKING_STYLES)
@@ -138,6 +148,8 @@ PRESETS = {
                            **UNEVEN_WORLD),
 }
 PRESETS["heldout-hills"] = replace(PRESETS["heldout"], name="heldout-hills", **UNEVEN_WORLD)
+PRESETS["unseen"] = replace(PRESETS["heldout-hills"], name="unseen", towns=UNSEEN_TOWNS, n_pano=12, n_pinhole=12,
+                            seed_offset=5_000_000, marking_styles=("japan", "worn", "unmarked"))
 
 
 def get_preset(name: str) -> Preset:

@@ -19,7 +19,9 @@ buildings around paved plazas with tree grids, lawn quads, bike racks). Three ar
 (``HELDOUT_STYLES``): "oldtown" (a historic centre: irregular lanes, terraced houses, a market square and a
 church), "village" (rural roads, farmsteads, striped fields, orchards, hedgerows, tracks) and "retail" (a
 commercial district: parking lots with painted bays, big stores with skylights, a plaza, a roundabout). No
-training preset uses them; the heldout preset uses only them.
+training preset uses them; the heldout preset uses only them. One more is kept out of both (``UNSEEN_STYLES``,
+the unseen preset): "alleys" (a dense East-Asian district: narrow lanes without sidewalks, buildings a
+hand's width apart, signboards, vending machines, utility poles and overhead wires).
 
 Road markings (``Markings``): one white default everywhere, or per town the style of a country, worn paint or
 none (``MARKING_STYLES``, ``draw_markings``; the train-places preset).
@@ -44,8 +46,10 @@ STYLES = ("downtown", "suburb", "industrial")
 TRAIN_PLACE_STYLES = ("park", "campus")
 #: kinds of place kept out of every training preset (the heldout preset uses only these)
 HELDOUT_STYLES = ("oldtown", "village", "retail")
+#: kinds of place kept out of every training preset and out of heldout (the unseen preset uses only these)
+UNSEEN_STYLES = ("alleys",)
 #: every kind of place built by places.py (one module each)
-PLACE_STYLES = TRAIN_PLACE_STYLES + HELDOUT_STYLES
+PLACE_STYLES = TRAIN_PLACE_STYLES + HELDOUT_STYLES + UNSEEN_STYLES
 ALL_STYLES = STYLES + PLACE_STYLES
 
 # materials of the mesh faces (mesh.py) and of the per-hit shading (shading.py)
@@ -87,6 +91,7 @@ def default_style(style: str, variant: str = "train") -> StyleParams:
         "retail": StyleParams("retail", (115, 160), (11, 16), (2.0, 3.5), (6, 12), (8, 82), (10, 16)),
         "park": StyleParams("park", (110, 165), (8, 12), (2.5, 4.0), (7, 20), (0, 90), (12, 20)),
         "campus": StyleParams("campus", (48, 72), (7, 10), (2.0, 3.5), (9, 22), (0, 90), (14, 22)),
+        "alleys": StyleParams("alleys", (22, 36), (2.5, 6.0), (2.0, 3.5), (9, 19), (0, 90), (24, 36)),
     }[style]
     if variant == "heldout":
         def sh(r, k):
