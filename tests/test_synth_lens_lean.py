@@ -129,9 +129,9 @@ def test_barrel_distortion_bows_a_straight_edge_outwards_and_keeps_the_centre_ra
     np.testing.assert_allclose((depth[-0.1] * rays[..., 1])[front], 10.0, atol=1e-3)
 
 
-def test_only_train_places_and_heldout_hills_have_lean_and_lens():
+def test_only_train_places_heldout_hills_and_unseen_have_lean_and_lens():
     for name, preset in PRESETS.items():
-        on = name in ("train-places", "heldout-hills")
+        on = name in ("train-places", "heldout-hills", "unseen")
         assert (preset.ortho_flying_height_m is not None) == on, name
         assert (preset.lens_k1_range is not None) == on, name
 

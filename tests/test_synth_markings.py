@@ -144,8 +144,8 @@ def test_without_marking_styles_the_paint_is_that_of_the_default_markings_exactl
     assert T.make_town("d", "downtown", 3, "EPSG:32632", ORIGIN, 100.0).markings is None
 
 
-def test_only_train_places_and_heldout_hills_draw_marking_styles_and_unknown_names_are_refused():
-    assert sorted(name for name, p in PRESETS.items() if p.marking_styles) == ["heldout-hills", "train-places"]
+def test_only_train_places_heldout_hills_and_unseen_draw_marking_styles_and_unknown_names_are_refused():
+    assert sorted(name for name, p in PRESETS.items() if p.marking_styles) == ["heldout-hills", "train-places", "unseen"]
     assert set(PRESETS["train-places"].marking_styles) == set(T.MARKING_STYLES)
     drawn = {T.draw_markings(T.MARKING_STYLES, T.marking_streams(s)[0]).style for s in range(60)}
     assert drawn == set(T.MARKING_STYLES)

@@ -137,9 +137,9 @@ def test_terrain_draws_from_a_stream_of_its_own():
     assert (flat.sun_az_deg, flat.sun_el_deg) == (hills.sun_az_deg, hills.sun_el_deg)
 
 
-def test_only_train_places_and_heldout_hills_stand_on_hills():
+def test_only_train_places_heldout_hills_and_unseen_stand_on_hills():
     for name, preset in PRESETS.items():
-        assert preset.terrain == (name in ("train-places", "heldout-hills")), name
+        assert preset.terrain == (name in ("train-places", "heldout-hills", "unseen")), name
 
 
 # a 12 x 24 panorama of a small flat suburb (`_flat_panorama`) as the renderer drew it before terrain existed:

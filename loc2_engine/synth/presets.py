@@ -17,8 +17,8 @@ away from the nadir point of an aerial camera 800-3000 m up, up to about 0.15 m 
 pinholes come through lenses (radial distortion in the corners drawn from -8 % to +3 %, plus a smaller
 4th-order term). Its roads carry the markings of several countries, one style per town (``marking_styles``:
 continental European, British/Australian, North American with yellow centre lines and stop bars, Japanese,
-worn paint, none at all). The other presets but heldout-hills are flat, with true orthophotos, perfect pinholes
-and the same white markings everywhere.
+worn paint, none at all). The other presets but heldout-hills and unseen are flat, with true orthophotos, perfect
+pinholes and the same white markings everywhere.
 
 ``heldout-hills`` is ``heldout`` (the same towns, seed stream, light and cameras) on hills, with leaning
 orthophotos, lenses and the markings of several countries as in ``train-places``: the generalization benchmark
