@@ -88,10 +88,10 @@ def build(town: T.Town, rng):
     _paint_alleys(town, mat, alleys)
     town.roads = streets  # town.py paints and furnishes the streets only; the alleys are this module's
     T._paint_roads(town, rng)
-    street_ground = unary_union([r.line.buffer(r.width / 2 + r.sidewalk + 3.0) for r in streets])
+    on_street = prep(unary_union([r.line.buffer(r.width / 2 + r.sidewalk + 3.0) for r in streets]))
     open_lots = []
     for blk in blocks:
-        open_lots += _block(town, rng, mat, blk, prep(street_ground))
+        open_lots += _block(town, rng, mat, blk, on_street)
     T._street_furniture(town, rng)
     P.drop_objects_in(town, lanes.difference(unary_union([r.line.buffer(r.width / 2 + r.sidewalk)
                                                           for r in streets])))
@@ -187,7 +187,7 @@ def _block(town: T.Town, rng, mat: Materials, blk: Polygon, on_street) -> List[T
                     _signboards(town, rng, a, t, nrm, pos, w - gap, setback, edge_ang)
             placed.append(fp)
             pos += w
-    _fill_interior(town, rng, mat, blk, placed, math.degrees(math.atan2(*(ring[1] - ring[0])[::-1])))
+    _fill_interior(town, rng, mat, blk, placed, P.main_angle(ring))
     return lots
 
 

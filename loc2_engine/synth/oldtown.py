@@ -228,7 +228,7 @@ def _terrace(town: T.Town, rng, mat: Materials, blk: Polygon, shops) -> None:
             else:
                 pos += 1.0  # a corner or a short edge: slide along until a house fits
     rest = blk.buffer(-0.5).difference(unary_union(placed).buffer(0.3)) if placed else blk.buffer(-0.5)
-    placed += _back_buildings(town, rng, mat, rest, _main_angle(ring))
+    placed += _back_buildings(town, rng, mat, rest, P.main_angle(ring))
     rest = blk.buffer(-0.5).difference(unary_union(placed).buffer(0.3)) if placed else blk.buffer(-0.5)
     for court in getattr(rest, "geoms", [rest]):
         if court.area > 40 and rng.random() < 0.4:
@@ -237,13 +237,6 @@ def _terrace(town: T.Town, rng, mat: Materials, blk: Polygon, shops) -> None:
             if not spot.is_empty:
                 q = spot.representative_point()
                 T._add_tree(town, rng, q.x, q.y)
-
-
-def _main_angle(ring: np.ndarray) -> float:
-    """Direction (degrees) of the longest edge of a closed ring (N, 2)."""
-    d = np.diff(ring, axis=0)
-    k = int(np.argmax(np.hypot(d[:, 0], d[:, 1])))
-    return math.degrees(math.atan2(d[k, 1], d[k, 0]))
 
 
 def _back_buildings(town: T.Town, rng, mat: Materials, court, angle: float) -> List[Polygon]:

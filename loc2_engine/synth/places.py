@@ -139,6 +139,13 @@ def block_edges(ring: np.ndarray, min_length: float):
         yield a, t, np.array([-t[1], t[0]]), L, math.degrees(math.atan2(t[1], t[0]))
 
 
+def main_angle(ring: np.ndarray) -> float:
+    """Direction (degrees) of the longest edge of a closed ring (N, 2)."""
+    d = np.diff(ring, axis=0)
+    k = int(np.argmax(np.hypot(d[:, 0], d[:, 1])))
+    return math.degrees(math.atan2(d[k, 1], d[k, 0]))
+
+
 def points_inside(rng, area, tries: int):
     """Points drawn uniformly in ``area``'s bounds (x then y, one pair per try), ``tries`` times; yields those
     inside ``area`` (nothing when it is empty). Callers may draw from ``rng`` between the points."""
