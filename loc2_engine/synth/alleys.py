@@ -192,8 +192,8 @@ def _block(town: T.Town, rng, mat: Materials, blk: Polygon, on_street) -> List[T
 
 
 def _fill_interior(town: T.Town, rng, mat: Materials, blk: Polygon, placed: List[Polygon], angle: float) -> None:
-    """Rear buildings (5-14 m, 2-4 storeys) in what the lots along the edges leave of a block, 0.6 m apart,
-    so that roofs cover most of it as in a dense district."""
+    """Rear buildings (5-14 m, houses or shops with flats, as along the alleys) in what the lots along the edges
+    leave of a block, 0.6 m apart, so that roofs cover most of it as in a dense district."""
     room = blk.buffer(-0.6).difference(unary_union(placed).buffer(0.6)) if placed else blk.buffer(-0.6)
     if room.is_empty or room.area < 25:
         return
@@ -231,7 +231,7 @@ def _building(town: T.Town, rng, mat: Materials, cx, cy, w, d, edge_ang, street:
 
 
 def _water_tank(town: T.Town, rng, rect, eave: float) -> None:
-    """A tank (1.2-2 m) on a 0.8-1.5 m stand near a corner of a flat roof."""
+    """A tank (1.2-2 m) on a 0.8-1.5 m stand anywhere 1.5 m inside the walls of a flat roof."""
     cx, cy, L, D, ang = rect
     if L < 4.0 or D < 4.0:
         return
@@ -278,7 +278,7 @@ def _coin_parking(town: T.Town, rng, fp: Polygon, edge_ang, a, t, nrm, pos, w, d
 
 
 def _pocket_park(town: T.Town, rng, fp: Polygon) -> None:
-    """Gravel or sand with one to three trees and a bench."""
+    """Gravel or sand with up to three young trees."""
     P.paint(town, fp, P.tone(rng, P.pick(rng, [(0.66, 0.62, 0.54), (0.58, 0.56, 0.50)]), 0.04), 0.12)
     for q in P.points_inside(rng, fp.buffer(-2.0), int(rng.integers(1, 4))):
         P.plant(town, rng, q.x, q.y, P.pick(rng, ["maple", "lime", "pine"]), T._u(rng, (0.6, 1.0)))
@@ -353,19 +353,18 @@ def _poles_and_wires(town: T.Town, rng, r: T.Road, in_wall) -> int:
     tops = []
     s = rng.uniform(2.0, 12.0)
     while s < edge.length:
-        q = edge.interpolate(s)
+        q, frame = edge.interpolate(s), T._frame(edge, s)
         s += T._u(rng, town.params.tree_spacing)
         if in_wall.contains(q):
             continue
-        frame = T._frame(edge, max(s - 0.5, 0.0))
         ang = math.degrees(math.atan2(frame[1][1], frame[1][0])) if frame is not None else 0.0
         h, g = T._u(rng, (9.0, 12.0)), len(town.blocks)
         P.post(town, q.x, q.y, h, CONCRETE_POLE, (h - 0.7, 0.12, 1.6, 0.12, ang, (0.40, 0.40, 0.40)), thick=0.32)
         if rng.random() < 0.3:
             x, y = T._rot(0.0, 0.45, ang)
             town.blocks.append(T.Block(q.x + x, q.y + y, h - 4.0, 0.6, 0.6, 1.1, ang, T.POLE, (0.60, 0.62, 0.60), g))
-        tops.append((q.x, q.y, h, ang))
-    for (x0, y0, h0, a0), (x1, y1, h1, _) in zip(tops[:-1], tops[1:]):
+        tops.append((q.x, q.y, h))
+    for (x0, y0, h0), (x1, y1, h1) in zip(tops[:-1], tops[1:]):
         span = math.hypot(x1 - x0, y1 - y0)
         if span > 60.0:
             continue
